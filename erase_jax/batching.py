@@ -1,0 +1,111 @@
+"""Device-side construction of one epoch of training batches.
+
+A batcher turns a PRNG key into a whole epoch of pre-shuffled, fixed-shape batches stacked
+along a leading axis, entirely under `jit`, so the trainer can `lax.scan` over them without
+touching the host. The last partial batch is padded and its padding rows get weight 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from erase_jax.data.cf import CFTrainData
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PositiveIndex:
+    """Each user's training items, sorted, in CSR form: a membership test on device."""
+
+    offsets: jax.Array  # int32 [n_users + 1]
+    items: jax.Array  # int32 [n_pairs], sorted within each user
+
+    @classmethod
+    def build(cls, n_users: int, users: np.ndarray, items: np.ndarray) -> "PositiveIndex":
+        order = np.lexsort((items, users))
+        counts = np.bincount(users, minlength=n_users)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return cls(jnp.asarray(offsets), jnp.asarray(items[order].astype(np.int32)))
+
+    def contains(self, users: jax.Array, items: jax.Array) -> jax.Array:
+        """Vectorised binary search of `items[j]` among `users[j]`'s positives."""
+        lo, hi = self.offsets[users], self.offsets[users + 1]
+        # ceil(log2(n_pairs + 1)) halvings always close the widest interval.
+        steps = max(int(self.items.shape[0]).bit_length(), 1)
+
+        def halve(_, bounds):
+            lo, hi = bounds
+            mid = (lo + hi) // 2
+            go_right = (lo < hi) & (self.items[jnp.minimum(mid, self.items.shape[0] - 1)] < items)
+            return jnp.where(go_right, mid + 1, lo), jnp.where(go_right | (lo >= hi), hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, steps, halve, (lo, hi))
+        found = self.items[jnp.minimum(lo, self.items.shape[0] - 1)] == items
+        return found & (lo < self.offsets[users + 1])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class CFBatcher:
+    """BPR-style batches: each training pair with one uniform negative the user never had.
+
+    Negatives follow RecBole's uniform sampler for pairwise training: an item is redrawn
+    while it is one of the user's training positives (here up to `max_redraws` times, after
+    which a remaining collision is kept; with realistic densities that has probability
+    density^max_redraws).
+    """
+
+    users: jax.Array  # int32 [n_train]
+    items: jax.Array  # int32 [n_train]
+    row_weight: jax.Array  # float32 [n_train]; 0 for rows removed by unlearning
+    positives: PositiveIndex
+    n_items: int = dataclasses.field(metadata=dict(static=True))
+    batch_size: int = dataclasses.field(metadata=dict(static=True))
+    max_redraws: int = dataclasses.field(default=8, metadata=dict(static=True))
+
+    @classmethod
+    def build(cls, train: CFTrainData, batch_size: int, max_redraws: int = 8) -> "CFBatcher":
+        if len(train) == 0:
+            raise ValueError("no training interactions")
+        return cls(
+            users=jnp.asarray(train.users, jnp.int32),
+            items=jnp.asarray(train.items, jnp.int32),
+            row_weight=jnp.ones(len(train), jnp.float32),
+            positives=PositiveIndex.build(train.n_users, train.users, train.items),
+            n_items=train.n_items,
+            batch_size=batch_size,
+            max_redraws=max_redraws,
+        )
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.users.shape[0] // self.batch_size)
+
+    def epoch(self, key: jax.Array) -> dict[str, jax.Array]:
+        """All batches of one epoch, stacked: arrays of shape [n_batches, batch_size]."""
+        order_key, negative_key = jax.random.split(key)
+        n = self.users.shape[0]
+        padded = self.n_batches * self.batch_size
+        order = jax.random.permutation(order_key, n)
+        order = jnp.concatenate([order, jnp.zeros(padded - n, order.dtype)])
+        weight = self.row_weight[order] * (jnp.arange(padded) < n)
+        users = self.users[order]
+        batch = {
+            "users": users,
+            "pos": self.items[order],
+            "neg": self.sample_negatives(negative_key, users),
+            "weight": weight.astype(jnp.float32),
+        }
+        return {name: value.reshape(self.n_batches, self.batch_size) for name, value in batch.items()}
+
+    def sample_negatives(self, key: jax.Array, users: jax.Array) -> jax.Array:
+        def redraw(i, negatives):
+            fresh = jax.random.randint(jax.random.fold_in(key, i + 1), users.shape, 0, self.n_items)
+            return jnp.where(self.positives.contains(users, negatives), fresh, negatives)
+
+        first = jax.random.randint(jax.random.fold_in(key, 0), users.shape, 0, self.n_items)
+        return jax.lax.fori_loop(0, self.max_redraws, redraw, first)

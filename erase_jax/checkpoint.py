@@ -1,0 +1,56 @@
+"""Orbax checkpoints of explicit state pytrees, plus a JSON side-record.
+
+A checkpoint step holds two items: `state` (any pytree of arrays: training state, unlearning
+state) and `record` (JSON: what has been measured so far, so that a resumed run reports the
+same history as an uninterrupted one). Orbax writes each step to a temporary folder and
+commits it by renaming, so a process killed mid-save leaves the previous step intact.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# Orbax logs every save/restore at INFO; keep the console for progress and results.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class Checkpointer:
+    """Saves and restores `(state, record)` pairs under integer steps in one folder."""
+
+    def __init__(self, directory: str | Path, max_to_keep: int | None = 2):
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, record: dict) -> None:
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, like: Any) -> tuple[Any, dict]:
+        """State restored into the structure (and dtypes/shapes) of `like`, and its record."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()),
+        )
+        return restored["state"], restored["record"]
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,65 @@
+"""LightGCN: embeddings smoothed over the user-item graph, trained with BPR.
+
+He et al., "LightGCN: Simplifying and Powering Graph Convolution Network for Recommendation",
+SIGIR 2020: e^(k+1) = D^-1/2 A D^-1/2 e^(k) (eq. 7), final embedding = mean of layers 0..K
+(eq. 8, alpha_k = 1 / (K + 1)), score = <e_u, e_i> (eq. 9), BPR loss plus L2 on the layer-0
+("ego") embeddings of the batch (eq. 15).
+
+Follows RecBole 1.2.1 (`LightGCN`): graph from unique training pairs, degrees + 1e-7, BPRLoss
+(mean) + reg_weight * EmbLoss(ego embeddings of users, positives, negatives; `require_pow`),
+xavier_uniform initialisation. The graph is the context, not a parameter: removing edges is
+`prepare(remaining_train, capacity=same)`, which keeps every shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+
+from erase_jax.data.cf import CFTrainData
+from erase_jax.models.base import Batch, CFModelBase, register
+from erase_jax.models.bpr import UserItemEmbeddings, bpr_loss, emb_loss, pairwise_scores, xavier_uniform
+from erase_jax.models.graph import BipartiteGraph, build_graph, light_gcn_embeddings
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class LightGCN(CFModelBase):
+    """LightGCN (He et al. SIGIR'20) as in RecBole; the context is the normalised graph."""
+
+    name: ClassVar[str] = "LightGCN"
+    trainable: ClassVar[bool] = True
+
+    embedding_size: int = 64
+    n_layers: int = 2
+    reg_weight: float = 1e-4
+    require_pow: bool = False
+
+    def _embeddings(self, graph: BipartiteGraph) -> UserItemEmbeddings:
+        return UserItemEmbeddings(graph.n_users, graph.n_items, self.embedding_size, xavier_uniform)
+
+    def prepare(self, train: CFTrainData, capacity: int | None = None) -> BipartiteGraph:
+        return build_graph(train, capacity)
+
+    def init(self, key: jax.Array, context: BipartiteGraph):
+        return self._embeddings(context).init(key)
+
+    def _forward(self, params, graph: BipartiteGraph):
+        """((ego users, ego items), (final users, final items)), all users and items at once."""
+        ego_users, ego_items = self._embeddings(graph).apply(params)
+        final = light_gcn_embeddings(graph, graph.weights, ego_users, ego_items, self.n_layers)
+        return (ego_users, ego_items), final
+
+    def loss(self, params, context: BipartiteGraph, batch: Batch, key: jax.Array) -> jax.Array:
+        del key
+        (ego_users, ego_items), (user_emb, item_emb) = self._forward(params, context)
+        pos_scores, neg_scores = pairwise_scores(user_emb, item_emb, batch)
+        ego_batch = (ego_users[batch["users"]], ego_items[batch["pos"]], ego_items[batch["neg"]])
+        regularizer = emb_loss(ego_batch, batch["weight"], self.require_pow)
+        return bpr_loss(pos_scores, neg_scores, batch["weight"]) + self.reg_weight * regularizer
+
+    def scores(self, params, context: BipartiteGraph, query: Batch) -> jax.Array:
+        _, (user_emb, item_emb) = self._forward(params, context)
+        return user_emb[query["users"]] @ item_emb.T

@@ -1,0 +1,222 @@
+"""The train job: configuration -> data -> model -> training -> evaluation -> result files.
+
+A run folder holds `config.yaml` (fully resolved), `checkpoints/` (Orbax, one step per
+epoch) and, when finished, `result.json`. Starting the same job on an existing folder
+resumes from the last checkpoint; a folder written with a different configuration is
+refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from erase_jax import config as config_lib
+from erase_jax.batching import CFBatcher
+from erase_jax.checkpoint import Checkpointer
+from erase_jax.data.cf import CFTask, build_cf_task
+from erase_jax.data.loading import load_dataset
+from erase_jax.evaluate import evaluate_cf
+from erase_jax.models import build_model
+from erase_jax.train import FitResult, best_params, fit
+
+CONFIG_FILE = "config.yaml"
+RESULT_FILE = "result.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a configuration, before any training."""
+
+    config: config_lib.RunConfig
+    model: object
+    task: CFTask
+    context: object
+    data_summary: dict
+
+
+def build_experiment(config: config_lib.RunConfig) -> Experiment:
+    loaded = load_dataset(config.data, config.seed)
+    task = build_cf_task(loaded.interactions, loaded.split)
+    model = build_model(config.model, **config.model_params)
+    context = model.prepare(task.train)
+    summary = {
+        "source": loaded.source,
+        "n_users": loaded.interactions.n_users,
+        "n_items": loaded.interactions.n_items,
+        "n_interactions": len(loaded.interactions),
+        "n_train": len(loaded.split.train),
+        "n_valid": len(loaded.split.valid),
+        "n_test": len(loaded.split.test),
+        "resolved_data": loaded.resolved,
+    }
+    return Experiment(config, model, task, context, summary)
+
+
+def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, float]:
+    eval_set = getattr(experiment.task, split)
+    ec = experiment.config.eval
+    return evaluate_cf(experiment.model, params, experiment.context, eval_set, ec.topk, ec.metrics, ec.block_size)
+
+
+def prepare_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) -> None:
+    """Creates the folder, or checks that an existing one belongs to the same configuration."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / CONFIG_FILE
+    wanted = config_lib.to_dict(config)
+    if config_path.exists() and not overwrite:
+        existing = yaml.safe_load(config_path.read_text())
+        if existing != wanted:
+            changed = sorted(_diff_keys(existing, wanted))
+            raise FileExistsError(
+                f"{out_dir} holds a run with a different configuration (differs in {changed}); "
+                "choose another output folder or pass --overwrite"
+            )
+        return
+    if overwrite:
+        import shutil
+
+        for name in (CHECKPOINT_DIR, RESULT_FILE):
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    write_atomically(config_path, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _diff_keys(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in set(a) | set(b):
+            yield from _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes via a temporary file and a rename, so a killed process never leaves half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def train_run(config: config_lib.RunConfig, out_dir: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Trains (or resumes) one run and writes its result files; returns the result dict."""
+    out_dir = Path(out_dir)
+    prepare_run_dir(out_dir, config, overwrite)
+    experiment = build_experiment(config)
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    s = experiment.data_summary
+    log(f"data {s['source']}: {s['n_users']} users, {s['n_items']} items, "
+        f"train/valid/test {s['n_train']}/{s['n_valid']}/{s['n_test']}")
+
+    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
+    checkpointer = Checkpointer(out_dir / CHECKPOINT_DIR)
+    with _progress(config.train.epochs, quiet) as report:
+        result = fit(
+            experiment.model,
+            experiment.context,
+            batcher,
+            lambda params: evaluate_params(experiment, params, "valid"),
+            config.train,
+            config.seed,
+            checkpointer,
+            report,
+        )
+    checkpointer.close()
+    record = finish_result(experiment, result)
+    write_atomically(out_dir / RESULT_FILE, json.dumps(record, indent=2))
+    return record
+
+
+def finish_result(experiment: Experiment, result: FitResult) -> dict:
+    params = best_params(result)
+    started = time.perf_counter()
+    test = evaluate_params(experiment, params, "test")
+    eval_seconds = time.perf_counter() - started
+    valid = evaluate_params(experiment, params, "valid")
+    record = result.record
+    return {
+        "model": experiment.config.model,
+        "dataset": experiment.config.data.dataset,
+        "seed": experiment.config.seed,
+        "valid": valid,
+        "test": test,
+        "epochs": len(record["epoch_loss"]),
+        "best_epoch": int(result.state.best_epoch),
+        "stopped": record["stopped"],
+        "timing": {
+            "train_seconds_per_epoch": record["epoch_seconds"],
+            "compile_seconds": record["compile_seconds"],
+            "eval_seconds": eval_seconds,
+        },
+        "epoch_loss": record["epoch_loss"],
+        "valid_history": record["valid"],
+        "data": experiment.data_summary,
+        "config": config_lib.to_dict(experiment.config),
+    }
+
+
+def load_run(run_dir: str | Path):
+    """Rebuilds a saved run: its experiment and its trained (best) parameters."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
+    config = config_lib.resolve(config_lib.from_dict(config_lib.RunConfig, yaml.safe_load(config_path.read_text())))
+    experiment = build_experiment(config)
+    checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR)
+    step = checkpointer.latest_step()
+    from erase_jax.train import init_state, make_optimizer
+
+    batcher_steps = max(1, -(-len(experiment.task.train) // config.train.batch_size))
+    like = init_state(experiment.model, experiment.context, make_optimizer(config.train, batcher_steps), config.seed)
+    if step is None:
+        if experiment.model.trainable:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint saved yet")
+        return experiment, like.params
+    state, record = checkpointer.restore(step, like)
+    checkpointer.close()
+    return experiment, best_params(FitResult(state, record))
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    experiment, params = load_run(run_dir)
+    started = time.perf_counter()
+    test = evaluate_params(experiment, params, "test")
+    seconds = time.perf_counter() - started
+    return {"valid": evaluate_params(experiment, params, "valid"), "test": test, "eval_seconds": seconds}
+
+
+class _progress:
+    """A tqdm bar over epochs, shown only on a terminal and when not quiet."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.total = total
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, unit="epoch", file=sys.stderr)
+
+        def report(info):
+            self.bar.update(info["epoch"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{info['loss']:.4f}", best=f"{info['best']:.4f}")
+
+        return report
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.close()
+        return False

@@ -1,0 +1,220 @@
+"""Training: one jitted call per epoch, early stopping on a validation metric, resumable.
+
+The whole epoch is a single compiled function: the batcher draws the epoch's shuffled
+batches (negatives included) from a key, and `lax.scan` runs the optimiser steps. The host
+only sees the epoch's mean loss, validates, and checkpoints the `TrainState` pytree with
+Orbax after every epoch. Every epoch's randomness is `fold_in(run_key, epoch)`, so a run
+resumed from any checkpoint ends bit-identical to an uninterrupted one.
+
+Early stopping follows RecBole: validate every `eval_step` epochs; a score >= the best so far
+becomes the best (its parameters are kept); after more than `stopping_step` validations
+without improvement training stops, and the best parameters are the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from erase_jax.checkpoint import Checkpointer
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings; defaults are the original benchmark's CF settings (spec 2.1)."""
+
+    epochs: int = 100
+    batch_size: int = 2048
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd | adagrad | rmsprop
+    weight_decay: float = 0.0  # L2 added to the gradient, as torch's `weight_decay`
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    lr_step_size: int | None = None  # multiply the lr by `lr_gamma` every this many epochs
+    lr_gamma: float = 0.1
+    valid_metric: str = "recall@20"
+    stopping_step: int = 10
+    eval_step: int = 1
+    max_training_hours: float | None = None
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    key: jax.Array  # raw uint32 key data of the run; epoch keys are fold_in(key, epoch)
+    epoch: jax.Array  # completed epochs
+    best_params: Any
+    best_score: jax.Array
+    best_epoch: jax.Array
+    stale_validations: jax.Array  # validations since the best one (RecBole's cur_step)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    learning_rate: Any = config.learning_rate
+    if config.lr_step_size:
+        learning_rate = optax.exponential_decay(
+            config.learning_rate, config.lr_step_size * steps_per_epoch, config.lr_gamma, staircase=True
+        )
+    name = config.optimizer.lower()
+    if name == "adam":
+        base = optax.adam(learning_rate, config.adam_beta1, config.adam_beta2, config.adam_eps)
+    elif name == "sgd":
+        base = optax.sgd(learning_rate)
+    elif name == "adagrad":
+        base = optax.adagrad(learning_rate)
+    elif name == "rmsprop":
+        base = optax.rmsprop(learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam, sgd, adagrad or rmsprop")
+    if config.weight_decay:
+        return optax.chain(optax.add_decayed_weights(config.weight_decay), base)
+    return base
+
+
+def init_state(model, context, optimizer, seed: int) -> TrainState:
+    key = jax.random.PRNGKey(seed)
+    init_key, run_key = jax.random.split(key)
+    params = model.init(init_key, context)
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        key=run_key,
+        epoch=jnp.int32(0),
+        best_params=params,
+        best_score=jnp.float32(-jnp.inf),
+        best_epoch=jnp.int32(-1),
+        stale_validations=jnp.int32(0),
+    )
+
+
+def make_train_epoch(model, optimizer):
+    """Returns `train_epoch(state, context, batcher) -> (state, mean_loss)`, jitted.
+
+    `batcher.epoch(key)` must produce stacked batches `{name: [n_batches, ...]}` with a
+    "weight" entry; padding rows (weight 0) are excluded from the mean loss reported.
+    """
+
+    @jax.jit
+    def train_epoch(state: TrainState, context, batcher):
+        epoch_key = jax.random.fold_in(state.key, state.epoch)
+        batch_key, context_key, step_key = jax.random.split(epoch_key, 3)
+        batches = batcher.epoch(batch_key)
+        epoch_context = model.epoch_context(context, context_key) if hasattr(model, "epoch_context") else context
+        n_batches = jax.tree.leaves(batches)[0].shape[0]
+        step_keys = jax.random.split(step_key, n_batches)
+
+        def step(carry, inputs):
+            params, opt_state = carry
+            batch, key = inputs
+            loss, grads = jax.value_and_grad(model.loss)(params, epoch_context, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (state.params, state.opt_state), (batches, step_keys))
+        state = state.replace(params=params, opt_state=opt_state, epoch=state.epoch + 1)
+        return state, jnp.mean(losses)
+
+    return train_epoch
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    record: dict  # per-epoch losses, validation scores, timings
+
+
+def fit(
+    model,
+    context,
+    batcher,
+    validate: Callable[[Any], dict[str, float]],
+    config: TrainConfig,
+    seed: int,
+    checkpointer: Checkpointer | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Trains `model` with early stopping; resumes from `checkpointer` when it holds a step.
+
+    `validate(params)` returns the validation metrics; `config.valid_metric` selects the one
+    that decides. Non-trainable models (Pop, ItemKNN) return their initial state at once.
+    """
+    steps_per_epoch = batcher.n_batches
+    optimizer = make_optimizer(config, steps_per_epoch)
+    state = init_state(model, context, optimizer, seed)
+    record = {"epoch_loss": [], "epoch_seconds": [], "valid": [], "compile_seconds": None, "stopped": None}
+    if not model.trainable:
+        record["stopped"] = "not trainable"
+        return FitResult(state, record)
+
+    if checkpointer is not None and checkpointer.latest_step() is not None:
+        state, record = checkpointer.restore(checkpointer.latest_step(), state)
+        if record.get("stopped"):
+            return FitResult(state, record)
+
+    train_epoch = make_train_epoch(model, optimizer)
+    if record["compile_seconds"] is None:
+        started = time.perf_counter()
+        train_epoch.lower(state, context, batcher).compile()
+        record["compile_seconds"] = time.perf_counter() - started
+
+    started_run = time.perf_counter()
+    while int(state.epoch) < config.epochs:
+        if config.max_training_hours is not None and record["epoch_seconds"]:
+            elapsed = time.perf_counter() - started_run
+            if elapsed + record["epoch_seconds"][-1] > config.max_training_hours * 3600:
+                record["stopped"] = "time budget"
+                break
+        started = time.perf_counter()
+        state, loss = train_epoch(state, context, batcher)
+        loss = float(loss)  # waits for the epoch to finish
+        record["epoch_seconds"].append(time.perf_counter() - started)
+        record["epoch_loss"].append(loss)
+        if not math.isfinite(loss):
+            record["stopped"] = f"non-finite loss at epoch {int(state.epoch)}"
+            raise FloatingPointError(f"training diverged: loss {loss} at epoch {int(state.epoch)}")
+
+        epoch = int(state.epoch)
+        if epoch % config.eval_step == 0 or epoch == config.epochs:
+            scores = validate(state.params)
+            if config.valid_metric not in scores:
+                raise KeyError(f"valid_metric {config.valid_metric!r} not among {sorted(scores)}")
+            score = scores[config.valid_metric]
+            record["valid"].append({"epoch": epoch, **scores})
+            if score >= float(state.best_score):
+                state = state.replace(
+                    best_params=state.params,
+                    best_score=jnp.float32(score),
+                    best_epoch=jnp.int32(epoch),
+                    stale_validations=jnp.int32(0),
+                )
+            else:
+                state = state.replace(stale_validations=state.stale_validations + 1)
+            if int(state.stale_validations) > config.stopping_step:
+                record["stopped"] = "early stopping"
+        if epoch >= config.epochs and not record["stopped"]:
+            record["stopped"] = "max epochs"
+        if checkpointer is not None:
+            checkpointer.save(epoch, state, record)
+        if progress is not None:
+            progress({"epoch": epoch, "loss": loss, "best": float(state.best_score)})
+        if record["stopped"]:
+            break
+    if not record["stopped"]:
+        record["stopped"] = "max epochs"
+    return FitResult(state, record)
+
+
+def best_params(result: FitResult):
+    """The parameters to evaluate: the best validated ones (the initial ones if none)."""
+    state = result.state
+    return state.best_params if int(state.best_epoch) >= 0 else state.params

@@ -1,0 +1,104 @@
+"""The one interface every unlearning method implements, and the registry that names them.
+
+An unlearning method is a frozen dataclass of its hyperparameters (the original's names and
+defaults) with three functions:
+
+    budget = method.retain_budget(n_forget_rows)          # retain rows it wants per request
+    state  = method.init(model, params)                    # pytree kept across requests
+    params, state, diagnostics = method.unlearn(model, params, state, request, key)
+
+`state` carries whatever persists from one request to the next (the original keeps one Adam
+optimiser for the whole request stream); it is checkpointed with the parameters, so a
+resumed run continues exactly. `diagnostics` is a flat dict of numbers (solver residuals,
+noise scales, steps taken) recorded per request.
+
+The sequential runner (`erase_jax.unlearn.runner`) owns everything else: request order,
+retain sampling, removal masks, timing, checkpoints and evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Protocol
+
+import jax
+import numpy as np
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestData:
+    """What one unlearning request hands to a method (unlearning-algorithms spec, 5.4).
+
+    `forget` holds ALL training rows of the request's users (forgotten and kept ones, as the
+    original passes them), `clean` the same rows without the forgotten interactions (None in
+    the spam scenario or when nothing remains), `retain` rows of sampled other users. Each is a
+    flat padded batch in the task's training format (CF: users/pos/neg/weight, weight 0 on
+    padding); padding lengths are bucketed so that methods compile once per bucket.
+    `context_before` / `context_after` are the model's data context (e.g. LightGCN's graph)
+    with and without the interactions removed so far, this request included.
+    """
+
+    index: int
+    users: np.ndarray
+    forget: Batch
+    clean: Batch | None
+    retain: Batch
+    n_forget_rows: int  # real (unpadded) rows in `forget`
+    n_removed: int  # interactions this request removes
+    context_before: Any
+    context_after: Any
+    time_limit_seconds: float | None = None
+
+
+class UnlearningMethod(Protocol):
+    name: ClassVar[str]
+
+    def retain_budget(self, n_forget_rows: int) -> int: ...
+
+    def init(self, model, params) -> Any: ...
+
+    def unlearn(self, model, params, state, request: RequestData, key: jax.Array) -> tuple[Any, Any, dict]: ...
+
+
+_REGISTRY: dict[str, Callable[..., UnlearningMethod]] = {}
+
+
+def register(cls):
+    """Class decorator: makes a method constructible by name (case-insensitive)."""
+    _REGISTRY[cls.name.lower()] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    return sorted(cls.name for cls in _REGISTRY.values())
+
+
+def build_method(name: str, **options) -> UnlearningMethod:
+    try:
+        cls = _REGISTRY[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown unlearning method {name!r}; available: {method_names()}") from None
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"method {cls.name}: unknown options {unknown}; known: {sorted(known)}")
+    return cls(**options)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Original:
+    """The reference that changes nothing: what the trained model still shows."""
+
+    name: ClassVar[str] = "original"
+
+    def retain_budget(self, n_forget_rows: int) -> int:
+        return 0
+
+    def init(self, model, params):
+        return ()
+
+    def unlearn(self, model, params, state, request, key):
+        return params, state, {}

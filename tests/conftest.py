@@ -1,0 +1,28 @@
+"""Shared test fixtures: where the real data sets live, and a small synthetic data set."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path:
+    """`$ERASE_JAX_DATA` if set, else `<repo>/../shared/data` (the project's documented default)."""
+    return Path(os.environ.get("ERASE_JAX_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data_root()
+    if not root.is_dir():
+        pytest.skip(f"real data folder {root} is absent (set ERASE_JAX_DATA to run real-data tests)")
+    return root
+
+
+def require_dataset(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.is_dir():
+        pytest.skip(f"data set {name!r} is not under {root}")
+    return path
