@@ -8,6 +8,7 @@ touching the host. The last partial batch is padded and its padding rows get wei
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -103,9 +104,46 @@ class CFBatcher:
         return {name: value.reshape(self.n_batches, self.batch_size) for name, value in batch.items()}
 
     def sample_negatives(self, key: jax.Array, users: jax.Array) -> jax.Array:
-        def redraw(i, negatives):
-            fresh = jax.random.randint(jax.random.fold_in(key, i + 1), users.shape, 0, self.n_items)
-            return jnp.where(self.positives.contains(users, negatives), fresh, negatives)
+        return sample_negatives(key, users, self.positives, self.n_items, self.max_redraws)
 
-        first = jax.random.randint(jax.random.fold_in(key, 0), users.shape, 0, self.n_items)
-        return jax.lax.fori_loop(0, self.max_redraws, redraw, first)
+
+def sample_negatives(key, users, positives: PositiveIndex, n_items: int, max_redraws: int = 8) -> jax.Array:
+    """One uniform item per user, redrawn while it is one of the user's positives."""
+
+    def redraw(i, negatives):
+        fresh = jax.random.randint(jax.random.fold_in(key, i + 1), users.shape, 0, n_items)
+        return jnp.where(positives.contains(users, negatives), fresh, negatives)
+
+    first = jax.random.randint(jax.random.fold_in(key, 0), users.shape, 0, n_items)
+    return jax.lax.fori_loop(0, max_redraws, redraw, first)
+
+
+@functools.partial(jax.jit, static_argnames=("n_items",))
+def _negatives_for_rows(key, users, positives, n_items):
+    return sample_negatives(key, users, positives, n_items)
+
+
+def bucket_size(n: int, minimum: int = 64) -> int:
+    """The padded length for n rows: the next power of two (at least `minimum`)."""
+    return max(minimum, 1 << max(int(n) - 1, 0).bit_length())
+
+
+def cf_rows_batch(users: np.ndarray, items: np.ndarray, positives: PositiveIndex, n_items: int, key) -> dict:
+    """A flat padded CF batch (users/pos/neg/weight) of the given rows, negatives on device.
+
+    The length is bucketed to a power of two so that whatever consumes it compiles once per
+    bucket, not once per request.
+    """
+    size = bucket_size(len(users))
+    padded_users = np.zeros(size, np.int32)
+    padded_items = np.zeros(size, np.int32)
+    padded_users[: len(users)] = users
+    padded_items[: len(items)] = items
+    weight = (np.arange(size) < len(users)).astype(np.float32)
+    users_on_device = jnp.asarray(padded_users)
+    return {
+        "users": users_on_device,
+        "pos": jnp.asarray(padded_items),
+        "neg": _negatives_for_rows(key, users_on_device, positives, n_items),
+        "weight": jnp.asarray(weight),
+    }

@@ -52,5 +52,10 @@ class Checkpointer:
         )
         return restored["state"], restored["record"]
 
+    def restore_record(self, step: int) -> dict:
+        """Only the JSON record of a step (no arrays read)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
+        return restored["record"]
+
     def close(self) -> None:
         self._manager.close()

@@ -49,6 +49,76 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _parse_scenario(text: str) -> dict:
+    """`sensitive:<category>`, `spam`, `random` or `random:<users|interactions>`."""
+    name, _, detail = text.partition(":")
+    if name == "sensitive":
+        if not detail:
+            raise ValueError("--scenario sensitive needs a category: sensitive:<category>, e.g. sensitive:Horror")
+        return {"scenario": "sensitive", "category": detail}
+    if name == "spam":
+        return {"scenario": "spam"}
+    if name == "random":
+        return {"scenario": "random", **({"random_unit": detail} if detail else {})}
+    raise ValueError(f"unknown scenario {text!r}: use sensitive:<category>, spam or random[:users|interactions]")
+
+
+def _unlearn_config(args, method: str):
+    from erase_jax.config import apply_overrides, from_dict
+    from erase_jax.unlearn.runner import UnlearnConfig
+
+    values = {"method": method, **_parse_scenario(args.scenario)}
+    for name in ("fraction", "forget_file", "max_hours", "seed"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    if args.rating_threshold is not None:
+        values["forget_rating_threshold"] = args.rating_threshold
+    if getattr(args, "batch_size", None):
+        values["unlearning_batchsize"] = args.batch_size
+    values = apply_overrides(values, [f"method_options.{o}" for o in getattr(args, "options", [])])
+    return from_dict(UnlearnConfig, values)
+
+
+def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="trained run folder (erase-jax train --out ...)")
+    parser.add_argument("--scenario", required=True, help="sensitive:<category> | spam | random[:users|interactions]")
+    parser.add_argument("--fraction", type=float, help="share of all interactions to forget (sensitive, random)")
+    parser.add_argument("--rating-threshold", type=float, help="sensitive: forget only interactions rated >= this")
+    parser.add_argument("--forget-file", help="a forget file in the original's format instead of generating one")
+    parser.add_argument("--seed", type=int, help="forget-set seed (default: the trained run's seed)")
+    parser.add_argument("--out", help="scenario folder (default <run>/unlearn/<scenario>)")
+
+
+def _print_rows(rows: list[dict]) -> None:
+    columns = ["method", "checkpoint_idx", "eval_type", "test_recall@20", "test_ndcg@20",
+               "pct_users_with_sensitive@20", "users_with_target@20", "forgotten_hit@20", "request_seconds_median"]
+    present = [c for c in columns if any(c in row for row in rows)]
+    print("  ".join(f"{c:>14}" for c in present))
+    for row in rows:
+        cells = []
+        for c in present:
+            value = row.get(c, "")
+            cells.append(f"{value:>14.4f}" if isinstance(value, float) else f"{str(value):>14}")
+        print("  ".join(cells))
+
+
+def cmd_unlearn(args) -> int:
+    from erase_jax.unlearn.commands import unlearn
+
+    config = _unlearn_config(args, args.method)
+    _print_rows(unlearn(args.run, config, args.out, eval_only=args.eval_only, quiet=args.quiet))
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from erase_jax.unlearn.commands import CHECKPOINTS, retrain_all
+
+    config = _unlearn_config(args, "retrain")
+    checkpoints = CHECKPOINTS if args.checkpoint_idx == "all" else (int(args.checkpoint_idx),)
+    _print_rows(retrain_all(args.run, config, checkpoints, args.out, quiet=args.quiet))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Trains BPR on the embedded synthetic data set and prints its test metrics."""
     from erase_jax.config import load_config
@@ -83,6 +153,23 @@ def main(argv=None) -> int:
     evaluate = sub.add_parser("evaluate", parents=[common], help="re-evaluate a saved run on its valid and test splits")
     evaluate.add_argument("run", help="run folder written by `erase-jax train`")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    from erase_jax.unlearn import method_names
+
+    unlearn = sub.add_parser("unlearn", parents=[common], help="apply an unlearning method request by request")
+    _add_scenario_arguments(unlearn)
+    unlearn.add_argument("--method", required=True, choices=[*method_names(), "retrain"])
+    unlearn.add_argument("--batch-size", type=int, help="users per request (unlearning_batchsize, default 1)")
+    unlearn.add_argument("--max-hours", type=float, help="total time budget, split evenly over the requests")
+    unlearn.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                         help="a method hyperparameter, e.g. --option damping=0.01")
+    unlearn.add_argument("--eval-only", action="store_true", help="re-evaluate saved checkpoints (e.g. once retrains exist)")
+    unlearn.set_defaults(func=cmd_unlearn)
+
+    retrain = sub.add_parser("retrain", parents=[common], help="train from scratch without the forgotten data")
+    _add_scenario_arguments(retrain)
+    retrain.add_argument("--checkpoint-idx", default="all", choices=["0", "1", "2", "3", "all"])
+    retrain.set_defaults(func=cmd_retrain)
 
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")

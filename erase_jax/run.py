@@ -15,14 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from erase_jax import config as config_lib
 from erase_jax.batching import CFBatcher
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.data.cf import CFTask, build_cf_task
-from erase_jax.data.loading import load_dataset
+from erase_jax.data.loading import LoadedData, load_dataset
 from erase_jax.evaluate import evaluate_cf
 from erase_jax.models import build_model
 from erase_jax.train import FitResult, best_params, fit
@@ -38,16 +37,22 @@ class Experiment:
 
     config: config_lib.RunConfig
     model: object
+    data: LoadedData
     task: CFTask
     context: object
     data_summary: dict
 
 
-def build_experiment(config: config_lib.RunConfig) -> Experiment:
-    loaded = load_dataset(config.data, config.seed)
+def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = None, capacity: int | None = None) -> Experiment:
+    """Data, task arrays, model and its context for a configuration.
+
+    `data` replaces the configured data (e.g. the data without removed interactions, for a
+    retrain); `capacity` fixes the size of graph contexts so that reduced data keeps shapes.
+    """
+    loaded = data if data is not None else load_dataset(config.data, config.seed)
     task = build_cf_task(loaded.interactions, loaded.split)
     model = build_model(config.model, **config.model_params)
-    context = model.prepare(task.train)
+    context = model.prepare(task.train, capacity)
     summary = {
         "source": loaded.source,
         "n_users": loaded.interactions.n_users,
@@ -58,7 +63,7 @@ def build_experiment(config: config_lib.RunConfig) -> Experiment:
         "n_test": len(loaded.split.test),
         "resolved_data": loaded.resolved,
     }
-    return Experiment(config, model, task, context, summary)
+    return Experiment(config, model, loaded, task, context, summary)
 
 
 def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, float]:
@@ -108,11 +113,20 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def train_run(config: config_lib.RunConfig, out_dir: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Trains (or resumes) one run and writes its result files; returns the result dict."""
+def train_run(
+    config: config_lib.RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    quiet: bool = False,
+    data: LoadedData | None = None,
+) -> dict:
+    """Trains (or resumes) one run and writes its result files; returns the result dict.
+
+    `data` overrides the configured data set (retraining without removed interactions).
+    """
     out_dir = Path(out_dir)
     prepare_run_dir(out_dir, config, overwrite)
-    experiment = build_experiment(config)
+    experiment = build_experiment(config, data)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     s = experiment.data_summary
     log(f"data {s['source']}: {s['n_users']} users, {s['n_items']} items, "
@@ -165,27 +179,35 @@ def finish_result(experiment: Experiment, result: FitResult) -> dict:
     }
 
 
-def load_run(run_dir: str | Path):
-    """Rebuilds a saved run: its experiment and its trained (best) parameters."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_FILE
+def read_run_config(run_dir: str | Path) -> config_lib.RunConfig:
+    config_path = Path(run_dir) / CONFIG_FILE
     if not config_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
-    config = config_lib.resolve(config_lib.from_dict(config_lib.RunConfig, yaml.safe_load(config_path.read_text())))
-    experiment = build_experiment(config)
-    checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR)
-    step = checkpointer.latest_step()
+    return config_lib.resolve(config_lib.from_dict(config_lib.RunConfig, yaml.safe_load(config_path.read_text())))
+
+
+def restore_best_params(run_dir: str | Path, experiment: Experiment):
+    """The best validated parameters saved in a run folder, for an experiment built alike."""
     from erase_jax.train import init_state, make_optimizer
 
-    batcher_steps = max(1, -(-len(experiment.task.train) // config.train.batch_size))
-    like = init_state(experiment.model, experiment.context, make_optimizer(config.train, batcher_steps), config.seed)
+    config = experiment.config
+    steps_per_epoch = max(1, -(-len(experiment.task.train) // config.train.batch_size))
+    like = init_state(experiment.model, experiment.context, make_optimizer(config.train, steps_per_epoch), config.seed)
+    if not experiment.model.trainable:
+        return like.params
+    checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR)
+    step = checkpointer.latest_step()
     if step is None:
-        if experiment.model.trainable:
-            raise FileNotFoundError(f"{run_dir}: no checkpoint saved yet")
-        return experiment, like.params
+        raise FileNotFoundError(f"{run_dir}: no training checkpoint saved yet")
     state, record = checkpointer.restore(step, like)
     checkpointer.close()
-    return experiment, best_params(FitResult(state, record))
+    return best_params(FitResult(state, record))
+
+
+def load_run(run_dir: str | Path):
+    """Rebuilds a saved run: its experiment and its trained (best) parameters."""
+    experiment = build_experiment(read_run_config(run_dir))
+    return experiment, restore_best_params(run_dir, experiment)
 
 
 def evaluate_run(run_dir: str | Path) -> dict:

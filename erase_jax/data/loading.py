@@ -20,6 +20,7 @@ import numpy as np
 from erase_jax.data.atomic import read_atomic, resolve_category_field
 from erase_jax.data.filters import k_core_rows, rating_threshold_rows
 from erase_jax.data.interactions import Interactions
+from erase_jax.data.scenarios import ForgetSet, spam_users
 from erase_jax.data.splits import Split, chronological_split, given_split, random_split
 from erase_jax.data.synthetic import synthetic_interactions
 from erase_jax.data.userlines import read_train_test
@@ -49,6 +50,9 @@ class DataConfig:
     category_field: the `.item` field with item categories; None = auto (class, category,
       categories, genre).
     synthetic: keyword arguments for `synthetic_interactions` (seed excluded: it is the run's).
+    spam_ratio: if set, inject fake users after filtering and before splitting, a bandwagon
+      attack with this poisoning ratio promoting `spam_target_items` unpopular items
+      (`erase_jax.data.scenarios.spam_users`); they are the forget set of the spam scenario.
     """
 
     dataset: str = SYNTHETIC
@@ -61,6 +65,8 @@ class DataConfig:
     min_item_interactions: int | None = None
     category_field: str | None = None
     synthetic: dict = dataclasses.field(default_factory=dict)
+    spam_ratio: float | None = None
+    spam_target_items: int = 10
 
     def __post_init__(self):
         object.__setattr__(self, "split_ratios", tuple(self.split_ratios))
@@ -70,6 +76,8 @@ class DataConfig:
             raise ValueError(f"split_ratios must be three non-negative numbers, got {self.split_ratios}")
         if not 0 <= self.valid_ratio < 1:
             raise ValueError(f"valid_ratio must lie in [0, 1), got {self.valid_ratio}")
+        if self.spam_ratio is not None and not 0 < self.spam_ratio < 1:
+            raise ValueError(f"spam_ratio must lie in (0, 1), got {self.spam_ratio}")
         if "seed" in self.synthetic:
             raise ValueError("synthetic data takes the run's seed; remove 'seed' from data.synthetic")
 
@@ -86,6 +94,20 @@ class LoadedData:
     split: Split
     source: str
     resolved: dict[str, Any]
+    is_test: np.ndarray | None = None  # per-row flag of data that came split
+    fraud: ForgetSet | None = None  # the injected fake users, when spam_ratio is set
+
+    def without(self, removed: np.ndarray, seed: int) -> "LoadedData":
+        """The same data with the `removed` rows (bool mask) gone, split again by the same rule.
+
+        The vocabulary is kept and nothing is re-filtered, as the original's retraining does
+        (`dataset.copy`, spec 4.5): ids stay comparable between the models.
+        """
+        keep = ~np.asarray(removed, bool)
+        inter = self.interactions.select(keep)
+        is_test = None if self.is_test is None else self.is_test[keep]
+        split = _split(inter, self.resolved["split"], DataConfig(**_tupled(self.resolved)), seed, is_test)
+        return dataclasses.replace(self, interactions=inter, split=split, is_test=is_test)
 
 
 def resolve_data_root(explicit: str | None) -> Path:
@@ -116,8 +138,14 @@ def load_dataset(config: DataConfig, seed: int) -> LoadedData:
         "min_user_interactions": min_user,
         "min_item_interactions": min_item,
     }
+    fraud = None
+    if config.spam_ratio is not None:
+        n_real = len(inter)
+        inter, fraud = spam_users(inter, config.spam_ratio, config.spam_target_items, seed)
+        if is_test is not None:  # fake users have no given test rows: they are split like train
+            is_test = np.concatenate([is_test, np.zeros(len(inter) - n_real, bool)])
     split = _split(inter, split_name, config, seed, is_test)
-    return LoadedData(inter, split, raw.source, _listify(resolved))
+    return LoadedData(inter, split, raw.source, _listify(resolved), is_test, fraud)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +218,11 @@ def _split(inter: Interactions, split_name: str, config: DataConfig, seed: int, 
     if is_test is None:
         raise ValueError(f"{inter.name}: split 'given' needs data that comes split (train.txt and test.txt)")
     return given_split(inter, is_test, config.valid_ratio, seed)
+
+
+def _tupled(resolved: dict) -> dict:
+    """The inverse of `_listify` for the fields DataConfig wants as tuples."""
+    return resolved | {"split_ratios": tuple(resolved["split_ratios"])}
 
 
 def _listify(resolved: dict) -> dict:

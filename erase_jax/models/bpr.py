@@ -97,12 +97,18 @@ def pairwise_scores(user_emb: jax.Array, item_emb: jax.Array, batch: Batch) -> t
 @register
 @dataclasses.dataclass(frozen=True)
 class BPR(CFModelBase):
-    """Matrix factorisation with the BPR loss (Rendle et al. UAI'09), as in RecBole."""
+    """Matrix factorisation with the BPR loss (Rendle et al. UAI'09), as in RecBole.
+
+    `reg_weight` (default 0, RecBole's BPR has no regulariser) adds LightGCN's L2 term on the
+    batch's embeddings, reg_weight * EmbLoss(users, positives, negatives), the form most
+    published BPR baselines (e.g. the RecEraser paper's) train with.
+    """
 
     name: ClassVar[str] = "BPR"
     trainable: ClassVar[bool] = True
 
     embedding_size: int = 64
+    reg_weight: float = 0.0
 
     def _embeddings(self, context: CFShape) -> UserItemEmbeddings:
         return UserItemEmbeddings(context.n_users, context.n_items, self.embedding_size, xavier_normal)
@@ -118,7 +124,11 @@ class BPR(CFModelBase):
         del key
         user_emb, item_emb = self._embeddings(context).apply(params)
         pos_scores, neg_scores = pairwise_scores(user_emb, item_emb, batch)
-        return bpr_loss(pos_scores, neg_scores, batch["weight"])
+        loss = bpr_loss(pos_scores, neg_scores, batch["weight"])
+        if self.reg_weight:
+            batch_embeddings = (user_emb[batch["users"]], item_emb[batch["pos"]], item_emb[batch["neg"]])
+            loss = loss + self.reg_weight * emb_loss(batch_embeddings, batch["weight"])
+        return loss
 
     def scores(self, params, context: CFShape, query: Batch) -> jax.Array:
         user_emb, item_emb = self._embeddings(context).apply(params)
