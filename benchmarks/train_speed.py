@@ -1,7 +1,7 @@
 """Training-epoch and full-evaluation speed of the CF models, after compilation.
 
 For each model: the time to compile one epoch, the median wall time of several training
-epochs (one jitted call each: shuffling, negative sampling, forward, backward and optimiser
+epochs (the host-drawn row order, then one jitted call: negative sampling, forward, backward and optimiser
 steps for every batch), and the median time of one full-ranking evaluation of all test users
 (scores over all items in user blocks, history masked, top-k, metrics). Compilation is
 reported separately and never included in the medians.
@@ -69,12 +69,13 @@ def measure(model_name: str, dataset: str, batch_size: int, epochs: int, evals: 
     train_epoch = make_train_epoch(experiment.model, optimizer)
 
     started = time.perf_counter()
-    compiled = train_epoch.lower(state, experiment.context, batcher).compile()
+    compiled = train_epoch.lower(state, experiment.context, batcher, batcher.shuffled_order(config.seed, 0)).compile()
     compile_seconds = time.perf_counter() - started
     epoch_seconds = []
-    for _ in range(epochs + 1):  # the first run also pays one-off allocations: not timed
+    for epoch in range(epochs + 1):  # the first run also pays one-off allocations: not timed
         started = time.perf_counter()
-        state, loss = compiled(state, experiment.context, batcher)
+        order = batcher.shuffled_order(config.seed, epoch)
+        state, loss = compiled(state, experiment.context, batcher, order)
         float(loss)
         epoch_seconds.append(time.perf_counter() - started)
     epoch_seconds = epoch_seconds[1:]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 # Orbax logs every save/restore at INFO; keep the console for progress and results.
@@ -36,6 +37,10 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state: Any, record: dict) -> None:
+        """Saves a step; a step that already exists is replaced (a run killed after writing
+        it but before recording its progress elsewhere redoes and rewrites that step)."""
+        if step in self._manager.all_steps():
+            self._manager.delete(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
@@ -45,7 +50,7 @@ class Checkpointer:
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
         """State restored into the structure (and dtypes/shapes) of `like`, and its record."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        abstract = jax.tree.map(_abstract, like)
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()),
@@ -59,3 +64,11 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _abstract(leaf):
+    """Orbax's restore target for one leaf; numpy scalars (np.int32(0)) become 0-d arrays,
+    which Orbax accepts (it rejects the scalar types themselves)."""
+    if isinstance(leaf, np.generic):
+        leaf = np.asarray(leaf)
+    return ocp.utils.to_shape_dtype_struct(leaf)

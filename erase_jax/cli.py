@@ -120,22 +120,47 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Trains BPR on the embedded synthetic data set and prints its test metrics."""
+    """The main job on the embedded synthetic data: train, unlearn a category, retrain, compare."""
     from erase_jax.config import load_config
     from erase_jax.run import train_run
+    from erase_jax.unlearn import method_names
+    from erase_jax.unlearn.commands import CHECKPOINTS, retrain_all, unlearn
+    from erase_jax.unlearn.runner import UnlearnConfig
 
     out = Path(args.out)
-    rows = []
-    for model in ("Pop", "BPR", "LightGCN"):
-        config = load_config(None, [f"model={model}", "dataset=synthetic", f"seed={args.seed}"])
-        result = train_run(config, out / model, overwrite=True, quiet=args.quiet)
-        rows.append((model, result["epochs"], result["test"]))
-    keys = ["recall@20", "ndcg@20", "hit@20", "mrr@20"]
-    print(f"{'model':<10}{'epochs':>7}" + "".join(f"{k:>11}" for k in keys))
-    for model, epochs, test in rows:
-        print(f"{model:<10}{epochs:>7}" + "".join(f"{test[k]:>11.4f}" for k in keys))
-    print(f"run folders: {out}/<model>/ (config.yaml, result.json, checkpoints/)")
+    config = load_config(None, ["model=BPR", "dataset=synthetic", f"seed={args.seed}"])
+    result = train_run(config, out / "bpr", overwrite=True, quiet=args.quiet)
+    print(f"trained BPR on synthetic data: {result['epochs']} epochs, test recall@20 {result['test']['recall@20']:.4f}")
+
+    method = args.method or ("scif" if "scif" in method_names() else "original")
+    scenario = UnlearnConfig(method=method, scenario="sensitive", category="Horror", fraction=args.fraction)
+    scenario_dir = out / "bpr" / "unlearn" / scenario.tag()
+    retrain_all(out / "bpr", scenario, CHECKPOINTS, str(scenario_dir), quiet=args.quiet)
+    if method != "original":
+        unlearn(out / "bpr", UnlearnConfig(**{**vars(scenario), "method": "original"}), str(scenario_dir), quiet=True)
+    unlearn(out / "bpr", scenario, str(scenario_dir), quiet=args.quiet)
+
+    import csv
+
+    with (scenario_dir / "unlearning.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["checkpoint_idx"] == "3"]
+    columns = [("eval_type", "model"), ("method", "method"), ("test_recall@20", "recall@20"),
+               ("avg_sensitive_per_user@20", "Horror in top-20"), ("forgotten_hit@20", "forgotten in top-20"),
+               ("agree_unlearned_jaccard@20", "Jaccard@20 vs retrain"), ("request_seconds_median", "s/request")]
+    print(f"\nUnlearning 'Horror' (checkpoint 3 = all {rows[0]['n_unlearned_users']} requests, "
+          f"{rows[0]['n_removed']} interactions):")
+    print("".join(f"{title:>22}" for _, title in columns))
+    for row in rows:
+        print("".join(f"{_cell(row.get(key, '')):>22}" for key, _ in columns))
+    print(f"\nall rows: {scenario_dir / 'unlearning.csv'}")
     return 0
+
+
+def _cell(value: str) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except ValueError:
+        return value
 
 
 def main(argv=None) -> int:
@@ -174,6 +199,8 @@ def main(argv=None) -> int:
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--seed", type=int, default=2)
+    demo.add_argument("--method", help="unlearning method (default: scif when available, else original)")
+    demo.add_argument("--fraction", type=float, default=0.003, help="share of interactions to forget")
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

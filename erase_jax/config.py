@@ -82,6 +82,8 @@ def _convert(annotation, value, where: str):
             value = [value]
         item_type = typing.get_args(annotation)[0]
         return tuple(_convert(item_type, v, where) for v in value)
+    if annotation is float and isinstance(value, str):
+        value = _yaml_float(value, where)
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation is int and isinstance(value, float) and value.is_integer():
@@ -89,6 +91,14 @@ def _convert(annotation, value, where: str):
     if annotation in (int, float, str, bool) and not isinstance(value, annotation):
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value
+
+
+def _yaml_float(text: str, where: str) -> float:
+    """YAML 1.1 reads `1e-4` (no dot) as a string; accept it where a float is expected."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got {text!r}") from None
 
 
 def to_dict(config) -> dict:
@@ -151,6 +161,9 @@ def resolve(config: RunConfig) -> RunConfig:
     if unknown:
         raise ConfigError(f"model {cls.name}: unknown model_params {unknown}; known: {sorted(defaults)}")
     model_params = {**defaults, **config.model_params}
+    for name, default in defaults.items():
+        if isinstance(default, float) and isinstance(model_params[name], (str, int)) and not isinstance(model_params[name], bool):
+            model_params[name] = _yaml_float(str(model_params[name]), f"model_params.{name}")
     metric, _, k = config.train.valid_metric.partition("@")
     if metric not in config.eval.metrics or not k.isdigit() or int(k) not in config.eval.topk:
         raise ConfigError(

@@ -1,9 +1,10 @@
 """Training: one jitted call per epoch, early stopping on a validation metric, resumable.
 
-The whole epoch is a single compiled function: the batcher draws the epoch's shuffled
-batches (negatives included) from a key, and `lax.scan` runs the optimiser steps. The host
-only sees the epoch's mean loss, validates, and checkpoints the `TrainState` pytree with
-Orbax after every epoch. Every epoch's randomness is `fold_in(run_key, epoch)`, so a run
+The whole epoch is a single compiled function: the batcher builds the epoch's batches
+(negatives sampled on device) from a host-drawn row order, and `lax.scan` runs the optimiser
+steps. The host only sees the epoch's mean loss, validates, and checkpoints the `TrainState`
+pytree with Orbax after every epoch. Every epoch's randomness derives from (seed, epoch)
+(`fold_in(run_key, epoch)` on device, `default_rng([seed, epoch])` for the order), so a run
 resumed from any checkpoint ends bit-identical to an uninterrupted one.
 
 Early stopping follows RecBole: validate every `eval_step` epochs; a score >= the best so far
@@ -98,17 +99,17 @@ def init_state(model, context, optimizer, seed: int) -> TrainState:
 
 
 def make_train_epoch(model, optimizer):
-    """Returns `train_epoch(state, context, batcher) -> (state, mean_loss)`, jitted.
+    """Returns `train_epoch(state, context, batcher, order) -> (state, mean_loss)`, jitted.
 
-    `batcher.epoch(key)` must produce stacked batches `{name: [n_batches, ...]}` with a
-    "weight" entry; padding rows (weight 0) are excluded from the mean loss reported.
+    `batcher.epoch(key, order)` must produce stacked batches `{name: [n_batches, ...]}` with
+    a "weight" entry; `order` is the epoch's row order from `batcher.shuffled_order`.
     """
 
     @jax.jit
-    def train_epoch(state: TrainState, context, batcher):
+    def train_epoch(state: TrainState, context, batcher, order):
         epoch_key = jax.random.fold_in(state.key, state.epoch)
         batch_key, context_key, step_key = jax.random.split(epoch_key, 3)
-        batches = batcher.epoch(batch_key)
+        batches = batcher.epoch(batch_key, order)
         epoch_context = model.epoch_context(context, context_key) if hasattr(model, "epoch_context") else context
         n_batches = jax.tree.leaves(batches)[0].shape[0]
         step_keys = jax.random.split(step_key, n_batches)
@@ -164,7 +165,7 @@ def fit(
     train_epoch = make_train_epoch(model, optimizer)
     if record["compile_seconds"] is None:
         started = time.perf_counter()
-        train_epoch.lower(state, context, batcher).compile()
+        train_epoch.lower(state, context, batcher, batcher.shuffled_order(seed, 0)).compile()
         record["compile_seconds"] = time.perf_counter() - started
 
     started_run = time.perf_counter()
@@ -175,7 +176,7 @@ def fit(
                 record["stopped"] = "time budget"
                 break
         started = time.perf_counter()
-        state, loss = train_epoch(state, context, batcher)
+        state, loss = train_epoch(state, context, batcher, batcher.shuffled_order(seed, int(state.epoch)))
         loss = float(loss)  # waits for the epoch to finish
         record["epoch_seconds"].append(time.perf_counter() - started)
         record["epoch_loss"].append(loss)

@@ -130,3 +130,11 @@ def test_cli_reports_bad_config_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "unknown config keys ['train.nope']" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_exponent_numbers_without_a_dot_are_floats():
+    # YAML 1.1 reads "1e-4" as a string; the config must still take it as a number.
+    config = load_config(None, ["model=LightGCN", "model_params.reg_weight=1e-4", "train.learning_rate=1e-3"])
+    assert config.model_params["reg_weight"] == 1e-4 and config.train.learning_rate == 1e-3
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, ["train.learning_rate=fast"])

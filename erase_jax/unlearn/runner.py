@@ -124,7 +124,7 @@ def build_protocol(experiment: Experiment, config: UnlearnConfig) -> Protocol:
         forget_set=forget_set,
         stream=stream,
         train_rows=UserRows.from_rows(inter, split.train),
-        positives=PositiveIndex.build(train.n_users, train.users, train.items),
+        positives=PositiveIndex.build(train.n_users, train.users, train.items, train.n_items),
         capacity=capacity,
     )
 

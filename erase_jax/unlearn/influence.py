@@ -1,0 +1,350 @@
+"""The influence core every influence method shares: HVPs, parameter blocks, solvers, sharding.
+
+Influence-function unlearning (Koh & Liang, "Understanding Black-box Predictions via Influence
+Functions", ICML 2017, eq. 1: I(z) = -H^-1 grad l(z)) needs x = (H + lambda I)^-1 g for the
+Hessian H of a loss over some parameters. Nothing here materialises H:
+
+* `hvp(loss_fn, params, v)` is one Hessian-vector product by forward-over-reverse
+  differentiation (`jax.jvp` of `jax.grad`, Pearlmutter's trick); `hvp_operator` linearises once
+  and then applies H many times (what a solver with a fixed operator wants).
+* `ParameterBlock` restricts a loss to some parameters: whole leaves (e.g. only the user
+  embedding) or some ROWS of one leaf (e.g. the request's users), gathered as a small dense
+  array and scattered back, so solvers work on a vector of the block's size.
+* `cg_solve`, `richardson_solve`, `lissa_solve` solve (H + lambda I) x = g in one
+  `lax.while_loop` each and report a `SolverInfo`; divergence (NaN/Inf, a residual grown far
+  beyond the initial one, p^T A p <= 0 for CG) ends the loop with a status code instead of
+  being applied silently; the caller decides what to do with it.
+* `sharded_loss(loss_fn, n_devices)` evaluates a weighted-mean batch loss with the batch's
+  rows split over local devices (`jax.shard_map` + `psum`); gradients and HVPs of it equal the
+  single-device ones. `pad_rows` makes the row count a multiple of the device count.
+
+Vectors are pytrees throughout (a block's values are a tuple of arrays). The solvers are pure
+traceable functions: call them inside the caller's `jax.jit` (every influence method jits its
+whole request), or on their own, where the `while_loop` is compiled as one computation.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+Path = tuple[str, ...]
+USER_EMBEDDING: Path = ("params", "user_embedding", "embedding")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hessian-vector products
+
+
+def hvp(loss_fn: Callable, params, v):
+    """H v for the Hessian H of the scalar `loss_fn` at `params` (any pytree), forward-over-reverse."""
+    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+
+
+def hvp_operator(loss_fn: Callable, params) -> Callable:
+    """v -> H v at fixed `params`: the gradient is linearised once, each product reuses it."""
+    _, linearized_grad = jax.linearize(jax.grad(loss_fn), params)
+    return linearized_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter blocks
+
+
+@struct.dataclass
+class ParameterBlock:
+    """Some leaves of a parameter pytree, each whole (`rows` None) or restricted to some rows.
+
+    Row indices outside the leaf (e.g. `n_rows`, used as padding to keep shapes fixed) read as
+    zeros and are never written, so a padded block behaves like the block of its real rows.
+    Rows must be unique: `insert` then sets each row exactly once.
+    """
+
+    paths: tuple[Path, ...] = struct.field(pytree_node=False)
+    rows: tuple[jax.Array | None, ...]
+
+    def values(self, params) -> tuple[jax.Array, ...]:
+        """The block's entries as a tuple of dense arrays, one per path."""
+        return tuple(
+            leaf if rows is None else leaf.at[rows].get(mode="fill", fill_value=0)
+            for leaf, rows in zip(self._leaves(params), self.rows)
+        )
+
+    def insert(self, params, values):
+        """`params` with the block's entries replaced by `values`."""
+        for path, rows, leaf, value in zip(self.paths, self.rows, self._leaves(params), values):
+            params = _replace_leaf(params, path, value if rows is None else leaf.at[rows].set(value, mode="drop"))
+        return params
+
+    def _leaves(self, params):
+        return [_get_leaf(params, path) for path in self.paths]
+
+
+def leaf_block(*paths: Path) -> ParameterBlock:
+    """Whole leaves, e.g. `leaf_block(USER_EMBEDDING)`."""
+    return ParameterBlock(tuple(tuple(p) for p in paths), (None,) * len(paths))
+
+
+def rows_block(path: Path, rows) -> ParameterBlock:
+    """Rows `rows` (unique; out-of-range entries are padding) of the leaf at `path`."""
+    return ParameterBlock((tuple(path),), (jnp.asarray(rows, jnp.int32),))
+
+
+def user_rows_block(rows) -> ParameterBlock:
+    """The given rows of a CF model's user-embedding table."""
+    return rows_block(USER_EMBEDDING, rows)
+
+
+def all_leaves_block(params) -> ParameterBlock:
+    """Every leaf of a nested-dict parameter pytree."""
+    paths = [tuple(k.key for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return leaf_block(*paths)
+
+
+def loss_on_block(loss_fn: Callable, params, block: ParameterBlock) -> Callable:
+    """block values -> loss_fn(params with the block replaced): the loss restricted to the block.
+
+    Its gradient is the full gradient's block entries, its Hessian the block's principal
+    submatrix of the full Hessian.
+    """
+    return lambda values: loss_fn(block.insert(params, values))
+
+
+def apply_update(params, block: ParameterBlock, delta):
+    """`params` with `delta` (shaped like `block.values(params)`) added to the block's entries."""
+    for path, rows, value in zip(block.paths, block.rows, delta):
+        leaf = _get_leaf(params, path)
+        updated = leaf + value if rows is None else leaf.at[rows].add(value, mode="drop")
+        params = _replace_leaf(params, path, updated)
+    return params
+
+
+def _get_leaf(tree, path: Path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _replace_leaf(tree, path: Path, value):
+    if not path:
+        return value
+    return {**tree, path[0]: _replace_leaf(tree[path[0]], path[1:], value)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Vector arithmetic on pytrees
+
+
+def tree_vdot(a, b) -> jax.Array:
+    return sum((jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))), jnp.float32(0))
+
+
+def tree_norm(a) -> jax.Array:
+    return jnp.sqrt(tree_vdot(a, a))
+
+
+def tree_axpy(alpha, x, y):
+    """alpha * x + y."""
+    return jax.tree.map(lambda xi, yi: alpha * xi + yi, x, y)
+
+
+def tree_scale(alpha, x):
+    return jax.tree.map(lambda xi: alpha * xi, x)
+
+
+def tree_all_finite(x) -> jax.Array:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(x)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Solvers for (H + damping I) x = g
+
+
+class SolverStatus(enum.IntEnum):
+    """How a solve ended. Codes >= NONFINITE are divergence: the caller must not apply x blindly."""
+
+    CONVERGED = 0  # residual norm <= tolerance
+    MAX_ITERATIONS = 1  # iteration limit reached (the normal end of a fixed-length recursion)
+    NONFINITE = 2  # NaN or Inf appeared; x is the last finite iterate
+    RESIDUAL_GROWTH = 3  # residual norm > divergence_factor * initial residual norm
+    NOT_POSITIVE_DEFINITE = 4  # CG met p^T A p <= 0; x is the iterate before that step
+
+
+def diverged(status) -> jax.Array:
+    return status >= SolverStatus.NONFINITE
+
+
+class SolverInfo(NamedTuple):
+    iterations: jax.Array  # int32: operator applications that were taken
+    residual_norm: jax.Array  # float32 ||g - A x|| of the returned x
+    residual_history: jax.Array  # float32 [max_iter + 1]: entry k after k iterations, NaN beyond
+    status: jax.Array  # int32 SolverStatus
+
+
+def cg_solve(
+    matvec: Callable,
+    g,
+    damping: float = 0.0,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    atol: float = 0.0,
+    divergence_factor: float = 1e3,
+):
+    """Conjugate gradients for (H + damping I) x = g, H = `matvec` symmetric; returns (x, SolverInfo).
+
+    Hestenes & Stiefel (1952); Nocedal & Wright, Numerical Optimization, Algorithm 5.2. Starts
+    at x = 0 and stops once ||r|| <= max(tol * ||g||, atol) (scipy's rule), after `max_iter`
+    steps, or on divergence: p^T A p <= 0 (A not positive definite along p; the step is not
+    taken), a non-finite value (not taken), or ||r|| > divergence_factor * ||g||.
+    """
+    operator = _damped(matvec, damping)
+    g_norm = tree_norm(g)
+    threshold = jnp.maximum(tol * g_norm, atol)
+    history = jnp.full(max_iter + 1, jnp.nan, jnp.float32).at[0].set(g_norm)
+    zero = tree_scale(0.0, g)
+    initial_status = jnp.where(max_iter == 0, SolverStatus.MAX_ITERATIONS, _RUNNING)
+    initial_status = jnp.where(g_norm <= threshold, SolverStatus.CONVERGED, initial_status)
+
+    def body(state):
+        x, r, p, rho, k, status, history = state
+        q = operator(p)
+        curvature = tree_vdot(p, q)
+        alpha = rho / curvature
+        x_next, r_next = tree_axpy(alpha, p, x), tree_axpy(-alpha, q, r)
+        rho_next = tree_vdot(r_next, r_next)
+        residual = jnp.sqrt(rho_next)
+        status = _classify(residual, threshold, g_norm, divergence_factor, k + 1, max_iter)
+        status = jnp.where(curvature <= 0, SolverStatus.NOT_POSITIVE_DEFINITE, status)
+        status = jnp.where(jnp.isfinite(curvature) & jnp.isfinite(rho_next), status, SolverStatus.NONFINITE)
+        taken = (status != SolverStatus.NOT_POSITIVE_DEFINITE) & (status != SolverStatus.NONFINITE)
+        p_next = tree_axpy(rho_next / rho, p, r_next)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(taken, a, b), new, old)
+        history = history.at[k + 1].set(jnp.where(taken, residual, jnp.nan))
+        return keep(x_next, x), keep(r_next, r), keep(p_next, p), jnp.where(taken, rho_next, rho), k + taken, status, history
+
+    state = (zero, g, g, g_norm**2, jnp.int32(0), initial_status, history)
+    x, r, _, rho, k, status, history = jax.lax.while_loop(lambda s: s[5] == _RUNNING, body, state)
+    return x, SolverInfo(k, jnp.sqrt(rho), history, status.astype(jnp.int32))
+
+
+def richardson_solve(
+    matvec: Callable,
+    g,
+    damping: float,
+    step: float,
+    iterations: int,
+    x0=None,
+    tol: float = 0.0,
+    divergence_factor: float = 1e3,
+):
+    """Richardson iteration x <- x + step * (g - (H + damping I) x); returns (x, SolverInfo).
+
+    The fixed-step recursion of the original's IDEA (step = 1 / damping there, on H alone):
+    it converges iff 0 < step * eig(H + damping I) < 2 for every eigenvalue; otherwise the
+    residual grows geometrically and the loop stops with RESIDUAL_GROWTH (or NONFINITE).
+    Starts at x0 (default 0), runs `iterations` steps unless ||r|| <= tol * ||g|| first.
+    """
+    operator = _damped(matvec, damping)
+    x = tree_scale(0.0, g) if x0 is None else x0
+    g_norm = tree_norm(g)
+    residual = jax.tree.map(jnp.subtract, g, operator(x))
+    first_norm = tree_norm(residual)
+    reference = jnp.maximum(g_norm, first_norm)
+    threshold = tol * g_norm
+    history = jnp.full(iterations + 1, jnp.nan, jnp.float32).at[0].set(first_norm)
+    initial_status = jnp.where(iterations == 0, SolverStatus.MAX_ITERATIONS, _RUNNING)
+    initial_status = jnp.where(first_norm <= threshold, SolverStatus.CONVERGED, initial_status)
+
+    def body(state):
+        x, r, r_norm, k, status, history = state
+        x_next = tree_axpy(step, r, x)
+        r_next = jax.tree.map(jnp.subtract, g, operator(x_next))
+        r_next_norm = tree_norm(r_next)
+        status = _classify(r_next_norm, threshold, reference, divergence_factor, k + 1, iterations)
+        taken = status != SolverStatus.NONFINITE
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(taken, a, b), new, old)
+        history = history.at[k + 1].set(jnp.where(taken, r_next_norm, jnp.nan))
+        return keep(x_next, x), keep(r_next, r), jnp.where(taken, r_next_norm, r_norm), k + taken, status, history
+
+    state = (x, residual, first_norm, jnp.int32(0), initial_status, history)
+    x, _, r_norm, k, status, history = jax.lax.while_loop(lambda s: s[4] == _RUNNING, body, state)
+    return x, SolverInfo(k, r_norm, history, status.astype(jnp.int32))
+
+
+def lissa_solve(
+    matvec: Callable, g, damping: float, scale: float, iterations: int, divergence_factor: float = 1e3
+):
+    """LiSSA / truncated Neumann series with the GIF paper's damping d and scale s.
+
+    Agarwal, Bullins & Hazan, "Second-Order Stochastic Optimization for Machine Learning in
+    Linear Time", JMLR 2017; as used by Koh & Liang (2017) and GIF (Wu et al., WWW 2023,
+    section 4.3): h_0 = g, h_t = g + (1 - d) h_{t-1} - H h_{t-1} / s, result x = h_T / s.
+    Its fixed point solves (H + d s I) x = g, i.e. damping d * s in the notation of the other
+    solvers, and it converges iff eig(H) / s + d lies in (0, 2) for every eigenvalue: s must
+    exceed about half the largest eigenvalue of H. Here the full-batch form, written as the
+    Richardson iteration it is: x_t = x_{t-1} + (g - (H + d s I) x_{t-1}) / s with x_0 = g / s.
+    """
+    x0 = tree_scale(1.0 / scale, g)
+    return richardson_solve(
+        matvec, g, damping * scale, 1.0 / scale, iterations, x0=x0, divergence_factor=divergence_factor
+    )
+
+
+_RUNNING = -1
+
+
+def _damped(matvec: Callable, damping: float) -> Callable:
+    return lambda v: tree_axpy(damping, v, matvec(v))
+
+
+def _classify(residual, threshold, reference, divergence_factor, k, max_iter):
+    """The status after iteration k from the new residual norm (RUNNING if none applies)."""
+    status = jnp.where(k >= max_iter, SolverStatus.MAX_ITERATIONS, _RUNNING)
+    status = jnp.where(residual <= threshold, SolverStatus.CONVERGED, status)
+    status = jnp.where(residual > divergence_factor * reference, SolverStatus.RESIDUAL_GROWTH, status)
+    return jnp.where(jnp.isfinite(residual), status, SolverStatus.NONFINITE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-parallel losses
+
+
+def pad_rows(batch: dict, multiple: int) -> dict:
+    """The batch with weight-0 rows (index 0 everywhere) appended up to a multiple of `multiple`."""
+    n = jax.tree.leaves(batch)[0].shape[0]
+    extra = -n % multiple
+    if extra == 0:
+        return batch
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)]), batch)
+
+
+def sharded_loss(loss_fn: Callable, n_devices: int | None = None) -> Callable:
+    """(params, batch) -> loss_fn(params, batch), with the batch's rows split over `n_devices`.
+
+    `loss_fn` must be a weighted mean over the batch's rows, sum_i w_i l_i / max(sum_i w_i,
+    1e-12) with w = batch["weight"] (the convention of every model here). Each device computes
+    its shard's mean and weight; their weighted combination via `psum` is the same mean, and
+    so are its gradient and HVP (autodiff transposes `psum`). Parameters are replicated. The
+    batch's row count must be a multiple of `n_devices` (see `pad_rows`). With one device this
+    returns `loss_fn` itself. A loss that is not a row-separable mean (LightGCN's regulariser
+    takes the norm of the whole batch) is not preserved.
+    """
+    n_devices = jax.local_device_count() if n_devices is None else n_devices
+    if n_devices == 1:
+        return loss_fn
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("rows",))
+
+    def shard_loss(params, batch):
+        shard_weight = jnp.sum(batch["weight"])
+        total = jax.lax.psum(loss_fn(params, batch) * shard_weight, "rows")
+        return total / jnp.maximum(jax.lax.psum(shard_weight, "rows"), 1e-12)
+
+    return jax.shard_map(shard_loss, mesh=mesh, in_specs=(P(), P("rows")), out_specs=P())
+
