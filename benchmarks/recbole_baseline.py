@@ -308,15 +308,14 @@ def run_speed(model_name, dataset, work_dir, warmup_epochs, timed_epochs) -> dic
     train_data, _, test_data = loaders
     trainer.eval_collector.data_collect(train_data)  # as Trainer.fit does
 
-    epoch_seconds, losses = [], []
+    warmup_seconds, epoch_seconds, losses = [], [], []
     for epoch in range(warmup_epochs + timed_epochs):
         t0 = time.perf_counter()
         loss = trainer._train_epoch(train_data, epoch, show_progress=False)
         dt = time.perf_counter() - t0
         loss = sum(loss) if isinstance(loss, tuple) else loss
         losses.append(round(float(loss), 4))
-        if epoch >= warmup_epochs:
-            epoch_seconds.append(round(dt, 3))
+        (epoch_seconds if epoch >= warmup_epochs else warmup_seconds).append(round(dt, 3))
         print(f"[{model_name}] epoch {epoch} {dt:.2f}s loss {loss:.4f}", flush=True)
 
     t0 = time.perf_counter()
@@ -327,6 +326,7 @@ def run_speed(model_name, dataset, work_dir, warmup_epochs, timed_epochs) -> dic
     return {
         "warmup_epochs": warmup_epochs,
         "timed_epochs": timed_epochs,
+        "warmup_epoch_seconds": warmup_seconds,
         "epoch_seconds": epoch_seconds,
         "median_epoch_seconds": round(statistics.median(epoch_seconds), 3),
         "min_epoch_seconds": min(epoch_seconds),

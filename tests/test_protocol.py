@@ -187,6 +187,13 @@ def protocol(trained_run):
 # comparing two finished runs
 
 
+def saved_steps(folder: Path) -> list[int]:
+    checkpointer = Checkpointer(folder, max_to_keep=None)
+    steps = checkpointer.all_steps()
+    checkpointer.close()
+    return sorted(steps)
+
+
 def without_timing(row: dict) -> dict:
     return {k: v for k, v in row.items() if not any(part in k for part in TIMING_COLUMNS)}
 
@@ -224,7 +231,7 @@ def test_four_quarter_checkpoints_hold_the_params_and_masks_through_c_k(straight
     inter = protocol.experiment.data.interactions
     checkpoints = protocol.stream.checkpoint_batches
     assert len(protocol.stream) == 20 and checkpoints == [5, 10, 15, 19]
-    assert Checkpointer(straight.method_dir / QUARTERS_DIR, max_to_keep=None).all_steps() == [0, 1, 2, 3]
+    assert saved_steps(straight.method_dir / QUARTERS_DIR) == [0, 1, 2, 3]
     after_request = {entry["index"]: entry["params"] for entry in straight.log}
     assert sorted(after_request) == list(range(20))
     for k, c_k in enumerate(checkpoints):
@@ -282,14 +289,27 @@ def test_interrupted_run_resumes_to_identical_results(trained_run, straight, pro
         with pytest.raises(Interrupt):
             commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     method_dir = scenario_dir / "test_finetune"
-    assert Checkpointer(method_dir / QUARTERS_DIR, max_to_keep=None).all_steps() == [0, 1]
+    assert saved_steps(method_dir / QUARTERS_DIR) == [0, 1]
     expected_state_step = c_1 if where == "between_quarter_and_state_save" else c_1 + 1
-    assert Checkpointer(method_dir / STATE_DIR, max_to_keep=1).latest_step() == expected_state_step
+    assert saved_steps(method_dir / STATE_DIR)[-1] == expected_state_step
     assert not (method_dir / "unlearning.csv").exists()
 
     commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     n_rows = len(protocol.experiment.data.interactions)
     assert_same_results(straight.method_dir, method_dir, straight.log[0]["params"], n_rows)
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory) -> dict:
+    """The environment of CLI subprocesses: one persistent JAX compilation cache for all of
+    them, so that each one after the first skips most compilation."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 def cli_with_probe(*args: str) -> list[str]:
@@ -302,14 +322,13 @@ def cli_with_probe(*args: str) -> list[str]:
     return [sys.executable, "-c", driver, *args]
 
 
-def test_cli_run_killed_after_the_second_checkpoint_resumes_identically(trained_run, straight, protocol):
+def test_cli_run_killed_after_the_second_checkpoint_resumes_identically(trained_run, straight, protocol, cli_env):
     """A real SIGKILL of `erase-jax unlearn` once quarters/1 exists, then the same command."""
     scenario_dir = trained_run.parent / "killed"
     method_dir = scenario_dir / "test_finetune"
     command = cli_with_probe("unlearn", "--quiet", "--run", str(trained_run), "--method", "test_finetune",
                              *SCENARIO, "--out", str(scenario_dir))
-    env = {**os.environ, SLOW_ENV: "0.15"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env={**cli_env, SLOW_ENV: "0.15"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if (method_dir / QUARTERS_DIR / "1").is_dir():
@@ -318,18 +337,23 @@ def test_cli_run_killed_after_the_second_checkpoint_resumes_identically(trained_
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-    state = Checkpointer(method_dir / STATE_DIR, max_to_keep=1)
-    assert protocol.stream.checkpoint_batches[1] <= state.latest_step() < len(protocol.stream)
+    assert protocol.stream.checkpoint_batches[1] <= saved_steps(method_dir / STATE_DIR)[-1] < len(protocol.stream)
     assert not (method_dir / "unlearning.csv").exists()
 
-    rerun = subprocess.run(command, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    # The same job again (in this process: a second interpreter would only add start-up time).
+    commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     n_rows = len(protocol.experiment.data.interactions)
     assert_same_results(straight.method_dir, method_dir, straight.log[0]["params"], n_rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # bad input
+
+
+def test_scenario_folder_of_a_forget_file_without_fraction():
+    config = UnlearnConfig(scenario="sensitive", category="Horror", forget_file="sets/ml_pairs_seed_2.inter")
+    assert config.tag() == "sensitive_Horror_ml_pairs_seed_2"
+    assert UnlearnConfig(scenario="sensitive", category="Horror", fraction=0.003).tag() == "sensitive_Horror_f0.003"
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
@@ -340,7 +364,7 @@ def snapshot(*folders: Path) -> dict[str, str]:
     }
 
 
-def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, straight, protocol, tmp_path):
+def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, straight, protocol, cli_env, tmp_path):
     inter = protocol.experiment.data.interactions
     user, item = inter.user_tokens[0], inter.item_tokens[0]
     header = "user_id:token\titem_id:token\n"
@@ -374,8 +398,8 @@ def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, strai
     }
     before = snapshot(trained_run, straight.scenario_dir)
     processes = {
-        name: subprocess.Popen(cli_with_probe(*args, "--quiet"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+        name: subprocess.Popen(cli_with_probe(*args, "--quiet"), env=cli_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
         for name, (args, _) in cases.items()
     }
     for name, process in processes.items():

@@ -96,6 +96,7 @@ class LoadedData:
     resolved: dict[str, Any]
     is_test: np.ndarray | None = None  # per-row flag of data that came split
     fraud: ForgetSet | None = None  # the injected fake users, when spam_ratio is set
+    unfiltered: Interactions | None = None  # as read, before threshold and k-core (forget sets start here)
 
     def without(self, removed: np.ndarray, seed: int) -> "LoadedData":
         """The same data with the `removed` rows (bool mask) gone, split again by the same rule.
@@ -129,6 +130,7 @@ def load_dataset(config: DataConfig, seed: int) -> LoadedData:
         for configured in (config.min_user_interactions, config.min_item_interactions)
     )
     inter, is_test = raw.interactions, raw.is_test
+    unfiltered = inter
     keep = _kept_rows(inter, config.rating_threshold, min_user, min_item)
     if not keep.all():
         inter = inter.select(keep).compact()
@@ -145,7 +147,7 @@ def load_dataset(config: DataConfig, seed: int) -> LoadedData:
         if is_test is not None:  # fake users have no given test rows: they are split like train
             is_test = np.concatenate([is_test, np.zeros(len(inter) - n_real, bool)])
     split = _split(inter, split_name, config, seed, is_test)
-    return LoadedData(inter, split, raw.source, _listify(resolved), is_test, fraud)
+    return LoadedData(inter, split, raw.source, _listify(resolved), is_test, fraud, unfiltered)
 
 
 @dataclasses.dataclass(frozen=True)

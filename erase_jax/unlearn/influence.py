@@ -5,8 +5,9 @@ Functions", ICML 2017, eq. 1: I(z) = -H^-1 grad l(z)) needs x = (H + lambda I)^-
 Hessian H of a loss over some parameters. Nothing here materialises H:
 
 * `hvp(loss_fn, params, v)` is one Hessian-vector product by forward-over-reverse
-  differentiation (`jax.jvp` of `jax.grad`, Pearlmutter's trick); `hvp_operator` linearises once
-  and then applies H many times (what a solver with a fixed operator wants).
+  differentiation (`jax.jvp` of `jax.grad`, Pearlmutter's trick; reverse-over-reverse where
+  the loss has a `custom_vjp`); `hvp_operator` linearises once and then applies H many times
+  (what a solver with a fixed operator wants).
 * `ParameterBlock` restricts a loss to some parameters: whole leaves (e.g. only the user
   embedding) or some ROWS of one leaf (e.g. the request's users), gathered as a small dense
   array and scattered back, so solvers work on a vector of the block's size.
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.extend import core as jax_core
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -44,14 +46,44 @@ USER_EMBEDDING: Path = ("params", "user_embedding", "embedding")
 
 
 def hvp(loss_fn: Callable, params, v):
-    """H v for the Hessian H of the scalar `loss_fn` at `params` (any pytree), forward-over-reverse."""
-    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    """H v for the Hessian H of the scalar `loss_fn` at `params` (any pytree).
+
+    Forward-over-reverse (`jax.jvp` of `jax.grad`). A loss that forward mode cannot
+    differentiate (a `jax.custom_vjp` inside, like the graph product of LightGCN and SGL) gets
+    reverse-over-reverse instead, the VJP of the gradient, which equals H v as H is symmetric.
+    """
+    if supports_forward_mode(loss_fn, params):
+        return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    return jax.vjp(jax.grad(loss_fn), params)[1](v)[0]
 
 
 def hvp_operator(loss_fn: Callable, params) -> Callable:
-    """v -> H v at fixed `params`: the gradient is linearised once, each product reuses it."""
-    _, linearized_grad = jax.linearize(jax.grad(loss_fn), params)
-    return linearized_grad
+    """v -> H v at fixed `params`: the gradient is linearised once, each product reuses it.
+
+    `jax.linearize` of the gradient, or its `jax.vjp` where forward mode is unavailable (`hvp`).
+    """
+    if supports_forward_mode(loss_fn, params):
+        return jax.linearize(jax.grad(loss_fn), params)[1]
+    gradient_vjp = jax.vjp(jax.grad(loss_fn), params)[1]
+    return lambda v: gradient_vjp(v)[0]
+
+
+def supports_forward_mode(loss_fn: Callable, params) -> bool:
+    """False when the loss contains a `jax.custom_vjp`, which forward mode cannot differentiate.
+
+    JAX only reports that when lowering, too late to switch, so the loss's jaxpr is searched.
+    """
+    return not _contains_custom_vjp(jax.make_jaxpr(loss_fn)(params).jaxpr)
+
+
+def _contains_custom_vjp(jaxpr) -> bool:
+    """Whether a `custom_vjp_call` occurs in the jaxpr or in any jaxpr nested in its equations."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "custom_vjp_call":
+            return True
+        if any(_contains_custom_vjp(inner) for inner in jax_core.jaxprs_in_params(eqn.params)):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,26 +191,18 @@ def tree_scale(alpha, x):
     return jax.tree.map(lambda xi: alpha * xi, x)
 
 
-def tree_all_finite(x) -> jax.Array:
-    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(x)]))
-
-
 # ---------------------------------------------------------------------------------------------
 # Solvers for (H + damping I) x = g
 
 
 class SolverStatus(enum.IntEnum):
-    """How a solve ended. Codes >= NONFINITE are divergence: the caller must not apply x blindly."""
+    """How a solve ended. Codes >= NONFINITE end the solve early: the caller decides about x."""
 
     CONVERGED = 0  # residual norm <= tolerance
     MAX_ITERATIONS = 1  # iteration limit reached (the normal end of a fixed-length recursion)
     NONFINITE = 2  # NaN or Inf appeared; x is the last finite iterate
     RESIDUAL_GROWTH = 3  # residual norm > divergence_factor * initial residual norm
-    NOT_POSITIVE_DEFINITE = 4  # CG met p^T A p <= 0; x is the iterate before that step
-
-
-def diverged(status) -> jax.Array:
-    return status >= SolverStatus.NONFINITE
+    NOT_POSITIVE_DEFINITE = 4  # CG met p^T A p <= 0; x is the iterate before that step (truncated CG)
 
 
 class SolverInfo(NamedTuple):
@@ -227,10 +251,11 @@ def cg_solve(
         p_next = tree_axpy(rho_next / rho, p, r_next)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(taken, a, b), new, old)
         history = history.at[k + 1].set(jnp.where(taken, residual, jnp.nan))
-        return keep(x_next, x), keep(r_next, r), keep(p_next, p), jnp.where(taken, rho_next, rho), k + taken, status, history
+        rho = jnp.where(taken, rho_next, rho)
+        return keep(x_next, x), keep(r_next, r), keep(p_next, p), rho, k + taken, status, history
 
     state = (zero, g, g, g_norm**2, jnp.int32(0), initial_status, history)
-    x, r, _, rho, k, status, history = jax.lax.while_loop(lambda s: s[5] == _RUNNING, body, state)
+    x, _, _, rho, k, status, history = jax.lax.while_loop(lambda s: s[5] == _RUNNING, body, state)
     return x, SolverInfo(k, jnp.sqrt(rho), history, status.astype(jnp.int32))
 
 
@@ -284,8 +309,8 @@ def lissa_solve(
     """LiSSA / truncated Neumann series with the GIF paper's damping d and scale s.
 
     Agarwal, Bullins & Hazan, "Second-Order Stochastic Optimization for Machine Learning in
-    Linear Time", JMLR 2017; as used by Koh & Liang (2017) and GIF (Wu et al., WWW 2023,
-    section 4.3): h_0 = g, h_t = g + (1 - d) h_{t-1} - H h_{t-1} / s, result x = h_T / s.
+    Linear Time", JMLR 2017, as Koh & Liang (2017) and GIF (Wu et al., WWW 2023) use it:
+    h_0 = g, h_t = g + (1 - d) h_{t-1} - H h_{t-1} / s, result x = h_T / s.
     Its fixed point solves (H + d s I) x = g, i.e. damping d * s in the notation of the other
     solvers, and it converges iff eig(H) / s + d lies in (0, 2) for every eigenvalue: s must
     exceed about half the largest eigenvalue of H. Here the full-batch form, written as the
@@ -329,12 +354,12 @@ def sharded_loss(loss_fn: Callable, n_devices: int | None = None) -> Callable:
     """(params, batch) -> loss_fn(params, batch), with the batch's rows split over `n_devices`.
 
     `loss_fn` must be a weighted mean over the batch's rows, sum_i w_i l_i / max(sum_i w_i,
-    1e-12) with w = batch["weight"] (the convention of every model here). Each device computes
+    1e-12) with w = batch["weight"] (BPR's and LightGCN's convention). Each device computes
     its shard's mean and weight; their weighted combination via `psum` is the same mean, and
     so are its gradient and HVP (autodiff transposes `psum`). Parameters are replicated. The
     batch's row count must be a multiple of `n_devices` (see `pad_rows`). With one device this
-    returns `loss_fn` itself. A loss that is not a row-separable mean (LightGCN's regulariser
-    takes the norm of the whole batch) is not preserved.
+    returns `loss_fn` itself. A loss that is not a row-separable mean is not preserved
+    (LightGCN's regulariser takes the norm of the whole batch; SGL sums over the batch).
     """
     n_devices = jax.local_device_count() if n_devices is None else n_devices
     if n_devices == 1:

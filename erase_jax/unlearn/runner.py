@@ -35,7 +35,7 @@ from erase_jax.batching import PositiveIndex, cf_rows_batch
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.data.cf import CFTrainData
 from erase_jax.data.forget_files import read_forget_file
-from erase_jax.data.scenarios import ForgetSet, random_forget_set, sensitive_forget_set
+from erase_jax.data.scenarios import ForgetSet, forget_set_from_pairs, random_forget_set, sensitive_forget_set
 from erase_jax.run import Experiment, load_run, write_atomically
 from erase_jax.unlearn.base import RequestData, build_method
 from erase_jax.unlearn.requests import RETAIN_CAP_SHARE, RequestStream, RetainSampler, UserRows, retain_pool_factor
@@ -71,10 +71,18 @@ class UnlearnConfig:
         if self.scenario == "spam":
             return "spam"
         what = self.category if self.scenario == "sensitive" else self.random_unit
-        return f"{self.scenario}_{what}_f{self.fraction:g}"
+        size = f"f{self.fraction:g}" if self.fraction is not None else Path(self.forget_file or "file").stem
+        return f"{self.scenario}_{what}_{size}"
 
 
 def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -> ForgetSet:
+    """The scenario's requests on the training data's ids.
+
+    Sensitive and random forget sets are drawn from the data as read, before the rating
+    threshold and k-core, as the original's scripts draw them from the `.inter` file before
+    RecBole filters it (spec 3.2.2: T = int(fraction x all rows)); requests are then mapped
+    onto the filtered data, where interactions that filtering dropped are already gone.
+    """
     loaded, inter = experiment.data, experiment.data.interactions
     if config.scenario == "spam":
         if loaded.fraud is None:
@@ -87,13 +95,33 @@ def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -
         return read_forget_file(config.forget_file, inter, config.scenario, config.category, config.fraction or 0.0, seed)
     if config.fraction is None:
         raise ValueError(f"the {config.scenario} scenario needs --fraction (share of all interactions to forget)")
+    source = loaded.unfiltered if loaded.unfiltered is not None else inter
     if config.scenario == "sensitive":
         if not config.category:
             raise ValueError("the sensitive scenario needs a category (--scenario sensitive:<category>)")
-        return sensitive_forget_set(
-            inter, config.category, config.fraction, seed, config.forget_rating_threshold, config.selection_rule
+        drawn = sensitive_forget_set(
+            source, config.category, config.fraction, seed, config.forget_rating_threshold, config.selection_rule
         )
-    return random_forget_set(inter, config.fraction, seed, unit=config.random_unit)
+    else:
+        drawn = random_forget_set(source, config.fraction, seed, unit=config.random_unit)
+    return drawn if source is inter else _onto(drawn, source, inter)
+
+
+def _onto(forget_set: ForgetSet, source, inter) -> ForgetSet:
+    """The same requests on another vocabulary; pairs whose user or item it lacks are dropped."""
+    users = np.repeat(forget_set.users, np.diff(forget_set.item_offsets))
+    user_ids = {token: i for i, token in enumerate(inter.user_tokens.astype(str))}
+    item_ids = {token: i for i, token in enumerate(inter.item_tokens.astype(str))}
+    mapped_users = np.array([user_ids.get(t, -1) for t in source.user_tokens[users].astype(str)], np.int64)
+    mapped_items = np.array([item_ids.get(t, -1) for t in source.item_tokens[forget_set.items].astype(str)], np.int64)
+    known = (mapped_users >= 0) & (mapped_items >= 0)
+    if not known.any():
+        raise ValueError("no forget interaction survives the data set's filtering (rating threshold / k-core)")
+    return forget_set_from_pairs(
+        inter, mapped_users[known], mapped_items[known], scenario=forget_set.scenario,
+        category=forget_set.category, fraction=forget_set.fraction, seed=forget_set.seed,
+        target_items=forget_set.target_items,
+    )
 
 
 @dataclasses.dataclass

@@ -29,10 +29,14 @@ Two modes (`compat`):
   retain users' embeddings towards their own optimum (ERASE's retain term). One operator, every
   term with one normaliser: with lambda = 0 and a quadratic loss this lands exactly on the
   retrained optimum (tests/test_scif.py checks it). It replaces ERASE's separate constants Rc
-  and tau, whose product (about 1/(8 |F| |R|)) makes the original's step a few hundred to
-  thousands of times shorter than a Newton step; the operator is the mean Hessian, not
-  ERASE's H/|b| (detail spec Q-SCIF-1). The forget term uses `context_before` (the graph that
-  trained the model), C, R and the Hessian `context_after` (the graph without the request).
+  and tau, whose product (about 1/(8 |F| S |R|)) shrinks the original's step far below a
+  Newton step (in that convex test it covers about 1 % of the way); the operator is the mean
+  Hessian, not ERASE's H/|b| (detail spec Q-SCIF-1), and CG sees one operator throughout. The
+  forget term uses `context_before` (the graph that trained the model), C, R and the Hessian
+  `context_after` (the graph without the request). F, C and R travel as one batch padded to
+  the bucket of |F| + |C| + |R| rows, so the mode compiles once per such bucket. It assumes
+  `model.loss` is a weighted MEAN over rows (BPR, LightGCN); SGL's loss sums over the batch,
+  for which the forget term comes out |F| / N too small.
 * "erase": the original's arithmetic, quirks included. Gradient: sums of loader-batch MEANS
   (F and C in batches of 256, R in batches of 16), F and C divided by
   Rc = max(1, retain_samples_used_for_update * |F| * S - |C|) with S = max(1, |F| - |C|), each
@@ -48,7 +52,13 @@ Two modes (`compat`):
 
 Both modes: optional `max_norm` clips ||step|| (step = tau x); the update is skipped (and
 `skipped` recorded) if x is non-finite or ||x|| < 1e-15, and in "correct" mode also when CG
-reports divergence (`influence.SolverStatus`). No fine-tuning; the method keeps no state.
+reports a non-finite value or a growing residual. Negative curvature (p^T A p <= 0, status
+NOT_POSITIVE_DEFINITE) is not a skip: x is then the CG iterate before that direction, the
+truncated Newton-CG step (Nocedal & Wright, Numerical Optimization, Algorithm 7.1), which the
+original applies as well; at the very first step that x is 0, so nothing is applied. This
+matters for LightGCN, whose loss is not convex in the user table (users meet users through
+the propagated item embeddings) and whose C-and-R Hessian is often indefinite even with
+damping. No fine-tuning; the method keeps no state.
 
 Parameters touched. CF models: the user-embedding table only. For models whose loss reads that
 table only at the batch's users' rows (BPR: score = <e_u, e_i>, and its optional regulariser
@@ -75,7 +85,9 @@ from typing import Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from erase_jax.batching import bucket_size
 from erase_jax.unlearn.base import Batch, RequestData, register
 from erase_jax.unlearn.influence import (
     USER_EMBEDDING,
@@ -85,7 +97,6 @@ from erase_jax.unlearn.influence import (
     all_leaves_block,
     apply_update,
     cg_solve,
-    diverged,
     hvp,
     hvp_operator,
     leaf_block,
@@ -145,10 +156,13 @@ class SCIF:
         return ()
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
-        batches = (request.forget, request.clean, request.retain)
-        params, diagnostics = _unlearn_request(
-            self, model, params, request.context_before, request.context_after, batches, key
-        )
+        contexts = (request.context_before, request.context_after)
+        if self.compat == "correct":
+            rows, forget_weight = _one_batch(request.forget, request.clean, request.retain)
+            params, diagnostics = _correct_request(self, model, params, contexts, rows, forget_weight, key)
+        else:
+            batches = (request.forget, request.clean, request.retain)
+            params, diagnostics = _erase_request(self, model, params, contexts, batches, key)
         return params, state, diagnostics
 
 
@@ -162,36 +176,30 @@ def user_rows_are_local(model) -> bool:
 
 
 def target_block(model, params, batches: list[Batch]) -> ParameterBlock:
-    """SCIF's parameters P (spec 6.1 `target_params`), as small as is exact (module docstring)."""
+    """SCIF's parameters P (spec 6.1 `target_params`), as small as is exact (module docstring).
+
+    The row block is used where it is exact and has fewer rows than the table; its length is
+    the batches' padded row count (static), the unused entries being the padding row n_users.
+    """
     if "user_embedding" not in params["params"]:
         return all_leaves_block(params)
-    if not user_rows_are_local(model):
-        return leaf_block(USER_EMBEDDING)
     n_users = params["params"]["user_embedding"]["embedding"].shape[0]
+    n_rows = sum(b["users"].shape[0] for b in batches)
+    if not user_rows_are_local(model) or n_rows >= n_users:  # no block smaller than the table
+        return leaf_block(USER_EMBEDDING)
     users = jnp.concatenate([jnp.where(b["weight"] > 0, b["users"], n_users) for b in batches])
-    # The sentinel n_users sorts last, so truncating to n_users entries never drops a real user.
-    return user_rows_block(jnp.unique(users, size=min(users.shape[0], n_users), fill_value=n_users))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _unlearn_request(method: SCIF, model, params, context_before, context_after, batches, key):
-    forget, clean, retain = batches
-    block = target_block(model, params, [b for b in batches if b is not None])
-    solve = _correct_solution if method.compat == "correct" else _erase_solution
-    x, tau, info = solve(method, model, params, block, context_before, context_after, forget, clean, retain, key)
-    return _apply_step(method, params, block, x, tau, info)
+    return user_rows_block(jnp.unique(users, size=n_rows, fill_value=n_users))
 
 
 def _apply_step(method: SCIF, params, block: ParameterBlock, x, tau, info: SolverInfo):
     """theta_P <- theta_P - tau x, clipped to max_norm; skipped when x is unusable."""
     step = tree_scale(tau, x)
-    step_norm = tree_norm(step)
     if method.max_norm is not None:
-        step = tree_scale(jnp.minimum(1.0, method.max_norm / step_norm), step)
+        step = tree_scale(jnp.minimum(1.0, method.max_norm / tree_norm(step)), step)
     solution_norm = tree_norm(x)
     skipped = ~jnp.isfinite(solution_norm) | (solution_norm < MIN_SOLUTION_NORM)
     if method.compat == "correct":
-        skipped = skipped | diverged(info.status)
+        skipped = skipped | (info.status == SolverStatus.NONFINITE) | (info.status == SolverStatus.RESIDUAL_GROWTH)
     delta = jax.tree.map(lambda s: jnp.where(skipped, 0.0, -s), step)
     diagnostics = {
         "cg_iterations": info.iterations,
@@ -208,8 +216,35 @@ def _apply_step(method: SCIF, params, block: ParameterBlock, x, tau, info: Solve
 # compat="correct": one damped Newton step of the objective after the request
 
 
-def _correct_solution(method: SCIF, model, params, block, context_before, context_after, forget, clean, retain, key):
-    kept = retain if clean is None else jax.tree.map(lambda c, r: jnp.concatenate([c, r]), clean, retain)
+def _one_batch(forget: Batch, clean: Batch | None, retain: Batch) -> tuple[Batch, jax.Array]:
+    """F, C and R as ONE batch whose weights are C's and R's, plus F's weights separately.
+
+    Host-side compaction of the real rows, padded to one power-of-two bucket: the correct mode
+    compiles once per bucket of |F| + |C| + |R| instead of once per combination of three
+    buckets (and C = None needs no variant of its own).
+    """
+    parts = [(b, role) for b, role in ((forget, "forget"), (clean, "kept"), (retain, "kept")) if b is not None]
+    real = [np.asarray(b["weight"]) > 0 for b, _ in parts]
+    n_real = sum(int(mask.sum()) for mask in real)
+    size = bucket_size(n_real)
+
+    def gather(values: list[np.ndarray]) -> jax.Array:
+        joined = np.concatenate([v[mask] for v, mask in zip(values, real)])
+        return jnp.asarray(np.concatenate([joined, np.zeros((size - n_real, *joined.shape[1:]), joined.dtype)]))
+
+    def weights(wanted: str) -> jax.Array:
+        return gather([np.asarray(b["weight"]) * (role == wanted) for b, role in parts])
+
+    rows = {name: gather([np.asarray(b[name]) for b, _ in parts]) for name in forget if name != "weight"}
+    return {**rows, "weight": weights("kept")}, weights("forget")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _correct_request(method: SCIF, model, params, contexts, rows: Batch, forget_weight, key):
+    """One damped Newton step of the objective after the request (module docstring)."""
+    context_before, context_after = contexts
+    kept, forget = rows, {**rows, "weight": forget_weight}
+    block = target_block(model, params, [{**rows, "weight": rows["weight"] + forget_weight}])
     n_kept = jnp.maximum(jnp.sum(kept["weight"]), 1.0)
     n_forget = jnp.sum(forget["weight"])
     kept_loss = loss_on_block(lambda p: model.loss(p, context_after, kept, key), params, block)
@@ -220,15 +255,19 @@ def _correct_solution(method: SCIF, model, params, block, context_before, contex
     x, info = cg_solve(
         hvp_operator(kept_loss, values), mean_gradient, method.damping, method.cg_tol, method.cg_iterations
     )
-    return x, 1.0, info
+    return _apply_step(method, params, block, x, 1.0, info)
 
 
 # ---------------------------------------------------------------------------------------------
 # compat="erase": the original's gradient normalisation and stochastic CG
 
 
-def _erase_solution(method: SCIF, model, params, block, context_before, context_after, forget, clean, retain, key):
-    del context_after  # the original keeps one graph for the whole request
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _erase_request(method: SCIF, model, params, contexts, batches, key):
+    """The original's gradient normalisation and stochastic CG (module docstring)."""
+    context_before, _ = contexts  # the original keeps one graph for the whole request
+    forget, clean, retain = batches
+    block = target_block(model, params, [b for b in batches if b is not None])
     forget_key, clean_key, retain_key, cg_clean_key, cg_retain_key, loss_key = jax.random.split(key, 6)
     n_forget, n_retain = jnp.sum(forget["weight"] > 0), jnp.sum(retain["weight"] > 0)
     n_clean = 0 if clean is None else jnp.sum(clean["weight"] > 0)
@@ -258,7 +297,7 @@ def _erase_solution(method: SCIF, model, params, block, context_before, context_
     cg = _EraseCG(chunk_hvp, method.damping, method.cg_tol, method.samples_wanted_constant * n_sensitive)
     cg_retain_chunks = _chunks(_shuffle_rows(retain, cg_retain_key), ERASE_RETAIN_BATCH)
     x, info = cg.solve(v, cg_clean_chunks, cg_retain_chunks)
-    return x, 1.0 / jnp.maximum(n_retain, 1), info
+    return _apply_step(method, params, block, x, 1.0 / jnp.maximum(n_retain, 1), info)
 
 
 def _shuffle_rows(batch: Batch, key) -> Batch:
