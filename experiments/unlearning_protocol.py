@@ -293,7 +293,8 @@ def cost_section(rows: list[dict], train_result: dict, timings: dict) -> str:
         row = pick(rows, "retraining", k_idx)
         body.append([f"retrain k={k_idx} ({row['retrain_epochs']} epochs), sum of epoch times",
                      f"{float(row['retrain_seconds']):.1f}"])
-    body.append(["wall time of each CLI call (start-up, data loading, compilation, evaluation included)",
+    body.append(["wall time of each CLI call in this invocation (start-up, data loading, compilation and "
+                 "evaluation included; a rerun of the script resumes finished work)",
                  ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items())])
     return table(header, body)
 
@@ -406,7 +407,7 @@ def main(argv=None) -> int:
     n_fake = [c + 1 for c in spam_json["checkpoint_requests"]]
     unlearning_json = json.loads((sensitive_dir / "original" / "unlearning.json").read_text())
     checkpoints = unlearning_json["checkpoint_requests"]
-    first = pick(rows, "unlearning", 3, "original")
+    unlearned_k3 = pick(rows, "unlearning", 3, "original")
     sensitive_table, sensitive_checks = sensitive_section(rows, checkpoints)
     spam_table, spam_values = spam_section(clean_spam, clean_result, spam_rows, n_fake)
 
@@ -438,8 +439,8 @@ def main(argv=None) -> int:
         checks.append((
             "`unlearn` killed (SIGKILL) after checkpoint 1 and rerun gives the uninterrupted run's rows",
             resume["identical_rows"] and not resume["finished_before_kill"]
-            and resume["killed_after_requests"] < int(first["n_requests"]),
-            f"killed after {resume['killed_after_requests']} of {first['n_requests']} requests; "
+            and resume["killed_after_requests"] < int(unlearned_k3["n_requests"]),
+            f"killed after {resume['killed_after_requests']} of {unlearned_k3['n_requests']} requests; "
             f"{resume['rows_compared']} rows compared, timing/memory columns excluded",
         ))
     verdict = {True: "yes", False: "**NO**", None: "n/a"}
@@ -457,15 +458,16 @@ def main(argv=None) -> int:
 
     # Facts a reader needs to weigh the tables, stated only when they apply.
     notes = []
-    retrain_epochs = [int(pick(rows, "retraining", k)["retrain_epochs"]) for k in range(4)]
-    if max(retrain_epochs) > 2 * min(retrain_epochs + [clean_result["epochs"]]) or \
-            clean_result["epochs"] > 2 * min(retrain_epochs):
+    retrains = [json.loads((sensitive_dir / "retrain" / f"k{k}" / "result.json").read_text()) for k in range(4)]
+    retrain_epochs = [r["epochs"] for r in retrains]
+    if max(retrain_epochs + [clean_result["epochs"]]) > 2 * min(retrain_epochs + [clean_result["epochs"]]):
         notes.append(
             f"Training length varies with early stopping (stopping_step 10): the original trained "
-            f"{clean_result['epochs']} epochs, the retrains k=0..3 {retrain_epochs}. Validation Recall@20 "
-            "plateaus near 0.19 from about epoch 13 while test Recall@20 keeps rising, so runs that stop "
-            "at the plateau are less trained (lower test utility); comparisons at checkpoints whose "
-            "retrain stopped early mix forgetting with training length.")
+            f"{clean_result['epochs']} epochs (best {clean_result['best_epoch']}), the retrains k=0..3 "
+            f"{retrain_epochs} (best {[r['best_epoch'] for r in retrains]}). Validation Recall@20 reaches a "
+            "plateau early while test Recall@20 keeps rising, so a run that stops on the plateau is less "
+            "trained (see the test utility); at checkpoints whose retrain stopped early the comparison "
+            "mixes forgetting with training length.")
     if poisoned_result["epochs"] * 2 < clean_result["epochs"]:
         notes.append(
             f"The poisoned BPR stopped after {poisoned_result['epochs']} epochs (best "
@@ -501,8 +503,8 @@ def main(argv=None) -> int:
         "",
         "## Sensitive scenario: Horror, rating >= 3.5, fraction 0.003",
         "",
-        f"Forget set: {forget_source}: {int(first['n_removed'])} rows removed (all splits) from "
-        f"{first['n_requests']} users = {first['n_requests']} requests; checkpoints after requests "
+        f"Forget set: {forget_source}: {int(unlearned_k3['n_removed'])} rows removed (all splits) from "
+        f"{unlearned_k3['n_requests']} users = {unlearned_k3['n_requests']} requests; checkpoints after requests "
         f"{checkpoints} (0-based). Model: BPR, embedding 64, trained {clean_result['epochs']} epochs "
         f"(best epoch {clean_result['best_epoch']}, stopped: {clean_result['stopped']}).",
         "",

@@ -387,19 +387,20 @@ def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, strai
                   "empty forget set"),
         "few_requests": (["unlearn", "--method", "original", *run, "--scenario", "sensitive:Horror",
                           "--fraction", "0.005"], "2 requests are too few for four checkpoints"),
-        "few_requests_retrain": (["retrain", *run, "--scenario", "sensitive:Horror", "--fraction", "0.005"],
-                                 "2 requests are too few for four checkpoints"),
-        "unknown_category": (["unlearn", "--method", "original", *run, "--scenario", "sensitive:Western",
-                              "--fraction", "0.02"], "category 'Western' not present"),
+        "unknown_category": (["retrain", *run, "--scenario", "sensitive:Western", "--fraction", "0.02"],
+                             "category 'Western' not present"),
         "spam_unpoisoned": (["unlearn", "--method", "original", *run, "--scenario", "spam"],
                             "needs a model trained on poisoned data"),
         "other_settings": (["unlearn", "--method", "test_finetune", *run, "--scenario", "sensitive:Horror",
                             "--fraction", "0.03"], "holds an unlearning run with other settings"),
     }
     before = snapshot(trained_run, straight.scenario_dir)
+    plain_cli = [sys.executable, "-m", "erase_jax.cli"]
     processes = {
-        name: subprocess.Popen(cli_with_probe(*args, "--quiet"), env=cli_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        name: subprocess.Popen(
+            cli_with_probe(*args, "--quiet") if "test_finetune" in args else [*plain_cli, *args, "--quiet"],
+            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
         for name, (args, _) in cases.items()
     }
     for name, process in processes.items():

@@ -3,7 +3,7 @@
 Importing this package registers every method module listed below.
 """
 
-from erase_jax.unlearn import scif  # noqa: F401  (registers "scif")
+from erase_jax.unlearn import ceu, fanchuan, gif, idea, kookmin, scif, seif  # noqa: F401  (registers them)
 from erase_jax.unlearn.base import RequestData, UnlearningMethod, build_method, method_names, register
 
 __all__ = ["RequestData", "UnlearningMethod", "build_method", "method_names", "register"]

@@ -1,0 +1,292 @@
+"""GIF: a graph influence-function update of all parameters, then fine-tuning on retain data.
+
+Wu, Yang, Qian, Sui, Wang, He, "GIF: A General Graph Unlearning Strategy via Influence
+Function", WWW 2023 (arXiv 2304.02835). Deleting edges dG changes the loss terms of the deleted
+edges AND, through message passing, the losses of their neighbourhood N, so the parameter change
+is (GIF eq. 8)
+
+    d_theta = H^-1 ( grad L_dG(G) + grad L_N(G) - grad L_N(G \\ dG) ),
+
+with H^-1 v computed by LiSSA, h_t = v + (1 - d) h_{t-1} - H h_{t-1} / s, d_theta = h_T / s
+(`influence.lissa_solve`). ERASE (unlearning-algorithms spec 6.5, detail spec section 5) applies
+it to one request (F = all training rows of the request's users, C = F without the forgotten
+rows, R = sampled retain rows), then fine-tunes on R with the persistent Adam.
+
+Two modes (`compat`):
+
+* "correct" (default): the paper's update on the rows in view, as a mean-normalised Newton step
+  of the objective after the request. With N = |C| + |R|,
+
+      g = ( sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)] ) / N
+      H = Hessian of the mean loss over C and R on `context_after`
+      theta <- theta + h_T / s     (LiSSA with damping gif_damping, scale gif_scale_factor),
+
+  i.e. x ~ (H + d s I)^-1 g. The first two terms are the paper's grad L_dG plus u's own kept
+  edges seen through the changed graph (sum_F grad l(before) - sum_C grad l(after) =
+  sum_{F\\C} grad l(before) + sum_C [grad l(before) - grad l(after)]); R plays the neighbourhood
+  N. With d = 0 and an exact optimum this is the Newton step -H^-1 grad L_after, which for a
+  quadratic loss is the retrained optimum; the default d s = 10 is the paper code's strong
+  damping. The forget rows are the request's F minus C (the runner's retrained model keeps C),
+  unlike the original, which removes all of F's edges. The neighbourhood is all of R: the
+  original's k-hop filter, topped up with other retain rows to U rows, returns (nearly) all of
+  R for the runner's retain sample of U rows, so `gif_k_hops` has no effect (kept for
+  configuration compatibility).
+* "erase": the original's arithmetic (detail spec section 5): delta = g_F + g_orig - g_rem
+  with g_F = sum of F's 256-row batch means / |F|, g_orig and g_rem = sums of R's batch means /
+  number of batches on the graph before / after; H v = average of batch-mean HVPs over the first
+  min(|R|, 1024) rows of R (graph before); recursion h_0 = delta, h_t = delta + h_{t-1} -
+  (d/s) H h_{t-1} for gif_iterations steps and theta <- theta + h_T, **without the final
+  division by s** (quirk Q-GIF-3: h_T is about (T+1) delta). Deliberate deviation: g_rem uses
+  `context_after` (the graph without the request), not the original's sampled retain subgraph
+  with its spurious user k <-> item k edges (Q-GIF-4).
+
+Both modes: `max_norm` clips ||step||; a non-finite step, ||step|| < 1e-15, or a solver status
+NONFINITE / RESIDUAL_GROWTH skips the update AND the fine-tuning (the original returns early), and
+`skipped` is recorded. Then fine-tuning (both modes): E = 1 + U // |R| epochs, each a fresh
+shuffled pass over R in batches of 256 capped at U = gif_retain_samples (None: 16 |F|) rows, one
+Adam step (lr = learning_rate, the config lr) per batch on `context_after`; Adam's moments are
+the method state and persist across requests, as in the original.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from erase_jax.unlearn.base import Batch, RequestData, register
+from erase_jax.unlearn.influence import (
+    SolverStatus,
+    hvp,
+    hvp_operator,
+    lissa_solve,
+    pad_rows,
+    richardson_solve,
+    tree_axpy,
+    tree_norm,
+    tree_scale,
+)
+from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
+
+COMPAT_MODES = ("correct", "erase")
+ERASE_BATCH = 256  # the original's loader batch size for F, C and R
+MIN_STEP_NORM = 1e-15  # the original's "negligible update" threshold
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class GIF:
+    """GIF with the original's hyperparameter names and defaults (see the module docstring).
+
+    gif_damping: d (`--gif_damping`). gif_scale_factor: s (`--gif_scale_factor`).
+    gif_iterations: T (`--gif_iterations`). gif_k_hops: accepted, no effect (module docstring).
+    gif_retain_samples: U, fine-tuning rows per epoch (None: 16 |F|, the original's default).
+    gif_hessian_samples: Hessian rows in "erase" (1024, hard-coded in the original).
+    retain_samples_used_for_update: the retain budget rule's T (requests.RETAIN_BUDGET_RULES).
+    learning_rate: fine-tuning Adam lr (the config's `learning_rate`).
+    max_norm: clip of ||step|| (`--max_norm`; None = no clip). compat: "correct" or "erase".
+    """
+
+    name: ClassVar[str] = "gif"
+
+    gif_damping: float = 0.01
+    gif_scale_factor: float = 1000.0
+    gif_iterations: int = 100
+    gif_k_hops: int = 2
+    gif_retain_samples: int | None = None
+    gif_hessian_samples: int = 1024
+    retain_samples_used_for_update: int = 128
+    learning_rate: float = 1e-3
+    max_norm: float | None = None
+    compat: str = "correct"
+
+    def __post_init__(self):
+        check_compat(self.name, self.compat)
+        if self.compat == "erase" and self.gif_damping <= 0:
+            raise ValueError("gif: compat='erase' needs gif_damping > 0 (its recursion divides by d / s)")
+
+    def retain_budget(self, n_forget_rows: int) -> int:
+        settings = RetainBudgetSettings(retain_samples_used_for_update=self.retain_samples_used_for_update)
+        return RETAIN_BUDGET_RULES["gif"](n_forget_rows, settings)
+
+    def init(self, model, params):
+        return optax.adam(self.learning_rate).init(params)
+
+    def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
+        cap = self.gif_retain_samples if self.gif_retain_samples is not None else 16 * request.n_forget_rows
+        epochs = finetune_epochs(cap, request.retain)
+        batches = (request.forget, request.clean, request.retain)
+        contexts = (request.context_before, request.context_after)
+        return _gif_request(self, model, epochs, params, state, contexts, batches, jnp.float32(cap), key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batches, cap, key):
+    forget, clean, retain = batches
+    before, after = contexts
+    loss_key, finetune_key = jax.random.split(key)
+    if method.compat == "correct":
+        g, kept_loss = removal_gradient(model, params, contexts, batches, loss_key)
+        x, info = lissa_solve(
+            hvp_operator(kept_loss, params), g, method.gif_damping, method.gif_scale_factor, method.gif_iterations
+        )
+    else:
+        n_forget = jnp.maximum(jnp.sum(forget["weight"] > 0), 1)
+        g_forget = tree_scale(1.0 / n_forget, grad_of_batch_means(model, params, before, forget, loss_key))
+        g_orig = grad_of_batch_means(model, params, before, retain, loss_key, average=True)
+        g_rem = grad_of_batch_means(model, params, after, retain, loss_key, average=True)
+        delta = tree_axpy(-1.0, g_rem, tree_axpy(1.0, g_orig, g_forget))
+        ratio = method.gif_damping / method.gif_scale_factor
+        matvec = batch_mean_hvp(model, params, before, first_rows(retain, method.gif_hessian_samples), loss_key)
+        # h <- delta + h - ratio H h  ==  Richardson on (H) x = delta / ratio with step ratio, x_0 = delta
+        x, info = richardson_solve(matvec, tree_scale(1.0 / ratio, delta), 0.0, ratio, method.gif_iterations, x0=delta)
+    params, skipped, diagnostics = apply_step(params, x, 1.0, method.max_norm, info)
+    tuned, new_state, finetune_loss = finetune(
+        model, params, opt_state, after, retain, cap, epochs, method, finetune_key
+    )
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(skipped, b, a), new, old)
+    diagnostics["finetune_loss"] = jnp.where(skipped, 0.0, finetune_loss)
+    return keep(tuned, params), keep(new_state, opt_state), diagnostics
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces shared with CEU and IDEA (they import them from here)
+
+
+def check_compat(name: str, compat: str) -> None:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"{name}: compat must be one of {COMPAT_MODES}, got {compat!r}")
+
+
+def _zero_batch_like(batch: Batch) -> Batch:
+    return {**batch, "weight": jnp.zeros_like(batch["weight"])}
+
+
+def removal_gradient(model, params, contexts, batches, key):
+    """g = (sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)]) / N.
+
+    N = |C| + |R|. Returns g and the mean loss over C and R on `context_after` (as a function of
+    all parameters), whose Hessian is the matching operator: then (H + 0 I)^-1 g is the Newton
+    step -H^-1 grad L_after of the objective after the request, assuming grad L_before = 0 at the
+    trained parameters (the influence-function premise). `model.loss` must be a weighted mean.
+    """
+    before, after = contexts
+    forget, clean, retain = batches
+    clean = _zero_batch_like(forget) if clean is None else clean
+    n = lambda b: jnp.sum(b["weight"])
+    n_kept = jnp.maximum(n(clean) + n(retain), 1.0)
+    kept = {k: jnp.concatenate([clean[k], retain[k]]) for k in retain}
+
+    def kept_loss(p):
+        return model.loss(p, after, kept, key)
+
+    def signed_sum(p):
+        total = n(forget) * model.loss(p, before, forget, key) - n(clean) * model.loss(p, after, clean, key)
+        return total + n(retain) * (model.loss(p, before, retain, key) - model.loss(p, after, retain, key))
+
+    return tree_scale(1.0 / n_kept, jax.grad(signed_sum)(params)), kept_loss
+
+
+def chunks(batch: Batch, size: int = ERASE_BATCH) -> Batch:
+    """Consecutive loader batches of `size` rows, stacked: leaves [n_chunks, size, ...]."""
+    return jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), pad_rows(batch, size))
+
+
+def grad_of_batch_means(model, params, context, batch: Batch, key, average: bool = False):
+    """sum over the batch's 256-row loader batches of grad mean loss (divided by their number if
+    `average`; the original's n_K is at least 1). Empty chunks contribute 0."""
+    stacked = chunks(batch)
+    n_chunks = jnp.maximum(jnp.sum(jnp.any(stacked["weight"] > 0, axis=1)), 1)
+
+    def total(p):
+        return jnp.sum(jax.vmap(lambda chunk: model.loss(p, context, chunk, key))(stacked))
+
+    g = jax.grad(total)(params)
+    return tree_scale(1.0 / n_chunks, g) if average else g
+
+
+def first_rows(batch: Batch, n_rows: int) -> Batch:
+    """The batch with only its first `n_rows` real rows kept (weight 0 on the rest)."""
+    real = batch["weight"] > 0
+    return {**batch, "weight": jnp.where(real & (jnp.cumsum(real) <= n_rows), batch["weight"], 0.0)}
+
+
+def batch_mean_hvp(model, params, context, batch: Batch, key):
+    """v -> the average over non-empty 256-row batches of the batch-mean loss's HVP (original)."""
+    stacked = chunks(batch)
+    nonempty = jnp.any(stacked["weight"] > 0, axis=1)
+    n_chunks = jnp.maximum(jnp.sum(nonempty), 1)
+
+    def total(p):
+        losses = jax.vmap(lambda chunk: model.loss(p, context, chunk, key))(stacked)
+        return jnp.sum(jnp.where(nonempty, losses, 0.0))
+
+    return lambda v: tree_scale(1.0 / n_chunks, hvp(total, params, v))
+
+
+def apply_step(params, step, sign, max_norm, info, noise=None):
+    """params + sign * clip(step) (+ noise); skipped (no change) when unusable. Returns
+    (params, skipped, diagnostics)."""
+    step_norm = tree_norm(step)
+    if max_norm is not None:
+        step = tree_scale(jnp.minimum(1.0, max_norm / (step_norm + 1e-6)), step)
+    skipped = ~jnp.isfinite(step_norm) | (step_norm < MIN_STEP_NORM)
+    skipped = skipped | (info.status == SolverStatus.NONFINITE) | (info.status == SolverStatus.RESIDUAL_GROWTH)
+    delta = tree_scale(sign, step) if noise is None else tree_axpy(sign, step, noise)
+    delta = jax.tree.map(lambda d: jnp.where(skipped, 0.0, d), delta)
+    diagnostics = {
+        "solver_iterations": info.iterations,
+        "solver_residual": info.residual_norm,
+        "solver_status": info.status,
+        "solution_norm": step_norm,
+        "update_norm": tree_norm(delta),
+        "skipped": skipped,
+    }
+    return jax.tree.map(jnp.add, params, delta), skipped, diagnostics
+
+
+def gaussian_noise(key, params, scale):
+    """scale * N(0, I) shaped like `params` (independent per leaf)."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [scale * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)])
+
+
+def finetune_epochs(cap: int, retain: Batch) -> int:
+    """E = 1 + U // |R| (host side, static for compilation)."""
+    n_retain = int(np.sum(np.asarray(retain["weight"]) > 0))
+    return 1 + cap // max(n_retain, 1)
+
+
+def _shuffled(batch: Batch, key) -> Batch:
+    priority = jnp.where(batch["weight"] > 0, jax.random.uniform(key, batch["weight"].shape), 2.0)
+    return jax.tree.map(lambda a: a[jnp.argsort(priority)], batch)
+
+
+def finetune(model, params, opt_state, context, retain: Batch, cap, epochs: int, method, key):
+    """`epochs` shuffled passes over R in 256-row batches, each pass capped at `cap` rows, one
+    Adam step per non-empty batch (the original's `_train_epoch_efficient_shuffle`).
+    Returns (params, opt_state, mean loss of the batches stepped on)."""
+    optimizer = optax.adam(method.learning_rate)
+    passes = jax.vmap(lambda k: chunks(first_rows(_shuffled(retain, k), cap)))(jax.random.split(key, epochs))
+    stacked = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), passes)  # [epochs * n_chunks, 256, ...]
+    step_keys = jax.random.split(jax.random.fold_in(key, 1), stacked["weight"].shape[0])
+
+    def step(carry, inputs):
+        p, s, total, count = carry
+        chunk, step_key = inputs
+        loss, grads = jax.value_and_grad(lambda q: model.loss(q, context, chunk, step_key))(p)
+        updates, s_new = optimizer.update(grads, s, p)
+        use = jnp.any(chunk["weight"] > 0)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(use, a, b), new, old)
+        return (keep(optax.apply_updates(p, updates), p), keep(s_new, s), total + use * loss, count + use), None
+
+    (params, opt_state, total, count), _ = jax.lax.scan(
+        step, (params, opt_state, jnp.float32(0), jnp.float32(0)), (stacked, step_keys)
+    )
+    return params, opt_state, total / jnp.maximum(count, 1.0)

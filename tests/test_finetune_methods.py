@@ -1,0 +1,145 @@
+"""Kookmin, SEIF and Fanchuan: their exact pieces (re-initialisation masks, relative noise, the
+class-weighted repair loss, the KL-to-uniform step) and smoke runs through the registry on a tiny
+BPR and a tiny LightGCN, including bit-identical reruns with the same key."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from erase_jax.data.cf import CFTrainData
+from erase_jax.models import build_model
+from erase_jax.unlearn import fanchuan, kookmin, seif
+from erase_jax.unlearn.base import RequestData, build_method
+
+PADDED_ROWS = 64
+N_USERS, N_ITEMS = 16, 12
+
+
+def rows_batch(users, pos, neg) -> dict:
+    n = len(users)
+    pad = lambda x: jnp.asarray(np.concatenate([np.asarray(x), np.zeros(PADDED_ROWS - n)]), jnp.int32)
+    weight = jnp.asarray(np.arange(PADDED_ROWS) < n, jnp.float32)
+    return {"users": pad(users), "pos": pad(pos), "neg": pad(neg), "weight": weight}
+
+
+def tiny_request(model_name: str):
+    """User 3 forgets 3 of its 8 rows; 30 retain rows of users 6..15."""
+    rng = np.random.default_rng(0)
+    users = np.concatenate([np.full(8, 3), rng.integers(6, N_USERS, 30)]).astype(np.int32)
+    pos = rng.integers(0, N_ITEMS, len(users)).astype(np.int32)
+    neg = rng.integers(0, N_ITEMS, len(users)).astype(np.int32)
+    removed = np.zeros(len(users), bool)
+    removed[:3] = True
+    model = build_model(model_name, embedding_size=8)
+    before = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, pos), 64)
+    after = model.prepare(CFTrainData(N_USERS, N_ITEMS, users[~removed], pos[~removed]), 64)
+    params = model.init(jax.random.PRNGKey(0), before)
+    forget = rows_batch(users[:8], pos[:8], neg[:8])
+    clean = rows_batch(users[3:8], pos[3:8], neg[3:8])
+    retain = rows_batch(users[8:], pos[8:], neg[8:])
+    return model, params, RequestData(0, np.array([3]), forget, clean, retain, 8, 3, before, after)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kookmin
+
+
+def test_kookmin_reinitialises_exactly_the_smallest_fraction_per_tensor():
+    key = jax.random.PRNGKey(0)
+    params = {"params": {"user_embedding": {"embedding": jnp.full((30, 8), 7.0)},
+                         "item_embedding": {"embedding": jnp.full((20, 8), 7.0)},
+                         "bias": jnp.full((5,), 7.0)}}
+    score = jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)  # distinct magnitudes
+    new, masks = jax.jit(kookmin.reinitialise, static_argnums=2)(params, score, 0.1, jax.random.PRNGKey(1))
+    for (p, n, m, s) in zip(*(jax.tree.leaves(t) for t in (params, new, masks, score))):
+        expected = kookmin.reinit_count(p.size, 0.1)  # max(1, int(n * rate)): 24, 16 and 1
+        assert int(m.sum()) == expected
+        chosen = np.sort(np.flatnonzero(np.asarray(m).ravel()))
+        np.testing.assert_array_equal(chosen, np.sort(np.argsort(np.abs(np.asarray(s)).ravel())[:expected]))
+        changed = np.asarray(n) != np.asarray(p)
+        np.testing.assert_array_equal(changed, np.asarray(m))  # fresh values never equal 7
+    assert [kookmin.reinit_count(n, 0.1) for n in (240, 160, 5)] == [24, 16, 1]
+
+
+def test_kookmin_ties_go_to_the_lowest_index_and_embeddings_use_kaiming_uniform():
+    score = jnp.zeros((10, 4))  # all tied, as untouched embedding rows are
+    mask = kookmin.smallest_magnitude_mask(score, 0.1)
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(mask).ravel()), [0, 1, 2, 3])
+    values = kookmin.fresh_values("params/user_embedding/embedding", (1000, 4), jax.random.PRNGKey(0))
+    assert float(jnp.max(jnp.abs(values))) <= 0.5 and float(jnp.max(jnp.abs(values))) > 0.45  # U(+-1/sqrt(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# SEIF
+
+
+def test_seif_erase_noise_is_relative_with_the_requested_std():
+    params = {"params": {"item_embedding": {"embedding": jnp.full((200, 100), 2.0).at[0].set(0.0)},
+                         "dense": {"kernel": jnp.ones((10, 10))}}}
+    noisy = jax.jit(seif.relative_noise)(params, 0.6, jax.random.PRNGKey(3))
+    relative = (np.asarray(noisy["params"]["item_embedding"]["embedding"][1:]) - 2.0) / 2.0
+    assert abs(relative.std() - 0.6) < 0.01 and abs(relative.mean()) < 0.01
+    np.testing.assert_array_equal(noisy["params"]["item_embedding"]["embedding"][0], 0.0)  # zeros stay zero
+    np.testing.assert_array_equal(noisy["params"]["dense"]["kernel"], params["params"]["dense"]["kernel"])
+
+
+def test_seif_repair_loss_weights_forget_items_by_the_class_weight():
+    model, params, req = tiny_request("BPR")
+    forget_items = set(np.asarray(req.forget["pos"][:8]).tolist())
+    batch = rows_batch([6, 7, 8, 9], [sorted(forget_items)[0], 11, sorted(forget_items)[1], 11], [0, 1, 2, 3])
+    hand_w = np.array([0.05 if i in forget_items else 1.0 for i in np.asarray(batch["pos"][:4])])
+    expected = float(jax.jit(model.loss)(params, req.context_after, batch, None)) * hand_w.mean()
+    loss = jax.jit(seif.repair_loss(model, req.context_after, req.forget, 0.05))(params, batch, None)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    assert 0.05 in hand_w and 1.0 in hand_w
+
+
+# ---------------------------------------------------------------------------------------------
+# Fanchuan
+
+
+def test_fanchuan_uniform_step_lowers_the_kl_on_the_forget_users():
+    model, params, req = tiny_request("BPR")
+    params = jax.tree.map(lambda p: 3.0 * p, params)  # peaked score distributions
+    kl = lambda p: float(fanchuan.kl_to_uniform(model.scores(p, req.context_after, {"users": req.forget["users"]}),
+                                                req.forget["weight"]))
+    state = kookmin.adam_init(params)
+    step = jax.jit(lambda p, s: fanchuan.uniform_step(model, req.context_after, p, s, req.forget, 1e-2))
+    new, _ = step(params, state)[0]
+    assert kl(new) < kl(params)
+    np.testing.assert_allclose(float(fanchuan.kl_to_uniform(jnp.zeros((2, 5)), jnp.ones(2))), 0.0, atol=1e-6)
+
+
+def test_fanchuan_contrastive_step_moves_only_the_user_table():
+    model, params, req = tiny_request("BPR")
+    state = kookmin.adam_init(params)
+    step = jax.jit(lambda p, s: fanchuan.contrastive_step(p, s, req.forget, req.retain, 1e-2, 1.15, True))
+    (new, new_state), _ = step(params, state)
+    table = lambda p, name: p["params"][name]["embedding"]
+    np.testing.assert_array_equal(table(new, "item_embedding"), table(params, "item_embedding"))
+    assert int(table(new_state.count, "item_embedding")) == 0
+    assert not np.array_equal(table(new, "user_embedding"), table(params, "user_embedding"))
+
+
+# ---------------------------------------------------------------------------------------------
+# All three through the registry
+
+
+@pytest.mark.parametrize("model_name", ["BPR", "LightGCN"])
+@pytest.mark.parametrize("method_name", ["kookmin", "seif", "fanchuan"])
+def test_runs_finite_and_is_deterministic(method_name, model_name):
+    model, params, req = tiny_request(model_name)
+    method = build_method(method_name)
+    state = method.init(model, params)
+    key = jax.random.PRNGKey(5)
+    first = method.unlearn(model, params, state, req, key)
+    second = method.unlearn(model, params, state, req, key)
+    new_params, new_state, diagnostics = first
+    assert diagnostics and all(np.isfinite(np.asarray(v, np.float64)).all() for v in diagnostics.values())
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(new_params))
+    assert not np.array_equal(users := new_params["params"]["user_embedding"]["embedding"],
+                              params["params"]["user_embedding"]["embedding"]) and users is not None
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert method.retain_budget(8) > 0

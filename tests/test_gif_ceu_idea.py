@@ -1,0 +1,225 @@
+"""GIF, CEU and IDEA: exact convex checks of each correct-mode step (explicit Hessians), the noise
+they add, and smoke runs of both compat modes on tiny BPR and LightGCN requests."""
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from erase_jax.data.cf import CFTrainData
+from erase_jax.models import build_model
+from erase_jax.unlearn import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
+from erase_jax.unlearn.base import RequestData, build_method
+from erase_jax.unlearn.influence import SolverStatus
+
+PADDED_ROWS = 64
+N_USERS, N_ITEMS, ROWS_PER_USER, DIM, REG = 12, 7, 6, 3, 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextItemRidgeMF:
+    """Ridge MF whose item embeddings live in the context (not in params): per row
+    (<e_u, i_pos> - 1)^2 + <e_u, i_neg>^2 + reg |e_u|^2, a weighted mean. "All parameters" is
+    then the user table, in which the loss is quadratic, so Newton steps are exact."""
+
+    name: ClassVar[str] = "ContextItemRidgeMF"
+    reg: float = REG
+
+    def loss(self, params, items, batch, key):
+        e = params["params"]["user_embedding"]["embedding"][batch["users"]]
+        pos, neg = jnp.sum(e * items[batch["pos"]], -1), jnp.sum(e * items[batch["neg"]], -1)
+        rows = (pos - 1.0) ** 2 + neg**2 + self.reg * jnp.sum(e * e, -1)
+        return jnp.sum(batch["weight"] * rows) / jnp.maximum(jnp.sum(batch["weight"]), 1e-12)
+
+
+def rows_batch(users, pos, neg) -> dict:
+    n = len(users)
+    pad = lambda x: jnp.asarray(np.concatenate([x, np.zeros(PADDED_ROWS - n)]), jnp.int32)
+    return {"users": pad(users), "pos": pad(pos), "neg": pad(neg), "weight": jnp.asarray(np.arange(PADDED_ROWS) < n, jnp.float32)}
+
+
+def select(rows, mask):
+    return rows_batch(*(np.asarray(rows[k])[mask] for k in ("users", "pos", "neg")))
+
+
+def ridge_optimum(items, rows, reg):
+    items = np.asarray(items, np.float64)
+    optimum = {}
+    for u in np.unique(rows["users"]):
+        mine = rows["users"] == u
+        a, b = items[rows["pos"][mine]], items[rows["neg"][mine]]
+        optimum[u] = np.linalg.solve(a.T @ a + b.T @ b + reg * mine.sum() * np.eye(items.shape[1]), a.sum(0))
+    return optimum
+
+
+def table(params):
+    return np.asarray(params["params"]["user_embedding"]["embedding"], np.float64)
+
+
+@pytest.fixture(scope="module")
+def convex():
+    """Users trained to the exact optimum; user 1 forgets 2 of its 6 rows; retain = users 3-5."""
+    rng = np.random.default_rng(0)
+    items = jnp.asarray(rng.normal(size=(N_ITEMS, DIM)), jnp.float32)
+    rows = {
+        "users": np.repeat(np.arange(N_USERS), ROWS_PER_USER),
+        "pos": rng.integers(0, N_ITEMS, N_USERS * ROWS_PER_USER),
+        "neg": rng.integers(0, N_ITEMS, N_USERS * ROWS_PER_USER),
+    }
+    optimum = ridge_optimum(items, rows, REG)
+    params = {"params": {"user_embedding": {"embedding": jnp.asarray([optimum[u] for u in range(N_USERS)], jnp.float32)}}}
+    user_1 = rows["users"] == 1
+    forgotten = user_1 & np.isin(np.arange(len(user_1)) % ROWS_PER_USER, [0, 4])
+    retain_mask = np.isin(rows["users"], [3, 4, 5])
+    forget, clean, retain = select(rows, user_1), select(rows, user_1 & ~forgotten), select(rows, retain_mask)
+    req = RequestData(0, np.array([1]), forget, clean, retain, ROWS_PER_USER, 2, items, items)
+    kept = {k: v[~forgotten] for k, v in rows.items()}
+    retrained = ridge_optimum(items, kept, REG)
+    expected = np.array([retrained[u] for u in range(N_USERS)])
+    return ContextItemRidgeMF(), params, req, rows, (user_1, forgotten, retain_mask), expected
+
+
+def explicit_pieces(convex):
+    """g = (sum_F grad l - sum_C grad l) / N (the R terms cancel on one graph) and the explicit
+    Hessian of the mean loss over C and R, both by hand / jax.hessian on the flat table."""
+    model, params, req, rows, (user_1, forgotten, retain_mask), _ = convex
+    items = np.asarray(req.context_before, np.float64)
+    e = table(params)
+
+    def row_grad(r):
+        u, p, n = rows["users"][r], rows["pos"][r], rows["neg"][r]
+        out = np.zeros_like(e)
+        out[u] = 2 * (e[u] @ items[p] - 1) * items[p] + 2 * (e[u] @ items[n]) * items[n] + 2 * REG * e[u]
+        return out
+
+    n_kept = (user_1 & ~forgotten).sum() + retain_mask.sum()
+    g = sum(row_grad(r) for r in np.flatnonzero(user_1 & forgotten)) / n_kept  # sum_F - sum_C = sum_{F\C}
+    kept_rows = select(rows, (user_1 & ~forgotten) | retain_mask)
+    flat_loss = lambda flat: model.loss({"params": {"user_embedding": {"embedding": flat.reshape(e.shape)}}}, req.context_after, kept_rows, None)
+    hessian = np.asarray(jax.hessian(flat_loss)(jnp.asarray(e.ravel(), jnp.float32)), np.float64)
+    return g.ravel(), hessian, e
+
+
+def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
+    model, params, req, *_ = convex
+    damping, scale, iterations = 0.01, 5.0, 30
+    method = build_method("gif", gif_damping=damping, gif_scale_factor=scale, gif_iterations=iterations, learning_rate=0.0)
+    new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
+    g, hessian, e = explicit_pieces(convex)
+    x = g / scale  # h_0 / s; x_t = x_{t-1} + (g - (H + d s I) x_{t-1}) / s, update + h_T / s
+    for _ in range(iterations):
+        x = x + (g - (hessian + damping * scale * np.eye(len(g))) @ x) / scale
+    np.testing.assert_allclose(table(new) - e, x.reshape(e.shape), atol=2e-6, rtol=1e-4)
+    assert np.linalg.norm(x) > 1e-3 and not diag["skipped"]
+
+
+def test_gif_erase_reproduces_the_recursion_without_the_final_division(convex):
+    model, params, req, rows, (user_1, *_), _ = convex
+    damping, scale, iterations = 0.01, 1000.0, 20
+    method = build_method("gif", compat="erase", gif_iterations=iterations, learning_rate=0.0)
+    new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
+    e = table(params)
+    # delta = g_F (one 256-row batch mean / |F|) + g_orig - g_rem (equal: one graph)
+    grad_mean = lambda batch: np.asarray(jax.grad(lambda p: model.loss(p, req.context_before, batch, None))(params)["params"]["user_embedding"]["embedding"], np.float64)
+    delta = (grad_mean(req.forget) / ROWS_PER_USER).ravel()
+    flat_loss = lambda flat: model.loss({"params": {"user_embedding": {"embedding": flat.reshape(e.shape)}}}, req.context_before, req.retain, None)
+    hessian = np.asarray(jax.hessian(flat_loss)(jnp.asarray(e.ravel(), jnp.float32)), np.float64)
+    h = delta
+    for _ in range(iterations):
+        h = delta + h - (damping / scale) * hessian @ h
+    np.testing.assert_allclose(table(new) - e, h.reshape(e.shape), atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(h, (iterations + 1) * delta, rtol=1e-3)  # the Q-GIF-3 quirk: about (T+1) delta
+
+
+def test_ceu_correct_lands_on_the_retrained_optimum(convex):
+    """(IDEA's is checked, with its noise, in test_idea_noise_is_exactly_the_reported_scale.)"""
+    model, params, req, *_, expected = convex
+    method = build_method("ceu", ceu_lambda=0.0, ceu_sigma=0.0)
+    new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
+    before = table(params)
+    assert np.linalg.norm(expected[1] - before[1]) > 0.05 * np.linalg.norm(expected[1])  # a real move
+    np.testing.assert_allclose(table(new), expected, atol=2e-4)
+    assert diag["noise_scale"] == 0.0 and not diag["skipped"]
+    assert diag["solver_status"] == SolverStatus.CONVERGED
+
+
+def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex):
+    """x = (H + lambda I)^-1 g (lambda counted once), then exactly sigma * xi for the method's key."""
+    model, params, req, *_ = convex
+    lam, sigma, key = 0.05, 0.5, jax.random.PRNGKey(7)
+    method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma)
+    new, _, diag = method.unlearn(model, params, (), req, key)
+    g, hessian, e = explicit_pieces(convex)
+    x = np.linalg.solve(hessian + lam * np.eye(len(g)), g)
+    noise = table(gif.gaussian_noise(jax.random.split(key)[1], params, sigma))
+    np.testing.assert_allclose(table(new) - e - noise, x.reshape(e.shape), atol=1e-5, rtol=1e-4)
+    assert diag["noise_scale"] == pytest.approx(sigma) and diag["certification_residual"] < 1e-4
+    assert abs(np.std(noise) - sigma) < 0.2  # 36 entries: a loose statistical check on top of the exact one
+
+
+def test_idea_noise_is_exactly_the_reported_scale(convex):
+    model, params, req, *_, expected = convex
+    key = jax.random.PRNGKey(7)
+    method = build_method("idea", idea_damping=0.0, idea_sigma=0.3, learning_rate=0.0)
+    new, _, diag = method.unlearn(model, params, method.init(model, params), req, key)
+    noise = table(gif.gaussian_noise(jax.random.split(key, 3)[1], params, 0.3))
+    np.testing.assert_allclose(table(new) - noise, expected, atol=2e-4)  # retrained optimum + noise
+    assert diag["noise_scale"] == pytest.approx(0.3) and diag["required_noise_scale"] == 0.0
+
+
+def test_unknown_compat_is_rejected():
+    for name in ("gif", "ceu", "idea"):
+        with pytest.raises(ValueError, match="compat"):
+            build_method(name, compat="faithful")
+
+
+def tiny_requests():
+    rng = np.random.default_rng(2)
+    n_users, n_items = 12, 15
+    users = np.concatenate([np.arange(n_users), rng.integers(0, n_users, 40)]).astype(np.int32)
+    items = rng.integers(0, n_items, len(users)).astype(np.int32)
+    negs = rng.integers(0, n_items, len(users)).astype(np.int32)
+    removed = (users == 3) & (np.arange(len(users)) % 2 == 0)
+    rows = {"users": users, "pos": items, "neg": negs}
+    forget, clean, retain = select(rows, users == 3), select(rows, (users == 3) & ~removed), select(rows, users >= 6)
+    out = {}
+    for name in ("BPR", "LightGCN"):
+        model = build_model(name, embedding_size=8)
+        before = model.prepare(CFTrainData(n_users, n_items, users, items), 64)
+        after = model.prepare(CFTrainData(n_users, n_items, users[~removed], items[~removed]), 64)
+        params = model.init(jax.random.PRNGKey(0), before)
+        n_forget = int((users == 3).sum())
+        out[name] = (model, params, RequestData(0, np.array([3]), forget, clean, retain, n_forget, int(removed.sum()), before, after))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_requests()
+
+
+@pytest.mark.parametrize("name", ["gif", "ceu", "idea"])
+@pytest.mark.parametrize("compat, model_name", [("correct", "LightGCN"), ("erase", "BPR")])
+def test_runs_on_bpr_and_lightgcn(tiny, name, compat, model_name):
+    """The correct mode on LightGCN (before/after graphs, HVPs through its custom_vjp), the erase
+    mode on BPR; the other two pairings add compile time only (the convex tests above cover the
+    correct mode's arithmetic)."""
+    model, params, req = tiny[model_name]
+    method = build_method(name, compat=compat)
+    assert method.retain_budget(req.n_forget_rows) > 0
+    new, state, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
+    assert all(np.isfinite(np.asarray(v, np.float64)).all() for v in diag.values()), diag
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(new))
+    assert not diag["skipped"], diag
+    if name == "idea":  # sigma = max(sigma_0, calibrated), Gaussian mechanism (divided in "erase")
+        factor, zeta = math.sqrt(2 * math.log(1.25 / 0.01)), 0.01 * float(diag["solution_norm"])
+        required = zeta * factor / 0.1 if compat == "correct" else zeta / (0.1 * factor)
+        assert float(diag["sensitivity"]) == pytest.approx(zeta, rel=1e-5)
+        assert float(diag["required_noise_scale"]) == pytest.approx(required, rel=1e-5)
+        assert float(diag["noise_scale"]) == pytest.approx(max(0.1, required), rel=1e-5)
+    changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
+    assert changed
