@@ -10,7 +10,9 @@ data set compiles a handful of shapes, not one per call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,43 @@ import numpy as np
 
 from erase_jax.data.cf import CFEvalSet
 from erase_jax.metrics import METRICS, per_row_metrics, ranking_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingInputs:
+    """Device arrays for ranking a fixed list of users: user blocks and per-block masks."""
+
+    n_users: int
+    block_users: jax.Array  # int32 [n_blocks, block]
+    mask_rows: jax.Array  # int32 [n_blocks, L]: row within the block, `block` = padding
+    mask_items: jax.Array  # int32 [n_blocks, L]
+
+
+def ranking_inputs(users, exclude_users=None, exclude_items=None, block_size: int = 1024) -> RankingInputs:
+    """Packs users into blocks and the (user, item) pairs to mask into per-block lists.
+
+    Pairs whose user is not in `users` are ignored. `users` must not repeat.
+    """
+    users = np.asarray(users, np.int32)
+    n = len(users)
+    block = min(block_size, _next_power_of_two(max(n, 1)))
+    n_blocks = max(-(-n // block), 1)
+    padded_users = np.full(n_blocks * block, users[0] if n else 0, np.int32)
+    padded_users[:n] = users
+
+    exclude_rows, items = np.zeros(0, np.int64), np.zeros(0, np.int32)
+    if n and exclude_users is not None and len(exclude_users):
+        row_of_user = np.full(int(users.max()) + 1, -1, np.int64)
+        row_of_user[users] = np.arange(n)
+        exclude_users = np.asarray(exclude_users)
+        known = exclude_users <= users.max()
+        rows = np.where(known, row_of_user[np.where(known, exclude_users, 0)], -1)
+        keep = rows >= 0
+        exclude_rows, items = rows[keep], np.asarray(exclude_items)[keep]
+    mask_rows, mask_items = _per_block_pairs(exclude_rows, items, block, n_blocks)
+    return RankingInputs(
+        n, jnp.asarray(padded_users.reshape(n_blocks, block)), jnp.asarray(mask_rows), jnp.asarray(mask_items)
+    )
 
 
 def top_k_items(
@@ -29,44 +68,20 @@ def top_k_items(
     exclude_users: np.ndarray | None = None,
     exclude_items: np.ndarray | None = None,
     block_size: int = 1024,
+    inputs: RankingInputs | None = None,
 ) -> np.ndarray:
     """The k best-scored item ids for each user, best first, as int32 [len(users), k].
 
     Pairs (exclude_users[j], exclude_items[j]) are masked (the user's history); pairs whose
-    user is not in `users` are ignored. `users` must not repeat.
+    user is not in `users` are ignored. `users` must not repeat. `inputs`, when given, are the
+    precomputed `ranking_inputs` of exactly these arguments (repeated evaluations reuse them).
     """
-    users = np.asarray(users, np.int32)
-    n = len(users)
-    if n == 0:
+    if inputs is None:
+        inputs = ranking_inputs(users, exclude_users, exclude_items, block_size)
+    if inputs.n_users == 0:
         return np.zeros((0, k), np.int32)
-    block = min(block_size, _next_power_of_two(n))
-    n_blocks = -(-n // block)
-    padded_users = np.full(n_blocks * block, users[0], np.int32)
-    padded_users[:n] = users
-
-    row_of_user = np.full(max(int(users.max()), 0) + 1, -1, np.int64)
-    row_of_user[users] = np.arange(n)
-    if exclude_users is None or len(exclude_users) == 0:
-        exclude_rows = np.zeros(0, np.int64)
-        exclude_items = np.zeros(0, np.int32)
-    else:
-        exclude_users = np.asarray(exclude_users)
-        known = exclude_users <= users.max()
-        rows = np.where(known, row_of_user[np.where(known, exclude_users, 0)], -1)
-        keep = rows >= 0
-        exclude_rows, exclude_items = rows[keep], np.asarray(exclude_items)[keep]
-    mask_rows, mask_items = _per_block_pairs(exclude_rows, exclude_items, block, n_blocks)
-
-    top = _ranked_blocks(
-        model,
-        k,
-        params,
-        context,
-        jnp.asarray(padded_users.reshape(n_blocks, block)),
-        jnp.asarray(mask_rows),
-        jnp.asarray(mask_items),
-    )
-    return np.asarray(top).reshape(-1, k)[:n]
+    top = _ranked_blocks(model, k, params, context, inputs.block_users, inputs.mask_rows, inputs.mask_items)
+    return np.asarray(top).reshape(-1, k)[: inputs.n_users]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k"))
@@ -102,14 +117,25 @@ def _next_power_of_two(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def hit_matrix(users: np.ndarray, top: np.ndarray, target_users: np.ndarray, target_items: np.ndarray, n_items: int):
-    """hits[r, j] = (users[r], top[r, j]) is a target pair, plus the target count per user."""
-    target_keys = np.unique(target_users.astype(np.int64) * n_items + target_items)
-    keys = users.astype(np.int64)[:, None] * n_items + top
-    position = np.searchsorted(target_keys, keys)
-    hits = target_keys[np.minimum(position, len(target_keys) - 1)] == keys
-    n_positives = np.bincount(target_users, minlength=int(users.max(initial=0)) + 1)[users]
-    return hits, n_positives
+_PREPARED: dict[tuple[int, int], tuple] = {}
+
+
+def _prepared(eval_set: CFEvalSet, block_size: int):
+    """Ranking inputs, sorted target keys and positive counts of an evaluation set, built once.
+
+    Validation runs every epoch on the same set; packing its ~700k history pairs on the host
+    each time cost more than the ranking itself. Keyed by object identity (the sets are
+    immutable), holding a weak reference so a dropped set is rebuilt, not confused.
+    """
+    key = (id(eval_set), block_size)
+    cached = _PREPARED.get(key)
+    if cached is not None and cached[0]() is eval_set:
+        return cached[1:]
+    inputs = ranking_inputs(eval_set.users, eval_set.history_users, eval_set.history_items, block_size)
+    target_keys = np.unique(eval_set.target_users.astype(np.int64) * eval_set.n_items + eval_set.target_items)
+    n_positives = np.bincount(eval_set.target_users, minlength=int(eval_set.users.max(initial=0)) + 1)[eval_set.users]
+    _PREPARED[key] = (weakref.ref(eval_set), inputs, target_keys, n_positives)
+    return inputs, target_keys, n_positives
 
 
 def evaluate_cf(
@@ -132,11 +158,11 @@ def evaluate_cf(
     k_max = max(ks)
     if k_max > eval_set.n_items:
         raise ValueError(f"top-{k_max} asked for but there are only {eval_set.n_items} items")
-    top = top_k_items(
-        model, params, context, eval_set.users, k_max,
-        eval_set.history_users, eval_set.history_items, block_size,
-    )
-    hits, n_positives = hit_matrix(eval_set.users, top, eval_set.target_users, eval_set.target_items, eval_set.n_items)
+    inputs, target_keys, n_positives = _prepared(eval_set, block_size)
+    top = top_k_items(model, params, context, eval_set.users, k_max, inputs=inputs)
+    keys = eval_set.users.astype(np.int64)[:, None] * eval_set.n_items + top
+    position = np.searchsorted(target_keys, keys)
+    hits = target_keys[np.minimum(position, len(target_keys) - 1)] == keys
     summary = ranking_metrics(hits, n_positives, ks, metrics)
     if per_user:
         return summary, per_row_metrics(hits, n_positives, ks)
