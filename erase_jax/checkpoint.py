@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-# Orbax logs every save/restore at INFO; keep the console for progress and results.
-logging.getLogger("absl").setLevel(logging.WARNING)
+# Orbax logs every save/restore (and slow-save notices); keep the console for progress and results.
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 class Checkpointer:
