@@ -52,6 +52,28 @@ def machine_facts() -> dict:
     }
 
 
+def result_header(**entries) -> dict:
+    """The fields every benchmark result starts with: command, date, machine, load average."""
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "load_average_start": os.getloadavg(),
+        **entries,
+    }
+
+
+def write_result(result: dict, out: str | None) -> None:
+    """Adds the closing load average, then writes the JSON to `out` (or prints it)."""
+    result["load_average_end"] = os.getloadavg()
+    text = json.dumps(result, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    else:
+        print(text)
+
+
 def seconds(fn) -> float:
     started = time.perf_counter()
     jax.block_until_ready(fn())
@@ -111,25 +133,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
 
-    result = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
-        "load_average_start": os.getloadavg(),
-        "models": {},
-    }
+    result = result_header(models={})
     for name in args.models:
         result["models"][name] = measure(name, args.dataset, args.batch_size, args.epochs, args.evals, args.overrides)
         m = result["models"][name]
         print(f"{name}: epoch {m['median_epoch_seconds']:.3f} s (compile {m['compile_seconds']:.1f} s), "
               f"full evaluation {m['median_eval_seconds']:.3f} s", file=sys.stderr)
-    result["load_average_end"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
+    write_result(result, args.out)
     return 0
 
 

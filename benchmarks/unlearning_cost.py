@@ -18,9 +18,7 @@ BPR on the same kind of machine (shared/specs/unlearning-algorithms.md, referenc
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import statistics
 import sys
 import time
@@ -34,7 +32,7 @@ from erase_jax.run import load_run, train_run
 from erase_jax.unlearn.commands import unlearn
 from erase_jax.unlearn.influence import hvp
 from erase_jax.unlearn.runner import UnlearnConfig
-from train_speed import machine_facts  # benchmarks/ is this script's folder
+from train_speed import result_header, write_result  # benchmarks/ is this script's folder
 
 
 def hvp_versus_gradient(run_dir: Path, repeats: int = 20) -> dict:
@@ -99,13 +97,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     name, _, category = args.scenario.partition(":")
-    result = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
-        "load_average_start": os.getloadavg(),
-        "results": {},
-    }
+    result = result_header(results={})
     for model in args.models:
         run_dir = Path(args.runs_dir) / f"{model}_{args.dataset}"
         config = load_config(None, [f"model={model}", f"dataset={args.dataset}", f"train.epochs={args.epochs}"])
@@ -126,12 +118,7 @@ def main(argv=None) -> int:
             print(f"{model} {method}: median {stats['median'] * 1000:.1f} ms, mean {stats['mean'] * 1000:.1f} ms "
                   f"over {stats['n_requests']} requests", file=sys.stderr)
         result["results"][model] = entry
-    result["load_average_end"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
+    write_result(result, args.out)
     return 0
 
 

@@ -125,7 +125,7 @@ def _prepared(eval_set: CFEvalSet, block_size: int):
 
     Validation runs every epoch on the same set; packing its ~700k history pairs on the host
     each time cost more than the ranking itself. Keyed by object identity (the sets are
-    immutable), holding a weak reference so a dropped set is rebuilt, not confused.
+    immutable); the entry is dropped when its set is garbage-collected.
     """
     key = (id(eval_set), block_size)
     cached = _PREPARED.get(key)
@@ -135,6 +135,7 @@ def _prepared(eval_set: CFEvalSet, block_size: int):
     target_keys = np.unique(eval_set.target_users.astype(np.int64) * eval_set.n_items + eval_set.target_items)
     n_positives = np.bincount(eval_set.target_users, minlength=int(eval_set.users.max(initial=0)) + 1)[eval_set.users]
     _PREPARED[key] = (weakref.ref(eval_set), inputs, target_keys, n_positives)
+    weakref.finalize(eval_set, _PREPARED.pop, key, None)  # free the device arrays with the set
     return inputs, target_keys, n_positives
 
 

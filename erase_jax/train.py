@@ -22,7 +22,6 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from erase_jax.checkpoint import Checkpointer

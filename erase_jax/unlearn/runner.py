@@ -20,7 +20,6 @@ synchronised), with checkpoint writing reported separately.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from erase_jax.checkpoint import Checkpointer
 from erase_jax.data.cf import CFTrainData
 from erase_jax.data.forget_files import read_forget_file
 from erase_jax.data.scenarios import ForgetSet, forget_set_from_pairs, random_forget_set, sensitive_forget_set
-from erase_jax.run import Experiment, load_run, write_atomically
+from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.base import RequestData, build_method
 from erase_jax.unlearn.requests import RETAIN_CAP_SHARE, RequestStream, RetainSampler, UserRows, retain_pool_factor
 
