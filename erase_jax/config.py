@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from erase_jax.data.loading import DataConfig
+from erase_jax.data.sequences import SequenceConfig
 from erase_jax.metrics import METRICS
 from erase_jax.train import TrainConfig
 
@@ -44,6 +45,7 @@ class RunConfig:
     model_params: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    sequence: SequenceConfig | None = None  # SBR models only; `resolve` fills the defaults
 
 
 ALIASES = {"dataset": "data.dataset", "data_root": "data.data_root"}
@@ -111,7 +113,10 @@ def to_dict(config) -> dict:
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    return plain(dataclasses.asdict(config))
+    values = plain(dataclasses.asdict(config))
+    if isinstance(config, RunConfig) and config.sequence is None:
+        del values["sequence"]  # CF runs: keep config.yaml as before SBR existed, so old runs resume
+    return values
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -169,4 +174,9 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(
             f"train.valid_metric {config.train.valid_metric!r} must be one of eval.metrics @ one of eval.topk"
         )
-    return dataclasses.replace(config, model=cls.name, model_params=model_params)
+    sequence = config.sequence
+    if cls.task == "SBR" and sequence is None:
+        sequence = SequenceConfig()
+    elif cls.task != "SBR" and sequence is not None:
+        raise ConfigError(f"the sequence section applies to session-based models only, not {cls.name}")
+    return dataclasses.replace(config, model=cls.name, model_params=model_params, sequence=sequence)

@@ -49,9 +49,14 @@ def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = Non
     `data` replaces the configured data (e.g. the data without removed interactions, for a
     retrain); `capacity` fixes the size of graph contexts so that reduced data keeps shapes.
     """
+    model = build_model(config.model, **config.model_params)
+    if model.task == "SBR":
+        from erase_jax.sbr import build_task
+
+        loaded, task, summary = build_task(config.data, config.sequence, config.seed, data)
+        return Experiment(config, model, loaded, task, model.prepare(task.train, capacity), summary)
     loaded = data if data is not None else load_dataset(config.data, config.seed)
     task = build_cf_task(loaded.interactions, loaded.split)
-    model = build_model(config.model, **config.model_params)
     context = model.prepare(task.train, capacity)
     summary = {
         "source": loaded.source,
@@ -69,6 +74,10 @@ def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = Non
 def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, float]:
     eval_set = getattr(experiment.task, split)
     ec = experiment.config.eval
+    if experiment.model.task == "SBR":
+        from erase_jax.sbr import evaluate_sbr
+
+        return evaluate_sbr(experiment.model, params, experiment.context, eval_set, ec.topk, ec.metrics, ec.block_size)
     return evaluate_cf(experiment.model, params, experiment.context, eval_set, ec.topk, ec.metrics, ec.block_size)
 
 
@@ -132,7 +141,12 @@ def train_run(
     log(f"data {s['source']}: {s['n_users']} users, {s['n_items']} items, "
         f"train/valid/test {s['n_train']}/{s['n_valid']}/{s['n_test']}")
 
-    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
+    if experiment.model.task == "SBR":
+        from erase_jax.sbr import SequenceBatcher
+
+        batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size)
+    else:
+        batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
     checkpointer = Checkpointer(out_dir / CHECKPOINT_DIR)
     with _progress(config.train.epochs, quiet) as report:
         result = fit(

@@ -1,0 +1,103 @@
+"""SASRec: a causal Transformer encoder over the session; the last position scores the next item.
+
+Kang and McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018, in RecBole 1.2.1's
+form (`SASRec`, `TransformerEncoder`), as the original benchmark trains it (spec 2.2): hidden
+32, 2 post-LN layers of 2 heads with a 128-wide exact-GELU feed-forward, layer-norm eps 1e-12,
+dropout 0.5 on the hidden states and on the attention weights, learned positions, normal(0,
+0.02) initialisation, CE over all items on the last valid position. The training objective is
+RecBole's (last position only), not the paper's every-position loss.
+
+Masking: position i attends to position j only if j <= i (causal) and j holds an item
+(padding), with RecBole's additive -10000, so no position sees the future or padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from erase_jax.models.base import register
+from erase_jax.sbr import SequenceModel, SequenceShape, dropout, last_position
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SASRec(SequenceModel):
+    name: ClassVar[str] = "SASRec"
+
+    hidden_size: int = 32
+    inner_size: int = 128
+    n_layers: int = 2
+    n_heads: int = 2
+    hidden_dropout: float = 0.5
+    attention_dropout: float = 0.5
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    def init(self, key: jax.Array, context: SequenceShape):
+        h, inner = self.hidden_size, self.inner_size
+        keys = iter(jax.random.split(key, 2 + 6 * self.n_layers))
+        normal = lambda shape: self.initializer_range * jax.random.normal(next(keys), shape)
+        layers = []
+        for _ in range(self.n_layers):
+            layers.append({
+                "query": normal((h, h)), "query_b": jnp.zeros(h),
+                "key": normal((h, h)), "key_b": jnp.zeros(h),
+                "value": normal((h, h)), "value_b": jnp.zeros(h),
+                "attention_out": normal((h, h)), "attention_out_b": jnp.zeros(h),
+                "attention_norm": {"scale": jnp.ones(h), "bias": jnp.zeros(h)},
+                "ffn_in": normal((h, inner)), "ffn_in_b": jnp.zeros(inner),
+                "ffn_out": normal((inner, h)), "ffn_out_b": jnp.zeros(h),
+                "ffn_norm": {"scale": jnp.ones(h), "bias": jnp.zeros(h)},
+            })
+        return {
+            "item_embedding": normal((context.n_items + 1, h)),  # row n_items = padding
+            "position_embedding": normal((context.max_length, h)),
+            "input_norm": {"scale": jnp.ones(h), "bias": jnp.zeros(h)},
+            "layers": layers,
+        }
+
+    def encode(self, params, items, lengths, key):
+        """Hidden states at every position, [n, L, hidden]."""
+        n, width = items.shape
+        keys = iter(jax.random.split(key, 1 + 3 * self.n_layers)) if key is not None else None
+        draw = (lambda: next(keys)) if keys is not None else (lambda: None)
+        x = params["item_embedding"][items] + params["position_embedding"][:width][None]
+        x = dropout(self._norm(params["input_norm"], x), self.hidden_dropout, draw())
+        positions = jnp.arange(width)
+        is_item = positions[None, :] < lengths[:, None]
+        allowed = (positions[None, :, None] >= positions[None, None, :]) & is_item[:, None, :]  # [n, query, key]
+        additive_mask = jnp.where(allowed, 0.0, -10000.0)[:, None]  # [n, 1, L, L]
+        for layer in params["layers"]:
+            x = self._layer(layer, x, additive_mask, draw)
+        return x
+
+    def represent(self, params, context, items, lengths, key):
+        return last_position(self.encode(params, items, lengths, key), lengths)
+
+    def output_items(self, params):
+        return params["item_embedding"][:-1]
+
+    def _layer(self, layer, x, additive_mask, draw):
+        n, width, h = x.shape
+        head = h // self.n_heads
+        split = lambda t: t.reshape(n, width, self.n_heads, head).transpose(0, 2, 1, 3)
+        q = split(x @ layer["query"] + layer["query_b"])
+        k = split(x @ layer["key"] + layer["key_b"])
+        v = split(x @ layer["value"] + layer["value_b"])
+        weights = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head) + additive_mask, axis=-1)
+        weights = dropout(weights, self.attention_dropout, draw())
+        attended = (weights @ v).transpose(0, 2, 1, 3).reshape(n, width, h)
+        attended = dropout(attended @ layer["attention_out"] + layer["attention_out_b"], self.hidden_dropout, draw())
+        x = self._norm(layer["attention_norm"], attended + x)
+        inner = jax.nn.gelu(x @ layer["ffn_in"] + layer["ffn_in_b"], approximate=False)
+        out = dropout(inner @ layer["ffn_out"] + layer["ffn_out_b"], self.hidden_dropout, draw())
+        return self._norm(layer["ffn_norm"], out + x)
+
+    def _norm(self, norm, x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) / jnp.sqrt(variance + self.layer_norm_eps) * norm["scale"] + norm["bias"]

@@ -1,0 +1,133 @@
+"""Session-based models: SR-GNN's graphs, masking, training on a tiny task, evaluation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from erase_jax.data.interactions import from_tokens
+from erase_jax.data.sequences import augment, split_rows
+from erase_jax.metrics import ranking_metrics
+from erase_jax.models import build_model
+from erase_jax.models.srgnn import session_graph
+from erase_jax.sbr import SequenceBatcher, SequenceShape, evaluate_sbr
+from erase_jax.train import TrainConfig, init_state, make_optimizer, make_train_epoch
+
+SMALL = {
+    "GRU4Rec": dict(embedding_size=8, hidden_size=12),
+    "NARM": dict(embedding_size=8, hidden_size=10),
+    "SASRec": dict(hidden_size=8, inner_size=16),
+    "SRGNN": dict(embedding_size=8),
+}
+N_ITEMS = 12
+
+
+def test_srgnn_graph_matches_a_hand_built_adjacency():
+    pad = 99
+    # items 5 7 5 9: nodes by first occurrence 5 -> 0, 7 -> 1, 9 -> 2; edges 0->1, 1->0, 0->2
+    items = jnp.array([[5, 7, 5, 9, pad, pad], [4, 4, 6, 4, 6, pad]])
+    lengths = jnp.array([4, 5])
+    node_items, alias, incoming, outgoing = (np.asarray(a) for a in session_graph(items, lengths, pad))
+    assert node_items[0].tolist() == [5, 7, 9, pad, pad, pad]
+    assert alias[0, :4].tolist() == [0, 1, 0, 2]
+    expected_in = np.zeros((6, 6))
+    expected_in[0, 1] = 1.0  # node 0 has one predecessor (7)
+    expected_in[1, 0] = 1.0
+    expected_in[2, 0] = 1.0
+    expected_out = np.zeros((6, 6))
+    expected_out[0, 1] = expected_out[0, 2] = 0.5  # node 0 has two successors
+    expected_out[1, 0] = 1.0
+    np.testing.assert_allclose(incoming[0], expected_in)
+    np.testing.assert_allclose(outgoing[0], expected_out)
+    # 4 4 6 4 6: nodes 4 -> 0, 6 -> 1; edges 0->0 (self loop), 0->1, 1->0 (each counted once)
+    assert node_items[1, :2].tolist() == [4, 6] and alias[1, :5].tolist() == [0, 0, 1, 0, 1]
+    adjacency = np.array([[1, 1], [1, 0]], float)
+    np.testing.assert_allclose(incoming[1, :2, :2], adjacency.T / adjacency.sum(0)[:, None])
+    np.testing.assert_allclose(outgoing[1, :2, :2], adjacency / adjacency.sum(1)[:, None])
+    assert np.all(incoming[1, 2:] == 0) and np.all(outgoing[1, :, 2:] == 0)
+
+
+def _random_sequences(n, width, seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, width + 1, n)
+    items = rng.integers(0, N_ITEMS, (n, width))
+    items[np.arange(width)[None, :] >= lengths[:, None]] = N_ITEMS
+    return jnp.asarray(items, jnp.int32), jnp.asarray(lengths, jnp.int32)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_representation_ignores_padding_and_bucket_width(name):
+    model = build_model(name, **SMALL[name])
+    context = SequenceShape(N_ITEMS, 16)
+    params = model.init(jax.random.PRNGKey(0), context)
+    items, lengths = _random_sequences(6, 8, seed=1)
+    represent = jax.jit(lambda p, i, n: model.represent(p, context, i, n, None))
+    reference = represent(params, items, lengths)
+    # the same rows in a wider bucket whose padding holds real item ids
+    garbage = jax.random.randint(jax.random.PRNGKey(2), (6, 16), 0, N_ITEMS)
+    wide = jnp.where(jnp.arange(16)[None, :] < lengths[:, None], jnp.pad(items, ((0, 0), (0, 8))), garbage)
+    np.testing.assert_allclose(represent(params, wide, lengths), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_sasrec_no_position_sees_the_future_or_padding():
+    model = build_model("SASRec", **SMALL["SASRec"])
+    context = SequenceShape(N_ITEMS, 8)
+    params = model.init(jax.random.PRNGKey(0), context)
+    items, lengths = _random_sequences(5, 8, seed=3)
+    lengths = jnp.maximum(lengths, 4)
+    encode = jax.jit(lambda i, n: model.encode(params, i, n, None))
+    states = np.asarray(encode(items, lengths))
+    for position in range(8):
+        later = jnp.arange(8)[None, :] > position
+        perturbed = jnp.where(later, (items + 3) % N_ITEMS, items)
+        changed = np.asarray(encode(perturbed, lengths))
+        np.testing.assert_allclose(changed[:, : position + 1], states[:, : position + 1], rtol=1e-5, atol=1e-6)
+    # a longer length lets the last position see more: the mask is not vacuous
+    assert not np.allclose(np.asarray(encode(items, lengths + 1))[:, -1], states[:, -1])
+
+
+def _cyclic_task(n_sequences=40, length=9, seed=0, max_length=8):
+    """Each sequence walks the items in a fixed cycle from a random start: next item = item + 1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sequences):
+        start = rng.integers(N_ITEMS)
+        rows += [(f"s{s}", f"i{(start + t) % N_ITEMS}", t) for t in range(length)]
+    users, items, times = zip(*rows)
+    inter = from_tokens(np.asarray(users), np.asarray(items), timestamps=np.asarray(times, float),
+                        item_vocabulary=np.asarray([f"i{k}" for k in range(N_ITEMS)]))
+    return split_rows(augment(inter, max_length=max_length))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_loss_decreases_and_ranking_learns_the_cycle(name):
+    split = _cyclic_task()
+    model = build_model(name, **SMALL[name])
+    context = model.prepare(split.train)
+    batcher = SequenceBatcher.build(split.train, batch_size=64)
+    config = TrainConfig(learning_rate=0.02)
+    optimizer = make_optimizer(config, batcher.n_batches)
+    state = init_state(model, context, optimizer, seed=0)
+    train_epoch = make_train_epoch(model, optimizer)
+    losses = []
+    for epoch in range(20):
+        state, loss = train_epoch(state, context, batcher, batcher.shuffled_order(0, epoch))
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+    metrics = evaluate_sbr(model, state.params, context, split.test, ks=(1, 5))
+    assert metrics["hit@5"] > 0.5, metrics
+
+
+def test_evaluation_matches_brute_force_ranking():
+    split = _cyclic_task(n_sequences=30, length=20, seed=4, max_length=16)
+    model = build_model("GRU4Rec", **SMALL["GRU4Rec"])
+    context = model.prepare(split.train)
+    params = model.init(jax.random.PRNGKey(1), context)
+    rows = split.test
+    got = evaluate_sbr(model, params, context, rows, ks=(3, 5), block_size=4)
+    scores = np.asarray(model.scores(params, context, {"items": jnp.asarray(rows.prefixes), "lengths": jnp.asarray(rows.lengths)}))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    expected = ranking_metrics(top == rows.targets[:, None], np.ones(len(rows), int), (3, 5))
+    assert got.keys() == expected.keys()
+    for key in got:
+        assert got[key] == pytest.approx(expected[key], abs=1e-9), key
