@@ -14,6 +14,17 @@ noise scales, steps taken) recorded per request.
 
 The sequential runner (`erase_jax.unlearn.runner`) owns everything else: request order,
 retain sampling, removal masks, timing, checkpoints and evaluation.
+
+Methods that replace the trained model by one built from the training data (exact unlearning
+by sharded retraining: SISA, RecEraser) implement two optional hooks instead of `init`:
+
+    params, state = method.start(model, params, experiment, train=True)   # e.g. the shard ensemble
+    scoring_model, scoring_params, context = method.scorer(model, params, experiment)
+
+`start` receives the trained run's `Experiment` (data, split, settings); with `train=False` it
+returns only the structure, as the restore target of a resumed run or a quarter checkpoint.
+`scorer` gives the recommender that is evaluated in place of the base model. Such methods read
+`request.removed_rows` and `request.experiment`.
 """
 
 from __future__ import annotations
@@ -50,6 +61,8 @@ class RequestData:
     context_before: Any
     context_after: Any
     time_limit_seconds: float | None = None
+    removed_rows: np.ndarray | None = None  # interaction rows this request removes (row ids)
+    experiment: Any = None  # the trained run's Experiment, for methods that retrain from data
 
 
 class UnlearningMethod(Protocol):

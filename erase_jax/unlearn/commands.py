@@ -56,13 +56,16 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
     cost = report.cost_summary(record)
     rows = original_rows(protocol, params, scenario_dir)
     method = build_method(config.method, **config.method_options)
+    like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
-        quarter_params, removed = load_quarter(method_dir, k, params, len(experiment.data.interactions))
+        quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
         data = experiment.data.without(removed, experiment.config.seed)
         context = training_context(protocol, removed) if getattr(method, "updates_context", True) else experiment.context
         reference = _reference(protocol, scenario_dir, k)
         row = report.row_header(protocol, config.method.lower(), k, "unlearning")
         evaluated = report.ScoredModel(experiment.model, quarter_params, context)
+        if hasattr(method, "scorer"):  # the method's own recommender (e.g. a shard ensemble)
+            evaluated = report.ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
         row.update(report.evaluate_model(protocol, k, evaluated, data, reference))
         row.update(cost)
         rows.append(row)

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
 from erase_jax import config as config_lib
-from erase_jax.batching import PositiveIndex, cf_rows_batch
+from erase_jax.batching import PositiveIndex, bucket_size, cf_rows_batch
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.data.cf import CFTrainData
 from erase_jax.data.forget_files import read_forget_file
@@ -170,24 +171,46 @@ def training_context(protocol: Protocol, removed: np.ndarray):
     return protocol.experiment.model.prepare(train, protocol.capacity)
 
 
+def kept_rows_batch(forget: dict, kept: np.ndarray) -> dict:
+    """The clean batch: the forget batch's kept rows, WITH THE SAME sampled negatives.
+
+    A BPR row's gradient depends on its random negative, so two independent draws for the
+    same kept rows make sum_C grad - sum_F grad a difference of two noisy sums (over a
+    user's ~100 rows its noise outweighs the 1-5 forgotten rows' signal). With shared
+    negatives the kept rows cancel exactly and the difference is the forgotten rows' own
+    gradient, the quantity the influence methods need. The original draws both loaders'
+    negatives independently (the same distribution row by row, more noise).
+    """
+    positions = np.nonzero(kept)[0]
+    size = bucket_size(len(positions))
+    index = np.zeros(size, np.int32)
+    index[: len(positions)] = positions
+    index = jnp.asarray(index)
+    weight = jnp.asarray((np.arange(size) < len(positions)).astype(np.float32))
+    clean = {name: values[index] for name, values in forget.items()}
+    clean["weight"] = weight
+    return clean
+
+
 def request_data(protocol: Protocol, batch, removed_before, removed_after, retain_rows, key, time_limit, context_before):
     """The forget / clean / retain batches and contexts of one request (spec 5.4 step 6-8)."""
     inter = protocol.experiment.data.interactions
     forget_rows = protocol.train_rows.gather(batch.users)
     clean_rows = forget_rows[~removed_after[forget_rows]]
-    forget_key, clean_key, retain_key = jax.random.split(key, 3)
+    forget_key, _unused_clean_key, retain_key = jax.random.split(key, 3)  # kept: same retain keys as before
     n_items = inter.n_items
 
     def rows_batch(rows, k):
         return cf_rows_batch(inter.users[rows], inter.items[rows], protocol.positives, n_items, k)
 
+    forget = rows_batch(forget_rows, forget_key)
     clean = None
     if protocol.config.scenario != "spam" and len(clean_rows):
-        clean = rows_batch(clean_rows, clean_key)
+        clean = kept_rows_batch(forget, ~removed_after[forget_rows])
     return RequestData(
         index=batch.index,
         users=batch.users,
-        forget=rows_batch(forget_rows, forget_key),
+        forget=forget,
         clean=clean,
         retain=rows_batch(retain_rows, retain_key),
         n_forget_rows=len(forget_rows),
@@ -195,6 +218,8 @@ def request_data(protocol: Protocol, batch, removed_before, removed_after, retai
         context_before=context_before,
         context_after=training_context(protocol, removed_after),
         time_limit_seconds=time_limit,
+        removed_rows=np.nonzero(removed_after & ~removed_before)[0],
+        experiment=protocol.experiment,
     )
 
 
@@ -218,16 +243,20 @@ def run_requests(protocol: Protocol, params, out_dir: Path, quiet: bool = False)
     checkpoint_batches = stream.checkpoint_batches
 
     sampler = RetainSampler(protocol.train_rows, len(stream), protocol.seed, retain_pool_factor(method.name))
+    resume = Checkpointer(out_dir / STATE_DIR, max_to_keep=1)
+    quarters = Checkpointer(out_dir / QUARTERS_DIR, max_to_keep=None)
+    if hasattr(method, "start"):  # builds its own model from the data; only its structure when resuming
+        params, method_state = method.start(model, params, protocol.experiment, train=resume.latest_step() is None)
+    else:
+        method_state = method.init(model, params)
     state = {
         "params": params,
-        "method_state": method.init(model, params),
+        "method_state": method_state,
         "removed": np.zeros(n_rows, bool),
         "next_batch": np.int32(0),
         "sampler": sampler.state_dict(),
     }
     record: dict[str, Any] = {"requests": [], "quarters": []}
-    resume = Checkpointer(out_dir / STATE_DIR, max_to_keep=1)
-    quarters = Checkpointer(out_dir / QUARTERS_DIR, max_to_keep=None)
     if resume.latest_step() is not None:
         state, record = resume.restore(resume.latest_step(), state)
         sampler = RetainSampler.from_state(protocol.train_rows, jax.tree.map(np.asarray, state["sampler"]))

@@ -1,0 +1,286 @@
+"""K submodels of one architecture trained together: one `jax.vmap` over stacked parameters.
+
+Exact unlearning (SISA, RecEraser) trains one submodel per data shard. Here the K shards'
+parameters are stacked along a leading axis ([K, ...]) and one jitted `lax.scan` epoch vmaps
+the base model's loss, gradient and optimiser step over the shards, so K small models cost
+one compiled call per epoch.
+
+Each shard's data is padded to a common shape: rows to the largest shard (`ShardData`), the
+epoch to the largest shard's number of batches. Padding rows have weight 0, and a step whose
+batch holds no real row leaves that shard's parameters AND optimiser state untouched (Adam's
+momentum would otherwise keep moving them), so a shard trains exactly as it would alone.
+Shards stop early independently (RecBole's rule on their own validation score); a stopped
+shard is frozen by the same update mask, and its best parameters are kept.
+
+Negatives are drawn against the shard's own positives: a submodel must depend on its shard's
+data only, or forgetting an interaction of another shard would have to retrain it too.
+Everything random in a shard's run derives from (seed, shard), so retraining a shard from
+scratch on its remaining data is the run that never saw the removed rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from erase_jax.batching import PositiveIndex, sample_negatives
+from erase_jax.train import TrainConfig, make_optimizer
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ShardData:
+    """Training pairs of S shards, padded to R rows each, with each shard's positives bitmap."""
+
+    users: jax.Array  # int32 [S, R]
+    items: jax.Array  # int32 [S, R]
+    n_rows: jax.Array  # int32 [S]
+    positives: jax.Array  # uint32 [S, n_users, ceil(n_items / 32)]: the shard's own pairs
+
+    @classmethod
+    def build(cls, n_users: int, n_items: int, shard_users: list[np.ndarray], shard_items: list[np.ndarray], n_padded_rows: int | None = None):
+        """Stacks the shards' pairs; `n_padded_rows` fixes R (so retrains keep compiled shapes)."""
+        width = max(len(u) for u in shard_users) if n_padded_rows is None else n_padded_rows
+        if any(len(u) > width for u in shard_users):
+            raise ValueError(f"a shard holds more than {width} rows")
+        users = np.zeros((len(shard_users), width), np.int32)
+        items = np.zeros((len(shard_users), width), np.int32)
+        bitmaps = []
+        for s, (u, i) in enumerate(zip(shard_users, shard_items)):
+            users[s, : len(u)], items[s, : len(i)] = u, i
+            index = PositiveIndex.build(n_users, np.asarray(u, np.int32), np.asarray(i, np.int32), n_items)
+            if index.bitmap is None:
+                raise ValueError("shard training needs the positives bitmap; the data set is too large for it")
+            bitmaps.append(index.bitmap)
+        n_rows = np.array([len(u) for u in shard_users], np.int32)
+        return cls(jnp.asarray(users), jnp.asarray(items), jnp.asarray(n_rows), jnp.stack(bitmaps))
+
+    @property
+    def n_shards(self) -> int:
+        return self.users.shape[0]
+
+    def take(self, shards) -> "ShardData":
+        shards = jnp.asarray(shards)
+        return jax.tree.map(lambda x: x[shards], self)
+
+
+def n_batches(shard_data: ShardData, batch_size: int) -> int:
+    """Batches per epoch: enough for the padded width, so every shard fits whatever its size."""
+    return -(-shard_data.users.shape[1] // batch_size)
+
+
+def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int) -> np.ndarray:
+    """Each shard's row order for one epoch, drawn on the host from (shard seed, epoch) and
+    padded with row 0 (whose positions are weighted 0) to `length`: int32 [S, length]."""
+    orders = np.zeros((len(n_rows), length), np.int32)
+    for s, (n, seed) in enumerate(zip(n_rows, seeds)):
+        orders[s, :n] = np.random.default_rng([int(seed), epoch]).permutation(int(n))
+    return orders
+
+
+@functools.lru_cache(maxsize=16)
+def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True):
+    """The jitted epoch `(params, opt_state, active, context, data, orders, keys) -> (params,
+    opt_state, mean_loss)` over stacked shards (`vmapped`), or the same for one shard alone.
+
+    Cached by (model, optimiser settings, shapes): unlearning requests reuse the compiled call.
+    """
+    optimizer = make_optimizer(TrainConfig(**dict(config_key)), steps_per_epoch)
+    max_redraws = 8
+
+    def one_shard(params, opt_state, active, context, data: ShardData, order, key):
+        positives = PositiveIndex(offsets=None, items=None, bitmap=data.positives)
+        order = order.reshape(steps_per_epoch, batch_size)
+        # fold_in, not split: step b's key must not depend on how many batches the epoch has,
+        # so a shard padded to more batches draws exactly what it draws alone.
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(steps_per_epoch))
+
+        def step(carry, inputs):
+            params, opt_state = carry
+            rows, position, step_key = inputs
+            negative_key, loss_key = jax.random.split(step_key)
+            users = data.users[rows]
+            batch = {
+                "users": users,
+                "pos": data.items[rows],
+                "neg": sample_negatives(negative_key, users, positives, n_items, max_redraws),
+                "weight": (position < data.n_rows).astype(jnp.float32),
+            }
+            loss, grads = jax.value_and_grad(model.loss)(params, context, batch, loss_key)
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            # A padding-only batch or a stopped shard changes nothing, optimiser state included.
+            keep = active & (jnp.sum(batch["weight"]) > 0)
+            params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
+            opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
+            return (params, opt_state), (loss, jnp.sum(batch["weight"]))
+
+        positions = jnp.arange(steps_per_epoch * batch_size).reshape(steps_per_epoch, batch_size)
+        (params, opt_state), (losses, weights) = jax.lax.scan(step, (params, opt_state), (order, positions, step_keys))
+        real = weights > 0
+        mean_loss = jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(jnp.sum(real), 1)
+        return params, opt_state, mean_loss
+
+    if vmapped:
+        return jax.jit(jax.vmap(one_shard, in_axes=(0, 0, 0, None, 0, 0, 0)))
+    return jax.jit(one_shard)
+
+
+def config_key(config: TrainConfig) -> tuple:
+    """A hashable view of the optimisation settings (the compiled epoch is cached on it)."""
+    return tuple(sorted(dataclasses.asdict(config).items()))
+
+
+def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_per_epoch: int):
+    """Stacked initial parameters and optimiser states, shard s from PRNGKey(seeds[s])."""
+    optimizer = make_optimizer(config, steps_per_epoch)
+
+    def one(seed):
+        params = model.init(jax.random.split(jax.random.PRNGKey(seed))[0], context)
+        return params, optimizer.init(params)
+
+    return jax.vmap(one)(jnp.asarray(seeds, jnp.uint32))
+
+
+def run_keys(seeds: np.ndarray) -> jax.Array:
+    """Each shard's run key (the second half of its split seed key), [S, 2]."""
+    return jax.vmap(lambda seed: jax.random.split(jax.random.PRNGKey(seed))[1])(jnp.asarray(seeds, jnp.uint32))
+
+
+@dataclasses.dataclass
+class ShardFit:
+    params: Any  # best validated parameters, stacked [S, ...]
+    record: dict
+
+
+def train_shards(
+    model,
+    context,
+    data: ShardData,
+    seeds: np.ndarray,
+    config: TrainConfig,
+    validate: Callable[[Any], float] | None,
+    n_items: int,
+) -> ShardFit:
+    """Trains S shards from scratch together, each with its own early stopping.
+
+    `validate(params)` scores one shard's parameters (higher is better); None trains every
+    shard for `config.epochs` and keeps the last parameters.
+    """
+    seeds = np.asarray(seeds, np.int64)
+    steps = n_batches(data, config.batch_size)
+    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps)
+    params, opt_state = init_shards(model, context, config, seeds, steps)
+    keys = run_keys(seeds)
+    n_shards = len(seeds)
+    n_rows = np.asarray(data.n_rows)
+    best_params = params
+    best_score = np.full(n_shards, -np.inf)
+    best_epoch = np.full(n_shards, -1)
+    stale = np.zeros(n_shards, np.int64)
+    active = np.ones(n_shards, bool)
+    epochs_trained = np.zeros(n_shards, np.int64)
+    record = {"epoch_seconds": [], "valid_seconds": [], "epoch_loss": []}
+    for epoch in range(config.epochs):
+        started = time.perf_counter()
+        orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size)
+        epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, epoch)
+        params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys)
+        losses = np.asarray(losses)
+        record["epoch_seconds"].append(time.perf_counter() - started)
+        record["epoch_loss"].append(np.where(active, losses, np.nan).tolist())
+        if not np.all(np.isfinite(losses[active])):
+            raise FloatingPointError(f"shard training diverged at epoch {epoch + 1}: losses {losses}")
+        epochs_trained += active
+        if validate is None:
+            continue
+        if (epoch + 1) % config.eval_step and epoch + 1 != config.epochs:
+            continue
+        started = time.perf_counter()
+        improved = np.zeros(n_shards, bool)
+        for s in np.nonzero(active)[0]:
+            score = validate(jax.tree.map(lambda x: x[s], params))
+            if score >= best_score[s]:
+                best_score[s], best_epoch[s], stale[s], improved[s] = score, epoch + 1, 0, True
+            else:
+                stale[s] += 1
+        best_params = _where_shards(jnp.asarray(improved), params, best_params)
+        active &= stale <= config.stopping_step
+        record["valid_seconds"].append(time.perf_counter() - started)
+        if not active.any():
+            break
+    record.update({
+        "epochs": epochs_trained.tolist(),
+        "best_epoch": best_epoch.tolist(),
+        "best_valid": best_score.tolist(),
+        "train_seconds": float(sum(record["epoch_seconds"]) + sum(record["valid_seconds"])),
+    })
+    return ShardFit(params if validate is None else best_params, record)
+
+
+def _where_shards(mask: jax.Array, new, old):
+    """Per shard (leading axis): `new` where mask, else `old`."""
+    return jax.tree.map(lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
+def replace_shards(stacked, shards: np.ndarray, replacement):
+    """`stacked` with the entries at `shards` replaced by the stacked `replacement`."""
+    index = jnp.asarray(shards)
+    return jax.tree.map(lambda full, part: full.at[index].set(part), stacked, replacement)
+
+
+def shard_slice(stacked, s: int):
+    return jax.tree.map(lambda x: x[s], stacked)
+
+
+@struct.dataclass
+class ShardEmbeddings:
+    """The frozen submodels as an aggregator's context: [S, n_users, d] and [S, n_items, d]."""
+
+    users: jax.Array
+    items: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanOfScores:
+    """SISA's aggregation as a CF recommender: the mean of the submodels' scores.
+
+    For dot-product models that is <mean over shards of p_{u,s} q_{v,s}>, computed as one
+    contraction over (shard, dimension).
+    """
+
+    name: ClassVar[str] = "MeanOfScores"
+    task: ClassVar[str] = "CF"
+    trainable: ClassVar[bool] = False
+
+    def init(self, key, context: ShardEmbeddings):
+        del key, context
+        return {}
+
+    def scores(self, params, context: ShardEmbeddings, query) -> jax.Array:
+        del params
+        users = context.users[:, query["users"]]
+        return jnp.einsum("sqd,sid->qi", users, context.items) / context.users.shape[0]
+
+
+def final_embeddings(model, params, context) -> tuple[jax.Array, jax.Array]:
+    """A CF model's user and item representations, the ones its scores multiply.
+
+    BPR: the embedding tables; LightGCN: the propagated layer means (its `_forward`).
+    """
+    if hasattr(model, "_forward"):
+        return model._forward(params, context)[1]
+    return model._embeddings(context).apply(params)
+
+
+def stacked_embeddings(model, stacked_params, context) -> tuple[jax.Array, jax.Array]:
+    """([S, n_users, d], [S, n_items, d]): every shard's representations."""
+    return jax.vmap(lambda p: final_embeddings(model, p, context))(stacked_params)

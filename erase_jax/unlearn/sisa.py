@@ -1,0 +1,298 @@
+"""SISA: exact unlearning by sharded, isolated retraining (Bourtoule et al., S&P 2021).
+
+The training interactions are split into K shards (`partition.py`), one submodel of the base
+architecture is trained per shard (all K as one vmap, `shards.py`), and predictions combine
+the submodels (SISA: the mean of their scores). A request retrains from scratch only the
+shards that held its removed interactions, on what remains of them, with the same per-shard
+seed: the result is exactly the model that never saw the removed data. A trained aggregator
+(RecEraser's attention, `receraser.py`) saw all training data, so it is retrained from
+scratch too. The per-request diagnostics name the retrained shards and count the removed rows
+left in their training data (always 0: the claim that the forgotten data is absent is
+checked on the arrays that were trained on, not assumed).
+
+How this plugs into the sequential runner (see `base.py`): the method's `start` hook builds
+the ensemble from the trained run (the run's parameters serve as the pre-trained embeddings
+of the balanced partitions) and returns it as the parameters the runner carries and
+checkpoints: `{"shards": [K, ...] stacked base-model parameters, "aggregator": ...}`. Its
+state holds the shard of every interaction row and the rows removed so far. `scorer` turns
+those parameters into the recommender that is evaluated. Requests need `removed_rows` and the
+`experiment` (training data and settings), which the runner puts into `RequestData`.
+
+Differences from the paper's code: shard submodels and the aggregator validate on the run's
+validation split without the removed rows (the public code validates on the test set);
+negatives are sampled from each shard's own positives, so a shard depends on its data only.
+Only base models whose context does not depend on the training data (BPR) are supported:
+LightGCN would need one graph per shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import ClassVar
+
+import jax
+import numpy as np
+
+from erase_jax.batching import CFBatcher
+from erase_jax.data.cf import CFTrainData, eval_set
+from erase_jax.evaluate import evaluate_cf
+from erase_jax.models.bpr import CFShape
+from erase_jax.train import TrainConfig, best_params, fit
+from erase_jax.unlearn import partition as partitions
+from erase_jax.unlearn.base import register
+from erase_jax.unlearn.shards import (
+    MeanOfScores,
+    ShardData,
+    ShardEmbeddings,
+    final_embeddings,
+    init_shards,
+    replace_shards,
+    stacked_embeddings,
+    train_shards,
+)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SISA:
+    """Random shards, one submodel each, mean of scores; exact retraining per request.
+
+    `shard_*` options override the trained run's training settings for the submodels (None:
+    the run's). `partition` may also be a balanced one (ubp / ibp / inbp) and `aggregation`
+    "attention" (that combination is `RecEraser`).
+    """
+
+    name: ClassVar[str] = "sisa"
+    updates_context: ClassVar[bool] = False  # evaluated through `scorer`, not the base context
+
+    n_shards: int = 10
+    partition: str = "random"  # random | ubp | ibp | inbp
+    random_unit: str = "interactions"  # random partition: "interactions" or "users"
+    partition_rounds: int = 30  # T, balanced partitions
+    scalar_mean_anchors: bool = False  # the public code's scalar anchor update (a bug; compat only)
+    aggregation: str = "mean"  # mean | attention
+    attention_size: int = 32
+    aggregator_epochs: int = 10
+    aggregator_batch_size: int = 1024
+    aggregator_learning_rate: float = 1e-3
+    aggregator_reg_weight: float | None = None  # None: the base model's reg_weight
+    shard_epochs: int | None = None
+    shard_batch_size: int | None = None
+    shard_learning_rate: float | None = None
+    shard_optimizer: str | None = None
+    shard_stopping_step: int | None = None
+
+    # -- the UnlearningMethod interface ---------------------------------------------------
+
+    def retain_budget(self, n_forget_rows: int) -> int:
+        return 0  # retraining uses the shard's own remaining data, never sampled retain rows
+
+    def init(self, model, params):
+        raise TypeError(f"{self.name} builds its ensemble from the training data: call start(model, params, experiment)")
+
+    def start(self, model, params, experiment, train: bool = True):
+        """(ensemble parameters, state) from the trained run; `train=False` gives only their
+        structure (untrained), as the restore target of a resumed run or a checkpoint."""
+        ensemble, state, _ = self.build_ensemble(model, params, experiment, train)
+        return ensemble, state
+
+    def build_ensemble(self, model, params, experiment, train: bool = True):
+        """`start` plus the record of the partition and the training (sizes, epochs, seconds)."""
+        _check_base_model(experiment)
+        n_rows = len(experiment.data.interactions)
+        seeds = self.shard_seeds(experiment.config.seed)
+        config = self.shard_train_config(experiment)
+        shard_of_row = np.full(n_rows, -1, np.int32)
+        removed = np.zeros(n_rows, bool)
+        record = {}
+        if train:
+            started = time.perf_counter()
+            chosen = self.make_partition(model, params, experiment)
+            shard_of_row[experiment.data.split.train] = chosen.shard_of_row
+            record.update({"partition_seconds": time.perf_counter() - started, **chosen.summary()})
+            data, _ = shard_data(experiment, shard_of_row, removed, np.arange(self.n_shards))
+            shard_fit = train_shards(
+                model, experiment.context, data, seeds, config, validator(model, experiment, removed, config), experiment.task.train.n_items
+            )
+            shard_params = shard_fit.params
+            record["shards"] = shard_fit.record
+            aggregator_params, record["aggregator"] = self.train_aggregator(model, shard_params, experiment, removed)
+            record["ensemble_train_seconds"] = time.perf_counter() - started
+        else:
+            steps = n_batches_for(experiment, config)
+            shard_params, _ = init_shards(model, experiment.context, config, seeds, steps)
+            aggregator = self.aggregator(model)
+            aggregator_params = aggregator.init(jax.random.PRNGKey(0), self.embeddings_of(model, shard_params, experiment))
+        state = {
+            "shard_of_row": shard_of_row,
+            "removed": removed,
+            "n_retrains": np.zeros(self.n_shards, np.int32),
+            "ensemble_train_seconds": np.float64(record.get("ensemble_train_seconds", 0.0)),
+        }
+        return {"shards": shard_params, "aggregator": aggregator_params}, state, record
+
+    def unlearn(self, model, params, state, request, key):
+        del key  # every random choice of a retrain derives from the run's seed and the shard
+        if request.removed_rows is None or request.experiment is None:
+            raise ValueError(f"{self.name} needs request.removed_rows and request.experiment (the sequential runner sets them)")
+        return self.forget_rows(model, params, state, request.experiment, request.removed_rows)
+
+    def scorer(self, model, params, experiment):
+        """(recommender, parameters, context) that score the ensemble."""
+        return self.aggregator(model), params["aggregator"], self.embeddings_of(model, params["shards"], experiment)
+
+    # -- the work --------------------------------------------------------------------------
+
+    def forget_rows(self, model, params, state, experiment, removed_rows: np.ndarray):
+        """Removes interaction rows: retrains their shards from scratch, then the aggregator."""
+        started = time.perf_counter()
+        removed = np.asarray(state["removed"]).copy()
+        removed[np.asarray(removed_rows, np.int64)] = True
+        shard_of_row = np.asarray(state["shard_of_row"])
+        hit = shard_of_row[np.asarray(removed_rows, np.int64)]
+        affected = np.unique(hit[hit >= 0])
+        n_retrains = np.asarray(state["n_retrains"]).copy()
+        diagnostics = {
+            "retrained_shards": affected.tolist(),
+            "n_retrained_shards": len(affected),
+            "removed_train_rows": int((hit >= 0).sum()),
+            "ensemble_train_seconds": float(state["ensemble_train_seconds"]),
+        }
+        if len(affected):
+            config = self.shard_train_config(experiment)
+            data, rows = shard_data(experiment, shard_of_row, removed, affected)
+            diagnostics["forgotten_rows_in_retrained_shards"] = int(sum(removed[r].sum() for r in rows))
+            shard_fit = train_shards(
+                model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
+                validator(model, experiment, removed, config), experiment.task.train.n_items,
+            )
+            shard_params = replace_shards(params["shards"], affected, shard_fit.params)
+            jax.block_until_ready(shard_params)
+            diagnostics["shard_seconds"] = time.perf_counter() - started
+            diagnostics["shard_epochs"] = shard_fit.record["epochs"]
+            aggregating = time.perf_counter()
+            aggregator_params, _ = self.train_aggregator(model, shard_params, experiment, removed)
+            diagnostics["aggregator_seconds"] = time.perf_counter() - aggregating
+            params = {"shards": shard_params, "aggregator": aggregator_params}
+            n_retrains[affected] += 1
+        state = {**state, "removed": removed, "n_retrains": n_retrains}
+        return params, state, diagnostics
+
+    def make_partition(self, model, params, experiment) -> partitions.Partition:
+        train = experiment.task.train
+        if self.partition == "random":
+            return partitions.random_partition(train.users, self.n_shards, experiment.config.seed, self.random_unit)
+        users, items = (np.asarray(e) for e in final_embeddings(model, params, experiment.context))
+        return partitions.balanced_partition(
+            self.partition, train.users, train.items, users, items, self.n_shards, experiment.config.seed,
+            self.partition_rounds, self.scalar_mean_anchors,
+        )
+
+    def aggregator(self, model):
+        if self.aggregation == "mean":
+            return MeanOfScores()
+        if self.aggregation == "attention":
+            from erase_jax.unlearn.receraser import AttentionAggregator  # receraser builds on this module
+
+            reg = getattr(model, "reg_weight", 0.0) if self.aggregator_reg_weight is None else self.aggregator_reg_weight
+            return AttentionAggregator(self.attention_size, reg)
+        raise ValueError(f"aggregation must be 'mean' or 'attention', got {self.aggregation!r}")
+
+    def train_aggregator(self, model, shard_params, experiment, removed: np.ndarray):
+        """The aggregator trained from scratch on all remaining training rows (submodels frozen)."""
+        aggregator = self.aggregator(model)
+        context = self.embeddings_of(model, shard_params, experiment)
+        if not aggregator.trainable:
+            return aggregator.init(jax.random.PRNGKey(0), context), {}
+        inter, rows = experiment.data.interactions, remaining_train_rows(experiment, removed)
+        train = CFTrainData(inter.n_users, inter.n_items, inter.users[rows], inter.items[rows])
+        run_config = experiment.config.train
+        config = TrainConfig(
+            epochs=self.aggregator_epochs, batch_size=self.aggregator_batch_size,
+            learning_rate=self.aggregator_learning_rate, optimizer="adam",
+            valid_metric=run_config.valid_metric, stopping_step=self.aggregator_epochs,
+        )
+        valid = remaining_valid_set(experiment, removed)
+        metric, k = _metric_and_k(config.valid_metric)
+        result = fit(
+            aggregator, context, CFBatcher.build(train, config.batch_size),
+            lambda p: evaluate_cf(aggregator, p, context, valid, (k,), (metric,)), config, experiment.config.seed,
+        )
+        record = {
+            "epochs": len(result.record["epoch_loss"]),
+            "best_epoch": int(result.state.best_epoch),
+            "train_seconds": float(sum(result.record["epoch_seconds"])),
+            "compile_seconds": result.record["compile_seconds"],
+        }
+        return best_params(result), record
+
+    def embeddings_of(self, model, shard_params, experiment) -> ShardEmbeddings:
+        users, items = stacked_embeddings(model, shard_params, experiment.context)
+        return ShardEmbeddings(users, items)
+
+    def shard_seeds(self, seed: int) -> np.ndarray:
+        """One seed per shard, fixed by the run's seed: a retrain repeats its shard's run."""
+        return np.array([seed * 1000 + s for s in range(self.n_shards)], np.int64)
+
+    def shard_train_config(self, experiment) -> TrainConfig:
+        overrides = {
+            "epochs": self.shard_epochs,
+            "batch_size": self.shard_batch_size,
+            "learning_rate": self.shard_learning_rate,
+            "optimizer": self.shard_optimizer,
+            "stopping_step": self.shard_stopping_step,
+        }
+        return dataclasses.replace(experiment.config.train, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _check_base_model(experiment) -> None:
+    if not isinstance(experiment.context, CFShape):
+        raise NotImplementedError(
+            f"sharded training supports models whose context is only the data's shape (BPR); "
+            f"{experiment.config.model} trains on a data-dependent context (one graph per shard is not built)"
+        )
+
+
+def shard_data(experiment, shard_of_row: np.ndarray, removed: np.ndarray, shards: np.ndarray):
+    """The padded training data of `shards` and, per shard, the interaction rows in it: the
+    shard's rows minus every removed row. Padded to the largest shard at partition time, so
+    every retrain of the same number of shards reuses one compiled epoch."""
+    inter = experiment.data.interactions
+    width = int(np.bincount(shard_of_row[shard_of_row >= 0]).max())
+    rows = [np.nonzero((shard_of_row == s) & ~removed)[0] for s in shards]
+    data = ShardData.build(
+        inter.n_users, inter.n_items, [inter.users[r] for r in rows], [inter.items[r] for r in rows], width
+    )
+    return data, rows
+
+
+def n_batches_for(experiment, config: TrainConfig) -> int:
+    return -(-len(experiment.data.split.train) // config.batch_size)
+
+
+def remaining_train_rows(experiment, removed: np.ndarray) -> np.ndarray:
+    rows = experiment.data.split.train
+    return rows[~removed[rows]]
+
+
+def remaining_valid_set(experiment, removed: np.ndarray):
+    """Validation targets and history without the removed rows: model selection must not see them."""
+    inter, split = experiment.data.interactions, experiment.data.split
+    valid = split.valid[~removed[split.valid]]
+    history = remaining_train_rows(experiment, removed)
+    return eval_set(inter.n_users, inter.n_items, inter.users[valid], inter.items[valid], inter.users[history], inter.items[history])
+
+
+def validator(model, experiment, removed: np.ndarray, config: TrainConfig):
+    """`params -> validation score` of one submodel, or None when there is nothing to validate on."""
+    valid = remaining_valid_set(experiment, removed)
+    if len(valid.users) == 0:
+        return None
+    metric, k = _metric_and_k(config.valid_metric)
+    return lambda params: evaluate_cf(model, params, experiment.context, valid, (k,), (metric,))[config.valid_metric]
+
+
+def _metric_and_k(valid_metric: str) -> tuple[str, int]:
+    metric, _, k = valid_metric.partition("@")
+    return metric, int(k)
