@@ -82,6 +82,9 @@ def test_sasrec_no_position_sees_the_future_or_padding():
         perturbed = jnp.where(later, (items + 3) % N_ITEMS, items)
         changed = np.asarray(encode(perturbed, lengths))
         np.testing.assert_allclose(changed[:, : position + 1], states[:, : position + 1], rtol=1e-5, atol=1e-6)
+    # the last-position shortcut of `represent` gives the full pass's numbers
+    last = np.asarray(jax.jit(lambda i, n: model.represent(params, context, i, n, None))(items, lengths))
+    np.testing.assert_allclose(last, states[np.arange(5), np.asarray(lengths) - 1], rtol=1e-5, atol=1e-6)
     # a longer length lets the last position see more: the mask is not vacuous
     assert not np.allclose(np.asarray(encode(items, lengths + 1))[:, -1], states[:, -1])
 
@@ -131,3 +134,19 @@ def test_evaluation_matches_brute_force_ranking():
     assert got.keys() == expected.keys()
     for key in got:
         assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+
+
+def test_sknn_scores_by_jaccard_neighbours():
+    # training sequences A: 0 1 2 (latest), B: 1 3, C: 4 (earliest); item 5 exists but is never seen
+    rows = [("A", "i0", 10), ("A", "i1", 11), ("A", "i2", 12), ("B", "i1", 5), ("B", "i3", 6), ("C", "i4", 1), ("C", "i4", 2)]
+    users, items, times = zip(*rows)
+    inter = from_tokens(np.asarray(users), np.asarray(items), timestamps=np.asarray(times, float),
+                        item_vocabulary=np.asarray([f"i{k}" for k in range(6)]))
+    train = augment(inter, max_length=4)
+    query = {"items": jnp.array([[1, 2, 6, 6]]), "lengths": jnp.array([2])}  # the set {1, 2}; 6 = padding
+    scores = lambda **hyper: np.asarray(build_model("SKNN", **hyper).scores({}, build_model("SKNN").prepare(train), query))[0]
+    # Jaccard: A 2/3, B 1/3, C 0; item scores sum the neighbours' similarities, divided by the max
+    np.testing.assert_allclose(scores(), [2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores(k=1), [1, 1, 1, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores(sample_size=1), [1, 1, 1, 0, 0, 0], rtol=1e-6)  # A is the most recent
+    np.testing.assert_allclose(scores(normalize=False), [2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)

@@ -68,6 +68,7 @@ class SequenceRows:
     lengths: int32 [n_rows], in [1, max_length].
     targets: int32 [n_rows], the next item.
     target_rows: int64 [n_rows], the `Interactions` row of the target (for removal masks).
+    target_times: float64 [n_rows], the target's timestamp (recency for session-kNN).
     """
 
     n_items: int
@@ -76,6 +77,7 @@ class SequenceRows:
     lengths: np.ndarray
     targets: np.ndarray
     target_rows: np.ndarray
+    target_times: np.ndarray
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -92,6 +94,7 @@ class SequenceRows:
             lengths=self.lengths[rows],
             targets=self.targets[rows],
             target_rows=self.target_rows[rows],
+            target_times=self.target_times[rows],
         )
 
     def prefix_lists(self) -> list[list[int]]:
@@ -138,6 +141,7 @@ def augment(inter: Interactions, groups: np.ndarray | None = None, max_length: i
         lengths=lengths.astype(np.int32),
         targets=sorted_items[positions].astype(np.int32),
         target_rows=order[positions].astype(np.int64),
+        target_times=np.asarray(inter.timestamps, np.float64)[order[positions]],
     )
 
 

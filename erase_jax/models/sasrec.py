@@ -60,8 +60,15 @@ class SASRec(SequenceModel):
             "layers": layers,
         }
 
-    def encode(self, params, items, lengths, key):
-        """Hidden states at every position, [n, L, hidden]."""
+    def encode(self, params, items, lengths, key, last_only: bool = False):
+        """Hidden states at every position, [n, L, hidden]; with `last_only`, [n, hidden] at
+        position length - 1.
+
+        The loss and the scores read only that position, so `last_only` runs the final layer
+        for that one query (its keys and values still come from every position): the same
+        numbers as RecBole's all-positions pass followed by a gather, for about 40 % fewer
+        FLOPs on 50-item prefixes.
+        """
         n, width = items.shape
         keys = iter(jax.random.split(key, 1 + 3 * self.n_layers)) if key is not None else None
         draw = (lambda: next(keys)) if keys is not None else (lambda: None)
@@ -71,26 +78,32 @@ class SASRec(SequenceModel):
         is_item = positions[None, :] < lengths[:, None]
         allowed = (positions[None, :, None] >= positions[None, None, :]) & is_item[:, None, :]  # [n, query, key]
         additive_mask = jnp.where(allowed, 0.0, -10000.0)[:, None]  # [n, 1, L, L]
-        for layer in params["layers"]:
-            x = self._layer(layer, x, additive_mask, draw)
-        return x
+        *first_layers, final_layer = params["layers"]
+        for layer in first_layers:
+            x = self._layer(layer, x, x, additive_mask, draw)
+        if not last_only:
+            return self._layer(final_layer, x, x, additive_mask, draw)
+        last_query = last_position(x, lengths)[:, None, :]
+        last_mask = jnp.take_along_axis(additive_mask, (lengths - 1)[:, None, None, None], axis=2)
+        return self._layer(final_layer, last_query, x, last_mask, draw)[:, 0]
 
     def represent(self, params, context, items, lengths, key):
-        return last_position(self.encode(params, items, lengths, key), lengths)
+        return self.encode(params, items, lengths, key, last_only=True)
 
     def output_items(self, params):
         return params["item_embedding"][:-1]
 
-    def _layer(self, layer, x, additive_mask, draw):
-        n, width, h = x.shape
+    def _layer(self, layer, x, context, additive_mask, draw):
+        """One post-LN Transformer layer; queries from `x` [n, Lq, h], keys/values from `context`."""
+        n, n_queries, h = x.shape
         head = h // self.n_heads
-        split = lambda t: t.reshape(n, width, self.n_heads, head).transpose(0, 2, 1, 3)
+        split = lambda t: t.reshape(n, t.shape[1], self.n_heads, head).transpose(0, 2, 1, 3)
         q = split(x @ layer["query"] + layer["query_b"])
-        k = split(x @ layer["key"] + layer["key_b"])
-        v = split(x @ layer["value"] + layer["value_b"])
+        k = split(context @ layer["key"] + layer["key_b"])
+        v = split(context @ layer["value"] + layer["value_b"])
         weights = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head) + additive_mask, axis=-1)
         weights = dropout(weights, self.attention_dropout, draw())
-        attended = (weights @ v).transpose(0, 2, 1, 3).reshape(n, width, h)
+        attended = (weights @ v).transpose(0, 2, 1, 3).reshape(n, n_queries, h)
         attended = dropout(attended @ layer["attention_out"] + layer["attention_out_b"], self.hidden_dropout, draw())
         x = self._norm(layer["attention_norm"], attended + x)
         inner = jax.nn.gelu(x @ layer["ffn_in"] + layer["ffn_in_b"], approximate=False)
