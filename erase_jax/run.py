@@ -153,7 +153,7 @@ def train_run(
             experiment.model,
             experiment.context,
             batcher,
-            lambda params: evaluate_params(experiment, params, "valid"),
+            validation(experiment),
             config.train,
             config.seed,
             checkpointer,
@@ -165,12 +165,24 @@ def train_run(
     return record
 
 
+def validation(experiment: Experiment):
+    """The validation callback for `fit`, or None when the split has no validation rows (e.g.
+    `valid_ratio: 0` on given train/test files): then training runs the configured epochs."""
+    if len(experiment.data.split.valid) == 0:
+        return None
+    return lambda params: evaluate_params(experiment, params, "valid")
+
+
+def evaluate_valid(experiment: Experiment, params) -> dict:
+    return evaluate_params(experiment, params, "valid") if len(experiment.data.split.valid) else {}
+
+
 def finish_result(experiment: Experiment, result: FitResult) -> dict:
     params = best_params(result)
     started = time.perf_counter()
     test = evaluate_params(experiment, params, "test")
     eval_seconds = time.perf_counter() - started
-    valid = evaluate_params(experiment, params, "valid")
+    valid = evaluate_valid(experiment, params)
     record = result.record
     return {
         "model": experiment.config.model,
@@ -229,7 +241,7 @@ def evaluate_run(run_dir: str | Path) -> dict:
     started = time.perf_counter()
     test = evaluate_params(experiment, params, "test")
     seconds = time.perf_counter() - started
-    return {"valid": evaluate_params(experiment, params, "valid"), "test": test, "eval_seconds": seconds}
+    return {"valid": evaluate_valid(experiment, params), "test": test, "eval_seconds": seconds}
 
 
 class _progress:

@@ -137,7 +137,7 @@ def fit(
     model,
     context,
     batcher,
-    validate: Callable[[Any], dict[str, float]],
+    validate: Callable[[Any], dict[str, float]] | None,
     config: TrainConfig,
     seed: int,
     checkpointer: Checkpointer | None = None,
@@ -146,7 +146,8 @@ def fit(
     """Trains `model` with early stopping; resumes from `checkpointer` when it holds a step.
 
     `validate(params)` returns the validation metrics; `config.valid_metric` selects the one
-    that decides. Non-trainable models (Pop, ItemKNN) return their initial state at once.
+    that decides. `validate=None` (no validation data) trains exactly `config.epochs` epochs
+    and returns the last parameters. Non-trainable models (Pop, ItemKNN) return their initial state at once.
     """
     steps_per_epoch = batcher.n_batches
     optimizer = make_optimizer(config, steps_per_epoch)
@@ -184,7 +185,10 @@ def fit(
             raise FloatingPointError(f"training diverged: loss {loss} at epoch {int(state.epoch)}")
 
         epoch = int(state.epoch)
-        if epoch % config.eval_step == 0 or epoch == config.epochs:
+        if validate is None:
+            # No validation data: train the configured number of epochs; the last is the result.
+            state = state.replace(best_params=state.params, best_epoch=jnp.int32(epoch))
+        elif epoch % config.eval_step == 0 or epoch == config.epochs:
             scores = validate(state.params)
             if config.valid_metric not in scores:
                 raise KeyError(f"valid_metric {config.valid_metric!r} not among {sorted(scores)}")

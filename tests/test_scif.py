@@ -242,7 +242,10 @@ def test_lightgcn_moves_only_user_embeddings_with_the_graph_contexts():
     retain = select({"users": users, "pos": items, "neg": rng.integers(0, n_items, len(users))}, users >= 6)
     req = RequestData(0, np.array([3]), forget, clean, retain, len(mine["users"]), int(removed.sum()), before, after)
 
-    new_params, _, diagnostics = build_method("scif").unlearn(model, params, (), req, jax.random.PRNGKey(1))
+    # An untrained LightGCN is far from convex; the damping of the original keeps the first CG
+    # direction positive here so that a step is taken.
+    method = build_method("scif", damping=0.01)
+    new_params, _, diagnostics = method.unlearn(model, params, (), req, jax.random.PRNGKey(1))
     np.testing.assert_array_equal(items_of(new_params), items_of(params))
     assert not np.array_equal(users_of(new_params), users_of(params))
     assert all(np.isfinite(np.asarray(v, np.float64)).all() for v in diagnostics.values())

@@ -74,6 +74,24 @@ def test_early_stopping_keeps_the_best_epoch():
     assert len(scores) == best + 3  # stopped after more than stopping_step=2 stale validations
 
 
+def test_without_validation_data_training_runs_the_configured_epochs(tmp_path):
+    """valid_ratio 0 on given train/test files: no validation, the last epoch is the result."""
+    from erase_jax.run import train_run
+
+    folder = tmp_path / "given"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lines = [" ".join(map(str, [u, *rng.choice(60, 12, replace=False)])) for u in range(40)]
+    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    (folder / "test.txt").write_text("\n".join(f"{u} {60 + u % 5}" for u in range(40)) + "\n")
+    config = load_config(None, ["dataset=given", f"data.data_root={tmp_path}", "data.valid_ratio=0",
+                                "train.epochs=3", "train.batch_size=64"])
+    result = train_run(config, tmp_path / "run", quiet=True)
+    assert result["data"]["n_valid"] == 0 and result["valid"] == {}
+    assert result["epochs"] == 3 and result["best_epoch"] == 3 and result["stopped"] == "max epochs"
+    assert 0 <= result["test"]["recall@20"] <= 1
+
+
 def test_unknown_config_keys_are_named():
     with pytest.raises(ConfigError, match=r"train.learnin_rate"):
         load_config(None, ["train.learnin_rate=0.1"])

@@ -109,6 +109,7 @@ class BPR(CFModelBase):
 
     embedding_size: int = 64
     reg_weight: float = 0.0
+    reg_require_pow: bool = False
 
     def _embeddings(self, context: CFShape) -> UserItemEmbeddings:
         return UserItemEmbeddings(context.n_users, context.n_items, self.embedding_size, xavier_normal)
@@ -127,7 +128,7 @@ class BPR(CFModelBase):
         loss = bpr_loss(pos_scores, neg_scores, batch["weight"])
         if self.reg_weight:
             batch_embeddings = (user_emb[batch["users"]], item_emb[batch["pos"]], item_emb[batch["neg"]])
-            loss = loss + self.reg_weight * emb_loss(batch_embeddings, batch["weight"])
+            loss = loss + self.reg_weight * emb_loss(batch_embeddings, batch["weight"], self.reg_require_pow)
         return loss
 
     def scores(self, params, context: CFShape, query: Batch) -> jax.Array:

@@ -50,6 +50,7 @@ import optax
 
 from erase_jax.unlearn.base import RequestData, register
 from erase_jax.unlearn.gif import (
+    NOISE_STREAM,
     apply_step,
     check_compat,
     finetune,
@@ -57,7 +58,11 @@ from erase_jax.unlearn.gif import (
     first_rows,
     gaussian_noise,
     grad_of_batch_means,
+    noiseless_init,
+    release_with_noise,
     removal_gradient,
+    resolved_noise_mode,
+    check_noise_mode,
 )
 from erase_jax.unlearn.influence import cg_solve, hvp_operator, tree_axpy, tree_norm, tree_scale
 from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
@@ -74,6 +79,9 @@ class IDEA:
     the calibration. idea_iterations: CG cap. idea_hessian_samples: Hessian rows ("erase") and
     the retain budget floor. idea_finetune_samples_per_forget_row: U / |F| (128 in the original).
     learning_rate: fine-tuning Adam lr (config lr). max_norm: clip of ||x||. compat.
+    noise_mode: "release" (default in "correct": the state keeps the noiseless, fine-tuned
+    parameters and every release adds a fresh draw, see `ceu`) or "accumulate" (the original,
+    default in "erase": the noise enters the model before fine-tuning and compounds).
     """
 
     name: ClassVar[str] = "idea"
@@ -88,23 +96,36 @@ class IDEA:
     learning_rate: float = 1e-3
     max_norm: float | None = None
     compat: str = "correct"
+    noise_mode: str | None = None
 
     def __post_init__(self):
         check_compat(self.name, self.compat)
+        check_noise_mode(self.name, self.noise_mode)
 
     def retain_budget(self, n_forget_rows: int) -> int:
         settings = RetainBudgetSettings(idea_hessian_samples=self.idea_hessian_samples)
         return RETAIN_BUDGET_RULES["idea"](n_forget_rows, settings)
 
     def init(self, model, params):
-        return optax.adam(self.learning_rate).init(params)
+        adam = optax.adam(self.learning_rate).init(params)
+        if resolved_noise_mode(self) == "release":
+            return {"adam": adam, "noiseless": noiseless_init("release", params)}
+        return adam
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         cap = self.idea_finetune_samples_per_forget_row * request.n_forget_rows
         epochs = finetune_epochs(cap, request.retain)
         batches = (request.forget, request.clean, request.retain)
         contexts = (request.context_before, request.context_after)
-        return _idea_request(self, model, epochs, params, state, contexts, batches, jnp.float32(cap), key)
+        if resolved_noise_mode(self) == "release":
+            noiseless, adam, diagnostics = _idea_request(
+                self, model, epochs, False, state["noiseless"], state["adam"], contexts, batches, jnp.float32(cap), key
+            )
+            # Always noised (at least sigma_0), also after a skipped step.
+            diagnostics["noise_scale"] = jnp.maximum(diagnostics["noise_scale"], self.idea_sigma)
+            released = release_with_noise(noiseless, diagnostics["noise_scale"], jax.random.fold_in(key, NOISE_STREAM))
+            return released, {"adam": adam, "noiseless": noiseless}, diagnostics
+        return _idea_request(self, model, epochs, True, params, state, contexts, batches, jnp.float32(cap), key)
 
 
 def gaussian_mechanism_factor(delta: float) -> float:
@@ -112,8 +133,8 @@ def gaussian_mechanism_factor(delta: float) -> float:
     return math.sqrt(2.0 * math.log(1.25 / delta))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _idea_request(method: IDEA, model, epochs, params, opt_state, contexts, batches, cap, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, cap, key):
     forget, clean, retain = batches
     before, after = contexts
     loss_key, noise_key, finetune_key = jax.random.split(key, 3)
@@ -140,7 +161,7 @@ def _idea_request(method: IDEA, model, epochs, params, opt_state, contexts, batc
     else:
         required = sensitivity / (method.idea_epsilon * factor)
     noise_scale = jnp.maximum(method.idea_sigma, required)
-    noise = gaussian_noise(noise_key, params, noise_scale)
+    noise = gaussian_noise(noise_key, params, noise_scale) if add_noise else None
     params, skipped, diagnostics = apply_step(params, x, 1.0, None, info, noise)
     tuned, new_state, finetune_loss = finetune(
         model, params, opt_state, after, retain, cap, epochs, method, finetune_key
