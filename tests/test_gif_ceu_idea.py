@@ -107,8 +107,7 @@ def explicit_pieces(convex):
 def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
     model, params, req, *_ = convex
     damping, scale, iterations = 0.01, 5.0, 30
-    method = build_method("gif", gif_damping=damping, gif_scale_factor=scale, gif_iterations=iterations,
-                          learning_rate=0.0, gif_solver="lissa")
+    method = build_method("gif", gif_damping=damping, gif_scale_factor=scale, gif_iterations=iterations, learning_rate=0.0)
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
     g, hessian, e = explicit_pieces(convex)
     x = g / scale  # h_0 / s; x_t = x_{t-1} + (g - (H + d s I) x_{t-1}) / s, update + h_T / s
@@ -118,11 +117,11 @@ def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
     assert np.linalg.norm(x) > 1e-3 and not diag["skipped"]
 
 
-def test_gif_correct_default_solves_the_damped_newton_system(convex):
-    """Default "correct" solver: CG on (H + gif_cg_damping I) x = g, checked with an explicit solve."""
+def test_gif_cg_solver_solves_the_damped_newton_system(convex):
+    """gif_solver="cg": CG on (H + gif_cg_damping I) x = g, checked with an explicit solve."""
     model, params, req, *_ = convex
-    method = build_method("gif", learning_rate=0.0)
-    assert method.solver == "cg"
+    method = build_method("gif", learning_rate=0.0, gif_solver="cg")
+    assert build_method("gif").solver == "lissa"
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
     g, hessian, e = explicit_pieces(convex)
     x = np.linalg.solve(hessian + method.gif_cg_damping * np.eye(len(g)), g)
@@ -253,12 +252,7 @@ def test_runs_on_bpr_and_lightgcn(tiny, name, compat, model_name):
     mode on BPR; the other two pairings add compile time only (the convex tests above cover the
     correct mode's arithmetic)."""
     model, params, req = tiny[model_name]
-    options = {}
-    if name == "gif" and compat == "correct":
-        # An untrained LightGCN is far from convex: with GIF's light default CG damping (1e-4)
-        # the first CG direction has negative curvature and no step is taken (skipped).
-        options["gif_cg_damping"] = 0.01
-    method = build_method(name, compat=compat, **options)
+    method = build_method(name, compat=compat)
     assert method.retain_budget(req.n_forget_rows) > 0
     new, state, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
     assert all(np.isfinite(np.asarray(v, np.float64)).all() for v in diag.values()), diag
