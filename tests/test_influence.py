@@ -205,6 +205,70 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
+SCIF_SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    from erase_jax.data.cf import CFTrainData
+    from erase_jax.models import build_model
+    from erase_jax.unlearn import build_method
+    from erase_jax.unlearn.base import RequestData
+    from erase_jax.unlearn import influence
+
+    rng = np.random.default_rng(1)
+    n_users, n_items = 30, 40
+    users = np.repeat(np.arange(n_users), 6).astype(np.int32)
+    items = rng.integers(0, n_items, len(users)).astype(np.int32)
+    neg = rng.integers(0, n_items, len(users)).astype(np.int32)
+
+    def batch(mask):
+        size = 64
+        out = {k: np.zeros(size, np.int32) for k in ("users", "pos", "neg")}
+        k = int(mask.sum())
+        out["users"][:k], out["pos"][:k], out["neg"][:k] = users[mask], items[mask], neg[mask]
+        out = {key: jnp.asarray(v) for key, v in out.items()}
+        out["weight"] = jnp.asarray((np.arange(size) < k).astype(np.float32))
+        return out
+
+    forgotten = (users == 2) & (np.arange(len(users)) % 3 == 0)
+    report = {"devices": jax.local_device_count()}
+    for name in ("BPR", "LightGCN"):
+        model = build_model(name, embedding_size=4, **({"require_pow": True} if name == "LightGCN" else {}))
+        before = model.prepare(CFTrainData(n_users, n_items, users, items), 256)
+        after = model.prepare(CFTrainData(n_users, n_items, users[~forgotten], items[~forgotten]), 256)
+        params = model.init(jax.random.PRNGKey(0), before)
+        req = RequestData(0, np.array([2]), batch(users == 2), batch((users == 2) & ~forgotten),
+                          batch(users >= 20), 6, int(forgotten.sum()), before, after)
+        method = build_method("scif", damping=0.01)
+        sharded, _, _ = method.unlearn(model, params, (), req, jax.random.PRNGKey(3))
+        influence.set_data_parallel_devices(1)
+        jax.clear_caches()  # the jitted request was compiled with the 4-way split
+        single, _, _ = method.unlearn(model, params, (), req, jax.random.PRNGKey(3))
+        influence.set_data_parallel_devices(None)
+        jax.clear_caches()
+        a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(sharded)])
+        b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(single)])
+        p = np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
+        report[name] = {"moved": float(np.max(np.abs(b - p))), "error": float(np.max(np.abs(a - b)))}
+        report[name + "_row_mean"] = influence.loss_is_row_mean(model)
+    print(json.dumps(report))
+    """
+)
+
+
+def test_scif_step_sharded_over_four_devices_equals_one_device():
+    """SCIF's whole request with its rows split over 4 forced host devices equals the
+    one-device request (BPR, and LightGCN with its per-row regulariser)."""
+    result = subprocess.run([sys.executable, "-c", SCIF_SHARDED_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 4 and report["BPR_row_mean"] and report["LightGCN_row_mean"]
+    for name in ("BPR", "LightGCN"):
+        assert report[name]["moved"] > 1e-4, report  # the request changed the parameters
+        assert report[name]["error"] < 1e-5 * max(1.0, report[name]["moved"]) + 1e-6, report
+
+
 def test_sharded_loss_gradient_and_hvp_match_one_device():
     result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

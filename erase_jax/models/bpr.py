@@ -111,6 +111,12 @@ class BPR(CFModelBase):
     reg_weight: float = 0.0
     reg_require_pow: bool = False
 
+    @property
+    def loss_is_row_mean(self) -> bool:
+        """The loss is a weighted mean of per-row terms (no norm-form regulariser), so its rows
+        may be split over devices (`unlearn.influence.data_parallel_loss`)."""
+        return self.reg_weight == 0 or self.reg_require_pow
+
     def _embeddings(self, context: CFShape) -> UserItemEmbeddings:
         return UserItemEmbeddings(context.n_users, context.n_items, self.embedding_size, xavier_normal)
 

@@ -37,6 +37,11 @@ class LightGCN(CFModelBase):
     reg_weight: float = 1e-4
     require_pow: bool = False
 
+    @property
+    def loss_is_row_mean(self) -> bool:
+        """Row-mean loss (see BPR.loss_is_row_mean): not with RecBole's norm-form regulariser."""
+        return self.reg_weight == 0 or self.require_pow
+
     def _embeddings(self, graph: BipartiteGraph) -> UserItemEmbeddings:
         return UserItemEmbeddings(graph.n_users, graph.n_items, self.embedding_size, xavier_uniform)
 

@@ -63,6 +63,7 @@ from erase_jax.unlearn.base import Batch, RequestData, register
 from erase_jax.unlearn.influence import (
     SolverStatus,
     cg_solve,
+    data_parallel_loss,
     hvp,
     hvp_operator,
     lissa_solve,
@@ -208,12 +209,15 @@ def removal_gradient(model, params, contexts, batches, key):
     n_kept = jnp.maximum(n(clean) + n(retain), 1.0)
     kept = {k: jnp.concatenate([clean[k], retain[k]]) for k in retain}
 
+    loss_before = data_parallel_loss(model, before, key)  # rows split over local devices
+    loss_after = data_parallel_loss(model, after, key)
+
     def kept_loss(p):
-        return model.loss(p, after, kept, key)
+        return loss_after(p, kept)
 
     def signed_sum(p):
-        total = n(forget) * model.loss(p, before, forget, key) - n(clean) * model.loss(p, after, clean, key)
-        return total + n(retain) * (model.loss(p, before, retain, key) - model.loss(p, after, retain, key))
+        total = n(forget) * loss_before(p, forget) - n(clean) * loss_after(p, clean)
+        return total + n(retain) * (loss_before(p, retain) - loss_after(p, retain))
 
     return tree_scale(1.0 / n_kept, jax.grad(signed_sum)(params)), kept_loss
 

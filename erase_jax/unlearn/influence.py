@@ -373,3 +373,42 @@ def sharded_loss(loss_fn: Callable, n_devices: int | None = None) -> Callable:
 
     return jax.shard_map(shard_loss, mesh=mesh, in_specs=(P(), P("rows")), out_specs=P())
 
+
+
+_DATA_PARALLEL_DEVICES: int | None = None
+
+
+def set_data_parallel_devices(n_devices: int | None) -> None:
+    """Caps the devices `data_parallel_loss` uses (None: all local devices). Functions already
+    compiled keep their split until `jax.clear_caches()`."""
+    global _DATA_PARALLEL_DEVICES
+    _DATA_PARALLEL_DEVICES = n_devices
+
+
+def loss_is_row_mean(model) -> bool:
+    """Whether `model.loss` is a weighted mean of per-row terms (what `sharded_loss` preserves).
+
+    A model says so with a `loss_is_row_mean` attribute (BPR and LightGCN decide it from their
+    regulariser: the squared form is per row, the norm form is not); others are assumed not to.
+    """
+    return bool(getattr(model, "loss_is_row_mean", False))
+
+
+def data_parallel_loss(model, context, key, n_devices: int | None = None) -> Callable:
+    """(params, batch) -> model.loss(params, context, batch, key), data-parallel where exact.
+
+    With several local devices and a row-mean loss, the batch's rows are split over the
+    devices (`sharded_loss`, padded with weight-0 rows to a multiple of the device count), so
+    every gradient and HVP of it sums over the devices' shards; otherwise the plain loss. The
+    result is the same function either way (to float32 rounding), so methods call this
+    unconditionally and run unchanged on one device.
+    """
+    def plain(params, batch):
+        return model.loss(params, context, batch, key)
+
+    if n_devices is None:
+        n_devices = _DATA_PARALLEL_DEVICES or jax.local_device_count()
+    if n_devices == 1 or not loss_is_row_mean(model):
+        return plain
+    sharded = sharded_loss(plain, n_devices)
+    return lambda params, batch: sharded(params, pad_rows(batch, n_devices))

@@ -97,6 +97,7 @@ from erase_jax.unlearn.influence import (
     all_leaves_block,
     apply_update,
     cg_solve,
+    data_parallel_loss,
     hvp,
     hvp_operator,
     leaf_block,
@@ -271,8 +272,10 @@ def _correct_request(method: SCIF, model, params, contexts, rows: Batch, weights
     block = target_block(model, params, [{**rows, "weight": rows["weight"] + forget_weight}])
     n_kept = jnp.maximum(jnp.sum(kept["weight"]), 1.0)
     n_forget = jnp.sum(forget["weight"])
-    kept_loss = loss_on_block(lambda p: model.loss(p, context_after, kept, key), params, block)
-    forget_loss = loss_on_block(lambda p: model.loss(p, context_before, forget, key), params, block)
+    loss_after = data_parallel_loss(model, context_after, key)  # rows split over local devices
+    loss_before = data_parallel_loss(model, context_before, key)
+    kept_loss = loss_on_block(lambda p: loss_after(p, kept), params, block)
+    forget_loss = loss_on_block(lambda p: loss_before(p, forget), params, block)
     values = block.values(params)
     if method.retain_gradient:
         # g_bar = (sum_C + sum_R - sum_F) / N with sum_S grad l = |S| grad(mean loss on S).
@@ -280,7 +283,7 @@ def _correct_request(method: SCIF, model, params, contexts, rows: Batch, weights
     else:
         # g_bar = (sum_C - sum_F) / N: R shapes the Hessian only.
         clean = {**rows, "weight": clean_weight}
-        clean_loss = loss_on_block(lambda p: model.loss(p, context_after, clean, key), params, block)
+        clean_loss = loss_on_block(lambda p: loss_after(p, clean), params, block)
         kept_gradient = tree_scale(jnp.sum(clean_weight) / n_kept, jax.grad(clean_loss)(values))
     mean_gradient = tree_axpy(-n_forget / n_kept, jax.grad(forget_loss)(values), kept_gradient)
     x, info = cg_solve(
