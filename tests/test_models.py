@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from erase_jax.data.cf import CFTrainData
-from erase_jax.models import build_model, model_names
+from erase_jax.models import build_model, get_model_class, model_names
 from erase_jax.models.graph import light_gcn_embeddings
 from erase_jax.models.sgl import info_nce
 
@@ -281,7 +281,7 @@ def test_itemknn_scores_match_dense_top_k_cosine():
     np.testing.assert_allclose(scores, (counts @ pruned)[query], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", [n for n in model_names() if get_model_class(n).task == "CF"])  # SBR: test_sbr_models.py
 def test_every_model_jits_with_finite_loss_gradient_and_scores(name):
     hyperparameters = {"Pop": {}, "ItemKNN": {"k": 3}}.get(name, {"embedding_size": 8})
     model = build_model(name, **hyperparameters)
