@@ -165,13 +165,17 @@ def bucket_size(n: int, minimum: int = 64) -> int:
     return max(minimum, 1 << max(int(n) - 1, 0).bit_length())
 
 
-def cf_rows_batch(users: np.ndarray, items: np.ndarray, positives: PositiveIndex, n_items: int, key) -> dict:
+def cf_rows_batch(
+    users: np.ndarray, items: np.ndarray, positives: PositiveIndex, n_items: int, key, size: int | None = None
+) -> dict:
     """A flat padded CF batch (users/pos/neg/weight) of the given rows, negatives on device.
 
-    The length is bucketed to a power of two so that whatever consumes it compiles once per
-    bucket, not once per request.
+    The length is bucketed to a power of two (or `size`, at least the row count) so that
+    whatever consumes it compiles once per bucket, not once per request.
     """
-    size = bucket_size(len(users))
+    size = bucket_size(len(users)) if size is None else size
+    if size < len(users):
+        raise ValueError(f"padded size {size} is smaller than the {len(users)} rows")
     padded_users = np.zeros(size, np.int32)
     padded_items = np.zeros(size, np.int32)
     padded_users[: len(users)] = users
