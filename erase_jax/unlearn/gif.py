@@ -149,7 +149,7 @@ class GIF:
         return _gif_request(self, model, epochs, params, state, contexts, batches, jnp.float32(cap), key)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batches, cap, key):
     forget, clean, retain = batches
     before, after = contexts
@@ -314,7 +314,7 @@ def gaussian_noise(key, params, scale):
 
 
 def finetune_epochs(cap: int, retain: Batch) -> int:
-    """E = 1 + U // |R| (host side, static for compilation)."""
+    """E = 1 + U // |R| (host side; passed traced, so it does not trigger compilation)."""
     n_retain = int(np.sum(np.asarray(retain["weight"]) > 0))
     return 1 + cap // max(n_retain, 1)
 
@@ -324,14 +324,15 @@ def _shuffled(batch: Batch, key) -> Batch:
     return jax.tree.map(lambda a: a[jnp.argsort(priority)], batch)
 
 
-def finetune(model, params, opt_state, context, retain: Batch, cap, epochs: int, method, key):
+def finetune(model, params, opt_state, context, retain: Batch, cap, epochs, method, key):
     """`epochs` shuffled passes over R in 256-row batches, each pass capped at `cap` rows, one
     Adam step per non-empty batch (the original's `_train_epoch_efficient_shuffle`).
-    Returns (params, opt_state, mean loss of the batches stepped on)."""
+    Returns (params, opt_state, mean loss of the batches stepped on).
+
+    `epochs` may be traced: the passes run in a `fori_loop`, so a stream whose requests need
+    different numbers of passes (E = 1 + U // |R| varies with |F| and |R|) compiles once.
+    """
     optimizer = optax.adam(method.learning_rate)
-    passes = jax.vmap(lambda k: chunks(first_rows(_shuffled(retain, k), cap)))(jax.random.split(key, epochs))
-    stacked = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), passes)  # [epochs * n_chunks, 256, ...]
-    step_keys = jax.random.split(jax.random.fold_in(key, 1), stacked["weight"].shape[0])
 
     def step(carry, inputs):
         p, s, total, count = carry
@@ -342,7 +343,14 @@ def finetune(model, params, opt_state, context, retain: Batch, cap, epochs: int,
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(use, a, b), new, old)
         return (keep(optax.apply_updates(p, updates), p), keep(s_new, s), total + use * loss, count + use), None
 
-    (params, opt_state, total, count), _ = jax.lax.scan(
-        step, (params, opt_state, jnp.float32(0), jnp.float32(0)), (stacked, step_keys)
+    def one_pass(epoch, carry):
+        pass_key = jax.random.fold_in(key, epoch)
+        stacked = chunks(first_rows(_shuffled(retain, pass_key), cap))  # [n_chunks, 256, ...]
+        step_keys = jax.random.split(jax.random.fold_in(pass_key, 1), stacked["weight"].shape[0])
+        carry, _ = jax.lax.scan(step, carry, (stacked, step_keys))
+        return carry
+
+    params, opt_state, total, count = jax.lax.fori_loop(
+        0, epochs, one_pass, (params, opt_state, jnp.float32(0), jnp.float32(0))
     )
     return params, opt_state, total / jnp.maximum(count, 1.0)

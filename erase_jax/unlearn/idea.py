@@ -133,7 +133,7 @@ def gaussian_mechanism_factor(delta: float) -> float:
     return math.sqrt(2.0 * math.log(1.25 / delta))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+@functools.partial(jax.jit, static_argnums=(0, 1, 3))
 def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, cap, key):
     forget, clean, retain = batches
     before, after = contexts
