@@ -34,11 +34,10 @@ from typing import ClassVar
 import jax
 import numpy as np
 
-from erase_jax.batching import CFBatcher
-from erase_jax.data.cf import CFTrainData, eval_set
+from erase_jax.data.cf import eval_set
 from erase_jax.evaluate import evaluate_cf
 from erase_jax.models.bpr import CFShape
-from erase_jax.train import TrainConfig, best_params, fit
+from erase_jax.train import TrainConfig
 from erase_jax.unlearn import partition as partitions
 from erase_jax.unlearn.base import register
 from erase_jax.unlearn.shards import (
@@ -48,6 +47,7 @@ from erase_jax.unlearn.shards import (
     final_embeddings,
     init_shards,
     replace_shards,
+    shard_slice,
     stacked_embeddings,
     train_shards,
 )
@@ -200,32 +200,33 @@ class SISA:
         raise ValueError(f"aggregation must be 'mean' or 'attention', got {self.aggregation!r}")
 
     def train_aggregator(self, model, shard_params, experiment, removed: np.ndarray):
-        """The aggregator trained from scratch on all remaining training rows (submodels frozen)."""
+        """The aggregator trained from scratch on all remaining training rows (submodels frozen).
+
+        It trains through the shard machinery as one "shard" holding every remaining row,
+        padded to the full training set: the padding changes nothing (padding-only steps are
+        masked), and the shapes, hence the compiled epoch, stay the same from request to request.
+        """
         aggregator = self.aggregator(model)
         context = self.embeddings_of(model, shard_params, experiment)
         if not aggregator.trainable:
             return aggregator.init(jax.random.PRNGKey(0), context), {}
         inter, rows = experiment.data.interactions, remaining_train_rows(experiment, removed)
-        train = CFTrainData(inter.n_users, inter.n_items, inter.users[rows], inter.items[rows])
-        run_config = experiment.config.train
+        data = ShardData.build(inter.n_users, inter.n_items, [inter.users[rows]], [inter.items[rows]], len(experiment.data.split.train))
         config = TrainConfig(
             epochs=self.aggregator_epochs, batch_size=self.aggregator_batch_size,
             learning_rate=self.aggregator_learning_rate, optimizer="adam",
-            valid_metric=run_config.valid_metric, stopping_step=self.aggregator_epochs,
+            valid_metric=experiment.config.train.valid_metric, stopping_step=self.aggregator_epochs,
         )
         valid = remaining_valid_set(experiment, removed)
         metric, k = _metric_and_k(config.valid_metric)
-        result = fit(
-            aggregator, context, CFBatcher.build(train, config.batch_size),
-            lambda p: evaluate_cf(aggregator, p, context, valid, (k,), (metric,)), config, experiment.config.seed,
-        )
-        record = {
-            "epochs": len(result.record["epoch_loss"]),
-            "best_epoch": int(result.state.best_epoch),
-            "train_seconds": float(sum(result.record["epoch_seconds"])),
-            "compile_seconds": result.record["compile_seconds"],
-        }
-        return best_params(result), record
+
+        def validate(params):
+            return evaluate_cf(aggregator, params, context, valid, (k,), (metric,))[config.valid_metric]
+
+        seed = np.array([experiment.config.seed], np.int64)
+        result = train_shards(aggregator, context, data, seed, config, validate if len(valid.users) else None, inter.n_items)
+        record = {key: result.record[key] for key in ("epochs", "best_epoch", "best_valid", "train_seconds")}
+        return shard_slice(result.params, 0), record
 
     def embeddings_of(self, model, shard_params, experiment) -> ShardEmbeddings:
         users, items = stacked_embeddings(model, shard_params, experiment.context)
