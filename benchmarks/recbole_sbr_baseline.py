@@ -7,6 +7,8 @@ compared with it on the same data, split and machine:
 
 * ``--mode speed``: wall time of ``trainer._train_epoch`` over a few epochs after warm-up
   ones, and of one full-ranking test evaluation.
+* ``--mode batches``: wall and CPU time of the first N training batches, extrapolated to an
+  epoch (for a machine too loaded to time whole RecBole epochs).
 * ``--mode quality``: full training with early stopping on valid MRR@10 (patience 10), then
   the best checkpoint's test metrics (Recall/MRR/NDCG/Hit/Precision @10,20) and timings.
 
@@ -160,6 +162,40 @@ def run_speed(model_name: str, work_dir: Path, warmup_epochs: int, timed_epochs:
     }
 
 
+def run_batches(model_name: str, work_dir: Path, n_batches: int) -> dict:
+    """Wall and process-CPU time of the first `n_batches` training batches of one epoch.
+
+    For a loaded machine on which a whole RecBole epoch does not fit in the time at hand:
+    the same steps as `trainer._train_epoch` (RecBole's loader, `calculate_loss`, backward,
+    Adam; no clipping or AMP in these configs), extrapolated to the epoch's batch count.
+    """
+    config, _, loaders, trainer, data_seconds = build(model_name, work_dir)
+    train_data = loaders[0]
+    trainer.model.train()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for index, interaction in enumerate(train_data):
+        if index == n_batches:
+            break
+        trainer.optimizer.zero_grad()
+        loss = trainer.model.calculate_loss(interaction.to(trainer.device))
+        loss.backward()
+        trainer.optimizer.step()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    per_epoch = len(train_data) / n_batches
+    return {
+        "timed_batches": n_batches,
+        "train_batches_per_epoch": len(train_data),
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "extrapolated_epoch_wall_seconds": round(wall * per_epoch, 1),
+        "extrapolated_epoch_cpu_seconds": round(cpu * per_epoch, 1),
+        "last_loss": round(float(loss), 4),
+        "data_build_seconds": round(data_seconds, 2),
+        "split": split_sizes(loaders),
+        "model_config": MODEL_CONFIG[model_name],
+    }
+
+
 def run_quality(model_name: str, work_dir: Path, max_epochs: int | None) -> dict:
     extra = {"epochs": max_epochs} if max_epochs else None
     config, _, loaders, trainer, data_seconds = build(model_name, work_dir, extra)
@@ -209,13 +245,14 @@ def run_quality(model_name: str, work_dir: Path, max_epochs: int | None) -> dict
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("speed", "quality"), default="quality")
+    parser.add_argument("--mode", choices=("speed", "batches", "quality"), default="quality")
     parser.add_argument("--models", nargs="+", choices=list(MODEL_CONFIG), default=list(MODEL_CONFIG))
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/recbole_sbr_work"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--warmup-epochs", type=int, default=1, help="speed mode")
     parser.add_argument("--timed-epochs", type=int, default=3, help="speed mode")
     parser.add_argument("--epochs", type=int, default=None, help="quality mode: cap on epochs (default: spec 2.2)")
+    parser.add_argument("--batches", type=int, default=30, help="batches mode: training batches timed per model")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     args = parser.parse_args(argv)
 
@@ -247,6 +284,8 @@ def main(argv=None) -> None:
         }
         if args.mode == "speed":
             entry = run_speed(model_name, work_dir, args.warmup_epochs, args.timed_epochs)
+        elif args.mode == "batches":
+            entry = run_batches(model_name, work_dir, args.batches)
         else:
             entry = run_quality(model_name, work_dir, args.epochs)
         results["models"][model_name] = {**start, **entry, "load_average_end": load_average()}

@@ -45,12 +45,13 @@ def measure(model_name: str, epochs: int, evals: int, overrides: list[str]) -> d
     started = time.perf_counter()
     compiled = train_epoch.lower(state, experiment.context, batcher, batcher.shuffled_order(config.seed, 0)).compile()
     compile_seconds = time.perf_counter() - started
-    epoch_seconds, losses = [], []
+    epoch_seconds, epoch_cpu_seconds, losses = [], [], []
     for epoch in range(epochs + 1):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         state, loss = compiled(state, experiment.context, batcher, batcher.shuffled_order(config.seed, epoch))
         losses.append(float(loss))  # waits for the epoch
         epoch_seconds.append(time.perf_counter() - started)
+        epoch_cpu_seconds.append(time.process_time() - cpu_started)  # all threads; less sensitive to load
         print(f"[{model_name}] epoch {epoch} {epoch_seconds[-1]:.2f}s loss {losses[-1]:.4f}", file=sys.stderr, flush=True)
 
     params = state.params
@@ -69,6 +70,7 @@ def measure(model_name: str, epochs: int, evals: int, overrides: list[str]) -> d
         "first_epoch_seconds": epoch_seconds[0],
         "epoch_seconds": epoch_seconds[1:],
         "median_epoch_seconds": statistics.median(epoch_seconds[1:]),
+        "epoch_cpu_seconds": epoch_cpu_seconds[1:],
         "epoch_losses": losses,
         "first_eval_seconds_with_compile": first_eval,
         "eval_seconds": eval_seconds,
