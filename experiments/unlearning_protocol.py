@@ -481,7 +481,9 @@ def main(argv=None) -> int:
             f"{max(support['fake_train_rows'])} fake training rows next to its {min(support['genuine_rows'])} "
             f"to {max(support['genuine_rows'])} genuine ones (all splits). BPR puts the targets in the fake users' own top-20 once trained long enough, but in "
             "almost no genuine user's top-20 (raw or history-masked), so there is nothing for the "
-            "retrain to remove. Target probabilities and ranks move a little; see the controls.")
+            "retrain to remove. Target probabilities and ranks move a little; see the controls. "
+            "Stronger attacks (5-20 % fake users) do not change that: "
+            "`experiments/results/spam_strength_ml-100k.md`.")
 
     forget_source = ("drawn by the runner from the 5-core data" if args.generated_forget_set else
                      f"the original's rule on `{DATASET}.inter` as read ({forget['raw_rows']} rows, before the "
