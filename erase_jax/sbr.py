@@ -26,7 +26,7 @@ import numpy as np
 from flax import struct
 
 from erase_jax.data.interactions import Interactions
-from erase_jax.data.loading import DataConfig, LoadedData, load_dataset, resolve_data_root
+from erase_jax.data.loading import DataConfig, LoadedData, inject_spam, load_dataset, resolve_data_root
 from erase_jax.data.sequences import SequenceConfig, SequenceRows, SequenceSplit, build_sequences, read_diginetica
 from erase_jax.data.splits import chronological_split
 from erase_jax.metrics import METRICS, per_row_metrics, ranking_metrics
@@ -63,16 +63,24 @@ def load_sequence_data(data: DataConfig, sequence: SequenceConfig, seed: int) ->
 
     A folder holding `train-item-views.csv` is read as Diginetica clicks (sessions are its
     sequences); anything else goes through `load_dataset` (RecBole atomic files; SBR configs
-    set the k-core minimums to 0, as the original applies none to SBR data).
+    set the k-core minimums to 0, as the original applies none to SBR data). With
+    `data.spam_ratio`, fake sessions are injected before the split (spec 3.3.1; the
+    attack is "fraud_sessions" unless `data.spam_attack` says otherwise), copying the
+    statistics of the sessions the task trains on: one per user, or cut by
+    `sequence.session_gap` when grouping by session.
     """
+    data = dataclasses.replace(data, spam_attack=data.spam_attack or "fraud_sessions")
+    session_gap = sequence.session_gap if sequence.group_by == "session" else None
     clicks = _diginetica_file(data)
     if clicks is not None:
-        inter = read_diginetica(clicks)
+        inter, fraud = read_diginetica(clicks), None
+        if data.spam_ratio is not None:
+            inter, fraud = inject_spam(inter, data, seed, session_gap)
         resolved = dataclasses.asdict(data) | {"split": "sequence", "min_user_interactions": 0, "min_item_interactions": 0}
-        loaded = LoadedData(inter, chronological_split(inter, data.split_ratios), str(clicks.parent),
-                            {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()})
+        resolved = {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
+        loaded = LoadedData(inter, chronological_split(inter, data.split_ratios), str(clicks.parent), resolved, fraud=fraud)
     else:
-        loaded = load_dataset(data, seed)
+        loaded = load_dataset(data, seed, session_gap)
     split = build_sequences(loaded.interactions, sequence, data.split_ratios)
     return loaded, SBRTask(split.train, split.valid, split.test)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from erase_jax.data.atomic import read_atomic, resolve_category_field
 from erase_jax.data.filters import k_core_rows, rating_threshold_rows
+from erase_jax.data.fraud_sessions import fraud_sessions
 from erase_jax.data.interactions import Interactions
 from erase_jax.data.scenarios import ForgetSet, spam_users
 from erase_jax.data.splits import Split, chronological_split, given_split, random_split
@@ -28,6 +29,7 @@ from erase_jax.data.userlines import read_train_test
 DATA_ROOT_ENV = "ERASE_JAX_DATA"
 SYNTHETIC = "synthetic"
 SPLITS = ("auto", "chronological", "random", "given")
+SPAM_ATTACKS = ("bandwagon_users", "fraud_sessions")
 ATOMIC_MIN_INTERACTIONS = 5  # the original's user/item_inter_num_interval [5, inf) (spec 1.2)
 
 
@@ -51,8 +53,12 @@ class DataConfig:
       categories, genre).
     synthetic: keyword arguments for `synthetic_interactions` (seed excluded: it is the run's).
     spam_ratio: if set, inject fake users after filtering and before splitting, a bandwagon
-      attack with this poisoning ratio promoting `spam_target_items` unpopular items
-      (`erase_jax.data.scenarios.spam_users`); they are the forget set of the spam scenario.
+      attack with this poisoning ratio promoting `spam_target_items` unpopular items; they
+      are the forget set of the spam scenario.
+    spam_attack: the fakes' shape: "bandwagon_users" (CF user profiles,
+      `erase_jax.data.scenarios.spam_users`) or "fraud_sessions" (single-session users,
+      `erase_jax.data.fraud_sessions`, spec 3.3.1); None = by task: fraud sessions for SBR
+      (`erase_jax.sbr.load_sequence_data`), bandwagon users otherwise.
     """
 
     dataset: str = SYNTHETIC
@@ -67,6 +73,7 @@ class DataConfig:
     synthetic: dict = dataclasses.field(default_factory=dict)
     spam_ratio: float | None = None
     spam_target_items: int = 10
+    spam_attack: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "split_ratios", tuple(self.split_ratios))
@@ -78,6 +85,8 @@ class DataConfig:
             raise ValueError(f"valid_ratio must lie in [0, 1), got {self.valid_ratio}")
         if self.spam_ratio is not None and not 0 < self.spam_ratio < 1:
             raise ValueError(f"spam_ratio must lie in (0, 1), got {self.spam_ratio}")
+        if self.spam_attack is not None and self.spam_attack not in SPAM_ATTACKS:
+            raise ValueError(f"spam_attack must be one of {SPAM_ATTACKS} or None, got {self.spam_attack!r}")
         if "seed" in self.synthetic:
             raise ValueError("synthetic data takes the run's seed; remove 'seed' from data.synthetic")
 
@@ -95,7 +104,7 @@ class LoadedData:
     source: str
     resolved: dict[str, Any]
     is_test: np.ndarray | None = None  # per-row flag of data that came split
-    fraud: ForgetSet | None = None  # the injected fake users, when spam_ratio is set
+    fraud: ForgetSet | None = None  # the injected fake users (or sessions), when spam_ratio is set
     unfiltered: Interactions | None = None  # as read, before threshold and k-core (forget sets start here)
 
     def without(self, removed: np.ndarray, seed: int) -> "LoadedData":
@@ -120,9 +129,9 @@ def resolve_data_root(explicit: str | None) -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def load_dataset(config: DataConfig, seed: int) -> LoadedData:
+def load_dataset(config: DataConfig, seed: int, session_gap: float | None = None) -> LoadedData:
     """Reads, filters and splits the configured data set; `seed` drives every random choice
-    (synthetic data, random and given splits)."""
+    (synthetic data, random and given splits, spam). `session_gap`: see `inject_spam`."""
     raw = _generate_synthetic(config, seed) if config.dataset == SYNTHETIC else _read_folder(config)
     split_name = raw.default_split if config.split == "auto" else config.split
     min_user, min_item = (
@@ -139,15 +148,27 @@ def load_dataset(config: DataConfig, seed: int) -> LoadedData:
         "split": split_name,
         "min_user_interactions": min_user,
         "min_item_interactions": min_item,
+        "spam_attack": config.spam_attack or SPAM_ATTACKS[0],
     }
     fraud = None
     if config.spam_ratio is not None:
         n_real = len(inter)
-        inter, fraud = spam_users(inter, config.spam_ratio, config.spam_target_items, seed)
+        inter, fraud = inject_spam(inter, config, seed, session_gap)
         if is_test is not None:  # fake users have no given test rows: they are split like train
             is_test = np.concatenate([is_test, np.zeros(len(inter) - n_real, bool)])
     split = _split(inter, split_name, config, seed, is_test)
     return LoadedData(inter, split, raw.source, _listify(resolved), is_test, fraud, unfiltered)
+
+
+def inject_spam(
+    inter: Interactions, config: DataConfig, seed: int, session_gap: float | None = None
+) -> tuple[Interactions, ForgetSet]:
+    """The data with `config.spam_attack`'s fakes appended (None = bandwagon users), and
+    their forget set. Fraud sessions copy the statistics of the data's sessions: one per user,
+    or cut by `session_gap` seconds of inactivity when given."""
+    if config.spam_attack == "fraud_sessions":
+        return fraud_sessions(inter, config.spam_ratio, config.spam_target_items, seed, session_gap=session_gap)
+    return spam_users(inter, config.spam_ratio, config.spam_target_items, seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ processed in ascending order of the user token as the original parses it (spec 4
 `quarter_checkpoints` (spec 4.4; unlearning-algorithms spec 5.5).
 
 Scenarios (spec section 3): `sensitive_forget_set` (3.2.2), `spam_users` (3.3, adapted from
-fake sessions to fake CF users) and `random_forget_set` (3.1; the original has no generator
+fake sessions to fake CF users; the SBR fake sessions themselves are in `fraud_sessions`,
+which shares `append_fake_users`) and `random_forget_set` (3.1; the original has no generator
 for the nine benchmark data sets, so the rule here is a documented design choice).
 """
 
@@ -408,14 +409,33 @@ def spam_users(
     in_profile_order = np.lexsort((rng.random(len(items)), fake_of_row))
     fake_of_row, items, is_target = fake_of_row[in_profile_order], items[in_profile_order], is_target[in_profile_order]
 
-    timestamps = ratings = None
+    timestamps = None
     if inter.timestamps is not None:
         timestamps = _fake_timestamps(inter, fake_of_row, n_fake, rng)
-    if inter.ratings is not None:
-        filler_ratings = rng.choice(inter.ratings, len(items))
-        ratings = np.where(is_target, inter.ratings.max(), filler_ratings).astype(inter.ratings.dtype)
+    ratings = _fake_ratings(inter, is_target, rng)
+    return append_fake_users(inter, n_fake, fake_of_row, items, timestamps, ratings, ratio, seed, targets)
 
-    fake_users = inter.n_users + fake_of_row
+
+def append_fake_users(
+    inter: Interactions,
+    n_fake: int,
+    fake_of_row: np.ndarray,
+    items: np.ndarray,
+    timestamps: np.ndarray | None,
+    ratings: np.ndarray | None,
+    ratio: float,
+    seed: int,
+    target_items: np.ndarray,
+) -> tuple[Interactions, ForgetSet]:
+    """The data with `n_fake` new users appended, and the spam forget set that removes them.
+
+    Fake row k belongs to new user `fake_of_row[k]` (0-based among the fakes) and clicks
+    `items[k]`; `timestamps` and `ratings` are the fake rows' columns (None when the data has
+    none). Real rows, ids and vocabularies are unchanged; fake users get fresh tokens
+    (`_fake_user_tokens`) and padded user features. Each fake user is one request that
+    forgets all of its items.
+    """
+    fake_users = inter.n_users + np.asarray(fake_of_row)
     poisoned = dataclasses.replace(
         inter,
         users=np.concatenate([inter.users, fake_users]).astype(np.int32),
@@ -426,9 +446,18 @@ def spam_users(
         user_features=_extend_user_features(inter.user_features, n_fake),
     )
     forget_set = forget_set_from_pairs(
-        poisoned, fake_users, items, scenario="spam", category=None, fraction=ratio, seed=seed, target_items=targets
+        poisoned, fake_users, items, scenario="spam", category=None, fraction=ratio, seed=seed,
+        target_items=target_items,
     )
     return poisoned, forget_set
+
+
+def _fake_ratings(inter: Interactions, is_target: np.ndarray, rng) -> np.ndarray | None:
+    """Fake rows' ratings: the highest real rating on targets, resampled real ratings on fillers."""
+    if inter.ratings is None:
+        return None
+    filler_ratings = rng.choice(inter.ratings, len(is_target))
+    return np.where(is_target, inter.ratings.max(), filler_ratings).astype(inter.ratings.dtype)
 
 
 def _popular_and_unpopular_items(inter: Interactions) -> tuple[np.ndarray, np.ndarray]:
