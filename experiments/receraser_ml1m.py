@@ -1,22 +1,25 @@
 """RecEraser and SISA on the RecEraser paper's MovieLens-1M split, BPR, K = 10 shards.
 
     python experiments/receraser_ml1m.py [--config experiments/configs/bpr_ml-1m-receraser-shards.yaml]
-                                         [--requests 2] [--out experiments/results]
+                                         [--methods experiments/configs/bpr_ml-1m-receraser-shards-methods.yaml]
+                                         [--requests 3] [--out experiments/results] [--tag cpu]
 
 1. Full-data BPR with the configuration's settings (`given` split: test as in test.txt, a
    validation carve from train.txt for early stopping). Its wall time, compilation included,
    is the cost of a full retrain; its embeddings are the pre-trained ones InBP partitions on.
 2. RecEraser: InBP partition (K = 10), 10 BPR submodels trained as one vmap with per-shard
-   early stopping, attention aggregation trained on all training data.
-   Also reported: the same submodels combined by the mean of scores, and each submodel alone.
+   early stopping, attention aggregation trained on all training data (method options from
+   `--methods`). Also reported: the same submodels combined by the mean of scores, and each
+   submodel alone.
 3. SISA: random partition by interaction, 10 submodels, mean of scores.
 4. Unlearning requests against RecEraser: each removes one random training interaction, so
-   one shard is retrained from scratch, then the aggregator; the first request compiles the
-   one-shard epoch, later ones reuse it.
+   one shard is retrained from scratch, then the aggregator (warm-started when the options
+   say so); the first request compiles the one-shard epoch, later ones reuse it. A request's
+   cost is compared with the full retrain measured in the same run, so a machine's load
+   affects both.
 
-Writes `receraser_ml-1m.json` (everything measured) and `receraser_ml-1m.md` (tables) under
-`--out`. Timings were taken on a shared 2-core CPU machine: each phase records the 1-minute
-load average before and after it.
+Writes `receraser_ml-1m[_TAG].json` (everything measured) and `.md` (tables) under `--out`.
+Each phase records the 1-minute load average before and after it (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import yaml
 
 from erase_jax.batching import CFBatcher
 from erase_jax.config import load_config, to_dict
@@ -43,8 +47,8 @@ from erase_jax.unlearn.shards import MeanOfScores, shard_slice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
+DEFAULT_METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards-methods.yaml"
 PAPER = {"retrain": 0.2389, "sisa": 0.1737, "receraser": 0.2254}  # Table 3, BPR, Recall@20
-N_SHARDS = 10
 
 
 def load() -> float:
@@ -96,8 +100,8 @@ def cached_full_training(experiment, cache: Path) -> dict:
     return full
 
 
-def ensemble(experiment, pretrained, method_name: str, extra_options: dict) -> dict:
-    method = build_method(method_name, n_shards=N_SHARDS, **extra_options)
+def ensemble(experiment, pretrained, method_name: str, options: dict) -> dict:
+    method = build_method(method_name, **options)
     load_before, started = load(), time.perf_counter()
     params, state, record = method.build_ensemble(experiment.model, pretrained, experiment)
     jax.block_until_ready(params)
@@ -105,10 +109,11 @@ def ensemble(experiment, pretrained, method_name: str, extra_options: dict) -> d
     scoring = method.scorer(experiment.model, params, experiment)
     out = {
         "method": method_name,
-        "options": {"n_shards": N_SHARDS, **extra_options},
+        "options": options,
         "wall_seconds": wall,
         "record": record,
         "test": evaluate(*scoring, experiment.task.test, experiment.config),
+        "valid": evaluate(*scoring, experiment.task.valid, experiment.config),
         "load_before": load_before,
         "load_after": load(),
     }
@@ -117,7 +122,7 @@ def ensemble(experiment, pretrained, method_name: str, extra_options: dict) -> d
         out["test_mean_of_scores"] = evaluate(MeanOfScores(), {}, context, experiment.task.test, experiment.config)
     out["test_each_shard"] = [
         evaluate(experiment.model, shard_slice(params["shards"], s), experiment.context, experiment.task.test, experiment.config)
-        for s in range(N_SHARDS)
+        for s in range(method.n_shards)
     ]
     out["_method"], out["_params"], out["_state"] = method, params, state
     return out
@@ -135,33 +140,40 @@ def requests(experiment, built: dict, n_requests: int, seed: int) -> list[dict]:
         params, state, diagnostics = method.forget_rows(experiment.model, params, state, experiment, np.array([row]))
         jax.block_until_ready(params)
         seconds = time.perf_counter() - started
-        test = evaluate(*method.scorer(experiment.model, params, experiment), experiment.task.test, experiment.config)
-        rows.append({"request": r, "removed_row": row, "seconds": seconds, "test_after": test,
+        scoring = method.scorer(experiment.model, params, experiment)
+        rows.append({"request": r, "removed_row": row, "seconds": seconds,
+                     "test_after": evaluate(*scoring, experiment.task.test, experiment.config),
+                     "valid_after": evaluate(*scoring, experiment.task.valid, experiment.config),
                      "load_before": load_before, "load_after": load(), **diagnostics})
-        print(f"request {r}: {seconds:.1f} s, shards {diagnostics['retrained_shards']}", flush=True)
+        print(f"request {r}: {seconds:.1f} s (shard {diagnostics['shard_seconds']:.1f} s, aggregator "
+              f"{diagnostics['aggregator_seconds']:.1f} s), shards {diagnostics['retrained_shards']}", flush=True)
     return rows
 
 
 def markdown(results: dict) -> str:
     full, rec, sisa = results["full_bpr"], results["receraser"], results["sisa"]
+    n_shards = len(rec["test_each_shard"])
     lines = [
-        "# RecEraser and SISA on ML-1M (RecEraser split), BPR, K = 10",
+        f"# RecEraser and SISA on ML-1M (RecEraser split), BPR, K = {n_shards}",
         "",
-        f"Measured {results['date']} with `python experiments/receraser_ml1m.py` on {results['machine']}",
-        f"(shared with other jobs: 1-minute load averages per phase below). Configuration: "
-        f"`{results['config_file']}`.",
+        f"Measured {results['date']} with `python experiments/receraser_ml1m.py{results['arguments']}` on "
+        f"{results['machine']} (1-minute load averages per phase below). Configuration: "
+        f"`{results['config_file']}`, method options `{results['methods_file']}`.",
         "",
-        "## Test quality (full ranking, train items masked)",
+        "## Test quality (full ranking, train and valid items masked)",
         "",
-        "| model | Recall@20 | NDCG@20 | paper Recall@20 |",
-        "|---|---|---|---|",
-        f"| BPR, all data (retrain) | {full['test']['recall@20']:.4f} | {full['test']['ndcg@20']:.4f} | {PAPER['retrain']} |",
-        f"| RecEraser: InBP + attention | {rec['test']['recall@20']:.4f} | {rec['test']['ndcg@20']:.4f} | {PAPER['receraser']} |",
-        f"| InBP shards + mean of scores | {rec['test_mean_of_scores']['recall@20']:.4f} | {rec['test_mean_of_scores']['ndcg@20']:.4f} | |",
-        f"| SISA: random + mean of scores | {sisa['test']['recall@20']:.4f} | {sisa['test']['ndcg@20']:.4f} | {PAPER['sisa']} |",
-        f"| one InBP submodel (mean over 10) | {np.mean([s['recall@20'] for s in rec['test_each_shard']]):.4f} | "
+        "| model | valid Recall@20 | test Recall@20 | test NDCG@20 | paper Recall@20 |",
+        "|---|---|---|---|---|",
+        f"| BPR, all data (retrain) | | {full['test']['recall@20']:.4f} | {full['test']['ndcg@20']:.4f} | {PAPER['retrain']} |",
+        f"| RecEraser: InBP + attention | {rec['valid']['recall@20']:.4f} | {rec['test']['recall@20']:.4f} | "
+        f"{rec['test']['ndcg@20']:.4f} | {PAPER['receraser']} |",
+        f"| InBP shards + mean of scores | | {rec['test_mean_of_scores']['recall@20']:.4f} | "
+        f"{rec['test_mean_of_scores']['ndcg@20']:.4f} | |",
+        f"| SISA: random + mean of scores | {sisa['valid']['recall@20']:.4f} | {sisa['test']['recall@20']:.4f} | "
+        f"{sisa['test']['ndcg@20']:.4f} | {PAPER['sisa']} |",
+        f"| one InBP submodel (mean over {n_shards}) | | {np.mean([s['recall@20'] for s in rec['test_each_shard']]):.4f} | "
         f"{np.mean([s['ndcg@20'] for s in rec['test_each_shard']]):.4f} | |",
-        f"| one random-shard submodel (mean over 10) | {np.mean([s['recall@20'] for s in sisa['test_each_shard']]):.4f} | "
+        f"| one random-shard submodel (mean over {n_shards}) | | {np.mean([s['recall@20'] for s in sisa['test_each_shard']]):.4f} | "
         f"{np.mean([s['ndcg@20'] for s in sisa['test_each_shard']]):.4f} | |",
         "",
         "NDCG is RecBole-style (not comparable with the paper's evaluator).",
@@ -178,20 +190,22 @@ def markdown(results: dict) -> str:
         "|---|---|---|",
         f"| full BPR training (= full retrain; {full['epochs']} epochs, compile {full['compile_seconds']:.1f} s) | "
         f"{full['wall_seconds']:.1f} | {full['load_before']:.1f} / {full['load_after']:.1f} |",
-        f"| RecEraser ensemble: partition + 10 shards (one vmap) + aggregator | {rec['wall_seconds']:.1f} | "
-        f"{rec['load_before']:.1f} / {rec['load_after']:.1f} |",
-        f"| SISA ensemble: partition + 10 shards (one vmap) | {sisa['wall_seconds']:.1f} | "
+        f"| RecEraser ensemble: partition + {n_shards} shards (one vmap) + aggregator "
+        f"({rec['record']['aggregator']['epochs'][0]} epochs, {rec['record']['aggregator']['train_seconds']:.1f} s) | "
+        f"{rec['wall_seconds']:.1f} | {rec['load_before']:.1f} / {rec['load_after']:.1f} |",
+        f"| SISA ensemble: partition + {n_shards} shards (one vmap) | {sisa['wall_seconds']:.1f} | "
         f"{sisa['load_before']:.1f} / {sisa['load_after']:.1f} |",
     ]
     for r in results["requests"]:
         lines.append(
-            f"| RecEraser request {r['request']} (shards {r['retrained_shards']}: {r['shard_seconds']:.1f} s, "
-            f"aggregator {r['aggregator_seconds']:.1f} s) | {r['seconds']:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
+            f"| RecEraser request {r['request']} (shard {r['retrained_shards']}: {r['shard_seconds']:.1f} s, {r['shard_epochs']} epochs; "
+            f"aggregator {r['aggregator_seconds']:.1f} s, {r['aggregator_epochs']} epochs; test Recall@20 after "
+            f"{r['test_after']['recall@20']:.4f}) | {r['seconds']:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
         )
     if results["requests"]:
-        best = min(r["seconds"] for r in results["requests"])
-        lines += ["", f"Fastest request / full retrain: {best / full['wall_seconds']:.3f} "
-                      f"(target <= 0.2); first request includes compiling the one-shard epoch."]
+        ratios = [r["seconds"] / full["wall_seconds"] for r in results["requests"]]
+        lines += ["", f"Request / full retrain: {', '.join(f'{x:.3f}' for x in ratios)} (target <= 0.2); the first "
+                      "request includes compiling the one-shard epoch and the warm-started aggregator's."]
     lines += ["", "Shard epochs (per shard, early stopping): "
               f"RecEraser {rec['record']['shards']['epochs']}, SISA {sisa['record']['shards']['epochs']}."]
     return "\n".join(lines) + "\n"
@@ -200,7 +214,9 @@ def markdown(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--requests", type=int, default=2)
+    parser.add_argument("--methods", default=str(DEFAULT_METHODS), help="YAML with the receraser and sisa options")
+    parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. the machine)")
     parser.add_argument("--out", default=str(REPO_ROOT / "experiments" / "results"))
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
     parser.add_argument("--cache", default=str(REPO_ROOT / "runs" / "receraser_ml1m"),
@@ -208,12 +224,19 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     experiment = build_experiment(config)
+    methods = yaml.safe_load(Path(args.methods).read_text())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    stem = "receraser_ml-1m" + (f"_{args.tag}" if args.tag else "")
+    device = jax.devices()[0]
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()})",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {device.platform} "
+                   f"({getattr(device, 'device_kind', device.platform)})",
+        "arguments": "".join(f" {a}" for a in sys.argv[1:]),
         "config_file": os.path.relpath(args.config, REPO_ROOT),
+        "methods_file": os.path.relpath(args.methods, REPO_ROOT),
+        "methods": methods,
         "config": to_dict(config),
         "data": {"n_train": len(experiment.data.split.train), "n_valid": len(experiment.data.split.valid),
                  "n_test": len(experiment.data.split.test)},
@@ -222,7 +245,7 @@ def main() -> int:
     def save():
         public = {k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
                   for k, v in results.items()}
-        (out / "receraser_ml-1m.json").write_text(json.dumps(public, indent=2, default=lambda value: np.asarray(value).tolist()))
+        (out / f"{stem}.json").write_text(json.dumps(public, indent=2, default=lambda value: np.asarray(value).tolist()))
 
     print("full-data BPR", flush=True)
     full = cached_full_training(experiment, Path(args.cache))
@@ -230,16 +253,16 @@ def main() -> int:
     print(f"  test {full['test']}, {full['wall_seconds']:.0f} s", flush=True)
     save()
     print("RecEraser (InBP + attention)", flush=True)
-    results["receraser"] = ensemble(experiment, full["params"], "receraser", {})
+    results["receraser"] = ensemble(experiment, full["params"], "receraser", methods["receraser"])
     print(f"  test {results['receraser']['test']}, {results['receraser']['wall_seconds']:.0f} s", flush=True)
     save()
     print("SISA (random + mean)", flush=True)
-    results["sisa"] = ensemble(experiment, full["params"], "sisa", {})
+    results["sisa"] = ensemble(experiment, full["params"], "sisa", methods["sisa"])
     print(f"  test {results['sisa']['test']}, {results['sisa']['wall_seconds']:.0f} s", flush=True)
     save()
     results["requests"] = requests(experiment, results["receraser"], args.requests, config.seed)
     save()
-    (out / "receraser_ml-1m.md").write_text(markdown(results))
+    (out / f"{stem}.md").write_text(markdown(results))
     return 0
 
 

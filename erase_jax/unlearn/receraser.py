@@ -12,12 +12,21 @@ stacked submodel embeddings:
     aggregate  p_u = sum_i a_{u,i} p_{u,i}^tr,  q_v = sum_i b_{v,i} q_{v,i}^tr,  y = p_u . q_v  (Eq. 8)
 
 It trains with the base model's loss (BPR, plus `reg_weight` x EmbLoss of the batch's
-aggregated embeddings as the base BPR's L2) over all training data while the submodels stay
-frozen; because it sees all data it is retrained from scratch after every request.
+aggregated embeddings, and `transfer_reg` x ||(W, b)||^2 / 2 as the public code's penalty on
+the transfer) over all remaining training data while the submodels stay frozen: the stacked
+submodel embeddings are computed once per (re)training and are the aggregator's constant
+context, so a step never runs a submodel. Because it sees all data it is retrained after
+every request (from scratch, or warm-started from the previous aggregator: `sisa.py`).
+
+Cost of a step: Eq. 5-7 are row-wise, so for a batch of B rows the loss either aggregates
+the 3B gathered rows (users, positives, negatives) or aggregates the whole user and item
+tables once and gathers from them. Both give the same loss and gradient; the tables cost
+n_users + n_items rows whatever B is, so from 3B > n_users + n_items on (large batches) they
+are cheaper, and `loss` picks the cheaper form.
 
 Choices the paper leaves open: W_i starts at the identity and b_i, b1, b2 at zero, h1 and h2
 at small random values, so training starts near the plain average of the submodels'
-embeddings; W1, W2 are xavier-normal.
+embeddings (the public code draws W_i and b_i at random); W1, W2 are xavier-normal.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ class AttentionAggregator:
 
     attention_size: int = 32
     reg_weight: float = 0.0
+    reg_require_pow: bool = False  # EmbLoss form of `reg_weight`, as the base BPR's
+    transfer_reg: float = 0.0
+    user_dropout: float = 0.0  # dropout rate on p_u in training (the public code keeps 0.7)
 
     def epoch_context(self, context, key):
         del key
@@ -80,14 +92,28 @@ class AttentionAggregator:
         """Per user [n_users, S] and per item [n_items, S] weights over the submodels."""
         return self.aggregate(params, context.users, "user")[1], self.aggregate(params, context.items, "item")[1]
 
-    def loss(self, params, context: ShardEmbeddings, batch, key: jax.Array) -> jax.Array:
-        del key
-        users, _ = self.aggregate(params, context.users[:, batch["users"]], "user")
-        pos, _ = self.aggregate(params, context.items[:, batch["pos"]], "item")
-        neg, _ = self.aggregate(params, context.items[:, batch["neg"]], "item")
-        loss = bpr_loss(jnp.sum(users * pos, -1), jnp.sum(users * neg, -1), batch["weight"])
+    def loss(self, params, context: ShardEmbeddings, batch, key: jax.Array, from_tables: bool | None = None) -> jax.Array:
+        """BPR on the aggregated embeddings; `from_tables` None picks the cheaper equal form."""
+        n_rows = batch["users"].shape[0]
+        if from_tables is None:
+            from_tables = 3 * n_rows > context.users.shape[1] + context.items.shape[1]
+        if from_tables:
+            user_table, _ = self.aggregate(params, context.users, "user")
+            item_table, _ = self.aggregate(params, context.items, "item")
+            users, pos, neg = user_table[batch["users"]], item_table[batch["pos"]], item_table[batch["neg"]]
+        else:
+            users, _ = self.aggregate(params, context.users[:, batch["users"]], "user")
+            pos, _ = self.aggregate(params, context.items[:, batch["pos"]], "item")
+            neg, _ = self.aggregate(params, context.items[:, batch["neg"]], "item")
+        scoring_users = users
+        if self.user_dropout:
+            keep = jax.random.bernoulli(key, 1.0 - self.user_dropout, users.shape)
+            scoring_users = jnp.where(keep, users / (1.0 - self.user_dropout), 0.0)
+        loss = bpr_loss(jnp.sum(scoring_users * pos, -1), jnp.sum(scoring_users * neg, -1), batch["weight"])
         if self.reg_weight:
-            loss = loss + self.reg_weight * emb_loss((users, pos, neg), batch["weight"])
+            loss = loss + self.reg_weight * emb_loss((users, pos, neg), batch["weight"], self.reg_require_pow)
+        if self.transfer_reg:
+            loss = loss + self.transfer_reg * (jnp.sum(params["transfer_w"] ** 2) + jnp.sum(params["transfer_b"] ** 2)) / 2
         return loss
 
     def scores(self, params, context: ShardEmbeddings, query) -> jax.Array:

@@ -13,7 +13,12 @@ Shards stop early independently (RecBole's rule on their own validation score); 
 shard is frozen by the same update mask, and its best parameters are kept.
 
 Negatives are drawn against the shard's own positives: a submodel must depend on its shard's
-data only, or forgetting an interaction of another shard would have to retrain it too.
+data only, or forgetting an interaction of another shard would have to retrain it too. They
+are drawn from all items (`negatives="all"`) or, as the RecEraser code does, only from the
+items that occur in the shard (`"shard_items"`): an item the shard never saw then keeps its
+initial (near-zero) embedding in that submodel instead of being pushed down as a negative,
+which matters for balanced partitions, whose shards each cover a region of the item space.
+The RecEraser code excludes a user's positives over ALL shards; here only the shard's own.
 Everything random in a shard's run derives from (seed, shard), so retraining a shard from
 scratch on its remaining data is the run that never saw the removed rows.
 """
@@ -44,6 +49,8 @@ class ShardData:
     items: jax.Array  # int32 [S, R]
     n_rows: jax.Array  # int32 [S]
     positives: jax.Array  # uint32 [S, n_users, ceil(n_items / 32)]: the shard's own pairs
+    items_seen: jax.Array  # int32 [S, n_items]: the shard's distinct items first, then 0s
+    n_items_seen: jax.Array  # int32 [S]
 
     @classmethod
     def build(cls, n_users: int, n_items: int, shard_users: list[np.ndarray], shard_items: list[np.ndarray], n_padded_rows: int | None = None):
@@ -54,14 +61,19 @@ class ShardData:
         users = np.zeros((len(shard_users), width), np.int32)
         items = np.zeros((len(shard_users), width), np.int32)
         bitmaps = []
+        items_seen = np.zeros((len(shard_users), n_items), np.int32)
+        n_items_seen = np.zeros(len(shard_users), np.int32)
         for s, (u, i) in enumerate(zip(shard_users, shard_items)):
+            distinct = np.unique(np.asarray(i, np.int32))
+            items_seen[s, : len(distinct)], n_items_seen[s] = distinct, len(distinct)
             users[s, : len(u)], items[s, : len(i)] = u, i
             index = PositiveIndex.build(n_users, np.asarray(u, np.int32), np.asarray(i, np.int32), n_items)
             if index.bitmap is None:
                 raise ValueError("shard training needs the positives bitmap; the data set is too large for it")
             bitmaps.append(index.bitmap)
         n_rows = np.array([len(u) for u in shard_users], np.int32)
-        return cls(jnp.asarray(users), jnp.asarray(items), jnp.asarray(n_rows), jnp.stack(bitmaps))
+        return cls(jnp.asarray(users), jnp.asarray(items), jnp.asarray(n_rows), jnp.stack(bitmaps),
+                   jnp.asarray(items_seen), jnp.asarray(n_items_seen))
 
     @property
     def n_shards(self) -> int:
@@ -86,13 +98,31 @@ def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int)
     return orders
 
 
+def shard_item_negatives(key, users, positives: PositiveIndex, items_seen, n_items_seen, max_redraws: int = 8) -> jax.Array:
+    """One item per user drawn uniformly from the shard's items, redrawn while it is one of
+    the user's positives in the shard."""
+
+    def draw(i):
+        index = jax.random.randint(jax.random.fold_in(key, i), users.shape, 0, jnp.maximum(n_items_seen, 1))
+        return items_seen[index]
+
+    def redraw(i, negatives):
+        return jnp.where(positives.contains(users, negatives), draw(i + 1), negatives)
+
+    return jax.lax.fori_loop(0, max_redraws, redraw, draw(0))
+
+
 @functools.lru_cache(maxsize=16)
-def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True):
+def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True,
+                     negatives: str = "all"):
     """The jitted epoch `(params, opt_state, active, context, data, orders, keys) -> (params,
     opt_state, mean_loss)` over stacked shards (`vmapped`), or the same for one shard alone.
+    `negatives`: "all" items or "shard_items" (see the module docstring).
 
     Cached by (model, optimiser settings, shapes): unlearning requests reuse the compiled call.
     """
+    if negatives not in ("all", "shard_items"):
+        raise ValueError(f"negatives must be 'all' or 'shard_items', got {negatives!r}")
     optimizer = make_optimizer(TrainConfig(**dict(config_key)), steps_per_epoch)
     max_redraws = 8
 
@@ -108,10 +138,14 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
             rows, position, step_key = inputs
             negative_key, loss_key = jax.random.split(step_key)
             users = data.users[rows]
+            if negatives == "all":
+                negative_items = sample_negatives(negative_key, users, positives, n_items, max_redraws)
+            else:
+                negative_items = shard_item_negatives(negative_key, users, positives, data.items_seen, data.n_items_seen, max_redraws)
             batch = {
                 "users": users,
                 "pos": data.items[rows],
-                "neg": sample_negatives(negative_key, users, positives, n_items, max_redraws),
+                "neg": negative_items,
                 "weight": (position < data.n_rows).astype(jnp.float32),
             }
             loss, grads = jax.value_and_grad(model.loss)(params, context, batch, loss_key)
@@ -169,16 +203,23 @@ def train_shards(
     config: TrainConfig,
     validate: Callable[[Any], float] | None,
     n_items: int,
+    init_params: Any = None,
+    negatives: str = "all",
 ) -> ShardFit:
-    """Trains S shards from scratch together, each with its own early stopping.
+    """Trains S shards together, each with its own early stopping: from scratch, or from the
+    stacked `init_params` (a warm start; the optimiser state is fresh either way).
 
     `validate(params)` scores one shard's parameters (higher is better); None trains every
-    shard for `config.epochs` and keeps the last parameters.
+    shard for `config.epochs` and keeps the last parameters. With a warm start the starting
+    parameters are scored first and kept if no epoch beats them.
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
-    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps)
+    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives)
     params, opt_state = init_shards(model, context, config, seeds, steps)
+    if init_params is not None:
+        params = init_params
+        opt_state = jax.vmap(make_optimizer(config, steps).init)(params)
     keys = run_keys(seeds)
     n_shards = len(seeds)
     n_rows = np.asarray(data.n_rows)
@@ -189,6 +230,11 @@ def train_shards(
     active = np.ones(n_shards, bool)
     epochs_trained = np.zeros(n_shards, np.int64)
     record = {"epoch_seconds": [], "valid_seconds": [], "epoch_loss": []}
+    if init_params is not None and validate is not None:
+        started = time.perf_counter()
+        best_score = np.array([validate(shard_slice(params, s)) for s in range(n_shards)], np.float64)
+        best_epoch[:] = 0
+        record["valid_seconds"].append(time.perf_counter() - started)
     for epoch in range(config.epochs):
         started = time.perf_counter()
         orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size)

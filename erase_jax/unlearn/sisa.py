@@ -5,8 +5,11 @@ architecture is trained per shard (all K as one vmap, `shards.py`), and predicti
 the submodels (SISA: the mean of their scores). A request retrains from scratch only the
 shards that held its removed interactions, on what remains of them, with the same per-shard
 seed: the result is exactly the model that never saw the removed data. A trained aggregator
-(RecEraser's attention, `receraser.py`) saw all training data, so it is retrained from
-scratch too. The per-request diagnostics name the retrained shards and count the removed rows
+(RecEraser's attention, `receraser.py`) saw all training data, so it is retrained too, on the
+remaining rows only: from scratch by default, or (`aggregator_warm_start`) from the previous
+aggregator's parameters. The warm start is much cheaper but no longer exact for the
+aggregator itself: its starting point was fitted on data that included the removed rows
+(the submodels, which hold the per-user and per-item parameters, stay exact either way). The per-request diagnostics name the retrained shards and count the removed rows
 left in their training data (always 0: the claim that the forgotten data is absent is
 checked on the arrays that were trained on, not assumed).
 
@@ -32,6 +35,7 @@ import time
 from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.data.cf import eval_set
@@ -76,12 +80,18 @@ class SISA:
     aggregator_epochs: int = 10
     aggregator_batch_size: int = 1024
     aggregator_learning_rate: float = 1e-3
-    aggregator_reg_weight: float | None = None  # None: the base model's reg_weight
+    aggregator_reg_weight: float | None = None  # None: the base model's reg_weight (and its form)
+    aggregator_transfer_reg: float = 0.0  # L2 on the transfer (W_i, b_i), the public code's 1e-5
+    aggregator_user_dropout: float = 0.0  # the public code's 0.3 (keep 0.7)
+    aggregator_stopping_step: int | None = None  # validations without gain; None: no early stop
+    aggregator_warm_start: bool = False  # after a request, start from the previous aggregator
+    aggregator_warm_epochs: int | None = None  # epochs of a warm-started retrain; None: aggregator_epochs
     shard_epochs: int | None = None
     shard_batch_size: int | None = None
     shard_learning_rate: float | None = None
     shard_optimizer: str | None = None
     shard_stopping_step: int | None = None
+    shard_negatives: str = "all"  # all | shard_items (the RecEraser code's: items in the shard)
 
     # -- the UnlearningMethod interface ---------------------------------------------------
 
@@ -113,7 +123,8 @@ class SISA:
             record.update({"partition_seconds": time.perf_counter() - started, **chosen.summary()})
             data, _ = shard_data(experiment, shard_of_row, removed, np.arange(self.n_shards))
             shard_fit = train_shards(
-                model, experiment.context, data, seeds, config, validator(model, experiment, removed, config), experiment.task.train.n_items
+                model, experiment.context, data, seeds, config, validator(model, experiment, removed, config), experiment.task.train.n_items,
+                negatives=self.shard_negatives,
             )
             shard_params = shard_fit.params
             record["shards"] = shard_fit.record
@@ -166,14 +177,18 @@ class SISA:
             shard_fit = train_shards(
                 model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
                 validator(model, experiment, removed, config), experiment.task.train.n_items,
+                negatives=self.shard_negatives,
             )
             shard_params = replace_shards(params["shards"], affected, shard_fit.params)
             jax.block_until_ready(shard_params)
             diagnostics["shard_seconds"] = time.perf_counter() - started
             diagnostics["shard_epochs"] = shard_fit.record["epochs"]
             aggregating = time.perf_counter()
-            aggregator_params, _ = self.train_aggregator(model, shard_params, experiment, removed)
+            previous = params["aggregator"] if self.aggregator_warm_start else None
+            aggregator_params, aggregator_record = self.train_aggregator(model, shard_params, experiment, removed, previous)
             diagnostics["aggregator_seconds"] = time.perf_counter() - aggregating
+            diagnostics["aggregator_epochs"] = aggregator_record.get("epochs")
+            diagnostics["aggregator_rows"] = aggregator_record.get("n_rows")
             params = {"shards": shard_params, "aggregator": aggregator_params}
             n_retrains[affected] += 1
         state = {**state, "removed": removed, "n_retrains": n_retrains}
@@ -196,15 +211,19 @@ class SISA:
             from erase_jax.unlearn.receraser import AttentionAggregator  # receraser builds on this module
 
             reg = getattr(model, "reg_weight", 0.0) if self.aggregator_reg_weight is None else self.aggregator_reg_weight
-            return AttentionAggregator(self.attention_size, reg)
+            return AttentionAggregator(self.attention_size, reg, getattr(model, "reg_require_pow", False),
+                                        self.aggregator_transfer_reg, self.aggregator_user_dropout)
         raise ValueError(f"aggregation must be 'mean' or 'attention', got {self.aggregation!r}")
 
-    def train_aggregator(self, model, shard_params, experiment, removed: np.ndarray):
-        """The aggregator trained from scratch on all remaining training rows (submodels frozen).
+    def train_aggregator(self, model, shard_params, experiment, removed: np.ndarray, previous=None):
+        """The aggregator trained on all remaining training rows (submodels frozen): from
+        scratch, or from `previous` (its parameters before the request) as a warm start.
 
-        It trains through the shard machinery as one "shard" holding every remaining row,
-        padded to the full training set: the padding changes nothing (padding-only steps are
-        masked), and the shapes, hence the compiled epoch, stay the same from request to request.
+        The submodels' stacked embeddings are computed once, here, and are the constant
+        context of every step. It trains through the shard machinery as one "shard" holding
+        every remaining row, padded to the full training set: the padding changes nothing
+        (padding-only steps are masked), and the shapes, hence the compiled epoch, stay the
+        same from request to request.
         """
         aggregator = self.aggregator(model)
         context = self.embeddings_of(model, shard_params, experiment)
@@ -212,10 +231,14 @@ class SISA:
             return aggregator.init(jax.random.PRNGKey(0), context), {}
         inter, rows = experiment.data.interactions, remaining_train_rows(experiment, removed)
         data = ShardData.build(inter.n_users, inter.n_items, [inter.users[rows]], [inter.items[rows]], len(experiment.data.split.train))
+        epochs = self.aggregator_epochs
+        if previous is not None and self.aggregator_warm_epochs is not None:
+            epochs = self.aggregator_warm_epochs
+        stopping_step = epochs if self.aggregator_stopping_step is None else self.aggregator_stopping_step
         config = TrainConfig(
-            epochs=self.aggregator_epochs, batch_size=self.aggregator_batch_size,
+            epochs=epochs, batch_size=self.aggregator_batch_size,
             learning_rate=self.aggregator_learning_rate, optimizer="adam",
-            valid_metric=experiment.config.train.valid_metric, stopping_step=self.aggregator_epochs,
+            valid_metric=experiment.config.train.valid_metric, stopping_step=stopping_step,
         )
         valid = remaining_valid_set(experiment, removed)
         metric, k = _metric_and_k(config.valid_metric)
@@ -224,8 +247,10 @@ class SISA:
             return evaluate_cf(aggregator, params, context, valid, (k,), (metric,))[config.valid_metric]
 
         seed = np.array([experiment.config.seed], np.int64)
-        result = train_shards(aggregator, context, data, seed, config, validate if len(valid.users) else None, inter.n_items)
+        start = None if previous is None else jax.tree.map(lambda x: jnp.asarray(x)[None], previous)
+        result = train_shards(aggregator, context, data, seed, config, validate if len(valid.users) else None, inter.n_items, start)
         record = {key: result.record[key] for key in ("epochs", "best_epoch", "best_valid", "train_seconds")}
+        record["n_rows"] = len(rows)
         return shard_slice(result.params, 0), record
 
     def embeddings_of(self, model, shard_params, experiment) -> ShardEmbeddings:
