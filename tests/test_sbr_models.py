@@ -150,3 +150,41 @@ def test_sknn_scores_by_jaccard_neighbours():
     np.testing.assert_allclose(scores(k=1), [1, 1, 1, 0, 0, 0], rtol=1e-6)
     np.testing.assert_allclose(scores(sample_size=1), [1, 1, 1, 0, 0, 0], rtol=1e-6)  # A is the most recent
     np.testing.assert_allclose(scores(normalize=False), [2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)
+
+
+def test_srgnn_cell_is_recbole_gnncell():
+    """One propagation step against RecBole's GNNCell written out in numpy: messages over the
+    [in; out] adjacency, gates from concat([in, out]) @ w_ih, and h' = (1 - z) h + z n."""
+    model = build_model("SRGNN", **SMALL["SRGNN"])
+    params = {k: np.asarray(v) for k, v in model.init(jax.random.PRNGKey(3), SequenceShape(N_ITEMS, 6)).items()}
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(2, 6, 8)).astype(np.float32)
+    incoming, outgoing = (rng.uniform(size=(2, 6, 6)).astype(np.float32) for _ in range(2))
+    got = np.asarray(model._gnn_cell({k: jnp.asarray(v) for k, v in params.items()}, incoming, outgoing, hidden))
+    p = params
+    messages = np.concatenate([incoming @ (hidden @ p["edge_in"] + p["edge_in_b"]) + p["b_iah"],
+                               outgoing @ (hidden @ p["edge_out"] + p["edge_out_b"]) + p["b_ioh"]], axis=-1)
+    i_r, i_z, i_n = np.split(messages @ p["w_ih"] + p["b_ih"], 3, axis=-1)
+    h_r, h_z, h_n = np.split(hidden @ p["w_hh"] + p["b_hh"], 3, axis=-1)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))
+    reset, update = sigmoid(i_r + h_r), sigmoid(i_z + h_z)
+    expected = (1 - update) * hidden + update * np.tanh(i_n + reset * h_n)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_narm_gru_has_no_biases():
+    params = build_model("NARM", **SMALL["NARM"]).init(jax.random.PRNGKey(0), SequenceShape(N_ITEMS, 8))
+    assert not {"b_ih", "b_hh"} & set(params)  # RecBole's NARM builds nn.GRU(bias=False)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.3, 0.5])
+def test_dropout_keeps_the_rate_and_scales(rate):
+    from erase_jax.sbr import dropout
+
+    x = jnp.ones((64, 50, 64))
+    first, second = (np.asarray(dropout(x, rate, jax.random.PRNGKey(s))) for s in (0, 1))
+    dropped = first == 0
+    assert abs(dropped.mean() - rate) < 0.005
+    np.testing.assert_allclose(first[~dropped], 1 / (1 - rate), rtol=1e-6)
+    assert abs(((first == 0) & (second == 0)).mean() - rate**2) < 0.005  # keys give independent masks
+    assert np.array_equal(np.asarray(dropout(x, rate, None)), np.asarray(x))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.models.base import register
-from erase_jax.sbr import SequenceModel, SequenceShape, dropout, gru_scan, last_position, uniform, xavier_normal, xavier_uniform
+from erase_jax.sbr import SequenceModel, SequenceShape, dropout, gru_time_major, uniform, xavier_normal, xavier_uniform
 
 
 @register
@@ -43,11 +43,12 @@ class GRU4Rec(SequenceModel):
         }
 
     def represent(self, params, context, items, lengths, key):
-        embedded = dropout(params["item_embedding"][items], self.dropout_prob, key)
+        # time-major [L, n, d]: the GRU scans over the leading axis without transposes
+        embedded = dropout(params["item_embedding"][items.T], self.dropout_prob, key)
         zeros = jnp.zeros(3 * self.hidden_size)  # the GRU has no biases (RecBole: bias=False)
-        states = gru_scan(params["w_ih"], params["w_hh"], zeros, zeros, embedded, self.hidden_size)
+        last = gru_time_major(params["w_ih"], params["w_hh"], zeros, zeros, embedded, self.hidden_size, lengths)
         # Dense after the gather: RecBole applies it to every step, then gathers; same result.
-        return last_position(states, lengths) @ params["dense_w"] + params["dense_b"]
+        return last @ params["dense_w"] + params["dense_b"]
 
     def output_items(self, params):
         return params["item_embedding"][:-1]

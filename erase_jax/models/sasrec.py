@@ -14,13 +14,14 @@ Masking: position i attends to position j only if j <= i (causal) and j holds an
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from erase_jax.models.base import register
-from erase_jax.sbr import SequenceModel, SequenceShape, dropout, last_position
+from erase_jax.sbr import SequenceModel, SequenceShape, dense, dropout, last_position
 
 
 @register
@@ -75,17 +76,15 @@ class SASRec(SequenceModel):
         x = params["item_embedding"][items] + params["position_embedding"][:width][None]
         x = dropout(self._norm(params["input_norm"], x), self.hidden_dropout, draw())
         positions = jnp.arange(width)
-        is_item = positions[None, :] < lengths[:, None]
-        allowed = (positions[None, :, None] >= positions[None, None, :]) & is_item[:, None, :]  # [n, query, key]
-        additive_mask = jnp.where(allowed, 0.0, -10000.0)[:, None]  # [n, 1, L, L]
+        is_item = positions[None, :] < lengths[:, None]  # [n, key]
+        every_query = jnp.broadcast_to(positions, (n, width))  # [n, query]
         *first_layers, final_layer = params["layers"]
         for layer in first_layers:
-            x = self._layer(layer, x, x, additive_mask, draw)
+            x = self._layer(layer, x, x, every_query, is_item, draw)
         if not last_only:
-            return self._layer(final_layer, x, x, additive_mask, draw)
+            return self._layer(final_layer, x, x, every_query, is_item, draw)
         last_query = last_position(x, lengths)[:, None, :]
-        last_mask = jnp.take_along_axis(additive_mask, (lengths - 1)[:, None, None, None], axis=2)
-        return self._layer(final_layer, last_query, x, last_mask, draw)[:, 0]
+        return self._layer(final_layer, last_query, x, (lengths - 1)[:, None], is_item, draw)[:, 0]
 
     def represent(self, params, context, items, lengths, key):
         return self.encode(params, items, lengths, key, last_only=True)
@@ -93,24 +92,36 @@ class SASRec(SequenceModel):
     def output_items(self, params):
         return params["item_embedding"][:-1]
 
-    def _layer(self, layer, x, context, additive_mask, draw):
-        """One post-LN Transformer layer; queries from `x` [n, Lq, h], keys/values from `context`."""
+    def _layer(self, layer, x, context, query_positions, is_item, draw):
+        """One post-LN Transformer layer; queries from `x` [n, Lq, h] at `query_positions`
+        [n, Lq], keys/values from `context` [n, L, h] whose positions hold items where
+        `is_item` [n, L]. A query sees key j only if j <= its position and j holds an item;
+        the others get RecBole's additive -10000 (built inside the fused softmax, never as an
+        [n, L, L] array)."""
         n, n_queries, h = x.shape
         head = h // self.n_heads
         split = lambda t: t.reshape(n, t.shape[1], self.n_heads, head).transpose(0, 2, 1, 3)
-        q = split(x @ layer["query"] + layer["query_b"])
-        k = split(context @ layer["key"] + layer["key_b"])
-        v = split(context @ layer["value"] + layer["value_b"])
+        q = split(dense(x, layer["query"]) + layer["query_b"])
+        k = split(dense(context, layer["key"]) + layer["key_b"])
+        v = split(dense(context, layer["value"]) + layer["value_b"])
+        allowed = (query_positions[:, :, None] >= jnp.arange(context.shape[1])[None, None, :]) & is_item[:, None, :]
+        additive_mask = jnp.where(allowed, 0.0, -10000.0)[:, None]  # [n, 1, Lq, L]
         weights = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head) + additive_mask, axis=-1)
         weights = dropout(weights, self.attention_dropout, draw())
         attended = (weights @ v).transpose(0, 2, 1, 3).reshape(n, n_queries, h)
-        attended = dropout(attended @ layer["attention_out"] + layer["attention_out_b"], self.hidden_dropout, draw())
+        attended = dropout(dense(attended, layer["attention_out"]) + layer["attention_out_b"], self.hidden_dropout, draw())
         x = self._norm(layer["attention_norm"], attended + x)
-        inner = jax.nn.gelu(x @ layer["ffn_in"] + layer["ffn_in_b"], approximate=False)
-        out = dropout(inner @ layer["ffn_out"] + layer["ffn_out_b"], self.hidden_dropout, draw())
+        inner = _gelu(dense(x, layer["ffn_in"]) + layer["ffn_in_b"])
+        out = dropout(dense(inner, layer["ffn_out"]) + layer["ffn_out_b"], self.hidden_dropout, draw())
         return self._norm(layer["ffn_norm"], out + x)
 
     def _norm(self, norm, x):
         mean = jnp.mean(x, axis=-1, keepdims=True)
         variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
         return (x - mean) / jnp.sqrt(variance + self.layer_norm_eps) * norm["scale"] + norm["bias"]
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+    """Exact GELU, x * Phi(x), written with erf as RecBole does (`jax.nn.gelu` goes through erfc,
+    which costs more on CPU); the same function to float32 rounding."""
+    return x * 0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
