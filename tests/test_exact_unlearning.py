@@ -106,7 +106,8 @@ def test_anchor_update_is_per_dimension_unless_the_compat_flag_asks_for_the_scal
 # vmapped shard training
 
 
-def test_vmapped_shards_equal_each_shard_trained_alone():
+@pytest.mark.parametrize("negatives", ["all", "shard_items"])
+def test_vmapped_shards_equal_each_shard_trained_alone(negatives):
     users, items, _, _ = random_pairs(140)
     sizes = [100, 40]  # under vmap the small shard runs 2 padding-only batches per epoch
     shard_users, shard_items = [users[:100], users[100:]], [items[:100], items[100:]]
@@ -115,11 +116,12 @@ def test_vmapped_shards_equal_each_shard_trained_alone():
     config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam")  # momentum: masking matters
     seeds = np.array([11, 12])
     stacked = shards.ShardData.build(N_USERS, N_ITEMS, shard_users, shard_items)
-    together = shards.train_shards(model, context, stacked, seeds, config, None, N_ITEMS)
+    together = shards.train_shards(model, context, stacked, seeds, config, None, N_ITEMS, negatives=negatives)
     for s in range(2):
         alone_data = shards.ShardData.build(N_USERS, N_ITEMS, [shard_users[s]], [shard_items[s]])
         steps = shards.n_batches(alone_data, config.batch_size)
-        epoch = shards.make_shard_epoch(model, shards.config_key(config), N_ITEMS, config.batch_size, steps, vmapped=False)
+        epoch = shards.make_shard_epoch(model, shards.config_key(config), N_ITEMS, config.batch_size, steps, vmapped=False,
+                                        negatives=negatives)
         params, opt_state = jax.tree.map(lambda x: x[0], shards.init_shards(model, context, config, seeds[s:s + 1], steps))
         key = shards.run_keys(seeds[s:s + 1])[0]
         one = jax.tree.map(lambda x: x[0], alone_data)
@@ -131,8 +133,88 @@ def test_vmapped_shards_equal_each_shard_trained_alone():
     assert shards.n_batches(stacked, config.batch_size) == 4 > steps == 2
 
 
+def test_shard_item_negatives_come_from_the_shard_and_avoid_its_positives():
+    users = np.array([0, 0, 1, 2, 2, 2], np.int32)
+    items = np.array([3, 5, 5, 7, 9, 3], np.int32)
+    data = jax.tree.map(lambda x: x[0], shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]))
+    assert int(data.n_items_seen) == 4 and np.asarray(data.items_seen)[:4].tolist() == [3, 5, 7, 9]
+    positives = shards.PositiveIndex(offsets=None, items=None, bitmap=data.positives)
+    queries = jnp.asarray(np.repeat([0, 1, 2], 200).astype(np.int32))
+    drawn = np.asarray(shards.shard_item_negatives(jax.random.PRNGKey(0), queries, positives, data.items_seen, data.n_items_seen,
+                                                   max_redraws=40))  # user 2 owns 3 of the 4 items
+    assert set(drawn.tolist()) <= {3, 5, 7, 9}
+    own = {0: {3, 5}, 1: {5}, 2: {3, 7, 9}}
+    assert all(int(v) not in own[int(u)] for u, v in zip(np.asarray(queries), drawn))
+    assert set(drawn[np.asarray(queries) == 1].tolist()) == {3, 7, 9}  # uniform over the rest
+
+
+def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
+    users, items, _, _ = random_pairs(100)
+    model = build_model("BPR", embedding_size=8)
+    context = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, items))
+    data = shards.ShardData.build(N_USERS, N_ITEMS, [users], [items])
+    start = jax.tree.map(lambda x: x[None] + 1.0, model.init(jax.random.PRNGKey(5), context))
+    frozen = TrainConfig(epochs=1, batch_size=32, learning_rate=0.0)
+    fit = shards.train_shards(model, context, data, np.array([3]), frozen, None, N_ITEMS, init_params=start)
+    for a, b in zip(jax.tree.leaves(fit.params), jax.tree.leaves(start)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    moving = shards.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None,
+                                 N_ITEMS, init_params=start)
+    scratch = shards.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None, N_ITEMS)
+    leaf = lambda fit: np.asarray(jax.tree.leaves(fit.params)[0])  # noqa: E731
+    assert np.abs(leaf(moving) - np.asarray(jax.tree.leaves(start)[0])).max() < 0.1  # near the start, not the init
+    assert np.abs(leaf(moving) - leaf(scratch)).max() > 0.5
+
+
 # ---------------------------------------------------------------------------------------------
 # aggregation
+
+
+def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
+    rng = np.random.default_rng(2)
+    context = shards.ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
+                                     jnp.asarray(rng.normal(size=(4, N_ITEMS, 8)), jnp.float32))
+    aggregator = AttentionAggregator(attention_size=16, reg_weight=0.01, reg_require_pow=True, transfer_reg=1e-3)
+    params = aggregator.init(jax.random.PRNGKey(1), context)
+    params["transfer_w"] = params["transfer_w"] + 0.1 * jnp.asarray(rng.normal(size=params["transfer_w"].shape), jnp.float32)
+    batch = {"users": jnp.asarray(rng.integers(0, N_USERS, 50), jnp.int32), "pos": jnp.asarray(rng.integers(0, N_ITEMS, 50), jnp.int32),
+             "neg": jnp.asarray(rng.integers(0, N_ITEMS, 50), jnp.int32), "weight": jnp.asarray(rng.random(50) > 0.2, jnp.float32)}
+    key = jax.random.PRNGKey(0)
+    gathered, gathered_grad = jax.value_and_grad(lambda p: aggregator.loss(p, context, batch, key, from_tables=False))(params)
+    tables, tables_grad = jax.value_and_grad(lambda p: aggregator.loss(p, context, batch, key, from_tables=True))(params)
+    np.testing.assert_allclose(float(tables), float(gathered), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(tables_grad), jax.tree.leaves(gathered_grad)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert 3 * 50 > N_USERS + N_ITEMS  # so the default picks the tables here
+    np.testing.assert_allclose(float(aggregator.loss(params, context, batch, key)), float(tables), rtol=1e-6)
+
+
+def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_experiment, monkeypatch):
+    from erase_jax.unlearn import sisa
+
+    experiment, params = tiny_experiment
+    method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=2, aggregator_batch_size=64,
+                          partition_rounds=3, aggregator_warm_start=True, aggregator_warm_epochs=1)
+    ensemble, state, _ = method.build_ensemble(experiment.model, params, experiment)
+    inter, train_rows = experiment.data.interactions, experiment.data.split.train
+    removed_rows = train_rows[[0, 7, 11]]
+    seen = []
+    original = sisa.train_shards
+
+    def spy(model, context, data, seeds, config, validate, n_items, init_params=None, negatives="all"):
+        seen.append((data, init_params, config.epochs))
+        return original(model, context, data, seeds, config, validate, n_items, init_params, negatives)
+
+    monkeypatch.setattr(sisa, "train_shards", spy)
+    method.forget_rows(experiment.model, ensemble, state, experiment, removed_rows)
+    (_, shard_start, _), (data, aggregator_start, epochs) = seen
+    assert shard_start is None and epochs == 1  # the shard from scratch, the aggregator warm
+    for a, b in zip(jax.tree.leaves(aggregator_start), jax.tree.leaves(ensemble["aggregator"])):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
+    n = int(data.n_rows[0])
+    trained = set(zip(np.asarray(data.users)[0, :n].tolist(), np.asarray(data.items)[0, :n].tolist()))
+    assert n == len(train_rows) - len(removed_rows)
+    assert not trained & set(zip(inter.users[removed_rows].tolist(), inter.items[removed_rows].tolist()))
 
 
 def test_attention_weights_sum_to_one_per_user_and_item():

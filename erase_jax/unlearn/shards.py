@@ -168,9 +168,13 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
     return jax.jit(one_shard)
 
 
+STEP_INDEPENDENT = ("epochs", "valid_metric", "stopping_step", "eval_step", "max_training_hours")
+
+
 def config_key(config: TrainConfig) -> tuple:
-    """A hashable view of the optimisation settings (the compiled epoch is cached on it)."""
-    return tuple(sorted(dataclasses.asdict(config).items()))
+    """A hashable view of the settings a step depends on (the compiled epoch is cached on it):
+    runs that differ only in how many epochs they train or how they stop share one compile."""
+    return tuple(sorted((k, v) for k, v in dataclasses.asdict(config).items() if k not in STEP_INDEPENDENT))
 
 
 def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_per_epoch: int):
@@ -210,8 +214,8 @@ def train_shards(
     stacked `init_params` (a warm start; the optimiser state is fresh either way).
 
     `validate(params)` scores one shard's parameters (higher is better); None trains every
-    shard for `config.epochs` and keeps the last parameters. With a warm start the starting
-    parameters are scored first and kept if no epoch beats them.
+    shard for `config.epochs` and keeps the last parameters. A warm start's starting
+    parameters are never returned: the result has trained at least one epoch on `data`.
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
@@ -230,11 +234,6 @@ def train_shards(
     active = np.ones(n_shards, bool)
     epochs_trained = np.zeros(n_shards, np.int64)
     record = {"epoch_seconds": [], "valid_seconds": [], "epoch_loss": []}
-    if init_params is not None and validate is not None:
-        started = time.perf_counter()
-        best_score = np.array([validate(shard_slice(params, s)) for s in range(n_shards)], np.float64)
-        best_epoch[:] = 0
-        record["valid_seconds"].append(time.perf_counter() - started)
     for epoch in range(config.epochs):
         started = time.perf_counter()
         orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size)

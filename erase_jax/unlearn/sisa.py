@@ -23,7 +23,9 @@ those parameters into the recommender that is evaluated. Requests need `removed_
 
 Differences from the paper's code: shard submodels and the aggregator validate on the run's
 validation split without the removed rows (the public code validates on the test set);
-negatives are sampled from each shard's own positives, so a shard depends on its data only.
+negatives avoid each shard's own positives only (the code's avoid the user's positives in
+all shards), so a shard depends on its data only; `shard_negatives="shard_items"` draws them
+from the shard's items as the code does.
 Only base models whose context does not depend on the training data (BPR) are supported:
 LightGCN would need one graph per shard.
 """
