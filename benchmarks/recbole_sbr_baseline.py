@@ -11,6 +11,10 @@ compared with it on the same data, split and machine:
   epoch (for a machine too loaded to time whole RecBole epochs).
 * ``--mode quality``: full training with early stopping on valid MRR@10 (patience 10), then
   the best checkpoint's test metrics (Recall/MRR/NDCG/Hit/Precision @10,20) and timings.
+  ``--epochs N`` caps training at N epochs (a fixed budget, for comparing with
+  ``erase-jax train ... --set train.epochs=N``: both keep the best-validated epoch and test it).
+  On a crowded machine use ``--threads 1``: two torch threads spin-wait for each other when
+  the cores are oversubscribed and epochs then take many times longer.
 
 Settings follow spec 2.2: user sequences from ``[user_id, item_id, timestamp]`` (no k-core),
 prefixes truncated to the last 50 items, per-user time-ordered 80/10/10 split of the

@@ -12,6 +12,13 @@ the first evaluation also pay one-off costs and are reported apart from the time
 
 Compare with `benchmarks/recbole_sbr_baseline.py --mode speed` (RecBole 1.2.1, same data,
 split, batch size and machine). The CPU is shared: the result records the load average.
+
+`--quality N` instead trains each model for at most N epochs as `erase-jax train` does
+(`fit`: validation every epoch, the best-validated parameters tested), optionally with
+RecBole's length-mixed batches (`--mix-lengths`), which `erase-jax train` does not draw yet:
+
+    python benchmarks/sbr_speed.py --models GRU4Rec SASRec --quality 3 --mix-lengths \
+        --out benchmarks/results/jax_sbr_quality3_mixed_ml-100k.json
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from pathlib import Path
 from train_speed import result_header, seconds, write_result
 
 from erase_jax.config import load_config
-from erase_jax.run import build_experiment, evaluate_params
+from erase_jax.run import build_experiment, evaluate_params, finish_result, validation
 from erase_jax.sbr import SequenceBatcher
-from erase_jax.train import init_state, make_optimizer, make_train_epoch
+from erase_jax.train import fit, init_state, make_optimizer, make_train_epoch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -79,6 +86,20 @@ def measure(model_name: str, epochs: int, evals: int, overrides: list[str]) -> d
     }
 
 
+def train_quality(model_name: str, epochs: int, mix_lengths: bool, overrides: list[str]) -> dict:
+    """`erase-jax train` for at most `epochs` epochs (no checkpoints), with the batches chosen."""
+    config = load_config(CONFIGS / f"{model_name.lower()}_ml-100k-seq.yaml", [*overrides, f"train.epochs={epochs}"])
+    experiment = build_experiment(config)
+    batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size, mix_lengths=mix_lengths)
+    log = lambda info: print(f"[{model_name}] epoch {info['epoch']} loss {info['loss']:.4f} best {info['best']:.4f}",
+                             file=sys.stderr, flush=True)
+    result = fit(experiment.model, experiment.context, batcher, validation(experiment), config.train, config.seed,
+                 None, log)
+    record = finish_result(experiment, result)
+    return {"mix_lengths": mix_lengths, "batches_per_epoch": batcher.n_batches,
+            **{k: v for k, v in record.items() if k not in ("data", "config")}}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["GRU4Rec", "NARM", "SASRec", "SRGNN"])
@@ -86,9 +107,20 @@ def main(argv=None) -> int:
     parser.add_argument("--evals", type=int, default=3, help="timed evaluations per model")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
+    parser.add_argument("--quality", type=int, default=None, metavar="EPOCHS",
+                        help="train to at most EPOCHS epochs and test the best-validated parameters instead")
+    parser.add_argument("--mix-lengths", action="store_true", help="with --quality: RecBole's length-mixed batches")
     args = parser.parse_args(argv)
 
     result = result_header(models={})
+    if args.quality:
+        for name in args.models:
+            result["models"][name] = train_quality(name, args.quality, args.mix_lengths, args.overrides)
+            test = result["models"][name]["test"]
+            print(f"{name}: test ndcg@10 {test['ndcg@10']:.4f} mrr@10 {test['mrr@10']:.4f} "
+                  f"recall@20 {test['recall@20']:.4f}", file=sys.stderr)
+            write_result(dict(result), args.out)
+        return 0
     for name in args.models:
         result["models"][name] = measure(name, args.epochs, args.evals, args.overrides)
         m = result["models"][name]

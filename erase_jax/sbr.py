@@ -5,8 +5,10 @@ Most prefixes are much shorter than 50 on session data, so each batch holds rows
 length bucket (`bucket_widths`: 8, 16, 32, 50) and the model runs on the bucket's width only.
 `lax.scan` needs one shape for every step, so batches stay [batch, 50] and carry their bucket
 index; `SequenceModel.loss` picks the width with `lax.switch`, whose branches are compiled
-once each (an XLA conditional runs only the taken branch). Deliberate difference from
-RecBole: a batch never mixes buckets (rows are shuffled within buckets, batches across them).
+once each (an XLA conditional runs only the taken branch). By default a batch never mixes
+buckets (rows are shuffled within buckets, batches across them), a deliberate difference
+from RecBole that costs quality per epoch; `SequenceBatcher.build(..., mix_lengths=True)`
+draws RecBole's batches (any lengths together, run at the longest one's bucket width).
 
 Evaluation ranks every item for every prefix (no history masking: repeat consumption is
 allowed, spec 5.1), on device in blocks per bucket, keeping only `lax.top_k` ids.
@@ -117,9 +119,15 @@ class SequenceBatcher:
     row_bucket: jax.Array  # int32 [n_rows + 1]
     bucket_sizes: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
     batch_size: int = dataclasses.field(metadata=dict(static=True))
+    mix_lengths: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     @classmethod
-    def build(cls, train: SequenceRows, batch_size: int) -> "SequenceBatcher":
+    def build(cls, train: SequenceRows, batch_size: int, mix_lengths: bool = False) -> "SequenceBatcher":
+        """With `mix_lengths`, batches are drawn from all rows at once, as RecBole's are, and
+        each runs at the width of its longest row's bucket (on ml-100k nearly always 50).
+        Bucket-pure batches are cheaper but learn more slowly per epoch: GRU4Rec on the
+        ml-100k sequences ends epoch 1 at mean loss 6.72 and valid MRR@10 0.0104 with them,
+        6.63 and 0.0158 with mixed batches (RecBole: 6.61, 0.0165)."""
         if len(train) == 0:
             raise ValueError("no training rows (every sequence is shorter than 2 interactions?)")
         buckets = bucket_of(train.lengths, train.max_length)
@@ -134,6 +142,7 @@ class SequenceBatcher:
             row_bucket=jnp.asarray(np.r_[buckets[order], 0].astype(np.int32)),
             bucket_sizes=tuple(int(c) for c in np.bincount(buckets, minlength=n_buckets)),
             batch_size=batch_size,
+            mix_lengths=mix_lengths,
         )
 
     @property
@@ -142,11 +151,18 @@ class SequenceBatcher:
 
     @property
     def n_batches(self) -> int:
+        if self.mix_lengths:
+            return -(-self.n_rows // self.batch_size)
         return sum(-(-size // self.batch_size) for size in self.bucket_sizes)
 
     def shuffled_order(self, seed: int, epoch: int) -> np.ndarray:
-        """Row indices [n_batches * batch_size]: shuffled within buckets, batches shuffled."""
+        """Row indices [n_batches * batch_size]: shuffled within buckets, batches shuffled
+        (with `mix_lengths`: one shuffle of all rows)."""
         rng = np.random.default_rng([seed, epoch])
+        if self.mix_lengths:
+            order = np.full(self.n_batches * self.batch_size, self.n_rows, np.int32)
+            order[: self.n_rows] = rng.permutation(self.n_rows)
+            return order
         batches, start = [], 0
         for size in self.bucket_sizes:
             rows = start + rng.permutation(size)

@@ -188,3 +188,19 @@ def test_dropout_keeps_the_rate_and_scales(rate):
     np.testing.assert_allclose(first[~dropped], 1 / (1 - rate), rtol=1e-6)
     assert abs(((first == 0) & (second == 0)).mean() - rate**2) < 0.005  # keys give independent masks
     assert np.array_equal(np.asarray(dropout(x, rate, None)), np.asarray(x))
+
+
+def test_mixed_length_batches_cover_every_row_at_a_wide_enough_width():
+    from erase_jax.sbr import bucket_widths
+
+    split = _cyclic_task(n_sequences=30, length=20, seed=5, max_length=16)
+    batcher = SequenceBatcher.build(split.train, batch_size=32, mix_lengths=True)
+    assert batcher.n_batches == -(-len(split.train) // 32)
+    order = batcher.shuffled_order(1, 0)
+    batches = jax.jit(lambda b, o: b.epoch(jax.random.PRNGKey(0), o))(batcher, order)
+    weight = np.asarray(batches["weight"]).reshape(-1)
+    assert sorted(order[weight > 0].tolist()) == list(range(len(split.train)))
+    widths = bucket_widths(16)
+    for lengths, bucket in zip(np.asarray(batches["lengths"]), np.asarray(batches["bucket"])):
+        assert lengths.max() <= widths[bucket]
+    assert len(set(np.asarray(batches["bucket"]).tolist())) == 1  # random rows: every batch needs the widest
