@@ -114,7 +114,8 @@ def test_fanchuan_uniform_step_lowers_the_kl_on_the_forget_users():
 def test_fanchuan_contrastive_step_moves_only_the_user_table():
     model, params, req = tiny_request("BPR")
     state = kookmin.adam_init(params)
-    step = jax.jit(lambda p, s: fanchuan.contrastive_step(p, s, req.forget, req.retain, 1e-2, 1.15, True))
+    step = jax.jit(lambda p, s: fanchuan.contrastive_step(model, req.context_after, p, s, req.forget, req.retain,
+                                                          1e-2, 1.15, True, jax.random.PRNGKey(0)))
     (new, new_state), _ = step(params, state)
     table = lambda p, name: p["params"][name]["embedding"]
     np.testing.assert_array_equal(table(new, "item_embedding"), table(params, "item_embedding"))

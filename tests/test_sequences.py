@@ -161,3 +161,56 @@ def test_ml100k_user_sequences(data_root):
     assert (len(task.train), len(task.valid), len(task.test)) == (80065, 9496, 9496)
     assert task.train.lengths.max() == 50 and task.test.lengths.min() >= 2
     assert len(np.unique(task.test.sequences)) == 943
+
+
+def test_session_ids_from_an_atomic_file_group_the_sequences(tmp_path):
+    """A `session_id:token` column is read as dense session ids, kept by row selection and by
+    the writer, and used when sequences are grouped by session (no gap needed)."""
+    from erase_jax.data.atomic import read_atomic, write_atomic_inter
+
+    folder = tmp_path / "clicks"
+    folder.mkdir()
+    lines = ["user_id:token\tsession_id:token\titem_id:token\ttimestamp:float",
+             "u\ts1\ta\t1", "u\ts1\tb\t2", "u\ts1\tc\t3", "u\ts9\td\t100", "u\ts9\te\t101",
+             "v\ts5\ta\t4", "v\ts5\tc\t5"]
+    (folder / "clicks.inter").write_text("\n".join(lines) + "\n")
+    inter = read_atomic(folder)
+    assert inter.sessions.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    by_session = build_sequences(inter, SequenceConfig(group_by="session"), (1.0, 0.0, 0.0))
+    item = {t: i for i, t in enumerate(inter.item_tokens)}
+    assert by_session.train.prefix_lists() == [[item["a"]], [item["a"], item["b"]], [item["d"]], [item["a"]]]
+    by_user = build_sequences(inter, SequenceConfig(group_by="user"), (1.0, 0.0, 0.0))
+    assert len(by_user.train) == 5  # u: a b c d e -> 4 rows, v: 1 row
+    assert inter.select(np.array([3, 4])).sessions.tolist() == [1, 1]
+
+    out = tmp_path / "copy"
+    out.mkdir()
+    write_atomic_inter(out / "copy.inter", inter)
+    again = read_atomic(out)
+    assert again.sessions.tolist() == inter.sessions.tolist()
+
+
+def test_fraud_sessions_follow_the_data_session_ids():
+    """With a session column, fraud statistics and counts come from the data's sessions and
+    every fake is appended as one new session."""
+    from erase_jax.data.loading import inject_spam
+
+    rng = np.random.default_rng(0)
+    rows, sessions = [], []
+    for user in range(40):
+        start = 0.0
+        for session in range(3):
+            for click in range(5):
+                rows.append((f"u{user}", f"i{rng.integers(0, 60)}", start + click))
+                sessions.append(f"{user}-{session}")
+            start += 10_000
+    users, items, times = zip(*rows)
+    inter = from_tokens(np.asarray(users), np.asarray(items), timestamps=np.asarray(times, float),
+                        session_tokens=np.asarray(sessions), name="sessions")
+    config = DataConfig(dataset="sessions", spam_ratio=0.1, spam_attack="fraud_sessions")
+    poisoned, fraud = inject_spam(inter, config, seed=3)
+    n_sessions = 120
+    assert len(fraud.users) == int(np.ceil(0.1 * n_sessions / 0.9))
+    fake_rows = np.isin(poisoned.users, fraud.users)
+    assert len(np.unique(poisoned.sessions[fake_rows])) == len(fraud.users)
+    assert poisoned.sessions[fake_rows].min() == n_sessions

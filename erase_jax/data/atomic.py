@@ -83,9 +83,9 @@ class _AtomicTable:
 def read_atomic(folder: str | Path, name: str | None = None, category_field: str | None = None) -> Interactions:
     """Reads `{folder}/{name}.inter` and, when present, `{name}.item` and `{name}.user`.
 
-    `name` defaults to the folder name. From `.inter` only user_id, item_id (tokens) and the
-    optional rating and timestamp (floats) are read; other columns are ignored apart from the
-    column count. Ids are dense in first-seen order of `.inter` (RecBole's factorisation,
+    `name` defaults to the folder name. From `.inter` only user_id, item_id (tokens), the
+    optional rating and timestamp (floats) and the optional session_id (token) are read; other
+    columns are ignored apart from the column count. Ids are dense in first-seen order of `.inter` (RecBole's factorisation,
     without its padding id 0). Items listed only in `.item` get no id. Item categories come
     from the `.item` field `category_field` (default: see `resolve_category_field`); user
     features from every `.user` column.
@@ -100,6 +100,9 @@ def read_atomic(folder: str | Path, name: str | None = None, category_field: str
         if field in table.types:
             table.require(field, ("float",))
             optional[keyword] = table.floats(field)
+    if "session_id" in table.types:
+        table.require("session_id", ("token",))
+        optional["session_tokens"] = table.tokens("session_id")
     inter = from_tokens(table.tokens("user_id"), table.tokens("item_id"), name=name, **optional)
 
     item_path, user_path = folder / f"{name}.item", folder / f"{name}.user"
@@ -151,6 +154,8 @@ def write_atomic_inter(path: str | Path, inter: Interactions, rows: np.ndarray |
         columns["rating:float"] = _format_floats(inter.ratings[rows])
     if inter.timestamps is not None:
         columns["timestamp:float"] = _format_floats(inter.timestamps[rows])
+    if inter.sessions is not None:  # dense session ids as tokens: the grouping survives, not the names
+        columns["session_id:token"] = inter.sessions[rows].astype(str)
     pd.DataFrame(columns).to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE, lineterminator="\n")
 
 

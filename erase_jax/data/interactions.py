@@ -22,6 +22,8 @@ class Interactions:
       users, items: int32 arrays, one entry per interaction row.
       timestamps: optional float64 per row (seconds, or any monotone clock).
       ratings: optional float32 per row.
+      sessions: optional int64 session id per row (dense, from a `session_id` column); session-
+        based tasks group by it when asked for sessions (`sequence.group_by: session`).
       user_tokens, item_tokens: the original token of each dense id (`user_tokens[u]`).
       item_categories: optional map category name -> sorted int32 array of item ids.
       user_features: optional map feature name -> per-user array (from `.user` files).
@@ -34,6 +36,7 @@ class Interactions:
     item_tokens: np.ndarray
     timestamps: np.ndarray | None = None
     ratings: np.ndarray | None = None
+    sessions: np.ndarray | None = None
     item_categories: Mapping[str, np.ndarray] | None = None
     user_features: Mapping[str, np.ndarray] | None = None
     name: str = "interactions"
@@ -42,7 +45,7 @@ class Interactions:
         n = len(self.users)
         if len(self.items) != n:
             raise ValueError(f"{self.name}: {n} users but {len(self.items)} items per row")
-        for field in ("timestamps", "ratings"):
+        for field in ("timestamps", "ratings", "sessions"):
             column = getattr(self, field)
             if column is not None and len(column) != n:
                 raise ValueError(f"{self.name}: {field} has {len(column)} rows, expected {n}")
@@ -71,6 +74,7 @@ class Interactions:
             items=self.items[rows],
             timestamps=take(self.timestamps),
             ratings=take(self.ratings),
+            sessions=take(self.sessions),
         )
 
     def user_ids(self, tokens) -> np.ndarray:
@@ -131,13 +135,15 @@ def from_tokens(
     *,
     timestamps=None,
     ratings=None,
+    session_tokens=None,
     item_vocabulary=None,
     name: str = "interactions",
 ) -> Interactions:
     """Builds `Interactions` from raw token columns, assigning dense ids in first-seen order.
 
     `item_vocabulary` (optional) fixes the item ids up front, e.g. when items are declared in
-    an `.item` file; tokens absent from it raise a KeyError.
+    an `.item` file; tokens absent from it raise a KeyError. `session_tokens` (optional) become
+    dense session ids in first-seen order.
     """
     user_vocab, users = _factorize(np.asarray(user_tokens))
     if item_vocabulary is None:
@@ -152,6 +158,7 @@ def from_tokens(
         item_tokens=item_vocab,
         timestamps=None if timestamps is None else np.asarray(timestamps, np.float64),
         ratings=None if ratings is None else np.asarray(ratings, np.float32),
+        sessions=None if session_tokens is None else _factorize(np.asarray(session_tokens))[1].astype(np.int64),
         name=name,
     )
 

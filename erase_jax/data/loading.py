@@ -116,7 +116,10 @@ class LoadedData:
         keep = ~np.asarray(removed, bool)
         inter = self.interactions.select(keep)
         is_test = None if self.is_test is None else self.is_test[keep]
-        split = _split(inter, self.resolved["split"], DataConfig(**_tupled(self.resolved)), seed, is_test)
+        if self.resolved["split"] == "sequence":  # click data read by the SBR task, which re-splits its rows
+            split = chronological_split(inter, tuple(self.resolved["split_ratios"]))
+        else:
+            split = _split(inter, self.resolved["split"], DataConfig(**_tupled(self.resolved)), seed, is_test)
         return dataclasses.replace(self, interactions=inter, split=split, is_test=is_test)
 
 
@@ -164,9 +167,12 @@ def inject_spam(
     inter: Interactions, config: DataConfig, seed: int, session_gap: float | None = None
 ) -> tuple[Interactions, ForgetSet]:
     """The data with `config.spam_attack`'s fakes appended (None = bandwagon users), and
-    their forget set. Fraud sessions copy the statistics of the data's sessions: one per user,
-    or cut by `session_gap` seconds of inactivity when given."""
+    their forget set. Fraud sessions copy the statistics of the data's sessions: its
+    `session_id` column when it has one, else sessions cut by `session_gap` seconds of
+    inactivity when given, else one per user."""
     if config.spam_attack == "fraud_sessions":
+        if inter.sessions is not None:  # the data's own sessions (a `session_id` column) come first
+            return fraud_sessions(inter, config.spam_ratio, config.spam_target_items, seed, sessions=inter.sessions)
         return fraud_sessions(inter, config.spam_ratio, config.spam_target_items, seed, session_gap=session_gap)
     return spam_users(inter, config.spam_ratio, config.spam_target_items, seed)
 

@@ -442,6 +442,9 @@ def append_fake_users(
         items=np.concatenate([inter.items, items]).astype(np.int32),
         timestamps=None if timestamps is None else np.concatenate([inter.timestamps, timestamps]),
         ratings=None if ratings is None else np.concatenate([inter.ratings, ratings]),
+        # each fake user is one new session
+        sessions=None if inter.sessions is None else np.concatenate(
+            [inter.sessions, inter.sessions.max(initial=-1) + 1 + np.asarray(fake_of_row, np.int64)]),
         user_tokens=np.concatenate([inter.user_tokens, _fake_user_tokens(inter.user_tokens, n_fake)]),
         user_features=_extend_user_features(inter.user_features, n_fake),
     )

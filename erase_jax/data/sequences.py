@@ -159,11 +159,12 @@ def build_sequences(inter: Interactions, config: SequenceConfig = SequenceConfig
                     ratios: Sequence[float] = (0.8, 0.1, 0.1), sessions: np.ndarray | None = None) -> SequenceSplit:
     """Interactions -> sequences (per user or per session) -> augmented rows -> split.
 
-    `sessions` are the data's own session ids per row, when it has them; grouping by session
-    without them cuts sessions by `config.session_gap`.
+    `sessions` are the data's own session ids per row (default: `inter.sessions`, read from a
+    `session_id` column); grouping by session without them cuts sessions by `config.session_gap`.
     """
     groups = None
     if config.group_by == "session":
+        sessions = inter.sessions if sessions is None else sessions
         if sessions is None:
             if config.session_gap is None:
                 raise ValueError(

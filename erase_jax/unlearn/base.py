@@ -45,8 +45,10 @@ class RequestData:
     `forget` holds ALL training rows of the request's users (forgotten and kept ones, as the
     original passes them), `clean` the same rows without the forgotten interactions (None in
     the spam scenario or when nothing remains), `retain` rows of sampled other users. Each is a
-    flat padded batch in the task's training format (CF: users/pos/neg/weight, weight 0 on
-    padding); padding lengths are bucketed so that methods compile once per bucket.
+    flat padded batch in the task's training format (CF: users/pos/neg/weight; SBR: prefix
+    items [n, width]/lengths/targets/weight, `clean` being the rows of the user's sequence
+    without the forgotten items; weight 0 on padding); padding lengths are bucketed so that
+    methods compile once per bucket (`erase_jax.unlearn.tasks`).
     `context_before` / `context_after` are the model's data context (e.g. LightGCN's graph)
     with and without the interactions removed so far, this request included.
     """

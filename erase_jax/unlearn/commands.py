@@ -18,6 +18,7 @@ from erase_jax.checkpoint import Checkpointer
 from erase_jax.run import load_run
 from erase_jax.unlearn import report
 from erase_jax.unlearn.base import build_method
+from erase_jax.unlearn.tasks import is_sequence_model
 from erase_jax.unlearn.retrain import RETRAIN_DIR, load_retrain, retrain
 from erase_jax.unlearn.runner import (
     Protocol,
@@ -41,8 +42,13 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
     """Runs (or resumes, or with `eval_only` re-evaluates) one method over the request stream."""
     if config.method.lower() == "retrain":
         return retrain_all(run_dir, config, CHECKPOINTS, out, quiet)
-    build_method(config.method, **config.method_options)  # unknown names and options fail first
+    method = build_method(config.method, **config.method_options)  # unknown names and options fail first
     experiment, params = load_run(run_dir)
+    if hasattr(method, "start") and is_sequence_model(experiment.model):
+        raise ValueError(
+            f"{config.method} (exact sharded unlearning) is implemented for CF models only; "
+            f"{experiment.config.model} is a session-based model"
+        )
     protocol = build_protocol(experiment, config)
     scenario_dir = scenario_folder(run_dir, config, out)
     method_dir = scenario_dir / config.method.lower()
@@ -55,7 +61,6 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
 
     cost = report.cost_summary(record)
     rows = original_rows(protocol, params, scenario_dir)
-    method = build_method(config.method, **config.method_options)
     like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
         quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))

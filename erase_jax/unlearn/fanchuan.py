@@ -52,6 +52,7 @@ from erase_jax.unlearn.kookmin import (
     shuffle_rows,
 )
 from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
+from erase_jax.unlearn.tasks import is_sequence_model, query_of, representation
 
 UNLEARN_ITERS_CONTRASTIVE = 8  # J, hard-coded in the original
 TEMPERATURE = 1.15  # t, hard-coded in the original
@@ -76,12 +77,15 @@ def contrastive_loss(z_a, weight_a, z_c, weight_c, temperature: float = TEMPERAT
     return -jnp.sum(jnp.where(pair, log_p, 0.0)) / jnp.maximum(jnp.sum(pair), 1)
 
 
-def user_rows(params, users):
-    return params["params"]["user_embedding"]["embedding"][users]
+def contrastive_active(model, params):
+    """Per-tensor activity for the contrastive step: the tensors the representations depend on.
 
-
-def user_table_only(params):
-    """Per-tensor activity for the contrastive step: only the user embedding gets a gradient."""
+    CF: only the user embedding (the representation is its rows; the original's Adam skips
+    tensors without a gradient). SBR: every tensor, as the sequence representation
+    (`model.forward`) reads them all.
+    """
+    if is_sequence_model(model):
+        return jax.tree.map(lambda _: True, params)
     return jax.tree_util.tree_map_with_path(lambda path, _: "user_embedding" in path_name(path), params)
 
 
@@ -143,7 +147,7 @@ def uniform_step(model, context, params, opt_state, batch: Batch, lr):
 
     def take(carry):
         params, opt_state = carry
-        loss_fn = lambda p: kl_to_uniform(model.scores(p, context, {"users": batch["users"]}), batch["weight"])
+        loss_fn = lambda p: kl_to_uniform(model.scores(p, context, query_of(batch)), batch["weight"])
         loss, grads = jax.value_and_grad(loss_fn)(params)
         params, opt_state = adam_step(params, opt_state, grads, lr)
         return (params, opt_state), loss
@@ -151,18 +155,24 @@ def uniform_step(model, context, params, opt_state, batch: Batch, lr):
     return jax.lax.cond(real_rows(batch) > 0, take, lambda c: (c, jnp.float32(0.0)), (params, opt_state))
 
 
-def contrastive_step(params, opt_state, a: Batch, c: Batch, lr, temperature, take):
-    """One Adam step on L(a, c) over the user table only, when `take`."""
+def contrastive_step(model, context, params, opt_state, a: Batch, c: Batch, lr, temperature, take, key):
+    """One Adam step on L(a, c) over the representations' tensors, when `take`.
+
+    SBR representations are computed in train mode (dropout from `key`), as the original's
+    `model.forward` in train mode; CF's user rows have no dropout.
+    """
 
     def step(carry):
         params, opt_state = carry
 
         def loss_fn(p):
-            z_a, z_c = user_rows(p, a["users"]), user_rows(p, c["users"])
+            key_a, key_c = jax.random.split(key)
+            z_a = representation(model, p, context, a, key_a)
+            z_c = representation(model, p, context, c, key_c)
             return contrastive_loss(z_a, a["weight"], z_c, c["weight"], temperature)
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
-        params, opt_state = adam_step(params, opt_state, grads, lr, active=user_table_only(params))
+        params, opt_state = adam_step(params, opt_state, grads, lr, active=contrastive_active(model, params))
         return (params, opt_state), loss
 
     ok = take & (real_rows(a) > 0) & (real_rows(c) > 0)
@@ -202,10 +212,12 @@ def _fanchuan_request(method: Fanchuan, model, params, opt_state, forget, clean,
                 c_index = jnp.minimum(t, c_batches["weight"].shape[0] - 1)
                 c_batch = jax.tree.map(lambda a: a[c_index], c_batches)
                 has_c = (t < c_batches["weight"].shape[0]) & is_real
-                (params, opt_state), _ = contrastive_step(params, opt_state, f_batch, c_batch, lr, temperature, has_c)
+                (params, opt_state), _ = contrastive_step(model, context, params, opt_state, f_batch, c_batch, lr,
+                                                          temperature, has_c, jax.random.fold_in(c_key, t))
             start = (j * n_forget_batches + t) * LOADER_BATCH
             window = retain_window(retain, start, stream_key)
-            (params, opt_state), loss = contrastive_step(params, opt_state, f_batch, window, lr, temperature, is_real)
+            (params, opt_state), loss = contrastive_step(model, context, params, opt_state, f_batch, window, lr,
+                                                         temperature, is_real, jax.random.fold_in(r_key, t))
             return params, opt_state, loss_sum + loss
 
         start_carry = (params, opt_state, jnp.float32(0.0))

@@ -135,8 +135,9 @@ def user_rows_block(rows) -> ParameterBlock:
 
 
 def all_leaves_block(params) -> ParameterBlock:
-    """Every leaf of a nested-dict parameter pytree."""
-    paths = [tuple(k.key for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    """Every leaf of a parameter pytree of nested dicts and lists."""
+    paths = [tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path)
+             for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     return leaf_block(*paths)
 
 
@@ -167,7 +168,10 @@ def _get_leaf(tree, path: Path):
 def _replace_leaf(tree, path: Path, value):
     if not path:
         return value
-    return {**tree, path[0]: _replace_leaf(tree[path[0]], path[1:], value)}
+    replaced = _replace_leaf(tree[path[0]], path[1:], value)
+    if isinstance(tree, list):
+        return [replaced if i == path[0] else leaf for i, leaf in enumerate(tree)]
+    return {**tree, path[0]: replaced}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ Decisions where the spec leaves a choice (all faithful to the original unless sa
   chosen per tensor, m = max(1, floor(n * rate)) (Python `int` of a positive float).
 * Fresh values: rank 4 kaiming-normal (fan_out, relu gain); rank 2 kaiming-uniform with
   a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); other ranks N(0, 0.02^2). fan_in follows
-  torch's layout: shape[1] for embedding tables ([rows, dim], as torch), shape[0] for flax
-  `kernel` leaves (flax stores [in, out], torch [out, in]).
+  torch's layout: shape[1] for embedding tables ([rows, dim], as torch), shape[0] for every
+  other matrix (flax `kernel` leaves and the sequence models' weights are stored [in, out],
+  torch [out, in]).
 * Contexts: the forget gradient uses `context_before` (the graph that trained the model); the
   C and R gradients and the fine-tuning use `context_after` (the original never rebuilds
   LightGCN's graph, Q6; here the graph without the removed interactions is the one the model
@@ -206,7 +207,7 @@ def fresh_values(name: str, shape: tuple, key) -> jax.Array:
         fan_out = shape[0] * math.prod(shape[2:])
         return jax.random.normal(key, shape) * math.sqrt(2.0 / fan_out)
     if len(shape) == 2:  # kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in)
-        fan_in = shape[0] if name.endswith("kernel") else shape[1]
+        fan_in = shape[1] if "embedding" in name.lower() else shape[0]
         bound = 1.0 / math.sqrt(fan_in)
         return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
     return 0.02 * jax.random.normal(key, shape)

@@ -23,8 +23,7 @@ import jax
 import numpy as np
 
 from erase_jax import config as config_lib
-from erase_jax.data.cf import build_cf_task
-from erase_jax.evaluate import evaluate_cf, top_k_items
+from erase_jax.evaluate import top_k_items
 from erase_jax.run import write_atomically
 from erase_jax.unlearn import exposure
 from erase_jax.unlearn.runner import Protocol
@@ -72,19 +71,30 @@ class ScoredModel:
     def top_k(self, users, k: int, block_size: int):
         return top_k_items(self.model, self.params, self.context, users, k, block_size=block_size)
 
+    def by_user(self, view) -> "ScoredModel":
+        """The same recommender asked by user id on the evaluation view (SBR: last test prefixes)."""
+        return ScoredModel(*view.by_user(self.model, self.params, self.context))
+
 
 def evaluate_model(protocol: Protocol, k: int, evaluated: ScoredModel, data, reference: ScoredModel | None = None) -> dict:
-    """All metrics of one model at checkpoint k, on `data` (the data without the removals)."""
+    """All metrics of one model at checkpoint k, on `data` (the data without the removals).
+
+    Users are asked about through the task's evaluation view: CF scores user ids; SBR scores
+    each user's last test prefix of `data` (forgotten items removed), and users without a
+    test prefix are left out of the per-user measures (`*_scored_users` counts who is in).
+    """
     eval_config = protocol.experiment.config.eval
     ks, block = eval_config.topk, eval_config.block_size
     k_max = max(ks)
-    task = build_cf_task(data.interactions, data.split)
+    view = protocol.rows.evaluation(data)
     row = {}
-    test = evaluate_cf(evaluated.model, evaluated.params, evaluated.context, task.test, ks, eval_config.metrics, block)
+    test = view.test_metrics(evaluated.model, evaluated.params, evaluated.context)
     row.update({f"test_{name}": value for name, value in test.items()})
+    evaluated = evaluated.by_user(view)
+    reference = None if reference is None else reference.by_user(view)
 
     # What the model shows the unlearned users: raw scores, nothing masked (spec 5.2).
-    users = unlearned_users(protocol, k)
+    users = view.scorable(unlearned_users(protocol, k))
     top = evaluated.top_k(users, k_max, block)
     if protocol.config.scenario == "sensitive":
         sensitive = data.interactions.category_items(protocol.forget_set.category)
@@ -93,22 +103,24 @@ def evaluate_model(protocol: Protocol, k: int, evaluated: ScoredModel, data, ref
         found["sensitive_scored_users"] = found.pop("scored_users")
         row.update(found)
     if protocol.forget_set.target_items is not None:
-        genuine = np.setdiff1d(np.arange(data.interactions.n_users), protocol.forget_set.users)
+        genuine = view.scorable(np.setdiff1d(np.arange(view.n_users), protocol.forget_set.users))
         spam = exposure.spam_exposure(evaluated.scores_fn(), genuine, protocol.forget_set.target_items, ks, block)
         row.update(exposure.prefix_keys("spam_", spam))
 
     pair_users, pair_items = forgotten_pairs(protocol, k)
+    scored_pairs = np.isin(pair_users, users)
+    pair_users, pair_items = pair_users[scored_pairs], pair_items[scored_pairs]
     ranks = exposure.item_ranks(evaluated.scores_fn(), pair_users, pair_items, block)
     reference_ranks = None
     if reference is not None:
         reference_ranks = exposure.item_ranks(reference.scores_fn(), pair_users, pair_items, block)
         row.update(exposure.prefix_keys("agree_unlearned_", exposure.topk_agreement(top, reference.top_k(users, k_max, block), ks)))
-        others = exposure.sample_other_users(data.interactions.n_users, protocol.forget_set.users, OTHER_USERS_SAMPLE, protocol.seed)
+        others = view.scorable(exposure.sample_other_users(view.n_users, protocol.forget_set.users, OTHER_USERS_SAMPLE, protocol.seed))
         row.update(exposure.prefix_keys(
             "agree_other_", exposure.topk_agreement(evaluated.top_k(others, k_max, block), reference.top_k(others, k_max, block), ks)
         ))
     row.update(exposure.forget_fidelity(ranks, reference_ranks, ks))
-    row["n_unlearned_users"] = int(len(users))
+    row["n_unlearned_users"] = int(len(unlearned_users(protocol, k)))
     row["n_removed"] = int(removed_through(protocol, k).sum())
     return row
 

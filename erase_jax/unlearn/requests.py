@@ -36,8 +36,15 @@ class UserRows:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         rows = np.sort(rows.astype(np.int64))
-        by_user = rows[np.argsort(inter.users[rows], kind="stable")]
-        counts = np.bincount(inter.users[by_user], minlength=inter.n_users)
+        grouped = cls.from_groups(inter.users[rows], inter.n_users)
+        return cls(grouped.offsets, rows[grouped.rows])
+
+    @classmethod
+    def from_groups(cls, owners: np.ndarray, n_users: int) -> "UserRows":
+        """Rows 0..len(owners)-1 grouped by their owner (e.g. SBR prefix rows by user)."""
+        owners = np.asarray(owners, np.int64)
+        by_user = np.argsort(owners, kind="stable").astype(np.int64)
+        counts = np.bincount(owners, minlength=n_users)
         return cls(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), by_user)
 
     @property

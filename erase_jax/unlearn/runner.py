@@ -8,7 +8,9 @@ ascending user-token order, `unlearning_batchsize` users per request, retain use
 from a shuffled pool skipping every user unlearned so far, method-specific retain budgets
 capped at 10 % of all interactions, checkpoints after requests [N//4, N//2, 3N//4, N-1]. The
 forget data of a request are all training rows of its users; the model context (LightGCN's
-graph) is rebuilt without the removed interactions after every request.
+graph) is rebuilt without the removed interactions after every request. What a "training row"
+is, and how batches are built, is the task's (`erase_jax.unlearn.tasks`: CF interactions with
+sampled negatives, SBR prefix rows with counterfactual clean sequences).
 
 Deliberate differences from the original: the resumable state (parameters, method state,
 removal mask, retain-pool cursor) is checkpointed after every request, so a killed run
@@ -26,19 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import yaml
 
 from erase_jax import config as config_lib
-from erase_jax.batching import PositiveIndex, bucket_size, cf_rows_batch
 from erase_jax.checkpoint import Checkpointer
-from erase_jax.data.cf import CFTrainData
 from erase_jax.data.forget_files import read_forget_file
 from erase_jax.data.scenarios import ForgetSet, forget_set_from_pairs, random_forget_set, sensitive_forget_set
 from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.base import RequestData, build_method
 from erase_jax.unlearn.requests import RETAIN_CAP_SHARE, RequestStream, RetainSampler, UserRows, retain_pool_factor
+from erase_jax.unlearn.tasks import request_rows
 
 SCENARIOS = ("sensitive", "spam", "random")
 
@@ -133,28 +133,19 @@ class Protocol:
     seed: int
     forget_set: ForgetSet
     stream: RequestStream
-    train_rows: UserRows  # each user's training rows (forget and retain data come from these)
-    positives: PositiveIndex  # negatives are never a user's training item (original sampler)
-    capacity: int  # graph context size, fixed so that removals keep shapes
+    rows: Any  # the task's rows per user and request batches (`tasks.CFRequestRows` / `SBRRequestRows`)
+
+    @property
+    def train_rows(self) -> UserRows:
+        """Each user's training rows (CF: interactions; SBR: prefix rows); F and R come from these."""
+        return self.rows.user_rows
 
 
 def build_protocol(experiment: Experiment, config: UnlearnConfig) -> Protocol:
     seed = experiment.config.seed if config.seed is None else config.seed
     forget_set = build_forget_set(experiment, config, seed)
     stream = RequestStream(forget_set, config.unlearning_batchsize)
-    inter, split = experiment.data.interactions, experiment.data.split
-    train = experiment.task.train
-    capacity = len(np.unique(train.users.astype(np.int64) * train.n_items + train.items))
-    return Protocol(
-        experiment=experiment,
-        config=config,
-        seed=seed,
-        forget_set=forget_set,
-        stream=stream,
-        train_rows=UserRows.from_rows(inter, split.train),
-        positives=PositiveIndex.build(train.n_users, train.users, train.items, train.n_items),
-        capacity=capacity,
-    )
+    return Protocol(experiment, config, seed, forget_set, stream, request_rows(experiment))
 
 
 def removal_rows(protocol: Protocol, batch) -> np.ndarray:
@@ -163,62 +154,21 @@ def removal_rows(protocol: Protocol, batch) -> np.ndarray:
 
 
 def training_context(protocol: Protocol, removed: np.ndarray):
-    """The model context from the training rows that remain after `removed` (bool over rows)."""
-    inter = protocol.experiment.data.interactions
-    rows = protocol.experiment.data.split.train
-    rows = rows[~removed[rows]]
-    train = CFTrainData(inter.n_users, inter.n_items, inter.users[rows], inter.items[rows])
-    return protocol.experiment.model.prepare(train, protocol.capacity)
-
-
-def kept_rows_batch(forget: dict, kept: np.ndarray, size: int | None = None) -> dict:
-    """The clean batch: the forget batch's kept rows, WITH THE SAME sampled negatives.
-
-    A BPR row's gradient depends on its random negative, so two independent draws for the
-    same kept rows make sum_C grad - sum_F grad a difference of two noisy sums (over a
-    user's ~100 rows its noise outweighs the 1-5 forgotten rows' signal). With shared
-    negatives the kept rows cancel exactly and the difference is the forgotten rows' own
-    gradient, the quantity the influence methods need. The original draws both loaders'
-    negatives independently (the same distribution row by row, more noise).
-    """
-    positions = np.nonzero(kept)[0]
-    size = bucket_size(len(positions)) if size is None else size
-    index = np.zeros(size, np.int32)
-    index[: len(positions)] = positions
-    index = jnp.asarray(index)
-    weight = jnp.asarray((np.arange(size) < len(positions)).astype(np.float32))
-    clean = {name: values[index] for name, values in forget.items()}
-    clean["weight"] = weight
-    return clean
+    """The model context from the training data that remains after `removed` (bool over rows)."""
+    return protocol.rows.context(removed)
 
 
 def request_data(protocol: Protocol, batch, removed_before, removed_after, retain_rows, key, time_limit, context_before):
     """The forget / clean / retain batches and contexts of one request (spec 5.4 step 6-8)."""
-    inter = protocol.experiment.data.interactions
-    forget_rows = protocol.train_rows.gather(batch.users)
-    clean_rows = forget_rows[~removed_after[forget_rows]]
-    forget_key, _unused_clean_key, retain_key = jax.random.split(key, 3)  # kept: same retain keys as before
-    n_items = inter.n_items
-
-    # C shares F's padded length, so a method compiles once per (F bucket, R bucket) instead
-    # of once per combination of three buckets. (Padding F to R's bucket as well cut compiles
-    # further but made methods that step through F's rows, e.g. Fanchuan, 14x slower.)
-    forget_size = bucket_size(len(forget_rows))
-
-    def rows_batch(rows, k, size=None):
-        return cf_rows_batch(inter.users[rows], inter.items[rows], protocol.positives, n_items, k, size)
-
-    forget = rows_batch(forget_rows, forget_key, forget_size)
-    clean = None
-    if protocol.config.scenario != "spam" and len(clean_rows):
-        clean = kept_rows_batch(forget, ~removed_after[forget_rows], forget_size)
+    with_clean = protocol.config.scenario != "spam"
+    forget, clean, retain = protocol.rows.request_batches(batch.users, removed_after, retain_rows, key, with_clean)
     return RequestData(
         index=batch.index,
         users=batch.users,
         forget=forget,
         clean=clean,
-        retain=rows_batch(retain_rows, retain_key),
-        n_forget_rows=len(forget_rows),
+        retain=retain,
+        n_forget_rows=len(protocol.train_rows.gather(batch.users)),
         n_removed=int(removed_after.sum() - removed_before.sum()),
         context_before=context_before,
         context_after=training_context(protocol, removed_after),

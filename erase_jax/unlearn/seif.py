@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from erase_jax.unlearn.base import Batch, RequestData, register
 from erase_jax.unlearn.kookmin import adam_init, path_name, real_rows, retain_epoch
 from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
+from erase_jax.unlearn.tasks import positive_items
 
 NOISED_NAME_PARTS = ("embedding", "linear", "mlp", "interaction")
 
@@ -58,9 +59,10 @@ def relative_noise(params, std, key):
 
 
 def forget_class_factor(batch: Batch, forget: Batch, forget_class_weight: float) -> jax.Array:
-    """mean_i w_i over the batch's real rows, w_i = forget_class_weight if pos_i is one of F's items."""
-    forget_items = jnp.where(forget["weight"] > 0, forget["pos"], -1)
-    in_forget = jnp.any(batch["pos"][:, None] == forget_items[None, :], axis=1)
+    """mean_i w_i over the batch's real rows, w_i = forget_class_weight if row i's item (CF: the
+    positive; SBR: the next item, the original's `item_id` field) is one of F's items."""
+    forget_items = jnp.where(forget["weight"] > 0, positive_items(forget), -1)
+    in_forget = jnp.any(positive_items(batch)[:, None] == forget_items[None, :], axis=1)
     w = jnp.where(in_forget, forget_class_weight, 1.0)
     real = batch["weight"] > 0
     return jnp.sum(jnp.where(real, w, 0.0)) / jnp.maximum(jnp.sum(real), 1)
