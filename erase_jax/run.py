@@ -144,7 +144,7 @@ def train_run(
     if experiment.model.task == "SBR":
         from erase_jax.sbr import SequenceBatcher
 
-        batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size)
+        batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size, config.sequence.mix_lengths)
     else:
         batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
     checkpointer = Checkpointer(out_dir / CHECKPOINT_DIR)

@@ -5,10 +5,11 @@ Most prefixes are much shorter than 50 on session data, so each batch holds rows
 length bucket (`bucket_widths`: 8, 16, 32, 50) and the model runs on the bucket's width only.
 `lax.scan` needs one shape for every step, so batches stay [batch, 50] and carry their bucket
 index; `SequenceModel.loss` picks the width with `lax.switch`, whose branches are compiled
-once each (an XLA conditional runs only the taken branch). By default a batch never mixes
-buckets (rows are shuffled within buckets, batches across them), a deliberate difference
-from RecBole that costs quality per epoch; `SequenceBatcher.build(..., mix_lengths=True)`
-draws RecBole's batches (any lengths together, run at the longest one's bucket width).
+once each (an XLA conditional runs only the taken branch). `SequenceBatcher.build(...,
+mix_lengths=True)` draws RecBole's batches (any lengths together, run at the longest one's
+bucket width; what `erase-jax train` uses by default, `sequence.mix_lengths`); without it a
+batch never mixes buckets (rows are shuffled within buckets, batches across them), cheaper
+per epoch but slower to learn.
 
 Evaluation ranks every item for every prefix (no history masking: repeat consumption is
 allowed, spec 5.1), on device in blocks per bucket, keeping only `lax.top_k` ids.

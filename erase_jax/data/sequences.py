@@ -44,11 +44,16 @@ class SequenceConfig:
     session_gap: seconds of inactivity that start a new session when sessions are asked for
       and the data has no session ids (the original's `add_sessions.py` uses 1 h).
     max_length: prefixes keep their last `max_length` items.
+    mix_lengths: training batches draw rows of any length together, as RecBole's do (default;
+      a batch runs at its longest row's width). False: each batch holds one length bucket,
+      cheaper per epoch but slower to learn (GRU4Rec on ml-100k ends epoch 1 at loss 6.72
+      against 6.63 mixed and RecBole's 6.61; `erase_jax.sbr.SequenceBatcher`).
     """
 
     group_by: str = "user"
     session_gap: float | None = None
     max_length: int = MAX_LENGTH
+    mix_lengths: bool = True
 
     def __post_init__(self):
         if self.group_by not in GROUP_BY:
