@@ -134,18 +134,25 @@ def kept_rows_batch(forget: Batch, kept: np.ndarray, size: int | None = None) ->
 
 
 @dataclasses.dataclass
-class CFEvaluation:
-    """Scoring on one CF data version: test utility, and models queried by user id."""
+class Evaluation:
+    """Scoring on one data version (the data without the removals through a checkpoint)."""
 
     experiment: Any
     data: Any
 
-    def __post_init__(self):
-        self.test = build_cf_task(self.data.interactions, self.data.split).test
+    def __post_init__(self):  # the task's view is built here by the subclasses
+        pass
 
     @property
     def n_users(self) -> int:
         return self.data.interactions.n_users
+
+
+class CFEvaluation(Evaluation):
+    """CF: test utility, and models queried by user id."""
+
+    def __post_init__(self):
+        self.test = build_cf_task(self.data.interactions, self.data.split).test
 
     def test_metrics(self, model, params, context) -> dict:
         ec = self.experiment.config.eval
@@ -171,7 +178,6 @@ class SBRRequestRows:
         # rows = indices into task.train, grouped by the user of their target interaction
         # (with per-session sequences a user owns several sequences)
         self.user_rows = UserRows.from_groups(inter.users[train.target_rows], inter.n_users)
-        self.capacity = None
 
     def context(self, removed: np.ndarray):
         del removed  # a sequence model's context is its sizes
@@ -255,13 +261,9 @@ class LastPrefixQueries:
         return self.model.scores(params, inner, {"items": prefixes[users], "lengths": lengths[users]})
 
 
-@dataclasses.dataclass
-class SBREvaluation:
-    """Scoring on one SBR data version: test utility over all test prefixes, and each user's
-    last test prefix as the user's query (users without a test row are not scorable)."""
-
-    experiment: Any
-    data: Any
+class SBREvaluation(Evaluation):
+    """SBR: test utility over all test prefixes, and each user's last test prefix as the
+    user's query (users without a test row are not scorable)."""
 
     def __post_init__(self):
         from erase_jax.sbr import task_from_interactions
@@ -280,10 +282,6 @@ class SBREvaluation:
         self.has_query = np.zeros(inter.n_users, bool)
         self.has_query[owners[last]] = True
         self.prefixes, self.lengths = jnp.asarray(prefixes), jnp.asarray(lengths)
-
-    @property
-    def n_users(self) -> int:
-        return self.data.interactions.n_users
 
     def test_metrics(self, model, params, context) -> dict:
         from erase_jax.sbr import evaluate_sbr
