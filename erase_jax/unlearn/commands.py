@@ -14,6 +14,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.run import load_run
 from erase_jax.unlearn import report
@@ -64,14 +66,18 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
     like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
         quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
-        data = experiment.data.without(removed, experiment.config.seed)
+        if not np.array_equal(removed, report.removed_through(protocol, k)):
+            raise ValueError(
+                f"{method_dir}: the removals saved with checkpoint {k} differ from this scenario's request stream "
+                "(the folder was written for another forget set or request order)"
+            )
         context = training_context(protocol, removed) if getattr(method, "updates_context", True) else experiment.context
         reference = _reference(protocol, scenario_dir, k)
         row = report.row_header(protocol, config.method.lower(), k, "unlearning")
         evaluated = report.ScoredModel(experiment.model, quarter_params, context)
         if hasattr(method, "scorer"):  # the method's own recommender (e.g. a shard ensemble)
             evaluated = report.ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
-        row.update(report.evaluate_model(protocol, k, evaluated, data, reference))
+        row.update(report.evaluate_model(protocol, k, evaluated, reference))
         row.update(cost)
         rows.append(row)
     report.write_results(method_dir, rows, protocol, {"requests": record["requests"]})
@@ -84,22 +90,25 @@ def original_rows(protocol: Protocol, params, scenario_dir: Path) -> list[dict]:
     experiment = protocol.experiment
     rows = []
     for k in (report.ORIGINAL_FULL_DATA, *CHECKPOINTS):
-        removed = report.removed_through(protocol, k)
-        data = experiment.data if k == report.ORIGINAL_FULL_DATA else experiment.data.without(removed, experiment.config.seed)
         reference = None if k == report.ORIGINAL_FULL_DATA else _reference(protocol, scenario_dir, k)
         row = report.row_header(protocol, "original", k, "original")
         evaluated = report.ScoredModel(experiment.model, params, experiment.context)
-        row.update(report.evaluate_model(protocol, k, evaluated, data, reference))
+        row.update(report.evaluate_model(protocol, k, evaluated, reference))
         rows.append(row)
     return rows
 
 
 def _reference(protocol: Protocol, scenario_dir: Path, k: int):
-    loaded = load_retrain(protocol, scenario_dir, k)
-    if loaded is None:
-        return None
-    experiment, params, _ = loaded
-    return report.ScoredModel(experiment.model, params, experiment.context)
+    """The retrain matching checkpoint k as the reference (None before it is trained), loaded once."""
+
+    def load():
+        loaded = load_retrain(protocol, scenario_dir, k)
+        if loaded is None:
+            return None
+        experiment, params, _ = loaded
+        return report.ScoredModel(experiment.model, params, experiment.context)
+
+    return protocol.once(("retrain", str(scenario_dir), k), load)
 
 
 def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = None, quiet=False) -> list[dict]:
@@ -113,7 +122,7 @@ def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = N
         retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
         row = report.row_header(protocol, "retrain", k, "retraining")
         evaluated = report.ScoredModel(retrained.model, retrained_params, retrained.context)
-        row.update(report.evaluate_model(protocol, k, evaluated, retrained.data))
+        row.update(report.evaluate_model(protocol, k, evaluated))
         row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
         row.update(report.peak_memory())
         rows.append(row)

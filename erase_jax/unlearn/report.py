@@ -76,8 +76,8 @@ class ScoredModel:
         return ScoredModel(*view.by_user(self.model, self.params, self.context))
 
 
-def evaluate_model(protocol: Protocol, k: int, evaluated: ScoredModel, data, reference: ScoredModel | None = None) -> dict:
-    """All metrics of one model at checkpoint k, on `data` (the data without the removals).
+def evaluate_model(protocol: Protocol, k: int, evaluated: ScoredModel, reference: ScoredModel | None = None) -> dict:
+    """All metrics of one model at checkpoint k, on the data without the removals through k.
 
     Users are asked about through the task's evaluation view: CF scores user ids; SBR scores
     each user's last test prefix of `data` (forgotten items removed), and users without a
@@ -86,7 +86,7 @@ def evaluate_model(protocol: Protocol, k: int, evaluated: ScoredModel, data, ref
     eval_config = protocol.experiment.config.eval
     ks, block = eval_config.topk, eval_config.block_size
     k_max = max(ks)
-    view = protocol.rows.evaluation(data)
+    data, view = protocol.data_at(k), protocol.evaluation_at(k)
     row = {}
     test = view.test_metrics(evaluated.model, evaluated.params, evaluated.context)
     row.update({f"test_{name}": value for name, value in test.items()})

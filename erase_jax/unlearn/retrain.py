@@ -32,7 +32,7 @@ def retrain_dir(out_dir: Path, k: int) -> Path:
 def retrain(protocol: Protocol, out_dir: Path, k: int, quiet: bool = False) -> dict:
     """Trains (or resumes) the retrain matching checkpoint k; returns its timing summary."""
     removed = removal_mask(protocol, k)
-    data = protocol.experiment.data.without(removed, protocol.experiment.config.seed)
+    data = protocol.data_at(k)
     folder = retrain_dir(out_dir, k)
     started = time.perf_counter()
     result = train_run(protocol.experiment.config, folder, quiet=quiet, data=data)
@@ -54,8 +54,6 @@ def load_retrain(protocol: Protocol, out_dir: Path, k: int):
     folder = retrain_dir(out_dir, k)
     if not (folder / "result.json").exists():
         return None
-    removed = removal_mask(protocol, k)
-    data = protocol.experiment.data.without(removed, protocol.experiment.config.seed)
-    experiment = build_experiment(protocol.experiment.config, data)
+    experiment = build_experiment(protocol.experiment.config, protocol.data_at(k))
     summary = json.loads((folder / REMOVED_FILE).read_text()) if (folder / REMOVED_FILE).exists() else {}
     return experiment, restore_best_params(folder, experiment), summary

@@ -134,11 +134,32 @@ class Protocol:
     forget_set: ForgetSet
     stream: RequestStream
     rows: Any  # the task's rows per user and request batches (`tasks.CFRequestRows` / `SBRRequestRows`)
+    _built: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def train_rows(self) -> UserRows:
         """Each user's training rows (CF: interactions; SBR: prefix rows); F and R come from these."""
         return self.rows.user_rows
+
+    def once(self, key, build):
+        """`build()`, computed once per key for this protocol (the data and evaluation view of a
+        checkpoint, a loaded retrain): a run evaluates the original, the method and the retrain
+        at each checkpoint on the same data, which is deterministic from the seed."""
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+    def data_at(self, k: int):
+        """The data without the removals through checkpoint k (k = -1: all data), split recomputed."""
+        if k == -1:
+            return self.experiment.data
+        inter = self.experiment.data.interactions
+        removed = lambda: self.stream.removal_mask_through(inter, self.stream.checkpoint_batches[k])
+        return self.once(("data", k), lambda: self.experiment.data.without(removed(), self.experiment.config.seed))
+
+    def evaluation_at(self, k: int):
+        """The task's evaluation view (test split, SBR user queries) of `data_at(k)`, built once."""
+        return self.once(("evaluation", k), lambda: self.rows.evaluation(self.data_at(k)))
 
 
 def build_protocol(experiment: Experiment, config: UnlearnConfig) -> Protocol:
