@@ -127,10 +127,46 @@ def test_vmapped_shards_equal_each_shard_trained_alone(negatives):
         one = jax.tree.map(lambda x: x[0], alone_data)
         for e in range(config.epochs):
             order = shards.epoch_orders(np.array([sizes[s]]), seeds[s:s + 1], e, steps * config.batch_size)[0]
-            params, opt_state, _ = epoch(params, opt_state, jnp.bool_(True), context, one, order, jax.random.fold_in(key, e))
+            params, opt_state, _ = epoch(params, opt_state, jnp.bool_(True), context, one, order, jax.random.fold_in(key, e),
+                                         jnp.int32(steps))
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(shards.shard_slice(together.params, s))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert shards.n_batches(stacked, config.batch_size) == 4 > steps == 2
+
+
+@pytest.mark.parametrize("negatives", ["all", "shard_items"])
+def test_a_padded_one_shard_retrain_skips_its_padding_steps_and_equals_the_masked_epoch(negatives):
+    users, items, _, _ = random_pairs(40, seed=3)
+    model = build_model("BPR", embedding_size=8, reg_weight=1e-3)
+    context = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, items))
+    config = TrainConfig(epochs=3, batch_size=16, learning_rate=0.01, optimizer="adam")
+    seeds = np.array([7])
+    padded = shards.ShardData.build(N_USERS, N_ITEMS, [users], [items], n_padded_rows=100)  # as after a partition
+    steps = shards.n_batches(padded, config.batch_size)
+    assert steps == 7 and shards.real_steps(np.array([40]), np.array([True]), config.batch_size) == 3
+    assert shards.real_steps(np.array([40, 90]), np.array([True, False]), config.batch_size) == 3  # stopped shards don't count
+    epoch = shards.make_shard_epoch(model, shards.config_key(config), N_ITEMS, config.batch_size, steps, negatives=negatives)
+    start = shards.init_shards(model, context, config, seeds, steps)
+    key = shards.run_keys(seeds)
+
+    def run(n_steps):  # n_steps = steps: every padding-only batch runs, masked (the code before the bound)
+        params, opt_state = start
+        for e in range(config.epochs):
+            orders = shards.epoch_orders(np.array([40]), seeds, e, steps * config.batch_size)
+            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(key, e)
+            params, opt_state, loss = epoch(params, opt_state, jnp.array([True]), context, padded, jnp.asarray(orders), epoch_keys,
+                                            jnp.int32(n_steps))
+        return params, opt_state, loss
+
+    bounded, masked = run(3), run(steps)
+    for a, b in zip(jax.tree.leaves(bounded), jax.tree.leaves(masked)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fit = shards.train_shards(model, context, padded, seeds, config, None, N_ITEMS, negatives=negatives)
+    alone = shards.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), seeds, config, None,
+                                N_ITEMS, negatives=negatives)
+    for a, b, c in zip(jax.tree.leaves(fit.params), jax.tree.leaves(bounded[0]), jax.tree.leaves(alone.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-6)
 
 
 def test_shard_item_negatives_come_from_the_shard_and_avoid_its_positives():

@@ -9,6 +9,10 @@ Each shard's data is padded to a common shape: rows to the largest shard (`Shard
 epoch to the largest shard's number of batches. Padding rows have weight 0, and a step whose
 batch holds no real row leaves that shard's parameters AND optimiser state untouched (Adam's
 momentum would otherwise keep moving them), so a shard trains exactly as it would alone.
+The epoch loop stops after the last batch that holds a real row of an active shard (a shard's
+rows come first in its order; the bound is a traced argument, so one compiled epoch still
+serves every shard): a one-shard retrain runs its own number of batches, not the largest
+shard's, and the ensemble stops running the padding once its largest shards have stopped.
 Shards stop early independently (RecBole's rule on their own validation score); a stopped
 shard is frozen by the same update mask, and its best parameters are kept.
 
@@ -89,6 +93,11 @@ def n_batches(shard_data: ShardData, batch_size: int) -> int:
     return -(-shard_data.users.shape[1] // batch_size)
 
 
+def real_steps(n_rows: np.ndarray, active: np.ndarray, batch_size: int) -> int:
+    """Batches of an epoch that hold a real row of some active shard: the rest are skipped."""
+    return -(-int(np.max(np.where(active, n_rows, 0), initial=0)) // batch_size)
+
+
 def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int) -> np.ndarray:
     """Each shard's row order for one epoch, drawn on the host from (shard seed, epoch) and
     padded with row 0 (whose positions are weighted 0) to `length`: int32 [S, length]."""
@@ -115,8 +124,10 @@ def shard_item_negatives(key, users, positives: PositiveIndex, items_seen, n_ite
 @functools.lru_cache(maxsize=16)
 def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True,
                      negatives: str = "all"):
-    """The jitted epoch `(params, opt_state, active, context, data, orders, keys) -> (params,
-    opt_state, mean_loss)` over stacked shards (`vmapped`), or the same for one shard alone.
+    """The jitted epoch `(params, opt_state, active, context, data, orders, keys, n_steps) ->
+    (params, opt_state, mean_loss)` over stacked shards (`vmapped`), or the same for one shard
+    alone. It runs the first `n_steps` of the `steps_per_epoch` batches (`real_steps`: past
+    them every shard's batches are padding only); a traced bound, so it never recompiles.
     `negatives`: "all" items or "shard_items" (see the module docstring).
 
     Cached by (model, optimiser settings, shapes): unlearning requests reuse the compiled call.
@@ -126,17 +137,16 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
     optimizer = make_optimizer(TrainConfig(**dict(config_key)), steps_per_epoch)
     max_redraws = 8
 
-    def one_shard(params, opt_state, active, context, data: ShardData, order, key):
+    def one_shard(params, opt_state, active, context, data: ShardData, order, key, n_steps):
         positives = PositiveIndex(offsets=None, items=None, bitmap=data.positives)
         order = order.reshape(steps_per_epoch, batch_size)
-        # fold_in, not split: step b's key must not depend on how many batches the epoch has,
-        # so a shard padded to more batches draws exactly what it draws alone.
-        step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(steps_per_epoch))
 
-        def step(carry, inputs):
-            params, opt_state = carry
-            rows, position, step_key = inputs
-            negative_key, loss_key = jax.random.split(step_key)
+        def step(b, carry):
+            params, opt_state, loss_sum, n_real = carry
+            # fold_in, not split: step b's key must not depend on how many batches the epoch has,
+            # so a shard padded to more batches draws exactly what it draws alone.
+            negative_key, loss_key = jax.random.split(jax.random.fold_in(key, b))
+            rows = order[b]
             users = data.users[rows]
             if negatives == "all":
                 negative_items = sample_negatives(negative_key, users, positives, n_items, max_redraws)
@@ -146,25 +156,27 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
                 "users": users,
                 "pos": data.items[rows],
                 "neg": negative_items,
-                "weight": (position < data.n_rows).astype(jnp.float32),
+                "weight": (b * batch_size + jnp.arange(batch_size) < data.n_rows).astype(jnp.float32),
             }
             loss, grads = jax.value_and_grad(model.loss)(params, context, batch, loss_key)
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             # A padding-only batch or a stopped shard changes nothing, optimiser state included.
-            keep = active & (jnp.sum(batch["weight"]) > 0)
+            real = jnp.sum(batch["weight"]) > 0
+            keep = active & real
             params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
             opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
-            return (params, opt_state), (loss, jnp.sum(batch["weight"]))
+            return params, opt_state, loss_sum + jnp.where(real, loss, 0.0), n_real + real
 
-        positions = jnp.arange(steps_per_epoch * batch_size).reshape(steps_per_epoch, batch_size)
-        (params, opt_state), (losses, weights) = jax.lax.scan(step, (params, opt_state), (order, positions, step_keys))
-        real = weights > 0
-        mean_loss = jnp.sum(jnp.where(real, losses, 0.0)) / jnp.maximum(jnp.sum(real), 1)
-        return params, opt_state, mean_loss
+        # Steps from `n_steps` on are padding-only for every shard (a shard's rows come first in
+        # its order): the loop stops there instead of running them masked. `n_steps` is not
+        # vmapped, so the trip count is the same for all shards and really bounds the work.
+        start = (params, opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        params, opt_state, loss_sum, n_real = jax.lax.fori_loop(0, jnp.minimum(n_steps, steps_per_epoch), step, start)
+        return params, opt_state, loss_sum / jnp.maximum(n_real, 1)
 
     if vmapped:
-        return jax.jit(jax.vmap(one_shard, in_axes=(0, 0, 0, None, 0, 0, 0)))
+        return jax.jit(jax.vmap(one_shard, in_axes=(0, 0, 0, None, 0, 0, 0, None)))
     return jax.jit(one_shard)
 
 
@@ -238,7 +250,8 @@ def train_shards(
         started = time.perf_counter()
         orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size)
         epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, epoch)
-        params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys)
+        params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys,
+                                             jnp.int32(real_steps(n_rows, active, config.batch_size)))
         losses = np.asarray(losses)
         record["epoch_seconds"].append(time.perf_counter() - started)
         record["epoch_loss"].append(np.where(active, losses, np.nan).tolist())
