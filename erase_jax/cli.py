@@ -119,6 +119,17 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from erase_jax.unlearn.summary import write_report
+
+    written = write_report(args.scenario_dir, args.checkpoint, args.out)
+    for path in written:
+        print(f"wrote {path}")
+    if len(written) == 1:
+        print("no figure: matplotlib is not installed (pip install -e '.[plot]')")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job on the embedded synthetic data: train, unlearn a category, retrain, compare."""
     from erase_jax.config import load_config
@@ -150,7 +161,10 @@ def cmd_demo(args) -> int:
     print("".join(f"{title:>22}" for _, title in columns))
     for row in rows:
         print("".join(f"{_cell(row.get(key, '')):>22}" for key, _ in columns))
-    print(f"\nall rows: {scenario_dir / 'unlearning.csv'}")
+    from erase_jax.unlearn.summary import write_report
+
+    report = write_report(scenario_dir)
+    print(f"\nall rows: {scenario_dir / 'unlearning.csv'}; side by side: {', '.join(map(str, report))}")
     return 0
 
 
@@ -208,6 +222,12 @@ def main(argv=None) -> int:
     _add_scenario_arguments(retrain)
     retrain.add_argument("--checkpoint-idx", default="all", choices=["0", "1", "2", "3", "all"])
     retrain.set_defaults(func=cmd_retrain)
+
+    report = sub.add_parser("report", parents=[common], help="one scenario's methods side by side (report.md, report.png)")
+    report.add_argument("scenario_dir", help="a scenario folder: RUN/unlearn/<scenario> (holds unlearning.csv)")
+    report.add_argument("--checkpoint", type=int, choices=[0, 1, 2, 3], help="checkpoint of the main table (default: the last)")
+    report.add_argument("--out", help="folder for report.md / report.png (default: the scenario folder)")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")

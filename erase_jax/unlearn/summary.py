@@ -1,0 +1,202 @@
+"""One scenario's results side by side: which method forgets, at what utility and cost.
+
+    erase-jax report RUN/unlearn/<scenario> [--checkpoint 3] [--out DIR]
+
+reads the scenario folder's combined `unlearning.csv` (the original, the matched retrains and
+every method run in it) and writes `report.md`, and `report.png` when matplotlib is installed
+(`pip install -e '.[plot]'`):
+
+* at one checkpoint (default: the last, all requests), one row per model with utility (test
+  NDCG@10, Recall@20), what it still shows of the forgotten data (sensitive scenario: the share
+  of unlearned users with a sensitive item in their top 20; spam: the share of genuine users
+  with a spam target in their top 20 and the targets' mean rank), the forgotten interactions'
+  hit@20, top-20 agreement with the retrain, and the cost (median and p90 seconds per request;
+  the retrain's training seconds);
+* the GAP TO THE RETRAIN of each of those measures, the benchmark's yardstick: an exact
+  unlearning method has gap 0, the original model shows what doing nothing leaves;
+* the trajectory over the four checkpoints (1/4 ... 4/4 of the requests) of utility and
+  exposure, where repeated unlearning shows whether a method degrades as requests accumulate.
+
+Columns absent from a scenario (e.g. spam measures in a sensitive run) are left out; a method
+that has not been evaluated at a checkpoint shows an empty cell.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+CSV_FILE = "unlearning.csv"
+REPORT_FILE = "report.md"
+FIGURE_FILE = "report.png"
+REFERENCE = "retrain"
+BASELINE = "original"
+
+# (csv column, title) of the measures shown, in table order
+UTILITY = (("test_ndcg@10", "NDCG@10"), ("test_recall@20", "Recall@20"))
+EXPOSURE = (
+    ("pct_users_with_sensitive@20", "% unlearned users with a sensitive item @20"),
+    ("spam_users_with_target@20", "share of genuine users with a spam target @20"),
+    ("spam_mean_target_rank", "mean spam target rank"),
+    ("forgotten_hit@20", "forgotten hit@20"),
+)
+AGREEMENT = (("agree_unlearned_jaccard@20", "Jaccard@20 vs retrain"),)
+COST = (
+    ("request_seconds_median", "s/request median"),
+    ("request_seconds_p90", "s/request p90"),
+    ("retrain_seconds", "retrain s"),
+)
+
+
+def load(scenario_dir: str | Path) -> pd.DataFrame:
+    """The scenario's rows, one per (method, checkpoint); `method` is 'retrain' for the retrains."""
+    path = Path(scenario_dir) / CSV_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no results; run `erase-jax unlearn` / `erase-jax retrain` with --out {scenario_dir} first"
+        )
+    rows = pd.read_csv(path)
+    missing = {"method", "checkpoint_idx"} - set(rows.columns)
+    if missing:
+        raise ValueError(f"{path}: not an unlearning result file (no column {sorted(missing)})")
+    rows = rows[rows["checkpoint_idx"] >= 0].copy()
+    if rows.empty:
+        raise ValueError(f"{path}: no checkpoint rows (only the original on all data)")
+    return rows
+
+
+def method_order(rows: pd.DataFrame) -> list[str]:
+    """The original first, then the methods alphabetically, the retrain last."""
+    methods = sorted(set(rows["method"]) - {BASELINE, REFERENCE})
+    return [m for m in (BASELINE, *methods, REFERENCE) if m in set(rows["method"])]
+
+
+def present(rows: pd.DataFrame, columns) -> list[tuple[str, str]]:
+    return [(key, title) for key, title in columns if key in rows and rows[key].notna().any()]
+
+
+def at_checkpoint(rows: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per method at checkpoint k, with the gap to the retrain of every measure."""
+    table = rows[rows["checkpoint_idx"] == k].drop_duplicates("method", keep="last").set_index("method")
+    table = table.reindex([m for m in method_order(rows) if m in table.index])
+    if REFERENCE in table.index:
+        for key, _ in present(table, UTILITY + EXPOSURE):
+            table[f"gap_{key}"] = table[key] - table.loc[REFERENCE, key]
+    return table
+
+
+def trajectory(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """key per method (rows) and checkpoint (columns)."""
+    table = rows.pivot_table(index="method", columns="checkpoint_idx", values=key, aggfunc="last")
+    return table.reindex([m for m in method_order(rows) if m in table.index])
+
+
+def markdown(rows: pd.DataFrame, k: int, source: str = "") -> str:
+    table = at_checkpoint(rows, k)
+    if table.empty:
+        raise ValueError(f"no row at checkpoint {k}; checkpoints present: {sorted(set(rows['checkpoint_idx']))}")
+    first = table.iloc[0]
+    lines = [
+        f"# Unlearning report: {first.get('model', '?')} on {first.get('dataset', '?')}, "
+        f"scenario {first.get('scenario', '?')}" + (f" ({first['category']})" if _filled(first.get("category")) else ""),
+        "",
+        f"Source: `{source}`. Checkpoint {k}: "
+        + (f"{_int(first.get('n_unlearned_users'))} unlearned users, {_int(first.get('n_removed'))} interactions removed."
+           if "n_removed" in table else ""),
+        "",
+    ]
+    shown = present(table, UTILITY + EXPOSURE + AGREEMENT + COST)
+    lines += _table(table, [("method", "model")] + shown)
+    gaps = [(f"gap_{key}", f"{title} - retrain") for key, title in present(table, UTILITY + EXPOSURE)]
+    if gaps and REFERENCE in table.index:
+        lines += ["", f"Gap to the retrain at checkpoint {k} (0 = what exact unlearning gives):", ""]
+        lines += _table(table.drop(index=REFERENCE), [("method", "model")] + gaps)
+    for key, title in present(rows, UTILITY[:1] + EXPOSURE[:3]):
+        curve = trajectory(rows, key)
+        lines += ["", f"{title} after 1/4, 2/4, 3/4 and 4/4 of the requests:", ""]
+        lines += ["| model | " + " | ".join(f"{c + 1}/4 (k={c})" for c in curve.columns) + " |",
+                  "|---|" + "---|" * len(curve.columns)]
+        for method, values in curve.iterrows():
+            lines.append(f"| {method} | " + " | ".join(_format(v, key) for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: pd.DataFrame, path: Path) -> bool:
+    """Utility and exposure over the checkpoints, and the cost per request; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = present(rows, UTILITY[:1] + EXPOSURE[:3])
+    costs = at_checkpoint(rows, int(rows["checkpoint_idx"].max()))
+    has_cost = "request_seconds_median" in costs and costs["request_seconds_median"].notna().any()
+    n = len(panels) + has_cost
+    figure, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
+    for axis, (key, title) in zip(axes[0], panels):
+        curve = trajectory(rows, key)
+        for method, values in curve.iterrows():
+            style = {"color": "black", "linestyle": "--"} if method == REFERENCE else (
+                {"color": "grey", "linestyle": ":"} if method == BASELINE else {})
+            axis.plot([f"{c + 1}/4" for c in curve.columns], values.to_numpy(), marker="o", label=method, **style)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("requests done")
+    if has_cost:
+        axis = axes[0][-1]
+        seconds = costs["request_seconds_median"].drop(index=BASELINE, errors="ignore").dropna()
+        axis.barh(list(seconds.index), seconds.to_numpy())
+        if REFERENCE in costs.index and "retrain_seconds" in costs and _filled(costs.loc[REFERENCE, "retrain_seconds"]):
+            axis.axvline(costs.loc[REFERENCE, "retrain_seconds"], color="black", linestyle="--", label="one retrain")
+            axis.legend(fontsize=7)
+        axis.set_xscale("log")
+        axis.set_title("seconds per request (median)", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def write_report(scenario_dir: str | Path, k: int | None = None, out: str | Path | None = None) -> list[Path]:
+    """Writes report.md (and report.png) for a scenario folder; returns the files written."""
+    rows = load(scenario_dir)
+    k = int(rows["checkpoint_idx"].max()) if k is None else k
+    out = Path(scenario_dir if out is None else out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / REPORT_FILE]
+    written[0].write_text(markdown(rows, k, str(Path(scenario_dir) / CSV_FILE)))
+    if plot(rows, out / FIGURE_FILE):
+        written.append(out / FIGURE_FILE)
+    return written
+
+
+def _table(table: pd.DataFrame, columns) -> list[str]:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|---" * len(columns) + "|"]
+    for method, row in table.iterrows():
+        cells = [method if key == "method" else _format(row.get(key), key) for key, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _filled(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value != ""
+
+
+def _format(value, key: str = "") -> str:
+    if not _filled(value):
+        return ""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if "pct_" in key:  # percentages (the original's sensitive-exposure measure)
+        return f"{number:.1f}"
+    return f"{number:.4f}" if abs(number) < 100 else f"{number:.0f}"
+
+
+def _int(value) -> str:
+    return str(int(value)) if _filled(value) else "?"
