@@ -70,6 +70,19 @@ def test_kookmin_ties_go_to_the_lowest_index_and_embeddings_use_kaiming_uniform(
     assert float(jnp.max(jnp.abs(values))) <= 0.5 and float(jnp.max(jnp.abs(values))) > 0.45  # U(+-1/sqrt(4))
 
 
+@pytest.mark.parametrize("n_zero_rows", [0, 3, 40, 200])  # zeros fewer / more than m = 80
+def test_kookmin_selection_equals_a_stable_sort_with_and_without_enough_zeros(n_zero_rows):
+    """The zero-count shortcut and the sort pick the same entries as numpy's stable argsort."""
+    rng = np.random.default_rng(n_zero_rows)
+    score = rng.normal(size=(200, 40)).astype(np.float32)
+    score[rng.permutation(200)[:n_zero_rows]] = 0.0  # rows the request never touched
+    score[5, :3] = -0.0
+    mask = jax.jit(kookmin.smallest_magnitude_mask, static_argnums=1)(jnp.asarray(score), 0.01)
+    expected = np.zeros(score.size, bool)
+    expected[np.argsort(np.abs(score).ravel(), kind="stable")[:80]] = True
+    np.testing.assert_array_equal(np.asarray(mask).ravel(), expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # SEIF
 
