@@ -208,6 +208,7 @@ class SequenceModel:
 
     task: ClassVar[str] = "SBR"
     trainable: ClassVar[bool] = True
+    output_loss: ClassVar[str] = "softmax_cross_entropy"  # what `loss` is of `output_loss_parts`' outputs
 
     def prepare(self, train: SequenceRows, capacity: int | None = None) -> SequenceShape:
         del capacity
@@ -238,6 +239,24 @@ class SequenceModel:
         if "bucket" not in batch:
             return at_width(batch["items"].shape[-1])(params, batch, key)
         return jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+
+    def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
+        """(logits [n, n_items], row weights, None): `loss` is the weighted mean softmax cross-entropy
+        of these logits at batch["targets"], with no penalty term.
+
+        The hook of the Gauss-Newton curvature (`erase_jax.unlearn.influence.gauss_newton_operator`),
+        which needs the logits apart from the loss; the same widths and dropout as `loss`.
+        """
+        widths = bucket_widths(batch["items"].shape[-1])
+
+        def at_width(width):
+            return lambda params, batch, key: self.represent(params, context, batch["items"][:, :width], batch["lengths"], key)
+
+        if "bucket" not in batch:
+            representation = at_width(batch["items"].shape[-1])(params, batch, key)
+        else:
+            representation = jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+        return representation @ self.output_items(params).T, batch["weight"], None
 
 
 def last_position(values: jax.Array, lengths: jax.Array) -> jax.Array:

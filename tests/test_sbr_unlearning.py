@@ -9,6 +9,7 @@ for time.)
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 
 import jax
@@ -19,6 +20,7 @@ import pytest
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment, load_run, train_run
 from erase_jax.unlearn import base, commands, tasks
+from erase_jax.unlearn.influence import SolverStatus
 from erase_jax.unlearn.runner import UnlearnConfig, build_protocol, load_quarter, request_data
 from erase_jax.unlearn.scif import SCIF, sequence_target_block
 
@@ -135,9 +137,21 @@ def test_users_are_queried_with_their_last_test_prefix_of_the_cleaned_data(train
     assert len(view.scorable(without_test)) == 0
 
 
-def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained):
-    """SCIF (correct mode) on GRU4Rec without dropout against an explicit Hessian solve over
-    the original's target block (item embedding + dense layer)."""
+def cross_entropy_of_logits(batch):
+    def loss(flat_logits):
+        log_p = jax.nn.log_softmax(flat_logits.reshape(batch["weight"].shape[0], -1))
+        nll = -jnp.take_along_axis(log_p, batch["targets"][:, None], axis=1)[:, 0]
+        return jnp.sum(batch["weight"] * nll) / jnp.sum(batch["weight"])
+
+    return loss
+
+
+@pytest.mark.parametrize("curvature", ["hessian", "gauss_newton"])
+def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained, curvature):
+    """SCIF (correct mode) on GRU4Rec without dropout against an explicit solve over the
+    original's target block (item embedding + dense layer): with the exact Hessian, and with the
+    Gauss-Newton matrix J^T H_out J (the default on sequence models) built from `jax.jacfwd` of
+    the logits and `jax.hessian` of their cross-entropy."""
     experiment, params = load_run(trained["GRU4Rec"])
     model = dataclasses.replace(experiment.model, dropout_prob=0.0)
     experiment = dataclasses.replace(experiment, model=model)
@@ -147,7 +161,7 @@ def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained
     request = request_data(protocol, batch, removed_before, removed_after, retain_rows, jax.random.PRNGKey(0), None,
                            experiment.context)
     damping = 0.5  # large enough that the block Hessian + damping is positive definite
-    method = SCIF(damping=damping, cg_tol=1e-10, cg_iterations=2000)
+    method = SCIF(damping=damping, cg_tol=1e-10, cg_iterations=2000, curvature=curvature)
     new_params, _, info = method.unlearn(model, params, (), request, jax.random.PRNGKey(1))
     assert int(info["skipped"]) == 0
 
@@ -162,8 +176,13 @@ def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained
     kept = {k: jnp.concatenate([request.clean[k], request.retain[k]]) for k in request.retain}
     n_kept, n_clean, n_forget = real(kept), real(request.clean), real(request.forget)
     gradient = (n_clean * jax.grad(mean_loss)(flat, request.clean) - n_forget * jax.grad(mean_loss)(flat, request.forget)) / n_kept
-    hessian = jax.hessian(mean_loss)(flat, kept)
-    step = np.linalg.solve(np.asarray(hessian, np.float64) + damping * np.eye(len(flat)), np.asarray(gradient, np.float64))
+    if curvature == "hessian":
+        matrix = jax.hessian(mean_loss)(flat, kept)
+    else:
+        logits = lambda vector: model.output_loss_parts(block.insert(params, unflatten(vector)), context, kept, None)[0].ravel()
+        jacobian = jax.jacfwd(logits)(flat)
+        matrix = jacobian.T @ jax.hessian(cross_entropy_of_logits(kept))(logits(flat)) @ jacobian
+    step = np.linalg.solve(np.asarray(matrix, np.float64) + damping * np.eye(len(flat)), np.asarray(gradient, np.float64))
     expected = unflatten(jnp.asarray(flat - step, jnp.float32))
     for got, want in zip(block.values(new_params), expected):
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-5)
@@ -186,6 +205,24 @@ def test_every_method_runs_the_sequential_protocol_on_sequence_models(trained, t
     for row in unlearned:
         assert np.isfinite(row["test_ndcg@10"]) and row["sensitive_scored_users"] >= 1
         assert 0 <= row["pct_users_with_sensitive@20"] <= 100
+
+
+@pytest.mark.parametrize("method", ["ceu", "idea", "gif"])
+def test_newton_methods_with_gauss_newton_curvature_take_converged_steps(trained, tmp_path, method):
+    """With the Gauss-Newton curvature (PSD) no solve meets negative curvature, diverges or is
+    skipped, and every method runs the protocol."""
+    options = {**CHEAP[method], "curvature": "gauss_newton"}
+    config = UnlearnConfig(method=method, method_options=options, **SCENARIO)
+    rows = commands.unlearn(trained["GRU4Rec"], config, out=str(tmp_path / "scenario"), quiet=True)
+    assert [r["checkpoint_idx"] for r in rows if r["eval_type"] == "unlearning"] == [0, 1, 2, 3]
+    with open(tmp_path / "scenario" / method / "requests.csv") as f:
+        requests = list(csv.DictReader(f))
+    assert len(requests) >= 4
+    assert all(r["skipped"] == "False" for r in requests)
+    healthy = {str(int(SolverStatus.CONVERGED)), str(int(SolverStatus.MAX_ITERATIONS))}
+    assert all(r["solver_status"] in healthy for r in requests), [r["solver_status"] for r in requests]
+    for row in rows:
+        assert np.isfinite(row["test_ndcg@10"])
 
 
 def test_sequence_retrain_removes_exactly_the_forgotten_rows(trained, tmp_path):

@@ -106,6 +106,7 @@ class BPR(CFModelBase):
 
     name: ClassVar[str] = "BPR"
     trainable: ClassVar[bool] = True
+    output_loss: ClassVar[str] = "logistic"  # what `loss` is of `output_loss_parts`' outputs
 
     embedding_size: int = 64
     reg_weight: float = 0.0
@@ -133,9 +134,22 @@ class BPR(CFModelBase):
         pos_scores, neg_scores = pairwise_scores(user_emb, item_emb, batch)
         loss = bpr_loss(pos_scores, neg_scores, batch["weight"])
         if self.reg_weight:
-            batch_embeddings = (user_emb[batch["users"]], item_emb[batch["pos"]], item_emb[batch["neg"]])
-            loss = loss + self.reg_weight * emb_loss(batch_embeddings, batch["weight"], self.reg_require_pow)
+            loss = loss + self._penalty(user_emb, item_emb, batch)
         return loss
+
+    def output_loss_parts(self, params, context: CFShape, batch: Batch, key: jax.Array):
+        """(margins x_ui - x_uj [n], row weights, L2 term or None): `loss` is the weighted mean of
+        -log(1e-10 + sigmoid(margin)) plus the L2 term. The hook of the Gauss-Newton curvature
+        (`erase_jax.unlearn.influence.gauss_newton_operator`)."""
+        del key
+        user_emb, item_emb = self._embeddings(context).apply(params)
+        pos_scores, neg_scores = pairwise_scores(user_emb, item_emb, batch)
+        penalty = self._penalty(user_emb, item_emb, batch) if self.reg_weight else None
+        return pos_scores - neg_scores, batch["weight"], penalty
+
+    def _penalty(self, user_emb: jax.Array, item_emb: jax.Array, batch: Batch) -> jax.Array:
+        batch_embeddings = (user_emb[batch["users"]], item_emb[batch["pos"]], item_emb[batch["neg"]])
+        return self.reg_weight * emb_loss(batch_embeddings, batch["weight"], self.reg_require_pow)
 
     def scores(self, params, context: CFShape, query: Batch) -> jax.Array:
         user_emb, item_emb = self._embeddings(context).apply(params)

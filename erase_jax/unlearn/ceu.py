@@ -28,6 +28,15 @@ Two modes (`compat`):
   theta <- theta - (x + sigma xi) / (|F| + |C|) (**sign Q-SIGN**: a descent on the forget loss;
   the noise is divided by the node count too).
 
+Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
+original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
+`influence.gauss_newton_operator`, positive semi-definite). The default "auto" keeps the exact
+Hessian on CF models and takes Gauss-Newton on sequence models: their Hessian over all
+parameters is indefinite, CG met negative curvature after 2 iterations on every request and
+the truncated steps (norms 1-6) took SASRec's test Recall@20 from 0.146 to 0.020 (ml-100k
+Horror, 30 requests). The `certification_residual` is then the residual of the Gauss-Newton
+system. "erase" always uses the exact Hessian.
+
 Where the noise goes (`noise_mode`): the certificate is a statement about the RELEASED
 parameters, theta~ + b. "release" (default in "correct") keeps the noiseless theta~ as the
 method state, takes each request's Newton step from it, and releases theta~ + b with fresh b:
@@ -65,11 +74,11 @@ from erase_jax.unlearn.gif import (
     grad_of_batch_means,
     noiseless_init,
     release_with_noise,
-    removal_gradient,
+    removal_newton_system,
     resolved_noise_mode,
     check_noise_mode,
 )
-from erase_jax.unlearn.influence import cg_solve, hvp_operator, tree_axpy, tree_scale
+from erase_jax.unlearn.influence import cg_solve, check_curvature, resolve_curvature, tree_axpy, tree_scale
 from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
 
 CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in "correct")
@@ -83,6 +92,8 @@ class CEU:
     ceu_lambda: lambda (`--ceu_lambda`). ceu_sigma: sigma (`--ceu_sigma`). ceu_epsilon: reported
     only (`--ceu_epsilon`). ceu_cg_iterations: CG cap. ceu_hessian_samples: Hessian rows ("erase")
     and the retain budget floor. max_norm: clip of ||x||. compat: "correct" or "erase".
+    noise_mode: "release" or "accumulate" (module docstring). curvature: "auto" (default),
+    "hessian" or "gauss_newton" (module docstring; "correct" only).
     """
 
     name: ClassVar[str] = "ceu"
@@ -95,10 +106,12 @@ class CEU:
     max_norm: float | None = None
     compat: str = "correct"
     noise_mode: str | None = None
+    curvature: str = "auto"
 
     def __post_init__(self):
         check_compat(self.name, self.compat)
         check_noise_mode(self.name, self.noise_mode)
+        check_curvature(self.name, self.curvature, self.compat)
 
     def retain_budget(self, n_forget_rows: int) -> int:
         settings = RetainBudgetSettings(ceu_hessian_samples=self.ceu_hessian_samples)
@@ -129,8 +142,9 @@ def _ceu_request(method: CEU, model, params, contexts, batches, key, add_noise: 
     before, after = contexts
     loss_key, noise_key = jax.random.split(key)
     if method.compat == "correct":
-        g, kept_loss = removal_gradient(model, params, contexts, batches, loss_key)
-        matvec, damping, sign, scale = hvp_operator(kept_loss, params), method.ceu_lambda, 1.0, 1.0
+        curvature = resolve_curvature(method.curvature, model)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature)
+        damping, sign, scale = method.ceu_lambda, 1.0, 1.0
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.ceu_cg_iterations)
     else:
         n_forget = jnp.sum(forget["weight"] > 0)

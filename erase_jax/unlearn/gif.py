@@ -40,6 +40,14 @@ Two modes (`compat`):
   `context_after` (the graph without the request), not the original's sampled retain subgraph
   with its spurious user k <-> item k edges (Q-GIF-4).
 
+Curvature (`curvature`, "correct" mode): H above is the exact Hessian of the kept rows' mean loss
+("hessian", what the paper and the original use) or its generalised Gauss-Newton matrix
+J^T H_out J ("gauss_newton", `influence.gauss_newton_operator`). The default "auto" takes the
+exact Hessian on CF models (their results are unchanged) and Gauss-Newton on sequence models,
+whose exact Hessian over all parameters is indefinite: LiSSA then iterates on a matrix with
+negative eigenvalues (SASRec, ml-100k Horror, 30 requests: test Recall@20 0.146 -> 0.111 with
+the exact Hessian). "erase" always uses the exact Hessian.
+
 Both modes: `max_norm` clips ||step||; a non-finite step, ||step|| < 1e-15, or a solver status
 NONFINITE / RESIDUAL_GROWTH skips the update AND the fine-tuning (the original returns early), and
 `skipped` is recorded. Then fine-tuning (both modes): E = 1 + U // |R| epochs, each a fresh
@@ -63,11 +71,13 @@ from erase_jax.unlearn.base import Batch, RequestData, register
 from erase_jax.unlearn.influence import (
     SolverStatus,
     cg_solve,
+    check_curvature,
+    curvature_operator,
     data_parallel_loss,
     hvp,
-    hvp_operator,
     lissa_solve,
     pad_rows,
+    resolve_curvature,
     richardson_solve,
     tree_axpy,
     tree_norm,
@@ -103,6 +113,7 @@ class GIF:
       fine-tuning included), so it is not the default. "erase" always runs the original's
       recursion.
     gif_cg_damping: lambda of the "cg" solver (1e-4, as SCIF's correct mode).
+    curvature: "auto" (default), "hessian" or "gauss_newton" (module docstring; "correct" only).
     """
 
     name: ClassVar[str] = "gif"
@@ -119,9 +130,11 @@ class GIF:
     compat: str = "correct"
     gif_solver: str | None = None
     gif_cg_damping: float = 1e-4
+    curvature: str = "auto"
 
     def __post_init__(self):
         check_compat(self.name, self.compat)
+        check_curvature(self.name, self.curvature, self.compat)
         if self.gif_solver not in (None, "lissa", "cg"):
             raise ValueError(f"gif: gif_solver must be 'lissa', 'cg' or None, got {self.gif_solver!r}")
         if self.compat == "erase" and self.gif_solver == "cg":
@@ -155,13 +168,12 @@ def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batche
     before, after = contexts
     loss_key, finetune_key = jax.random.split(key)
     if method.compat == "correct":
-        g, kept_loss = removal_gradient(model, params, contexts, batches, loss_key)
+        curvature = resolve_curvature(method.curvature, model)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature)
         if method.solver == "cg":
-            x, info = cg_solve(hvp_operator(kept_loss, params), g, method.gif_cg_damping, CG_TOLERANCE, method.gif_iterations)
+            x, info = cg_solve(matvec, g, method.gif_cg_damping, CG_TOLERANCE, method.gif_iterations)
         else:
-            x, info = lissa_solve(
-                hvp_operator(kept_loss, params), g, method.gif_damping, method.gif_scale_factor, method.gif_iterations
-            )
+            x, info = lissa_solve(matvec, g, method.gif_damping, method.gif_scale_factor, method.gif_iterations)
     else:
         n_forget = jnp.maximum(jnp.sum(forget["weight"] > 0), 1)
         g_forget = tree_scale(1.0 / n_forget, grad_of_batch_means(model, params, before, forget, loss_key))
@@ -194,13 +206,15 @@ def _zero_batch_like(batch: Batch) -> Batch:
     return {**batch, "weight": jnp.zeros_like(batch["weight"])}
 
 
-def removal_gradient(model, params, contexts, batches, key):
-    """g = (sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)]) / N.
+def removal_newton_system(model, params, contexts, batches, key, curvature: str = "hessian"):
+    """(g, v -> H v): the right-hand side and operator of the correct modes' Newton system.
 
-    N = |C| + |R|. Returns g and the mean loss over C and R on `context_after` (as a function of
-    all parameters), whose Hessian is the matching operator: then (H + 0 I)^-1 g is the Newton
-    step -H^-1 grad L_after of the objective after the request, assuming grad L_before = 0 at the
-    trained parameters (the influence-function premise). `model.loss` must be a weighted mean.
+    g = (sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)]) / N,
+    N = |C| + |R|, and H the curvature ("hessian" or "gauss_newton",
+    `influence.curvature_operator`) of the mean loss over C and R on `context_after`, over all
+    parameters: then (H + 0 I)^-1 g is the Newton step -H^-1 grad L_after of the objective after
+    the request, assuming grad L_before = 0 at the trained parameters (the influence-function
+    premise). `model.loss` must be a weighted mean.
     """
     before, after = contexts
     forget, clean, retain = batches
@@ -212,14 +226,12 @@ def removal_gradient(model, params, contexts, batches, key):
     loss_before = data_parallel_loss(model, before, key)  # rows split over local devices
     loss_after = data_parallel_loss(model, after, key)
 
-    def kept_loss(p):
-        return loss_after(p, kept)
-
     def signed_sum(p):
         total = n(forget) * loss_before(p, forget) - n(clean) * loss_after(p, clean)
         return total + n(retain) * (loss_before(p, retain) - loss_after(p, retain))
 
-    return tree_scale(1.0 / n_kept, jax.grad(signed_sum)(params)), kept_loss
+    g = tree_scale(1.0 / n_kept, jax.grad(signed_sum)(params))
+    return g, curvature_operator(curvature, model, after, kept, key, params)
 
 
 def chunks(batch: Batch, size: int = ERASE_BATCH) -> Batch:

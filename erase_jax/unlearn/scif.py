@@ -50,6 +50,14 @@ Two modes (`compat`):
   original's loaders shuffle too; its exact order is not reproduced). The whole request sees
   `context_before` (the original never rebuilds LightGCN's graph during a request).
 
+Curvature (`curvature`, "correct" mode): H_bar is the exact Hessian of the block ("hessian", the
+paper's and the original's) or its generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
+`influence.gauss_newton_operator`: J the Jacobian of the logits w.r.t. the block). The default
+"auto" keeps the exact Hessian on CF models (a user's block of the BPR loss is convex already)
+and takes Gauss-Newton on sequence models, whose block (item embedding and output layers) has
+a strongly indefinite exact Hessian. The damping default also depends on the model family
+(`SCIF.damping`, `influence.resolve_damping`). "erase" always uses the exact Hessian.
+
 Both modes: optional `max_norm` clips ||step|| (step = tau x); the update is skipped (and
 `skipped` recorded) if x is non-finite or ||x|| < 1e-15, and in "correct" mode also when CG
 reports a non-finite value or a growing residual. Negative curvature (p^T A p <= 0, status
@@ -97,12 +105,15 @@ from erase_jax.unlearn.influence import (
     all_leaves_block,
     apply_update,
     cg_solve,
+    check_curvature,
+    curvature_operator,
     data_parallel_loss,
     hvp,
-    hvp_operator,
     leaf_block,
     loss_on_block,
     pad_rows,
+    resolve_curvature,
+    resolve_damping,
     tree_axpy,
     tree_norm,
     tree_scale,
@@ -115,7 +126,6 @@ COMPAT_MODES = ("correct", "erase")
 ROW_LOCAL_MODELS = frozenset({"BPR"})  # loss reads the user table only at the batch users' rows
 ERASE_DAMPING = 0.01  # the original's default lambda
 CORRECT_DAMPING = 1e-4  # see SCIF.damping
-SEQUENCE_CORRECT_DAMPING = 1.0  # sequence models in "correct" mode, see SCIF.damping
 ERASE_TRAIN_BATCH = 256  # F and C loader batch size (train_batch_size forced to 256)
 ERASE_RETAIN_BATCH = 16  # SCIF's retain loader batch, also the CG chunk size
 ERASE_MIN_CURVATURE = 1e-10  # the original skips a CG step when |p^T A p| is below this
@@ -133,11 +143,9 @@ class SCIF:
       over the N rows in view is only (its rows / N) of its own curvature: lambda = 0.01
       outweighs it and shrinks the step several-fold (measured on ml-100k Horror: the
       forgotten pairs' mean rank moves 154 -> 156 with 0.01, -> 299 with 1e-4; retrain 245).
-      Sequence models (SBR) in "correct" mode default to 1.0: their block (item embedding and
-      output layers) has a strongly indefinite Hessian, so with 1e-4 or 0.01 CG meets negative
-      curvature within 0-2 iterations and the truncated step it returns reaches norms of
-      10-114; measured on SASRec, ml-100k Horror (30 requests): test Recall@20 0.146 -> 0.021
-      with 0.01, while 1.0 converges in 4-12 iterations (steps 0.05-0.3) and keeps 0.145.
+      Sequence models (SBR) in "correct" mode default to 1.0
+      (`influence.SEQUENCE_CORRECT_DAMPING`, measured with the exact Hessian of their block;
+      the numbers are at `influence.FAMILY_DAMPING`). A damping given explicitly always wins.
     max_norm: clip of the step norm ||tau x|| (`--max_norm`; None = no clip).
     cg_tol: CG tolerance; absolute on ||r|| in "erase" (as the original), relative to ||g||
       in "correct" (the correct mode's g is a mean, but its scale still varies per request).
@@ -154,6 +162,7 @@ class SCIF:
       measured on ml-100k Horror (damping 1e-4), test Recall@20 0.1742 with it, 0.1919
       without (original 0.1934, retrain 0.1901).
     compat: "correct" (default) or "erase".
+    curvature: "auto" (default), "hessian" or "gauss_newton" (module docstring; "correct" only).
     """
 
     name: ClassVar[str] = "scif"
@@ -166,17 +175,17 @@ class SCIF:
     samples_wanted_constant: int = 1024
     retain_gradient: bool = False
     compat: str = "correct"
+    curvature: str = "auto"
 
     def __post_init__(self):
         if self.compat not in COMPAT_MODES:
             raise ValueError(f"scif: compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        check_curvature(self.name, self.curvature, self.compat)
 
-    @property
-    def lambda_(self) -> float:
-        """The damping in use (`damping`, or the mode's default when it is None)."""
-        if self.damping is not None:
-            return self.damping
-        return ERASE_DAMPING if self.compat == "erase" else CORRECT_DAMPING
+    def damping_for(self, model) -> float:
+        """The damping in use on `model`: `damping`, or the mode's default for the model's family."""
+        default = ERASE_DAMPING if self.compat == "erase" else CORRECT_DAMPING
+        return resolve_damping(self.name, self.compat, self.damping, default, model)
 
     def retain_budget(self, n_forget_rows: int) -> int:
         return RETAIN_BUDGET_RULES["scif"](n_forget_rows, RetainBudgetSettings())
@@ -185,8 +194,6 @@ class SCIF:
         return ()
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
-        if self.damping is None and self.compat == "correct" and getattr(model, "task", "CF") == "SBR":
-            return dataclasses.replace(self, damping=SEQUENCE_CORRECT_DAMPING).unlearn(model, params, state, request, key)
         contexts = (request.context_before, request.context_after)
         if self.compat == "correct":
             rows, forget_weight, clean_weight = _one_batch(request.forget, request.clean, request.retain)
@@ -299,11 +306,11 @@ def _correct_request(method: SCIF, model, params, contexts, rows: Batch, weights
     n_forget = jnp.sum(forget["weight"])
     loss_after = data_parallel_loss(model, context_after, key)  # rows split over local devices
     loss_before = data_parallel_loss(model, context_before, key)
-    kept_loss = loss_on_block(lambda p: loss_after(p, kept), params, block)
     forget_loss = loss_on_block(lambda p: loss_before(p, forget), params, block)
     values = block.values(params)
     if method.retain_gradient:
         # g_bar = (sum_C + sum_R - sum_F) / N with sum_S grad l = |S| grad(mean loss on S).
+        kept_loss = loss_on_block(lambda p: loss_after(p, kept), params, block)
         kept_gradient = jax.grad(kept_loss)(values)
     else:
         # g_bar = (sum_C - sum_F) / N: R shapes the Hessian only.
@@ -311,9 +318,9 @@ def _correct_request(method: SCIF, model, params, contexts, rows: Batch, weights
         clean_loss = loss_on_block(lambda p: loss_after(p, clean), params, block)
         kept_gradient = tree_scale(jnp.sum(clean_weight) / n_kept, jax.grad(clean_loss)(values))
     mean_gradient = tree_axpy(-n_forget / n_kept, jax.grad(forget_loss)(values), kept_gradient)
-    x, info = cg_solve(
-        hvp_operator(kept_loss, values), mean_gradient, method.lambda_, method.cg_tol, method.cg_iterations
-    )
+    curvature = resolve_curvature(method.curvature, model)
+    matvec = curvature_operator(curvature, model, context_after, kept, key, params, block)
+    x, info = cg_solve(matvec, mean_gradient, method.damping_for(model), method.cg_tol, method.cg_iterations)
     return _apply_step(method, params, block, x, 1.0, info)
 
 
@@ -353,7 +360,7 @@ def _erase_request(method: SCIF, model, params, contexts, batches, key):
     def chunk_hvp(chunk, vector, step):
         return hvp(lambda vals: chunk_loss(vals, chunk, jax.random.fold_in(loss_key, step)), values, vector)
 
-    cg = _EraseCG(chunk_hvp, method.lambda_, method.cg_tol, method.samples_wanted_constant * n_sensitive)
+    cg = _EraseCG(chunk_hvp, method.damping_for(model), method.cg_tol, method.samples_wanted_constant * n_sensitive)
     cg_retain_chunks = _chunks(_shuffle_rows(retain, cg_retain_key), ERASE_RETAIN_BATCH)
     x, info = cg.solve(v, cg_clean_chunks, cg_retain_chunks)
     return _apply_step(method, params, block, x, 1.0 / jnp.maximum(n_retain, 1), info)
