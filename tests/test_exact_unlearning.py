@@ -333,6 +333,21 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     assert scores.shape == (4, experiment.task.train.n_items) and np.isfinite(np.asarray(scores)).all()
 
 
+def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_validations(tiny_experiment):
+    experiment, _ = tiny_experiment
+    method = build_method("sisa", shard_eval_step=3, shard_stopping_step=2, shard_batch_size=32)
+    config = method.shard_train_config(experiment)
+    assert (config.eval_step, config.stopping_step, config.batch_size) == (3, 2, 32)
+    assert config.learning_rate == experiment.config.train.learning_rate
+    users, items, _, _ = random_pairs(80)
+    model = build_model("BPR", embedding_size=8)
+    context = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, items))
+    calls = []
+    shards.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), np.array([1]),
+                        TrainConfig(epochs=6, batch_size=32, eval_step=3, stopping_step=5), lambda p: calls.append(1) or 0.0, N_ITEMS)
+    assert len(calls) == 2  # after epochs 3 and 6
+
+
 def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
     experiment, _ = tiny_experiment
     lightgcn = dataclasses.replace(experiment, model=build_model("LightGCN", embedding_size=8))

@@ -93,6 +93,7 @@ class SISA:
     shard_learning_rate: float | None = None
     shard_optimizer: str | None = None
     shard_stopping_step: int | None = None
+    shard_eval_step: int | None = None  # validate a shard every n epochs (stopping_step counts validations)
     shard_negatives: str = "all"  # all | shard_items (the RecEraser code's: items in the shard)
 
     # -- the UnlearningMethod interface ---------------------------------------------------
@@ -270,6 +271,7 @@ class SISA:
             "learning_rate": self.shard_learning_rate,
             "optimizer": self.shard_optimizer,
             "stopping_step": self.shard_stopping_step,
+            "eval_step": self.shard_eval_step,
         }
         return dataclasses.replace(experiment.config.train, **{k: v for k, v in overrides.items() if v is not None})
 
