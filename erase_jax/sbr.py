@@ -224,28 +224,16 @@ class SequenceModel:
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         """Weighted mean cross-entropy of the next item over all items (RecBole `CE` loss)."""
-        widths = bucket_widths(batch["items"].shape[-1])
-
-        def at_width(width):
-            def branch(params, batch, key):
-                representation = self.represent(params, context, batch["items"][:, :width], batch["lengths"], key)
-                logits = representation @ self.output_items(params).T
-                log_p = jax.nn.log_softmax(logits, axis=-1)
-                nll = -jnp.take_along_axis(log_p, batch["targets"][:, None], axis=1)[:, 0]
-                return jnp.sum(batch["weight"] * nll) / jnp.maximum(jnp.sum(batch["weight"]), 1e-12)
-
-            return branch
-
-        if "bucket" not in batch:
-            return at_width(batch["items"].shape[-1])(params, batch, key)
-        return jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+        logits, weight, _ = self.output_loss_parts(params, context, batch, key)
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        nll = -jnp.take_along_axis(log_p, batch["targets"][:, None], axis=1)[:, 0]
+        return jnp.sum(weight * nll) / jnp.maximum(jnp.sum(weight), 1e-12)
 
     def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
         """(logits [n, n_items], row weights, None): `loss` is the weighted mean softmax cross-entropy
-        of these logits at batch["targets"], with no penalty term.
-
-        The hook of the Gauss-Newton curvature (`erase_jax.unlearn.influence.gauss_newton_operator`),
-        which needs the logits apart from the loss; the same widths and dropout as `loss`.
+        of these logits at batch["targets"], with no penalty term. A bucketed batch runs at its
+        bucket's width (`lax.switch`). Also the hook of the Gauss-Newton curvature
+        (`erase_jax.unlearn.influence.gauss_newton_operator`), which needs the logits apart.
         """
         widths = bucket_widths(batch["items"].shape[-1])
 
