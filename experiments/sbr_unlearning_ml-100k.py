@@ -82,10 +82,23 @@ def main() -> int:
         scenario = ["--scenario", "spam"]
     else:
         scenario = ["--scenario", "sensitive:Horror", "--fraction", str(args.fraction), "--rating-threshold", "3.5"]
-    seconds = {"train": erase_jax(train, folder / f"train_{args.scenario}.log")}
-    seconds["retrain"] = erase_jax(["retrain", "--run", str(run), *scenario, "--checkpoint-idx", "all"],
-                                   folder / f"retrain_{args.scenario}.log")
+    # A finished step is not repeated (an interrupted protocol is picked up where it stopped; each
+    # command also resumes its own half-done work). "done earlier" marks the skipped timings.
+    seconds: dict[str, float | str] = {}
+    if (run / "result.json").exists():
+        seconds["train"] = "done earlier"
+    else:
+        seconds["train"] = erase_jax(train, folder / f"train_{args.scenario}.log")
+    retrain_csv = [p / "retrain" / "unlearning.csv" for p in (run / "unlearn").glob("*")]
+    if any(p.exists() for p in retrain_csv):
+        seconds["retrain"] = "done earlier"
+    else:
+        seconds["retrain"] = erase_jax(["retrain", "--run", str(run), *scenario, "--checkpoint-idx", "all"],
+                                       folder / f"retrain_{args.scenario}.log")
     for method in args.methods:
+        if any((p / method / "unlearning.csv").exists() for p in (run / "unlearn").glob("*")):
+            seconds[method] = "done earlier"
+            continue
         seconds[method] = erase_jax(["unlearn", "--run", str(run), *scenario, "--method", method],
                                     folder / f"unlearn_{args.scenario}_{method}.log")
 
