@@ -135,9 +135,9 @@ def markdown(record: dict, rows: list[dict]) -> str:
         "| method | k | " + " | ".join(title for _, title in present) + " |",
         "|---|---|" + "---|" * len(present),
     ]
-    for row in rows:
-        if row["checkpoint_idx"] == "-1":
-            continue
+    # the combined csv repeats the original's rows (once per method folder): one row per (method, k)
+    unique = {(row["method"], row["checkpoint_idx"]): row for row in rows if row["checkpoint_idx"] != "-1"}
+    for row in unique.values():
         cells = [_cell(row.get(key, "")) for key, _ in present]
         lines.append(f"| {row['method']} | {row['checkpoint_idx']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from erase_jax.unlearn.influence import (
     USER_EMBEDDING,
     curvature_operator,
     leaf_block,
+    newton_damping,
     resolve_curvature,
 )
 
@@ -215,7 +216,9 @@ def test_curvature_and_damping_defaults_per_model_family():
     gru, _, _, _ = sequence_setting("GRU4Rec")
     bpr, lightgcn = build_model("BPR"), build_model("LightGCN")
     assert resolve_curvature("auto", gru) == "gauss_newton"
-    assert resolve_curvature("auto", bpr) == resolve_curvature("auto", lightgcn) == "hessian"
+    assert resolve_curvature("auto", bpr) == "gauss_newton"  # CEU, IDEA, GIF: all parameters
+    assert resolve_curvature("auto", bpr, cf_auto="hessian") == "hessian"  # SCIF: a convex user block
+    assert resolve_curvature("auto", lightgcn) == "hessian"  # no hook
     assert resolve_curvature("auto", gru, compat="erase") == "hessian"
     assert resolve_curvature("gauss_newton", bpr) == "gauss_newton" and resolve_curvature("hessian", gru) == "hessian"
     with pytest.raises(ValueError, match="output_loss_parts"):
@@ -230,3 +233,5 @@ def test_curvature_and_damping_defaults_per_model_family():
     assert build_method("scif").damping_for(bpr) == 1e-4
     assert build_method("scif", damping=0.01).damping_for(gru) == 0.01  # a given damping wins
     assert build_method("scif", compat="erase").damping_for(gru) == 0.01
+    assert newton_damping(None, "gauss_newton") == 1e-4 and newton_damping(None, "hessian") == 0.01
+    assert newton_damping(None, "gauss_newton", "erase") == 0.01 and newton_damping(3e-3, "hessian") == 3e-3

@@ -107,7 +107,7 @@ def explicit_pieces(convex):
 def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
     model, params, req, *_ = convex
     damping, scale, iterations = 0.01, 5.0, 30
-    method = build_method("gif", gif_damping=damping, gif_scale_factor=scale, gif_iterations=iterations, learning_rate=0.0)
+    method = build_method("gif", gif_solver="lissa", gif_damping=damping, gif_scale_factor=scale, gif_iterations=iterations)
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
     g, hessian, e = explicit_pieces(convex)
     x = g / scale  # h_0 / s; x_t = x_{t-1} + (g - (H + d s I) x_{t-1}) / s, update + h_T / s
@@ -118,13 +118,14 @@ def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
 
 
 def test_gif_cg_solver_solves_the_damped_newton_system(convex):
-    """gif_solver="cg": CG on (H + gif_cg_damping I) x = g, checked with an explicit solve."""
+    """gif_solver="cg" (the default): CG on (H + gif_cg_damping I) x = g, checked with an explicit
+    solve; the damping defaults to 0.01 with the exact Hessian (this model has no Gauss-Newton hook)."""
     model, params, req, *_ = convex
-    method = build_method("gif", learning_rate=0.0, gif_solver="cg")
-    assert build_method("gif").solver == "lissa"
+    method = build_method("gif")
+    assert method.solver == "cg" and build_method("gif", gif_solver="lissa").solver == "lissa"
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
     g, hessian, e = explicit_pieces(convex)
-    x = np.linalg.solve(hessian + method.gif_cg_damping * np.eye(len(g)), g)
+    x = np.linalg.solve(hessian + 0.01 * np.eye(len(g)), g)
     np.testing.assert_allclose(table(new) - e, x.reshape(e.shape), atol=1e-5, rtol=1e-4)
     assert not diag["skipped"]
 
@@ -156,6 +157,47 @@ def test_ceu_correct_lands_on_the_retrained_optimum(convex):
     assert np.linalg.norm(expected[1] - before[1]) > 0.05 * np.linalg.norm(expected[1])  # a real move
     np.testing.assert_allclose(table(new), expected, atol=2e-4)
     assert diag["noise_scale"] == 0.0 and not diag["skipped"]
+    assert diag["solver_status"] == SolverStatus.CONVERGED
+
+
+def test_newton_system_weights_the_retain_sample_up_to_the_data_size(convex):
+    """With the data's size n given, g = sum_{F minus C} grad l / n and H is the Hessian of
+    (sum_C l + w sum_R l) / n, w = (n - |C|) / |R|: the retain sample stands for the other rows."""
+    model, params, req, rows, (user_1, forgotten, retain_mask), _ = convex
+    n_train = len(rows["users"]) - int(forgotten.sum())
+    system = gif.removal_newton_system(
+        model, params, (req.context_before, req.context_after), (req.forget, req.clean, req.retain),
+        jax.random.PRNGKey(0), "hessian", jnp.float32(n_train),
+    )
+    g_sample, _, e = explicit_pieces(convex)  # normalised by the sample size |C| + |R|
+    n_clean, n_retain = int((user_1 & ~forgotten).sum()), int(retain_mask.sum())
+    g = g_sample * (n_clean + n_retain) / n_train
+    weight = (n_train - n_clean) / n_retain
+    weighted = {**select(rows, retain_mask), "weight": select(rows, retain_mask)["weight"] * weight}
+    kept = {k: jnp.concatenate([select(rows, user_1 & ~forgotten)[k], weighted[k]]) for k in weighted}
+
+    def flat_loss(flat):
+        p = {"params": {"user_embedding": {"embedding": flat.reshape(e.shape)}}}
+        return model.loss(p, req.context_after, kept, None)  # weighted mean: divides by |C| + w |R| = n
+
+    hessian = np.asarray(jax.hessian(flat_loss)(jnp.asarray(e.ravel(), jnp.float32)), np.float64)
+    np.testing.assert_allclose(
+        np.concatenate([np.ravel(x) for x in jax.tree.leaves(system[0])]), g, rtol=1e-4, atol=1e-7
+    )
+    v = np.random.default_rng(3).normal(size=e.size)
+    hv = system[1]({"params": {"user_embedding": {"embedding": jnp.asarray(v.reshape(e.shape), jnp.float32)}}})
+    np.testing.assert_allclose(np.ravel(table(hv)), hessian @ v, rtol=1e-4, atol=1e-6)
+    assert weight > 1.5  # the check above is not the unweighted case
+
+
+def test_ceu_lands_on_the_retrained_optimum_whatever_the_data_size(convex):
+    """The request's own rows are all in C, so without damping its users' step does not depend on
+    the normalisation: with n given (retain rows weighted up) it still lands on the retrain."""
+    model, params, req, rows, (_, forgotten, _), expected = convex
+    req = dataclasses.replace(req, n_train_rows=len(rows["users"]) - int(forgotten.sum()))
+    method = build_method("ceu", ceu_lambda=0.0, ceu_sigma=0.0)
+    new, _, diag = method.unlearn(model, params, method.init(model, params), req, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(table(new), expected, atol=2e-4)
     assert diag["solver_status"] == SolverStatus.CONVERGED
 
 
@@ -270,3 +312,23 @@ def test_runs_on_bpr_and_lightgcn(tiny, name, compat, model_name):
         assert float(diag["noise_scale"]) == pytest.approx(max(0.1, required), rel=1e-5)
     changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
     assert changed
+
+
+@pytest.mark.parametrize("name", ["gif", "idea"])
+def test_retain_finetuning_runs_only_in_erase_mode_unless_asked(convex, name):
+    """The papers stop at the influence step; ERASE's fine-tuning on R is compat="erase"'s
+    default and an option (`retain_finetune`) in "correct"."""
+    model, params, req, *_ = convex
+    noiseless = {"idea_sigma": 0.0, "noise_mode": "accumulate"} if name == "idea" else {}
+    key = jax.random.PRNGKey(1)
+    moved = {}
+    for finetune in (None, True):
+        method = build_method(name, learning_rate=0.05, retain_finetune=finetune, **noiseless)
+        new, _, diag = method.unlearn(model, params, method.init(model, params), req, key)
+        moved[finetune] = table(new)
+        assert not diag["skipped"]
+    no_finetune = build_method(name, learning_rate=0.0, **noiseless)
+    step_only = table(no_finetune.unlearn(model, params, no_finetune.init(model, params), req, key)[0])
+    np.testing.assert_allclose(moved[None], step_only, atol=1e-6)  # lr does not matter: no fine-tuning
+    assert np.abs(moved[True] - step_only).max() > 1e-3  # fine-tuning asked for: it moves
+    assert gif.fine_tunes(build_method(name, compat="erase")) and not gif.fine_tunes(build_method(name))

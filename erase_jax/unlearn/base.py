@@ -65,6 +65,7 @@ class RequestData:
     time_limit_seconds: float | None = None
     removed_rows: np.ndarray | None = None  # interaction rows this request removes (row ids)
     experiment: Any = None  # the trained run's Experiment, for methods that retrain from data
+    n_train_rows: int | None = None  # training rows kept after this request (None: unknown)
 
 
 class UnlearningMethod(Protocol):

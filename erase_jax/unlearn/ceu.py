@@ -10,9 +10,9 @@ applies it to one request (F, C, R as in `gif`).
 
 Two modes (`compat`):
 
-* "correct" (default): with g the mean-normalised removal gradient of `gif.removal_gradient`
-  (forget and kept terms on `context_before` / `context_after`, N = |C| + |R|) and H the Hessian
-  of the mean loss over C and R on `context_after`,
+* "correct" (default): with g and H the removal Newton system of `gif.removal_newton_system`
+  (the mean loss over the n training rows kept after the request, R weighted up to stand for
+  the rows not in view; forget and kept terms on `context_before` / `context_after`),
 
       (H + ceu_lambda I) x = g     (CG, relative tolerance 1e-6, ceu_cg_iterations steps)
       theta <- theta + x + sigma xi,   xi ~ N(0, I),
@@ -30,11 +30,12 @@ Two modes (`compat`):
 
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
-`influence.gauss_newton_operator`, positive semi-definite). The default "auto" keeps the exact
-Hessian on CF models and takes Gauss-Newton on sequence models: their Hessian over all
-parameters is indefinite, CG met negative curvature after 2 iterations on every request and
-the truncated steps (norms 1-6) took SASRec's test Recall@20 from 0.146 to 0.020 (ml-100k
-Horror, 30 requests). The `certification_residual` is then the residual of the Gauss-Newton
+`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes Gauss-Newton wherever the model has the hook (BPR and the sequence
+models) and the exact Hessian elsewhere (LightGCN, SGL): `influence.resolve_curvature`.
+The exact Hessian over all parameters is indefinite: on SASRec CG met negative curvature after
+2 iterations on every request and the truncated steps took test Recall@20 from 0.146 to 0.020
+(ml-100k Horror, 30 requests). ceu_lambda None picks the damping by curvature
+(`influence.newton_damping`). The `certification_residual` is then the residual of the Gauss-Newton
 system. "erase" always uses the exact Hessian.
 
 Where the noise goes (`noise_mode`): the certificate is a statement about the RELEASED
@@ -66,6 +67,7 @@ import jax.numpy as jnp
 from erase_jax.unlearn.base import RequestData, register
 from erase_jax.unlearn.gif import (
     NOISE_STREAM,
+    training_rows,
     apply_step,
     batch_mean_hvp,
     check_compat,
@@ -78,7 +80,14 @@ from erase_jax.unlearn.gif import (
     resolved_noise_mode,
     check_noise_mode,
 )
-from erase_jax.unlearn.influence import cg_solve, check_curvature, resolve_curvature, tree_axpy, tree_scale
+from erase_jax.unlearn.influence import (
+    cg_solve,
+    check_curvature,
+    newton_damping,
+    resolve_curvature,
+    tree_axpy,
+    tree_scale,
+)
 from erase_jax.unlearn.requests import RETAIN_BUDGET_RULES, RetainBudgetSettings
 
 CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in "correct")
@@ -89,7 +98,8 @@ CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in 
 class CEU:
     """CEU with the original's hyperparameter names and defaults (see the module docstring).
 
-    ceu_lambda: lambda (`--ceu_lambda`). ceu_sigma: sigma (`--ceu_sigma`). ceu_epsilon: reported
+    ceu_lambda: lambda (`--ceu_lambda`; None: `influence.newton_damping`, 1e-4 with Gauss-Newton
+    and 0.01 with the exact Hessian in "correct", the original's 0.01 in "erase"). ceu_sigma: sigma (`--ceu_sigma`). ceu_epsilon: reported
     only (`--ceu_epsilon`). ceu_cg_iterations: CG cap. ceu_hessian_samples: Hessian rows ("erase")
     and the retain budget floor. max_norm: clip of ||x||. compat: "correct" or "erase".
     noise_mode: "release" or "accumulate" (module docstring). curvature: "auto" (default),
@@ -98,7 +108,7 @@ class CEU:
 
     name: ClassVar[str] = "ceu"
 
-    ceu_lambda: float = 0.01
+    ceu_lambda: float | None = None
     ceu_sigma: float = 0.1
     ceu_epsilon: float = 0.1
     ceu_cg_iterations: int = 100
@@ -122,29 +132,30 @@ class CEU:
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         batches = (request.forget, request.clean, request.retain)
+        n_train = training_rows(request)
         contexts = (request.context_before, request.context_after)
         if resolved_noise_mode(self) == "release":
             # Step from the noiseless parameters; the noise goes on the released copy only.
-            noiseless, diagnostics = _ceu_request(self, model, state, contexts, batches, key, False)
+            noiseless, diagnostics = _ceu_request(self, model, state, contexts, batches, n_train, key, False)
             noise_key = jax.random.fold_in(key, NOISE_STREAM)
             # Always noised, also after a skipped step: a release without noise would expose
             # the noiseless state.
             diagnostics["noise_scale"] = jnp.float32(self.ceu_sigma)
             released = release_with_noise(noiseless, diagnostics["noise_scale"], noise_key)
             return released, noiseless, diagnostics
-        params, diagnostics = _ceu_request(self, model, params, contexts, batches, key, True)
+        params, diagnostics = _ceu_request(self, model, params, contexts, batches, n_train, key, True)
         return params, state, diagnostics
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 6))
-def _ceu_request(method: CEU, model, params, contexts, batches, key, add_noise: bool):
+@functools.partial(jax.jit, static_argnums=(0, 1, 7))
+def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, add_noise: bool):
     forget, clean, retain = batches
     before, after = contexts
     loss_key, noise_key = jax.random.split(key)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature)
-        damping, sign, scale = method.ceu_lambda, 1.0, 1.0
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
+        damping, sign, scale = newton_damping(method.ceu_lambda, curvature), 1.0, 1.0
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.ceu_cg_iterations)
     else:
         n_forget = jnp.sum(forget["weight"] > 0)
@@ -154,7 +165,7 @@ def _ceu_request(method: CEU, model, params, contexts, batches, key, add_noise: 
         g_rem = grad_of_batch_means(model, params, after, retain, loss_key, average=True)
         g = tree_axpy(-1.0, g_rem, g_forget)
         hessian_rows = first_rows(retain, method.ceu_hessian_samples)
-        matvec, damping = batch_mean_hvp(model, params, before, hessian_rows, loss_key), 2.0 * method.ceu_lambda
+        matvec, damping = batch_mean_hvp(model, params, before, hessian_rows, loss_key), 2.0 * newton_damping(method.ceu_lambda, "hessian", "erase")
         x, info = cg_solve(matvec, g, damping, 0.0, method.ceu_cg_iterations, atol=CG_TOLERANCE)
         sign, scale = -1.0, 1.0 / jnp.maximum(n_forget + n_clean, 1)
     # the step is sign * scale * x; the noise sigma xi is scaled with it in "erase" (Q-SIGN)

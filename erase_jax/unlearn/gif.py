@@ -14,19 +14,20 @@ rows, R = sampled retain rows), then fine-tunes on R with the persistent Adam.
 
 Two modes (`compat`):
 
-* "correct" (default): the paper's update on the rows in view, as a mean-normalised Newton step
-  of the objective after the request. With N = |C| + |R|,
+* "correct" (default): the paper's update, as the Newton step of the mean loss over the n
+  training rows kept after the request (`removal_newton_system`; R's terms weighted by
+  w = (n - |C|) / |R|, so R stands for the rows not in view),
 
-      g = ( sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)] ) / N
-      H = Hessian of the mean loss over C and R on `context_after`
-      theta <- theta + h_T / s     (LiSSA with damping gif_damping, scale gif_scale_factor),
-
-  i.e. x ~ (H + d s I)^-1 g. The first two terms are the paper's grad L_dG plus u's own kept
+      g = ( sum_F grad l(before) - sum_C grad l(after) + w sum_R [grad l(before) - grad l(after)] ) / n
+      H = curvature of (sum_C l(after) + w sum_R l(after)) / n on `context_after`
+      theta <- theta + x,   (H + gif_cg_damping I) x = g   (CG, `gif_solver="cg"`, the default)
+                            or x = h_T / s  (the paper code's LiSSA, d = gif_damping, s = gif_scale_factor).
+ The first two terms are the paper's grad L_dG plus u's own kept
   edges seen through the changed graph (sum_F grad l(before) - sum_C grad l(after) =
   sum_{F\\C} grad l(before) + sum_C [grad l(before) - grad l(after)]); R plays the neighbourhood
   N. With d = 0 and an exact optimum this is the Newton step -H^-1 grad L_after, which for a
-  quadratic loss is the retrained optimum; the default d s = 10 is the paper code's strong
-  damping. The forget rows are the request's F minus C (the runner's retrained model keeps C),
+  quadratic loss is the retrained optimum; LiSSA's d s = 10 is the paper code's strong damping
+  (a no-op at this loss scale, see `gif_solver`). The forget rows are the request's F minus C (the runner's retrained model keeps C),
   unlike the original, which removes all of F's edges. The neighbourhood is all of R: the
   original's k-hop filter, topped up with other retain rows to U rows, returns (nearly) all of
   R for the runner's retain sample of U rows, so `gif_k_hops` has no effect (kept for
@@ -42,18 +43,18 @@ Two modes (`compat`):
 
 Curvature (`curvature`, "correct" mode): H above is the exact Hessian of the kept rows' mean loss
 ("hessian", what the paper and the original use) or its generalised Gauss-Newton matrix
-J^T H_out J ("gauss_newton", `influence.gauss_newton_operator`). The default "auto" takes the
-exact Hessian on CF models (their results are unchanged) and Gauss-Newton on sequence models,
-whose exact Hessian over all parameters is indefinite: LiSSA then iterates on a matrix with
-negative eigenvalues (SASRec, ml-100k Horror, 30 requests: test Recall@20 0.146 -> 0.111 with
-the exact Hessian). "erase" always uses the exact Hessian.
+J^T H_out J ("gauss_newton", `influence.gauss_newton_operator`). The default "auto" takes Gauss-Newton wherever the model has the hook (BPR and the sequence
+models) and the exact Hessian elsewhere (LightGCN, SGL): `influence.resolve_curvature`.
+The exact Hessian over all parameters is indefinite (SASRec, ml-100k Horror, 30 requests, LiSSA:
+test Recall@20 0.146 -> 0.111 with it). "erase" always uses the exact Hessian.
 
 Both modes: `max_norm` clips ||step||; a non-finite step, ||step|| < 1e-15, or a solver status
 NONFINITE / RESIDUAL_GROWTH skips the update AND the fine-tuning (the original returns early), and
-`skipped` is recorded. Then fine-tuning (both modes): E = 1 + U // |R| epochs, each a fresh
-shuffled pass over R in batches of 256 capped at U = gif_retain_samples (None: 16 |F|) rows, one
-Adam step (lr = learning_rate, the config lr) per batch on `context_after`; Adam's moments are
-the method state and persist across requests, as in the original.
+`skipped` is recorded. Then, by default only in "erase" (`fine_tunes`), fine-tuning: E =
+1 + U // |R| epochs, each a fresh shuffled pass over R in batches of 256 capped at U =
+gif_retain_samples (None: 16 |F|) rows, one Adam step (lr = learning_rate, the config lr) per
+batch on `context_after`; Adam's moments are the method state and persist across requests, as
+in the original.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from erase_jax.unlearn.influence import (
     data_parallel_loss,
     hvp,
     lissa_solve,
+    newton_damping,
     pad_rows,
     resolve_curvature,
     richardson_solve,
@@ -102,17 +104,19 @@ class GIF:
     gif_hessian_samples: Hessian rows in "erase" (1024, hard-coded in the original).
     retain_samples_used_for_update: the retain budget rule's T (requests.RETAIN_BUDGET_RULES).
     learning_rate: fine-tuning Adam lr (the config's `learning_rate`).
+    retain_finetune: whether the retain fine-tuning runs (None: `fine_tunes`, i.e. not in
+      "correct", as the GIF paper, and in "erase", as the original).
     max_norm: clip of ||step|| (`--max_norm`; None = no clip). compat: "correct" or "erase".
-    gif_solver: how H^-1 v is computed in "correct" mode: "lissa" (default, the paper's
-      recursion with gif_damping and gif_scale_factor; its fixed point is (H + d s I)^-1 g,
-      d s = 10 at the defaults, far above the curvature of a BPR user's rows in the mean Hessian
-      over all N rows, so in effect a short gradient step) or "cg" ((H + gif_cg_damping I) x = g to a
-      relative tolerance). "cg" takes a real Newton step over ALL parameters, where matrix
-      factorisation's Hessian is indefinite (the loss is bilinear in user and item rows): on
-      ml-100k Horror it wrecked the model (test Recall@20 0.19 -> 0.03 after 98 requests,
-      fine-tuning included), so it is not the default. "erase" always runs the original's
-      recursion.
-    gif_cg_damping: lambda of the "cg" solver (1e-4, as SCIF's correct mode).
+    gif_solver: how H^-1 g is computed in "correct" mode: "cg" (default: (H + gif_cg_damping I)
+      x = g to a relative tolerance, at most gif_iterations steps) or "lissa" (the paper code's
+      recursion with gif_damping and gif_scale_factor, whose fixed point is (H + d s I)^-1 g:
+      d s = 10 at the paper's defaults, about 10^4 times the curvature of a user's block in the
+      mean loss over the data, so it is a gradient step of about g / 10 that leaves the model
+      where it was (ml-100k BPR Horror, 98 requests: Horror exposure 45.9 % before and after).
+      "erase" always runs the original's recursion.
+    gif_cg_damping: lambda of the "cg" solver (None: `influence.newton_damping`, 1e-4 with
+      Gauss-Newton, 0.01 with the exact Hessian, which is indefinite over all parameters: with
+      1e-4 it wrecked BPR, test Recall@20 0.19 -> 0.03).
     curvature: "auto" (default), "hessian" or "gauss_newton" (module docstring; "correct" only).
     """
 
@@ -126,10 +130,11 @@ class GIF:
     gif_hessian_samples: int = 1024
     retain_samples_used_for_update: int = 128
     learning_rate: float = 1e-3
+    retain_finetune: bool | None = None
     max_norm: float | None = None
     compat: str = "correct"
     gif_solver: str | None = None
-    gif_cg_damping: float = 1e-4
+    gif_cg_damping: float | None = None
     curvature: str = "auto"
 
     def __post_init__(self):
@@ -144,8 +149,8 @@ class GIF:
 
     @property
     def solver(self) -> str:
-        """The solver in use: `gif_solver`, else the paper's recursion ("lissa")."""
-        return self.gif_solver or "lissa"
+        """The solver in use in "correct" mode: `gif_solver`, else "cg"."""
+        return self.gif_solver or "cg"
 
     def retain_budget(self, n_forget_rows: int) -> int:
         settings = RetainBudgetSettings(retain_samples_used_for_update=self.retain_samples_used_for_update)
@@ -156,22 +161,23 @@ class GIF:
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         cap = self.gif_retain_samples if self.gif_retain_samples is not None else 16 * request.n_forget_rows
-        epochs = finetune_epochs(cap, request.retain)
+        epochs = finetune_epochs(cap, request.retain) if fine_tunes(self) else 0
         batches = (request.forget, request.clean, request.retain)
         contexts = (request.context_before, request.context_after)
-        return _gif_request(self, model, epochs, params, state, contexts, batches, jnp.float32(cap), key)
+        return _gif_request(self, model, epochs, params, state, contexts, batches, training_rows(request), jnp.float32(cap), key)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batches, cap, key):
+def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batches, n_train, cap, key):
     forget, clean, retain = batches
     before, after = contexts
     loss_key, finetune_key = jax.random.split(key)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
         if method.solver == "cg":
-            x, info = cg_solve(matvec, g, method.gif_cg_damping, CG_TOLERANCE, method.gif_iterations)
+            damping = newton_damping(method.gif_cg_damping, curvature)
+            x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.gif_iterations)
         else:
             x, info = lissa_solve(matvec, g, method.gif_damping, method.gif_scale_factor, method.gif_iterations)
     else:
@@ -206,31 +212,51 @@ def _zero_batch_like(batch: Batch) -> Batch:
     return {**batch, "weight": jnp.zeros_like(batch["weight"])}
 
 
-def removal_newton_system(model, params, contexts, batches, key, curvature: str = "hessian"):
+def training_rows(request: RequestData) -> jax.Array:
+    """The training set's size after the request (float32; 0 when the caller did not say)."""
+    return jnp.float32(request.n_train_rows or 0)
+
+
+def removal_newton_system(model, params, contexts, batches, key, curvature: str = "hessian", n_train=0.0):
     """(g, v -> H v): the right-hand side and operator of the correct modes' Newton system.
 
-    g = (sum_F grad l(before) - sum_C grad l(after) + sum_R [grad l(before) - grad l(after)]) / N,
-    N = |C| + |R|, and H the curvature ("hessian" or "gauss_newton",
-    `influence.curvature_operator`) of the mean loss over C and R on `context_after`, over all
-    parameters: then (H + 0 I)^-1 g is the Newton step -H^-1 grad L_after of the objective after
-    the request, assuming grad L_before = 0 at the trained parameters (the influence-function
-    premise). `model.loss` must be a weighted mean.
+    The objective is the mean loss over the n training rows kept after the request (n =
+    `n_train`, `RequestData.n_train_rows`). Its Newton step from the trained parameters is
+    (H + 0 I)^-1 g with
+
+        g = ( sum_F grad l(before) - sum_C grad l(after) + w sum_R [grad l(before) - grad l(after)] ) / n
+        H = curvature of ( sum_C l(after) + w sum_R l(after) ) / n,   w = (n - |C|) / |R|,
+
+    assuming grad L_before = 0 at the trained parameters (the influence-function premise). The
+    request's own kept rows C are all there; the retain sample R stands for the other n - |C|
+    rows, so its terms are weighted by w: H is then an unbiased estimate of the kept data's
+    mean curvature, and the forgotten rows' gradient is divided by n, the data's size, not the
+    sample's. (Dividing by the sample size |C| + |R| instead, as this function did before,
+    leaves the step of the request's own users unchanged when the damping is 0, since their
+    rows are all in C, but makes the step of every item 70x too long on ml-100k, n / (|C| + |R|),
+    and it grew as the retain budget shrank.) `n_train` 0 means "the sample is the data":
+    n = |C| + |R|, w = 1. `curvature` is "hessian" or "gauss_newton"
+    (`influence.curvature_operator`); everything is over all parameters. `model.loss` must be
+    a weighted mean.
     """
     before, after = contexts
     forget, clean, retain = batches
     clean = _zero_batch_like(forget) if clean is None else clean
     n = lambda b: jnp.sum(b["weight"])
-    n_kept = jnp.maximum(n(clean) + n(retain), 1.0)
-    kept = {k: jnp.concatenate([clean[k], retain[k]]) for k in retain}
+    n_sample = jnp.maximum(n(clean) + n(retain), 1.0)
+    n_total = jnp.where(n_train > 0, jnp.maximum(n_train, n_sample), n_sample)
+    retain_weight = jnp.where(n(retain) > 0, (n_total - n(clean)) / jnp.maximum(n(retain), 1.0), 1.0)
+    weighted_retain = {**retain, "weight": retain["weight"] * retain_weight}
+    kept = {k: jnp.concatenate([clean[k], weighted_retain[k]]) for k in retain}
 
     loss_before = data_parallel_loss(model, before, key)  # rows split over local devices
     loss_after = data_parallel_loss(model, after, key)
 
     def signed_sum(p):
         total = n(forget) * loss_before(p, forget) - n(clean) * loss_after(p, clean)
-        return total + n(retain) * (loss_before(p, retain) - loss_after(p, retain))
+        return total + retain_weight * n(retain) * (loss_before(p, retain) - loss_after(p, retain))
 
-    g = tree_scale(1.0 / n_kept, jax.grad(signed_sum)(params))
+    g = tree_scale(1.0 / n_total, jax.grad(signed_sum)(params))
     return g, curvature_operator(curvature, model, after, kept, key, params)
 
 
@@ -323,6 +349,25 @@ def gaussian_noise(key, params, scale):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(treedef, [scale * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)])
+
+
+def fine_tunes(method) -> bool:
+    """Whether GIF's or IDEA's retain fine-tuning runs: `method.retain_finetune` when set, else
+    only in compat="erase".
+
+    The GIF and IDEA papers stop at the influence step (plus noise for IDEA); the fine-tuning on
+    retain rows after every request is ERASE's addition, so the correct modes leave it out by
+    default. It also works against the removal on CF models: the retain rows are whole users
+    other than those unlearned so far, so the persistent Adam moves the item embeddings while
+    the unlearned users' embeddings stay put, and their rankings drift towards chance (ml-100k
+    BPR Horror, IDEA with Gauss-Newton at damping 0.003, 98 requests: 32.7 % of the unlearned
+    users with a Horror item in the top 20 without it, 62.2 % with it, where 64 % is what a
+    random ranking gives; original 45.9 %; starting Adam from the trained optimiser state instead
+    of fresh: 61.2 %; benchmarks/RESULTS.md).
+    """
+    if method.retain_finetune is not None:
+        return bool(method.retain_finetune)
+    return method.compat == "erase"
 
 
 def finetune_epochs(cap: int, retain: Batch) -> int:

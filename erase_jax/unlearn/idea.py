@@ -10,8 +10,9 @@ uses the proxy Delta = zeta = lambda ||x|| and sigma = max(sigma_0, ...).
 
 Two modes (`compat`):
 
-* "correct" (default): g and H as in `gif.removal_gradient` (N = |C| + |R|; forget/before terms on
-  `context_before`, kept/after terms and H on `context_after`),
+* "correct" (default): g and H as in `gif.removal_newton_system` (the mean loss over the n
+  training rows kept after the request; forget/before terms on `context_before`, kept/after
+  terms and H on `context_after`),
 
       (H + idea_damping I) x = g                 (CG, relative tolerance 1e-6)
       zeta = idea_damping ||x||,  sigma = max(idea_sigma, zeta sqrt(2 ln(1.25/idea_delta)) / idea_epsilon)
@@ -30,15 +31,17 @@ Two modes (`compat`):
 
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
-`influence.gauss_newton_operator`, positive semi-definite). The default "auto" keeps the exact
-Hessian on CF models and takes Gauss-Newton on sequence models, whose Hessian over all
-parameters is indefinite (with it, SASRec's test Recall@20 fell from 0.146 to 0.024 on
-ml-100k Horror, 30 requests). "erase" always uses the exact Hessian.
+`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes Gauss-Newton wherever the model has the hook (BPR and the sequence
+models) and the exact Hessian elsewhere (LightGCN, SGL): `influence.resolve_curvature`.
+With the indefinite exact Hessian SASRec's test Recall@20 fell from 0.146 to 0.024 (ml-100k
+Horror, 30 requests). idea_damping None picks the damping by curvature
+(`influence.newton_damping`). "erase" always uses the exact Hessian.
 
 Both: `max_norm` clips ||x|| before the noise; a non-finite x, ||x|| < 1e-15 or a solver status
 NONFINITE / RESIDUAL_GROWTH skips the update, the noise and the fine-tuning (`skipped`). Then
-fine-tuning as GIF's (Adam state = method state, learning_rate), with U = 128 |F| rows per epoch
-(hard-coded in the original; `idea_finetune_samples_per_forget_row`). Diagnostics report
+(by default only in "erase", `gif.fine_tunes`) fine-tuning as GIF's (Adam state = method
+state, learning_rate), with U = 128 |F| rows per epoch (hard-coded in the original;
+`idea_finetune_samples_per_forget_row`). Diagnostics report
 `noise_scale` (sigma used), `sensitivity` (zeta) and `required_noise_scale` (the calibrated term
 before the max with sigma_0). The original's k-hop Hessian set is all of R in practice, so
 `idea_k_hops` is not a field.
@@ -58,10 +61,12 @@ import optax
 from erase_jax.unlearn.base import RequestData, register
 from erase_jax.unlearn.gif import (
     NOISE_STREAM,
+    training_rows,
     apply_step,
     check_compat,
     finetune,
     finetune_epochs,
+    fine_tunes,
     first_rows,
     gaussian_noise,
     grad_of_batch_means,
@@ -75,6 +80,7 @@ from erase_jax.unlearn.influence import (
     cg_solve,
     check_curvature,
     hvp_operator,
+    newton_damping,
     resolve_curvature,
     tree_axpy,
     tree_norm,
@@ -90,10 +96,12 @@ CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in 
 class IDEA:
     """IDEA with the original's hyperparameter names and defaults (see the module docstring).
 
-    idea_damping: lambda. idea_sigma: sigma_0. idea_epsilon, idea_delta: the (epsilon, delta) of
+    idea_damping: lambda (None: `influence.newton_damping`, as CEU's ceu_lambda). idea_sigma: sigma_0. idea_epsilon, idea_delta: the (epsilon, delta) of
     the calibration. idea_iterations: CG cap. idea_hessian_samples: Hessian rows ("erase") and
     the retain budget floor. idea_finetune_samples_per_forget_row: U / |F| (128 in the original).
     learning_rate: fine-tuning Adam lr (config lr). max_norm: clip of ||x||. compat.
+    retain_finetune: whether the retain fine-tuning runs (None: not in "correct", as the IDEA
+    paper, and in "erase", as the original; `gif.fine_tunes`).
     noise_mode: "release" (default in "correct": the state keeps the noiseless, fine-tuned
     parameters and every release adds a fresh draw, see `ceu`) or "accumulate" (the original,
     default in "erase": the noise enters the model before fine-tuning and compounds).
@@ -102,7 +110,7 @@ class IDEA:
 
     name: ClassVar[str] = "idea"
 
-    idea_damping: float = 0.01
+    idea_damping: float | None = None
     idea_sigma: float = 0.1
     idea_epsilon: float = 0.1
     idea_delta: float = 0.01
@@ -110,6 +118,7 @@ class IDEA:
     idea_hessian_samples: int = 1024
     idea_finetune_samples_per_forget_row: int = 128
     learning_rate: float = 1e-3
+    retain_finetune: bool | None = None
     max_norm: float | None = None
     compat: str = "correct"
     noise_mode: str | None = None
@@ -132,18 +141,19 @@ class IDEA:
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         cap = self.idea_finetune_samples_per_forget_row * request.n_forget_rows
-        epochs = finetune_epochs(cap, request.retain)
+        epochs = finetune_epochs(cap, request.retain) if fine_tunes(self) else 0
         batches = (request.forget, request.clean, request.retain)
+        n_train = training_rows(request)
         contexts = (request.context_before, request.context_after)
         if resolved_noise_mode(self) == "release":
             noiseless, adam, diagnostics = _idea_request(
-                self, model, epochs, False, state["noiseless"], state["adam"], contexts, batches, jnp.float32(cap), key
+                self, model, epochs, False, state["noiseless"], state["adam"], contexts, batches, n_train, jnp.float32(cap), key
             )
             # Always noised (at least sigma_0), also after a skipped step.
             diagnostics["noise_scale"] = jnp.maximum(diagnostics["noise_scale"], self.idea_sigma)
             released = release_with_noise(noiseless, diagnostics["noise_scale"], jax.random.fold_in(key, NOISE_STREAM))
             return released, {"adam": adam, "noiseless": noiseless}, diagnostics
-        return _idea_request(self, model, epochs, True, params, state, contexts, batches, jnp.float32(cap), key)
+        return _idea_request(self, model, epochs, True, params, state, contexts, batches, n_train, jnp.float32(cap), key)
 
 
 def gaussian_mechanism_factor(delta: float) -> float:
@@ -152,14 +162,15 @@ def gaussian_mechanism_factor(delta: float) -> float:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 3))
-def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, cap, key):
+def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, n_train, cap, key):
     forget, clean, retain = batches
     before, after = contexts
     loss_key, noise_key, finetune_key = jax.random.split(key, 3)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature)
-        x, info = cg_solve(matvec, g, method.idea_damping, CG_TOLERANCE, method.idea_iterations)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
+        damping = newton_damping(method.idea_damping, curvature)
+        x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.idea_iterations)
     else:
         n_forget = jnp.maximum(jnp.sum(forget["weight"] > 0), 1)
         g = tree_scale(-1.0 / n_forget, grad_of_batch_means(model, params, before, forget, loss_key))
@@ -167,12 +178,13 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
             n_clean = jnp.maximum(jnp.sum(clean["weight"] > 0), 1)
             g = tree_axpy(1.0 / n_clean, grad_of_batch_means(model, params, before, clean, loss_key), g)
         hessian_rows = first_rows(retain, method.idea_hessian_samples)
+        damping = newton_damping(method.idea_damping, "hessian", "erase")
         hessian_loss = lambda p: model.loss(p, before, hessian_rows, loss_key)  # row-weighted mean over K
-        x, info = cg_solve(hvp_operator(hessian_loss, params), g, method.idea_damping, 0.0, method.idea_iterations,
+        x, info = cg_solve(hvp_operator(hessian_loss, params), g, damping, 0.0, method.idea_iterations,
                            atol=CG_TOLERANCE)
     if method.max_norm is not None:
         x = tree_scale(jnp.minimum(1.0, method.max_norm / (tree_norm(x) + 1e-6)), x)
-    sensitivity = method.idea_damping * tree_norm(x)
+    sensitivity = damping * tree_norm(x)
     factor = gaussian_mechanism_factor(method.idea_delta)
     if method.compat == "correct":
         required = sensitivity * factor / method.idea_epsilon

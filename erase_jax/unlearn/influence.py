@@ -531,19 +531,26 @@ def check_curvature(name: str, curvature: str, compat: str) -> None:
                          "needs compat='correct'")
 
 
-def resolve_curvature(curvature: str, model, compat: str = "correct") -> str:
+def resolve_curvature(curvature: str, model, compat: str = "correct", cf_auto: str = "gauss_newton") -> str:
     """The curvature a Newton-type step uses: "hessian" or "gauss_newton".
 
-    "auto" is the exact Hessian for CF models (what the original uses; their results stay as
-    they were) and Gauss-Newton for sequence models, whose exact Hessian is indefinite (CG on
-    it meets negative curvature within 0-2 iterations and its truncated steps wreck the model:
-    SASRec, ml-100k Horror, CEU and IDEA take test Recall@20 from 0.146 to 0.02-0.024).
-    compat="erase" always uses the exact Hessian.
+    "auto" is Gauss-Newton wherever the model has the `output_loss_parts` hook (BPR and the
+    sequence models) and the exact Hessian elsewhere (LightGCN, SGL). Over all parameters the
+    exact Hessian is indefinite: matrix factorisation's loss is bilinear in user and item rows,
+    and on sequence models CG met negative curvature within 0-2 iterations, its truncated steps
+    wrecking the model (SASRec, ml-100k Horror, CEU and IDEA: test Recall@20 0.146 -> 0.02).
+    Gauss-Newton is positive semi-definite and gave retrain-like steps on BPR (RESULTS,
+    "Gauss-Newton curvature on BPR"). `cf_auto="hessian"` keeps the exact Hessian on CF models
+    for a method whose CF block is convex (SCIF's user rows: for fixed items the BPR loss is
+    convex in a user's row, so its exact Hessian is PSD). compat="erase" always uses the exact
+    Hessian, as the original.
     """
     if compat == "erase" or curvature == "hessian":
         return "hessian"
     if curvature == "auto":
-        return "gauss_newton" if model_family(model) == "SBR" and has_gauss_newton(model) else "hessian"
+        if not has_gauss_newton(model):
+            return "hessian"
+        return "gauss_newton" if model_family(model) == "SBR" else cf_auto
     if not has_gauss_newton(model):
         raise ValueError(f"curvature='gauss_newton' needs the model's output_loss_parts hook; {model.name} has none")
     return "gauss_newton"
@@ -580,6 +587,27 @@ SEQUENCE_CORRECT_DAMPING = 1.0
 # requests: test Recall@20 0.146 -> 0.021 with 0.01); with 1.0 it converges in 4-12 iterations
 # (steps 0.05-0.3) and keeps 0.145.
 FAMILY_DAMPING: dict[tuple[str, str, str], float] = {("scif", "correct", "SBR"): SEQUENCE_CORRECT_DAMPING}
+
+
+ORIGINAL_NEWTON_DAMPING = 0.01  # ceu_lambda, idea_damping: the original's default (compat="erase")
+# The damping of the correct modes' removal Newton step (`gif.removal_newton_system`: the mean
+# loss over the whole kept data, so a user's block has curvature ~ (rows of the user / n) x the
+# per-row curvature, about 1e-3 on ml-100k) per curvature, where the user sets none. Measured on
+# ml-100k BPR Horror, 98 requests, Gauss-Newton, CEU without noise: 1e-4 -> 32.7 % of the
+# unlearned users with a Horror item in the top 20 (retrain 34.7, original 45.9) at test
+# Recall@20 0.193 (original 0.1934). With CEU's noise (sigma 0.1): 1e-3 -> 53 % (too short a
+# step), 1e-4 -> 41.8 %, 1e-5 -> CG stops at 100 iterations unconverged and Recall@20 falls to
+# 0.144. The exact Hessian is indefinite over all parameters, so it keeps
+# the original's strong damping.
+NEWTON_DAMPING = {"gauss_newton": 1e-4, "hessian": ORIGINAL_NEWTON_DAMPING}
+
+
+def newton_damping(setting: float | None, curvature: str, compat: str = "correct") -> float:
+    """CEU's, IDEA's and GIF's (CG) damping: the user's `setting` when given, else the original's
+    0.01 in compat="erase" and `NEWTON_DAMPING[curvature]` in "correct"."""
+    if setting is not None:
+        return setting
+    return ORIGINAL_NEWTON_DAMPING if compat == "erase" else NEWTON_DAMPING[curvature]
 
 
 def resolve_damping(method: str, compat: str, setting: float | None, default: float, model) -> float:

@@ -196,6 +196,10 @@ def request_data(protocol: Protocol, batch, removed_before, removed_after, retai
         time_limit_seconds=time_limit,
         removed_rows=np.nonzero(removed_after & ~removed_before)[0],
         experiment=protocol.experiment,
+        # the training rows minus everything removed so far (for SBR, where one removed item
+        # drops one prefix row, and for forget sets reaching into valid/test rows, within the
+        # number of removed rows of the exact count)
+        n_train_rows=max(len(protocol.train_rows.rows) - int(removed_after.sum()), 1),
     )
 
 

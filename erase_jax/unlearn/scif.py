@@ -318,7 +318,7 @@ def _correct_request(method: SCIF, model, params, contexts, rows: Batch, weights
         clean_loss = loss_on_block(lambda p: loss_after(p, clean), params, block)
         kept_gradient = tree_scale(jnp.sum(clean_weight) / n_kept, jax.grad(clean_loss)(values))
     mean_gradient = tree_axpy(-n_forget / n_kept, jax.grad(forget_loss)(values), kept_gradient)
-    curvature = resolve_curvature(method.curvature, model)
+    curvature = resolve_curvature(method.curvature, model, cf_auto="hessian")
     matvec = curvature_operator(curvature, model, context_after, kept, key, params, block)
     x, info = cg_solve(matvec, mean_gradient, method.damping_for(model), method.cg_tol, method.cg_iterations)
     return _apply_step(method, params, block, x, 1.0, info)
