@@ -176,6 +176,44 @@ def test_bpr_gauss_newton_is_jt_hout_j_plus_the_l2_hessian():
     np.testing.assert_allclose(block_gn, block_hessian, atol=1e-6 * np.max(np.abs(block_hessian)))
 
 
+def test_lightgcn_forward_mode_twin_and_gauss_newton_through_the_graph():
+    """LightGCN's curvature products run on its forward-mode twin (graph products without the
+    custom VJP): same loss and gradient; G = J^T H_out J + the L2 Hessian and H checked against
+    dense matrices built by reverse mode on the ordinary model."""
+    model = build_model("LightGCN", embedding_size=3, n_layers=2, reg_weight=0.1, require_pow=True)
+    rng = np.random.default_rng(0)
+    edges = rng.integers(0, 5, 14), rng.integers(0, 6, 14)
+    context = model.prepare(CFTrainData(5, 6, edges[0].astype(np.int32), edges[1].astype(np.int32)))
+    params = model.init(jax.random.PRNGKey(0), context)
+    batch = {k: jnp.asarray(rng.integers(0, n, N_ROWS), jnp.int32) for k, n in (("users", 5), ("pos", 6), ("neg", 6))}
+    batch["weight"] = jnp.asarray(WEIGHT, jnp.float32)
+    twin = model.forward_mode()
+    flat, unravel = ravel_pytree(params)
+    loss = lambda m: (lambda f: m.loss(unravel(f), context, batch, None))
+    np.testing.assert_allclose(loss(twin)(flat), loss(model)(flat), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(loss(twin))(flat), jax.grad(loss(model))(flat), rtol=1e-5, atol=1e-7)
+
+    parts = lambda f: model.output_loss_parts(unravel(f), context, batch, None)
+    margins, _, penalty = parts(flat)
+    bpr = -jnp.sum(batch["weight"] * jnp.log(1e-10 + jax.nn.sigmoid(margins))) / jnp.sum(batch["weight"])
+    np.testing.assert_allclose(bpr + penalty, loss(model)(flat), rtol=1e-6)
+    jacobian = np.asarray(jax.jacrev(lambda f: parts(f)[0])(flat), np.float64)  # reverse mode, custom VJP
+    logistic = lambda m: -jnp.sum(batch["weight"] * jax.nn.log_sigmoid(m)) / jnp.sum(batch["weight"])
+    output_hessian = np.asarray(jax.hessian(logistic)(margins), np.float64)
+    expected_gn = jacobian.T @ output_hessian @ jacobian
+    expected_gn += np.asarray(jax.jacrev(jax.jacrev(lambda f: parts(f)[2]))(flat), np.float64)
+    expected_hessian = np.asarray(jax.jacrev(jax.jacrev(loss(model)))(flat), np.float64)
+
+    assert resolve_curvature("auto", model) == "gauss_newton"
+    operators = jax.jit(lambda p: [
+        dense_operator(curvature_operator(c, model, context, batch, None, p), p) for c in ("gauss_newton", "hessian")
+    ])
+    got_gn, got_hessian = (np.asarray(m, np.float64) for m in operators(params))
+    np.testing.assert_allclose(got_gn, expected_gn, atol=1e-5 * np.max(np.abs(expected_gn)))
+    np.testing.assert_allclose(got_hessian, expected_hessian, atol=1e-5 * np.max(np.abs(expected_hessian)))
+    assert np.linalg.eigvalsh(got_gn).min() > -1e-6
+
+
 SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, os
@@ -214,15 +252,16 @@ def test_gauss_newton_sharded_over_four_devices_equals_one_device():
 
 def test_curvature_and_damping_defaults_per_model_family():
     gru, _, _, _ = sequence_setting("GRU4Rec")
-    bpr, lightgcn = build_model("BPR"), build_model("LightGCN")
+    bpr, lightgcn, sgl = build_model("BPR"), build_model("LightGCN"), build_model("SGL")
     assert resolve_curvature("auto", gru) == "gauss_newton"
     assert resolve_curvature("auto", bpr) == "gauss_newton"  # CEU, IDEA, GIF: all parameters
     assert resolve_curvature("auto", bpr, cf_auto="hessian") == "hessian"  # SCIF: a convex user block
-    assert resolve_curvature("auto", lightgcn) == "hessian"  # no hook
+    assert resolve_curvature("auto", lightgcn) == "gauss_newton"  # on its forward-mode twin
+    assert resolve_curvature("auto", sgl) == "hessian"  # no hook
     assert resolve_curvature("auto", gru, compat="erase") == "hessian"
     assert resolve_curvature("gauss_newton", bpr) == "gauss_newton" and resolve_curvature("hessian", gru) == "hessian"
     with pytest.raises(ValueError, match="output_loss_parts"):
-        resolve_curvature("gauss_newton", lightgcn)  # no hook: its graph product is a custom_vjp
+        resolve_curvature("gauss_newton", sgl)  # no hook
     for name in ("gif", "ceu", "idea", "scif"):
         with pytest.raises(ValueError, match="curvature"):
             build_method(name, compat="erase", curvature="gauss_newton")
@@ -233,5 +272,6 @@ def test_curvature_and_damping_defaults_per_model_family():
     assert build_method("scif").damping_for(bpr) == 1e-4
     assert build_method("scif", damping=0.01).damping_for(gru) == 0.01  # a given damping wins
     assert build_method("scif", compat="erase").damping_for(gru) == 0.01
-    assert newton_damping(None, "gauss_newton") == 1e-4 and newton_damping(None, "hessian") == 0.01
-    assert newton_damping(None, "gauss_newton", "erase") == 0.01 and newton_damping(3e-3, "hessian") == 3e-3
+    assert newton_damping(None, "gauss_newton", bpr) == 1e-4 and newton_damping(None, "hessian", bpr) == 0.01
+    assert newton_damping(None, "gauss_newton", gru) == 0.01
+    assert newton_damping(None, "gauss_newton", bpr, "erase") == 0.01 and newton_damping(3e-3, "hessian", gru) == 3e-3

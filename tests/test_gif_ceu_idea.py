@@ -14,7 +14,7 @@ from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
 from erase_jax.unlearn import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
 from erase_jax.unlearn.base import RequestData, build_method
-from erase_jax.unlearn.influence import SolverStatus
+from erase_jax.unlearn.influence import SolverStatus, newton_damping, resolve_curvature
 
 PADDED_ROWS = 64
 N_USERS, N_ITEMS, ROWS_PER_USER, DIM, REG = 12, 7, 6, 3, 0.1
@@ -276,7 +276,7 @@ def tiny_requests():
     rows = {"users": users, "pos": items, "neg": negs}
     forget, clean, retain = select(rows, users == 3), select(rows, (users == 3) & ~removed), select(rows, users >= 6)
     out = {}
-    for name in ("BPR", "LightGCN"):
+    for name in ("BPR", "LightGCN", "SGL"):
         model = build_model(name, embedding_size=8)
         before = model.prepare(CFTrainData(n_users, n_items, users, items), 64)
         after = model.prepare(CFTrainData(n_users, n_items, users[~removed], items[~removed]), 64)
@@ -292,11 +292,11 @@ def tiny():
 
 
 @pytest.mark.parametrize("name", ["gif", "ceu", "idea"])
-@pytest.mark.parametrize("compat, model_name", [("correct", "LightGCN"), ("erase", "BPR")])
-def test_runs_on_bpr_and_lightgcn(tiny, name, compat, model_name):
-    """The correct mode on LightGCN (before/after graphs, HVPs through its custom_vjp), the erase
-    mode on BPR; the other two pairings add compile time only (the convex tests above cover the
-    correct mode's arithmetic)."""
+@pytest.mark.parametrize("compat, model_name", [("correct", "LightGCN"), ("erase", "BPR"), ("correct", "SGL")])
+def test_runs_on_bpr_lightgcn_and_sgl(tiny, name, compat, model_name):
+    """The correct mode on LightGCN (before/after graphs, Gauss-Newton on its forward-mode twin)
+    and on SGL (exact Hessian: no Gauss-Newton hook), the erase mode on BPR; other pairings add
+    compile time only (the convex tests above cover the correct mode's arithmetic)."""
     model, params, req = tiny[model_name]
     method = build_method(name, compat=compat)
     assert method.retain_budget(req.n_forget_rows) > 0
@@ -305,7 +305,8 @@ def test_runs_on_bpr_and_lightgcn(tiny, name, compat, model_name):
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(new))
     assert not diag["skipped"], diag
     if name == "idea":  # sigma = max(sigma_0, calibrated), Gaussian mechanism (divided in "erase")
-        factor, zeta = math.sqrt(2 * math.log(1.25 / 0.01)), 0.01 * float(diag["solution_norm"])
+        damping = newton_damping(None, resolve_curvature("auto", model, compat), model, compat)
+        factor, zeta = math.sqrt(2 * math.log(1.25 / 0.01)), damping * float(diag["solution_norm"])
         required = zeta * factor / 0.1 if compat == "correct" else zeta / (0.1 * factor)
         assert float(diag["sensitivity"]) == pytest.approx(zeta, rel=1e-5)
         assert float(diag["required_noise_scale"]) == pytest.approx(required, rel=1e-5)

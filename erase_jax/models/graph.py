@@ -113,14 +113,22 @@ def propagate(
     weights_by_item: jax.Array,
     user_embeddings: jax.Array,
     item_embeddings: jax.Array,
+    forward_mode: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """One layer of A_hat @ [users; items]: each user gathers its items and vice versa.
 
     With R the weighted [n_users, n_items] block of A_hat: new users = R @ items and new
-    items = R^T @ users. `weights_by_item` is `weights[graph.item_order]`.
+    items = R^T @ users. `weights_by_item` is `weights[graph.item_order]`. `forward_mode`
+    computes the same products without the custom VJP, so that JAX's own sparse rules
+    differentiate them, forward mode included (what Hessian-vector products by
+    forward-over-reverse and Gauss-Newton products need; reverse mode then transposes the CSR
+    product with a scatter, slower than the custom VJP, so training keeps the latter).
     """
     by_user = (weights, graph.items, graph.user_indptr)
     by_item = (weights_by_item, graph.users_by_item, graph.item_indptr)
+    if forward_mode:
+        n_users, n_items = user_embeddings.shape[0], item_embeddings.shape[0]
+        return _csr_product(by_user, n_users, item_embeddings), _csr_product(by_item, n_items, user_embeddings)
     return _bipartite_product(by_user, by_item, user_embeddings, item_embeddings)
 
 
@@ -162,17 +170,18 @@ def light_gcn_embeddings(
     user_embeddings: jax.Array,
     item_embeddings: jax.Array,
     n_layers: int,
+    forward_mode: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """LightGCN's final embeddings: the mean of layers 0..n_layers (He et al. 2020, eq. 8).
 
     `weights` is either one edge-weight vector [capacity] used by every layer, or one per layer
-    [n_layers, capacity] (SGL's random-walk views).
+    [n_layers, capacity] (SGL's random-walk views). `forward_mode`: see `propagate`.
     """
     layer_weights = jnp.broadcast_to(weights, (n_layers, graph.capacity))
     layer_weights_by_item = layer_weights[:, graph.item_order]
     users, items = user_embeddings, item_embeddings
     user_sum, item_sum = users, items
     for layer in range(n_layers):
-        users, items = propagate(graph, layer_weights[layer], layer_weights_by_item[layer], users, items)
+        users, items = propagate(graph, layer_weights[layer], layer_weights_by_item[layer], users, items, forward_mode)
         user_sum, item_sum = user_sum + users, item_sum + items
     return user_sum / (n_layers + 1), item_sum / (n_layers + 1)

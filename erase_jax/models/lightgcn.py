@@ -31,11 +31,15 @@ class LightGCN(CFModelBase):
 
     name: ClassVar[str] = "LightGCN"
     trainable: ClassVar[bool] = True
+    output_loss: ClassVar[str] = "logistic"  # what `loss` is of `output_loss_parts`' outputs
 
     embedding_size: int = 64
     n_layers: int = 2
     reg_weight: float = 1e-4
     require_pow: bool = False
+    # graph products differentiable in forward mode (`graph.propagate`); `forward_mode()` sets it
+    # for the unlearning methods' curvature products, training keeps the faster custom VJP
+    forward_mode_graph: bool = False
 
     @property
     def loss_is_row_mean(self) -> bool:
@@ -51,10 +55,14 @@ class LightGCN(CFModelBase):
     def init(self, key: jax.Array, context: BipartiteGraph):
         return self._embeddings(context).init(key)
 
+    def forward_mode(self) -> "LightGCN":
+        """The same model with graph products that forward-mode differentiation can go through."""
+        return dataclasses.replace(self, forward_mode_graph=True)
+
     def _forward(self, params, graph: BipartiteGraph):
         """((ego users, ego items), (final users, final items)), all users and items at once."""
         ego_users, ego_items = self._embeddings(graph).apply(params)
-        final = light_gcn_embeddings(graph, graph.weights, ego_users, ego_items, self.n_layers)
+        final = light_gcn_embeddings(graph, graph.weights, ego_users, ego_items, self.n_layers, self.forward_mode_graph)
         return (ego_users, ego_items), final
 
     def loss(self, params, context: BipartiteGraph, batch: Batch, key: jax.Array) -> jax.Array:
@@ -64,6 +72,17 @@ class LightGCN(CFModelBase):
         ego_batch = (ego_users[batch["users"]], ego_items[batch["pos"]], ego_items[batch["neg"]])
         regularizer = emb_loss(ego_batch, batch["weight"], self.require_pow)
         return bpr_loss(pos_scores, neg_scores, batch["weight"]) + self.reg_weight * regularizer
+
+    def output_loss_parts(self, params, context: BipartiteGraph, batch: Batch, key: jax.Array):
+        """(margins [n], row weights, L2 term): `loss` is the weighted mean of
+        -log(1e-10 + sigmoid(margin)) plus the L2 term (as `BPR.output_loss_parts`; the hook of
+        the Gauss-Newton curvature, which linearises it: use it on `forward_mode()`)."""
+        del key
+        (ego_users, ego_items), (user_emb, item_emb) = self._forward(params, context)
+        pos_scores, neg_scores = pairwise_scores(user_emb, item_emb, batch)
+        ego_batch = (ego_users[batch["users"]], ego_items[batch["pos"]], ego_items[batch["neg"]])
+        penalty = self.reg_weight * emb_loss(ego_batch, batch["weight"], self.require_pow)
+        return pos_scores - neg_scores, batch["weight"], penalty
 
     def scores(self, params, context: BipartiteGraph, query: Batch) -> jax.Array:
         _, (user_emb, item_emb) = self._forward(params, context)

@@ -155,7 +155,7 @@ def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, ad
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
         g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
-        damping, sign, scale = newton_damping(method.ceu_lambda, curvature), 1.0, 1.0
+        damping, sign, scale = newton_damping(method.ceu_lambda, curvature, model), 1.0, 1.0
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.ceu_cg_iterations)
     else:
         n_forget = jnp.sum(forget["weight"] > 0)
@@ -165,7 +165,7 @@ def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, ad
         g_rem = grad_of_batch_means(model, params, after, retain, loss_key, average=True)
         g = tree_axpy(-1.0, g_rem, g_forget)
         hessian_rows = first_rows(retain, method.ceu_hessian_samples)
-        matvec, damping = batch_mean_hvp(model, params, before, hessian_rows, loss_key), 2.0 * newton_damping(method.ceu_lambda, "hessian", "erase")
+        matvec, damping = batch_mean_hvp(model, params, before, hessian_rows, loss_key), 2.0 * newton_damping(method.ceu_lambda, "hessian", model, "erase")
         x, info = cg_solve(matvec, g, damping, 0.0, method.ceu_cg_iterations, atol=CG_TOLERANCE)
         sign, scale = -1.0, 1.0 / jnp.maximum(n_forget + n_clean, 1)
     # the step is sign * scale * x; the noise sigma xi is scaled with it in "erase" (Q-SIGN)

@@ -176,7 +176,7 @@ def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batche
         curvature = resolve_curvature(method.curvature, model)
         g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
         if method.solver == "cg":
-            damping = newton_damping(method.gif_cg_damping, curvature)
+            damping = newton_damping(method.gif_cg_damping, curvature, model)
             x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.gif_iterations)
         else:
             x, info = lissa_solve(matvec, g, method.gif_damping, method.gif_scale_factor, method.gif_iterations)

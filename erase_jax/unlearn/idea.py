@@ -169,7 +169,7 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
         g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
-        damping = newton_damping(method.idea_damping, curvature)
+        damping = newton_damping(method.idea_damping, curvature, model)
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.idea_iterations)
     else:
         n_forget = jnp.maximum(jnp.sum(forget["weight"] > 0), 1)
@@ -178,7 +178,7 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
             n_clean = jnp.maximum(jnp.sum(clean["weight"] > 0), 1)
             g = tree_axpy(1.0 / n_clean, grad_of_batch_means(model, params, before, clean, loss_key), g)
         hessian_rows = first_rows(retain, method.idea_hessian_samples)
-        damping = newton_damping(method.idea_damping, "hessian", "erase")
+        damping = newton_damping(method.idea_damping, "hessian", model, "erase")
         hessian_loss = lambda p: model.loss(p, before, hessian_rows, loss_key)  # row-weighted mean over K
         x, info = cg_solve(hvp_operator(hessian_loss, params), g, damping, 0.0, method.idea_iterations,
                            atol=CG_TOLERANCE)

@@ -19,8 +19,9 @@ Hessian H of a loss over some parameters. Nothing here materialises H:
   `output_loss_parts(params, context, batch, key) -> (outputs, row weights, penalty or None)`
   and a class attribute `output_loss` naming the loss of the outputs (`OUTPUT_LOSSES`):
   model.loss = sum_i w_i l(outputs_i) / sum_i w_i + penalty. `curvature_operator` picks the
-  exact Hessian or G for a method (data-parallel like the loss), `resolve_curvature` the
-  default per model family, `resolve_damping` a method's damping per model family.
+  exact Hessian or G for a method (data-parallel like the loss; on the model's forward-mode
+  twin where it has one, `forward_mode_twin`: LightGCN), `resolve_curvature` the default per
+  model family, `resolve_damping` (SCIF) and `newton_damping` (CEU, IDEA, GIF) the dampings.
 * `ParameterBlock` restricts a loss to some parameters: whole leaves (e.g. only the user
   embedding) or some ROWS of one leaf (e.g. the request's users), gathered as a small dense
   array and scattered back, so solvers work on a vector of the block's size.
@@ -472,8 +473,8 @@ def gauss_newton_operator(parts_fn: Callable, params, output_loss: str) -> Calla
     sum_i w_i l(outputs_i) / sum_i w_i + penalty(params), l named by `output_loss`. J v comes
     from one `jax.linearize` of the outputs (a forward pass per product), J^T u from its
     transpose; J is never materialised. The penalty (an L2 term) keeps its exact Hessian
-    (`hvp_operator`). Needs forward mode: a loss with a `custom_vjp` (LightGCN, SGL) has no
-    Gauss-Newton product here.
+    (`hvp_operator`). Needs forward mode: a loss with a `custom_vjp` has no Gauss-Newton
+    product here (`curvature_operator` hands LightGCN's forward-mode twin in; SGL has no hook).
     """
     outputs, output_jvp, weight = jax.linearize(lambda p: parts_fn(p)[:2], params, has_aux=True)
     output_vjp = jax.linear_transpose(output_jvp, params)
@@ -515,6 +516,13 @@ CURVATURES = ("auto", "hessian", "gauss_newton")
 def model_family(model) -> str:
     """"CF", "SBR" or "NBR" (a model without a `task` is taken for CF)."""
     return getattr(model, "task", "CF")
+
+
+def forward_mode_twin(model):
+    """The model's variant that forward-mode differentiation can go through, where it has one
+    (LightGCN: graph products without the custom VJP, `graph.propagate`), else the model: the
+    curvature products then run forward-over-reverse and Gauss-Newton can linearise."""
+    return model.forward_mode() if hasattr(model, "forward_mode") else model
 
 
 def has_gauss_newton(model) -> bool:
@@ -564,6 +572,7 @@ def curvature_operator(curvature: str, model, context, batch, key, params, block
     block's values (v shaped like `block.values(params)`). Rows are split over devices where
     the loss is a row mean (`data_parallel_loss`), for either curvature.
     """
+    model = forward_mode_twin(model)
     values = params if block is None else block.values(params)
     with_values = (lambda v: v) if block is None else (lambda v: block.insert(params, v))
     if curvature == "hessian":
@@ -591,23 +600,33 @@ FAMILY_DAMPING: dict[tuple[str, str, str], float] = {("scif", "correct", "SBR"):
 
 ORIGINAL_NEWTON_DAMPING = 0.01  # ceu_lambda, idea_damping: the original's default (compat="erase")
 # The damping of the correct modes' removal Newton step (`gif.removal_newton_system`: the mean
-# loss over the whole kept data, so a user's block has curvature ~ (rows of the user / n) x the
-# per-row curvature, about 1e-3 on ml-100k) per curvature, where the user sets none. Measured on
-# ml-100k BPR Horror, 98 requests, Gauss-Newton, CEU without noise: 1e-4 -> 32.7 % of the
-# unlearned users with a Horror item in the top 20 (retrain 34.7, original 45.9) at test
-# Recall@20 0.193 (original 0.1934). With CEU's noise (sigma 0.1): 1e-3 -> 53 % (too short a
-# step), 1e-4 -> 41.8 %, 1e-5 -> CG stops at 100 iterations unconverged and Recall@20 falls to
-# 0.144. The exact Hessian is indefinite over all parameters, so it keeps
-# the original's strong damping.
-NEWTON_DAMPING = {"gauss_newton": 1e-4, "hessian": ORIGINAL_NEWTON_DAMPING}
+# loss over the whole kept data) per (model family, curvature), where the user sets none.
+# Measured (benchmarks/RESULTS.md, "The removal Newton step over the whole data"):
+# * CF, Gauss-Newton, 1e-4: ml-100k BPR Horror, 98 requests, CEU without noise: 32.7 % of the
+#   unlearned users with a Horror item in the top 20 (retrain 34.7, original 45.9) at test
+#   Recall@20 0.193 (original 0.1934). With CEU's noise (sigma 0.1): 1e-3 -> 53 % (too short a
+#   step), 1e-4 -> 41.8 %, 1e-5 -> CG stops at 100 iterations unconverged, Recall@20 0.144.
+# * SBR, Gauss-Newton, 1e-2: SASRec, ml-100k Horror, 30 requests, GIF (no noise): 1e-4 -> CG
+#   unconverged on every request, Recall@20 0.146 -> 0.033; 1e-2 -> 0.1453, the forgotten items'
+#   hit@20 0.187 -> 0.159 (retrain 0.131); 1.0 -> no change at all.
+# * the exact Hessian is indefinite over all parameters: the original's 0.01 (smaller dampings
+#   met negative curvature within 3 CG iterations on LightGCN and wrecked BPR).
+NEWTON_DAMPING = {
+    ("CF", "gauss_newton"): 1e-4,
+    ("SBR", "gauss_newton"): 1e-2,
+    ("CF", "hessian"): ORIGINAL_NEWTON_DAMPING,
+    ("SBR", "hessian"): ORIGINAL_NEWTON_DAMPING,
+}
 
 
-def newton_damping(setting: float | None, curvature: str, compat: str = "correct") -> float:
+def newton_damping(setting: float | None, curvature: str, model, compat: str = "correct") -> float:
     """CEU's, IDEA's and GIF's (CG) damping: the user's `setting` when given, else the original's
-    0.01 in compat="erase" and `NEWTON_DAMPING[curvature]` in "correct"."""
+    0.01 in compat="erase" and `NEWTON_DAMPING[(model family, curvature)]` in "correct"."""
     if setting is not None:
         return setting
-    return ORIGINAL_NEWTON_DAMPING if compat == "erase" else NEWTON_DAMPING[curvature]
+    if compat == "erase":
+        return ORIGINAL_NEWTON_DAMPING
+    return NEWTON_DAMPING.get((model_family(model), curvature), ORIGINAL_NEWTON_DAMPING)
 
 
 def resolve_damping(method: str, compat: str, setting: float | None, default: float, model) -> float:
