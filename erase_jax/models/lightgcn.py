@@ -37,9 +37,10 @@ class LightGCN(CFModelBase):
     n_layers: int = 2
     reg_weight: float = 1e-4
     require_pow: bool = False
-    # graph products differentiable in forward mode (`graph.propagate`); `forward_mode()` sets it
-    # for the unlearning methods' curvature products, training keeps the faster custom VJP
-    forward_mode_graph: bool = False
+    # graph products differentiable in forward mode (`graph.propagate`): only on the twin that
+    # `forward_mode()` returns, for the unlearning methods' curvature products; training keeps
+    # the faster custom VJP. A class attribute, so that it is not a configuration key.
+    forward_mode_graph: ClassVar[bool] = False
 
     @property
     def loss_is_row_mean(self) -> bool:
@@ -57,7 +58,7 @@ class LightGCN(CFModelBase):
 
     def forward_mode(self) -> "LightGCN":
         """The same model with graph products that forward-mode differentiation can go through."""
-        return dataclasses.replace(self, forward_mode_graph=True)
+        return ForwardModeLightGCN(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def _forward(self, params, graph: BipartiteGraph):
         """((ego users, ego items), (final users, final items)), all users and items at once."""
@@ -87,3 +88,11 @@ class LightGCN(CFModelBase):
     def scores(self, params, context: BipartiteGraph, query: Batch) -> jax.Array:
         _, (user_emb, item_emb) = self._forward(params, context)
         return user_emb[query["users"]] @ item_emb.T
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardModeLightGCN(LightGCN):
+    """`LightGCN.forward_mode()`: the same model and parameters, graph products without the
+    custom VJP (not registered: never built from a configuration)."""
+
+    forward_mode_graph: ClassVar[bool] = True

@@ -607,8 +607,9 @@ ORIGINAL_NEWTON_DAMPING = 0.01  # ceu_lambda, idea_damping: the original's defau
 #   Recall@20 0.193 (original 0.1934). With CEU's noise (sigma 0.1): 1e-3 -> 53 % (too short a
 #   step), 1e-4 -> 41.8 %, 1e-5 -> CG stops at 100 iterations unconverged, Recall@20 0.144.
 # * SBR, Gauss-Newton, 1e-2: SASRec, ml-100k Horror, 30 requests, GIF (no noise): 1e-4 -> CG
-#   unconverged on every request, Recall@20 0.146 -> 0.033; 1e-2 -> 0.1453, the forgotten items'
-#   hit@20 0.187 -> 0.159 (retrain 0.131); 1.0 -> no change at all.
+#   unconverged on every request, Recall@20 0.146 -> 0.033; 1e-3 -> 0.1427, forgotten items'
+#   hit@20 0.187 -> 0.056 (past the retrain's 0.131); 1e-2 -> 0.1453, hit@20 0.159, the closest
+#   to the retrain; 1.0 -> no change at all.
 # * the exact Hessian is indefinite over all parameters: the original's 0.01 (smaller dampings
 #   met negative curvature within 3 CG iterations on LightGCN and wrecked BPR).
 NEWTON_DAMPING = {
