@@ -30,8 +30,9 @@ Two modes (`compat`):
 
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
-`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes Gauss-Newton wherever the model has the hook (BPR and the sequence
-models) and the exact Hessian elsewhere (LightGCN, SGL): `influence.resolve_curvature`.
+`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes
+Gauss-Newton wherever the model has the hook (BPR, LightGCN, the sequence models) and the exact
+Hessian elsewhere (SGL): `influence.resolve_curvature`.
 The exact Hessian over all parameters is indefinite: on SASRec CG met negative curvature after
 2 iterations on every request and the truncated steps took test Recall@20 from 0.146 to 0.020
 (ml-100k Horror, 30 requests). ceu_lambda None picks the damping by curvature
@@ -67,7 +68,6 @@ import jax.numpy as jnp
 from erase_jax.unlearn.base import RequestData, register
 from erase_jax.unlearn.gif import (
     NOISE_STREAM,
-    training_rows,
     apply_step,
     batch_mean_hvp,
     check_compat,
@@ -78,6 +78,7 @@ from erase_jax.unlearn.gif import (
     release_with_noise,
     removal_newton_system,
     resolved_noise_mode,
+    training_rows,
     check_noise_mode,
 )
 from erase_jax.unlearn.influence import (
@@ -98,8 +99,9 @@ CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in 
 class CEU:
     """CEU with the original's hyperparameter names and defaults (see the module docstring).
 
-    ceu_lambda: lambda (`--ceu_lambda`; None: `influence.newton_damping`, 1e-4 with Gauss-Newton
-    and 0.01 with the exact Hessian in "correct", the original's 0.01 in "erase"). ceu_sigma: sigma (`--ceu_sigma`). ceu_epsilon: reported
+    ceu_lambda: lambda (`--ceu_lambda`; None: `influence.newton_damping`, by model family and
+    curvature in "correct", the original's 0.01 in "erase"). ceu_sigma: sigma (`--ceu_sigma`).
+    ceu_epsilon: reported
     only (`--ceu_epsilon`). ceu_cg_iterations: CG cap. ceu_hessian_samples: Hessian rows ("erase")
     and the retain budget floor. max_norm: clip of ||x||. compat: "correct" or "erase".
     noise_mode: "release" or "accumulate" (module docstring). curvature: "auto" (default),

@@ -31,8 +31,9 @@ Two modes (`compat`):
 
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
-`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes Gauss-Newton wherever the model has the hook (BPR and the sequence
-models) and the exact Hessian elsewhere (LightGCN, SGL): `influence.resolve_curvature`.
+`influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes
+Gauss-Newton wherever the model has the hook (BPR, LightGCN, the sequence models) and the exact
+Hessian elsewhere (SGL): `influence.resolve_curvature`.
 With the indefinite exact Hessian SASRec's test Recall@20 fell from 0.146 to 0.024 (ml-100k
 Horror, 30 requests). idea_damping None picks the damping by curvature
 (`influence.newton_damping`). "erase" always uses the exact Hessian.
@@ -61,7 +62,6 @@ import optax
 from erase_jax.unlearn.base import RequestData, register
 from erase_jax.unlearn.gif import (
     NOISE_STREAM,
-    training_rows,
     apply_step,
     check_compat,
     finetune,
@@ -74,6 +74,7 @@ from erase_jax.unlearn.gif import (
     release_with_noise,
     removal_newton_system,
     resolved_noise_mode,
+    training_rows,
     check_noise_mode,
 )
 from erase_jax.unlearn.influence import (
@@ -96,8 +97,8 @@ CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in 
 class IDEA:
     """IDEA with the original's hyperparameter names and defaults (see the module docstring).
 
-    idea_damping: lambda (None: `influence.newton_damping`, as CEU's ceu_lambda). idea_sigma: sigma_0. idea_epsilon, idea_delta: the (epsilon, delta) of
-    the calibration. idea_iterations: CG cap. idea_hessian_samples: Hessian rows ("erase") and
+    idea_damping: lambda (None: `influence.newton_damping`, as CEU's ceu_lambda). idea_sigma:
+    sigma_0. idea_epsilon, idea_delta: the (epsilon, delta) of the calibration. idea_iterations: CG cap. idea_hessian_samples: Hessian rows ("erase") and
     the retain budget floor. idea_finetune_samples_per_forget_row: U / |F| (128 in the original).
     learning_rate: fine-tuning Adam lr (config lr). max_norm: clip of ||x||. compat.
     retain_finetune: whether the retain fine-tuning runs (None: not in "correct", as the IDEA

@@ -542,8 +542,8 @@ def check_curvature(name: str, curvature: str, compat: str) -> None:
 def resolve_curvature(curvature: str, model, compat: str = "correct", cf_auto: str = "gauss_newton") -> str:
     """The curvature a Newton-type step uses: "hessian" or "gauss_newton".
 
-    "auto" is Gauss-Newton wherever the model has the `output_loss_parts` hook (BPR and the
-    sequence models) and the exact Hessian elsewhere (LightGCN, SGL). Over all parameters the
+    "auto" is Gauss-Newton wherever the model has the `output_loss_parts` hook (BPR, LightGCN
+    through its forward-mode twin, the sequence models) and the exact Hessian elsewhere (SGL). Over all parameters the
     exact Hessian is indefinite: matrix factorisation's loss is bilinear in user and item rows,
     and on sequence models CG met negative curvature within 0-2 iterations, its truncated steps
     wrecking the model (SASRec, ml-100k Horror, CEU and IDEA: test Recall@20 0.146 -> 0.02).
