@@ -19,6 +19,7 @@ import numpy as np
 from erase_jax.data.cf import CFTrainData
 
 
+SAMPLERS = ("rows", "users")
 BITMAP_LIMIT_BYTES = 256 * 2**20  # above this the membership test searches sorted lists instead
 
 
@@ -88,6 +89,15 @@ class CFBatcher:
     while it is one of the user's training positives (here up to `max_redraws` times, after
     which a remaining collision is kept; with realistic densities that has probability
     density^max_redraws).
+
+    Which rows an epoch holds depends on `sampler`. "rows" (RecBole): every training row
+    once, in a shuffled order. "users" (the NGCF-family TF code the RecEraser paper trained
+    with): as many examples as there are rows, each a uniformly drawn user with one of that
+    user's rows drawn uniformly, so every user weighs the same in the loss whatever their
+    activity. The users come from back-to-back permutations of the users who have rows
+    (drawn on the host), so a batch holds no user twice except where two permutations meet,
+    as the original's per-batch draw without replacement; the row within the user is drawn
+    on device. A row whose `row_weight` is 0 is still drawn, with weight 0.
     """
 
     users: jax.Array  # int32 [n_train]
@@ -97,11 +107,22 @@ class CFBatcher:
     n_items: int = dataclasses.field(metadata=dict(static=True))
     batch_size: int = dataclasses.field(metadata=dict(static=True))
     max_redraws: int = dataclasses.field(default=8, metadata=dict(static=True))
+    sampler: str = dataclasses.field(default="rows", metadata=dict(static=True))
+    # "users" sampler only: each user's rows (indices into users/items) as CSR.
+    user_offsets: jax.Array | None = None  # int32 [n_users + 1]
+    rows_by_user: jax.Array | None = None  # int32 [n_train]
 
     @classmethod
-    def build(cls, train: CFTrainData, batch_size: int, max_redraws: int = 8) -> "CFBatcher":
+    def build(cls, train: CFTrainData, batch_size: int, max_redraws: int = 8, sampler: str = "rows") -> "CFBatcher":
         if len(train) == 0:
             raise ValueError("no training interactions")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+        user_offsets = rows_by_user = None
+        if sampler == "users":
+            counts = np.bincount(train.users, minlength=train.n_users)
+            user_offsets = jnp.asarray(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+            rows_by_user = jnp.asarray(np.argsort(train.users, kind="stable").astype(np.int32))
         return cls(
             users=jnp.asarray(train.users, jnp.int32),
             items=jnp.asarray(train.items, jnp.int32),
@@ -110,6 +131,9 @@ class CFBatcher:
             n_items=train.n_items,
             batch_size=batch_size,
             max_redraws=max_redraws,
+            sampler=sampler,
+            user_offsets=user_offsets,
+            rows_by_user=rows_by_user,
         )
 
     @property
@@ -124,12 +148,25 @@ class CFBatcher:
         """
         n = self.users.shape[0]
         order = np.zeros(self.n_batches * self.batch_size, np.int32)
-        order[:n] = np.random.default_rng([seed, epoch]).permutation(n)
+        rng = np.random.default_rng([seed, epoch])
+        if self.sampler == "users":
+            # The order holds users here; `epoch` picks each one's row on device.
+            active = np.flatnonzero(np.diff(np.asarray(self.user_offsets)) > 0).astype(np.int32)
+            rounds = -(-n // len(active))
+            order[:n] = np.concatenate([rng.permutation(active) for _ in range(rounds)])[:n]
+        else:
+            order[:n] = rng.permutation(n)
         return order
 
     def epoch(self, key: jax.Array, order: jax.Array) -> dict[str, jax.Array]:
         """All batches of one epoch in `order`, stacked: arrays [n_batches, batch_size]."""
         n = self.users.shape[0]
+        if self.sampler == "users":
+            key, row_key = jax.random.split(key)
+            start = self.user_offsets[order]
+            count = self.user_offsets[order + 1] - start
+            pick = jnp.floor(jax.random.uniform(row_key, order.shape) * count).astype(jnp.int32)
+            order = self.rows_by_user[start + jnp.clip(pick, 0, jnp.maximum(count - 1, 0))]
         weight = self.row_weight[order] * (jnp.arange(order.shape[0]) < n)
         users = self.users[order]
         batch = {

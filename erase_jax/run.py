@@ -144,9 +144,11 @@ def train_run(
     if experiment.model.task == "SBR":
         from erase_jax.sbr import SequenceBatcher
 
+        if config.train.sampler != "rows":
+            raise ValueError(f"train.sampler={config.train.sampler!r} is for CF models; {config.model} trains on sequence rows")
         batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size, config.sequence.mix_lengths)
     else:
-        batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
+        batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
     checkpointer = Checkpointer(out_dir / CHECKPOINT_DIR)
     with _progress(config.train.epochs, quiet) as report:
         result = fit(

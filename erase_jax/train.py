@@ -39,8 +39,16 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
+    # optax's (and TF2's) Adagrad starts its accumulator at 0.1; the RecEraser/NGCF TF code
+    # starts it at 1e-8 with no epsilon, so its first steps are lr-sized (set both to match).
+    adagrad_initial_accumulator: float = 0.1
+    adagrad_eps: float = 1e-7
     lr_step_size: int | None = None  # multiply the lr by `lr_gamma` every this many epochs
     lr_gamma: float = 0.1
+    # CF only. "rows": every epoch visits each training row once (RecBole). "users": each
+    # example draws a user uniformly, then one of the user's rows uniformly (the NGCF-family
+    # TF code behind the RecEraser paper), so every user weighs the same in the loss.
+    sampler: str = "rows"
     valid_metric: str = "recall@20"
     stopping_step: int = 10
     eval_step: int = 1
@@ -71,7 +79,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     elif name == "sgd":
         base = optax.sgd(learning_rate)
     elif name == "adagrad":
-        base = optax.adagrad(learning_rate)
+        base = optax.adagrad(learning_rate, config.adagrad_initial_accumulator, config.adagrad_eps)
     elif name == "rmsprop":
         base = optax.rmsprop(learning_rate)
     else:

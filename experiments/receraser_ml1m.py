@@ -61,7 +61,7 @@ def evaluate(model, params, context, eval_set, config) -> dict:
 
 def train_full(experiment) -> dict:
     config = experiment.config
-    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
+    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
     valid = experiment.task.valid
     load_before, started = load(), time.perf_counter()
     result = fit(experiment.model, experiment.context, batcher,

@@ -38,7 +38,7 @@ def train(overrides: list[str]):
 
     config = config_lib.load_config(REPO_ROOT / "experiments/configs/bpr_ml-100k.yaml", overrides)
     experiment = build_experiment(config)
-    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size)
+    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
     result = fit(experiment.model, experiment.context, batcher, None, config.train, config.seed)
     return experiment, best_params(result)
 

@@ -51,3 +51,35 @@ def test_epochs_differ_by_key_and_repeat_for_the_same_key():
     c = batcher.epoch(jax.random.PRNGKey(2), batcher.shuffled_order(0, 2))
     np.testing.assert_array_equal(a["neg"], b["neg"])
     assert not np.array_equal(a["users"], c["users"])
+
+
+def test_user_sampler_weighs_every_user_the_same_and_draws_their_own_rows():
+    # User 0 has 150 rows, users 1..4 ten each, user 5 none: the row sampler would give
+    # user 0 75 % of an epoch; the user sampler gives each of the 5 active users 1/5.
+    users = np.concatenate([np.zeros(150), np.repeat(np.arange(1, 5), 10)]).astype(np.int32)
+    items = np.concatenate([np.arange(150) % 40, np.tile(np.arange(10), 4) + 40]).astype(np.int32)
+    batcher = CFBatcher.build(CFTrainData(6, 50, users, items), batch_size=4, sampler="users")
+    epoch = jax.jit(CFBatcher.epoch)
+    pairs = set(zip(users.tolist(), items.tolist()))
+    counts = np.zeros(6)
+    picked_items_of_user_1 = []
+    for e in range(20):
+        order = batcher.shuffled_order(0, e)
+        batches = epoch(batcher, jax.random.PRNGKey(e), order)
+        weight = np.asarray(batches["weight"]).ravel()
+        assert weight.sum() == 190  # as many examples as rows, padding weighted 0
+        got_users = np.asarray(batches["users"]).ravel()[weight > 0]
+        got_items = np.asarray(batches["pos"]).ravel()[weight > 0]
+        assert all((u, i) in pairs for u, i in zip(got_users.tolist(), got_items.tolist()))
+        # back-to-back permutations of the 5 active users: 38 each, exactly
+        np.testing.assert_array_equal(np.bincount(got_users, minlength=6), [38, 38, 38, 38, 38, 0])
+        # a batch of 4 inside one permutation never repeats a user
+        first_batch = np.asarray(batches["users"])[0]
+        assert len(set(first_batch.tolist())) == 4
+        counts += np.bincount(got_users, minlength=6)
+        picked_items_of_user_1 += got_items[got_users == 1].tolist()
+    # the row within a user is uniform: user 1's 10 items each drawn ~76 times of 760
+    per_item = np.bincount(np.asarray(picked_items_of_user_1) - 40, minlength=10)
+    assert per_item.min() > 40 and per_item.max() < 115
+    with np.testing.assert_raises(ValueError):
+        CFBatcher.build(CFTrainData(6, 50, users, items), batch_size=4, sampler="user")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -156,3 +157,20 @@ def test_exponent_numbers_without_a_dot_are_floats():
     assert config.model_params["reg_weight"] == 1e-4 and config.train.learning_rate == 1e-3
     with pytest.raises(ConfigError, match="expected a number"):
         load_config(None, ["train.learning_rate=fast"])
+
+
+def test_adagrad_accumulator_start_sets_the_first_step():
+    # The RecEraser TF code starts Adagrad's accumulator at 1e-8 with no epsilon: the first
+    # step is lr * g / sqrt(1e-8 + g^2), i.e. about lr per entry whatever g's size; optax's
+    # default start 0.1 makes a gradient of 1e-4 move by lr * 3e-4 instead.
+    from erase_jax.train import TrainConfig, make_optimizer
+
+    grads = {"w": jnp.array([1e-4, -2e-3, 0.0])}
+    params = {"w": jnp.zeros(3)}
+    paper = make_optimizer(TrainConfig(optimizer="adagrad", learning_rate=0.05, adagrad_initial_accumulator=1e-8, adagrad_eps=0.0), 1)
+    step, _ = paper.update(grads, paper.init(params), params)
+    want = -0.05 * np.array([1e-4, -2e-3, 0.0]) / np.sqrt(1e-8 + np.array([1e-4, -2e-3, 0.0]) ** 2)
+    np.testing.assert_allclose(np.asarray(step["w"]), want, rtol=1e-5)
+    default = make_optimizer(TrainConfig(optimizer="adagrad", learning_rate=0.05), 1)
+    step, _ = default.update(grads, default.init(params), params)
+    np.testing.assert_allclose(np.asarray(step["w"])[0], -0.05 * 1e-4 / np.sqrt(0.1 + 1e-8 + 1e-7), rtol=1e-5)

@@ -98,12 +98,46 @@ def real_steps(n_rows: np.ndarray, active: np.ndarray, batch_size: int) -> int:
     return -(-int(np.max(np.where(active, n_rows, 0), initial=0)) // batch_size)
 
 
-def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class UserRows:
+    """One shard's rows grouped by user, on the host, for the "users" sampler."""
+
+    offsets: np.ndarray  # [n_users + 1] into `rows`
+    rows: np.ndarray  # the shard's row positions, grouped by user
+    active: np.ndarray  # users with at least one row
+
+    @classmethod
+    def build(cls, users: np.ndarray, n_users: int) -> "UserRows":
+        counts = np.bincount(users, minlength=n_users)
+        return cls(np.concatenate([[0], np.cumsum(counts)]), np.argsort(users, kind="stable").astype(np.int32),
+                   np.flatnonzero(counts > 0))
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n rows: users from back-to-back permutations of the active users, then one of each
+        user's rows uniformly (`CFBatcher`'s "users" sampler, for one shard)."""
+        rounds = -(-n // len(self.active))
+        users = np.concatenate([rng.permutation(self.active) for _ in range(rounds)])[:n]
+        start, count = self.offsets[users], self.offsets[users + 1] - self.offsets[users]
+        return self.rows[start + (rng.random(n) * count).astype(np.int64)]
+
+
+def shard_user_rows(data: ShardData, n_users: int) -> list[UserRows]:
+    users, n_rows = np.asarray(data.users), np.asarray(data.n_rows)
+    return [UserRows.build(users[s, : n_rows[s]], n_users) for s in range(len(n_rows))]
+
+
+def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int, user_rows: list[UserRows] | None = None) -> np.ndarray:
     """Each shard's row order for one epoch, drawn on the host from (shard seed, epoch) and
-    padded with row 0 (whose positions are weighted 0) to `length`: int32 [S, length]."""
+    padded with row 0 (whose positions are weighted 0) to `length`: int32 [S, length].
+
+    Without `user_rows` every row once (a permutation); with them (the "users" sampler) as
+    many rows as the shard holds, drawn user-uniformly (`UserRows.draw`)."""
     orders = np.zeros((len(n_rows), length), np.int32)
     for s, (n, seed) in enumerate(zip(n_rows, seeds)):
-        orders[s, :n] = np.random.default_rng([int(seed), epoch]).permutation(int(n))
+        rng = np.random.default_rng([int(seed), epoch])
+        if n == 0:
+            continue
+        orders[s, :n] = rng.permutation(int(n)) if user_rows is None else user_rows[s].draw(rng, int(n))
     return orders
 
 
@@ -164,8 +198,13 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
             # A padding-only batch or a stopped shard changes nothing, optimiser state included.
             real = jnp.sum(batch["weight"]) > 0
             keep = active & real
-            params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
-            opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
+            if vmapped:
+                params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
+                opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
+            else:
+                # One shard: a branch that hands the chosen buffers on, instead of a select that
+                # reads and writes every parameter and optimiser entry once more per step.
+                params, opt_state = jax.lax.cond(keep, lambda: (new_params, new_opt_state), lambda: (params, opt_state))
             return params, opt_state, loss_sum + jnp.where(real, loss, 0.0), n_real + real
 
         # Steps from `n_steps` on are padding-only for every shard (a shard's rows come first in
@@ -231,7 +270,10 @@ def train_shards(
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
-    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives)
+    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives,
+                                vmapped=len(seeds) > 1)
+    if len(seeds) == 1:
+        epoch_fn = _one_shard_as_stacked(epoch_fn)
     params, opt_state = init_shards(model, context, config, seeds, steps)
     if init_params is not None:
         params = init_params
@@ -239,6 +281,9 @@ def train_shards(
     keys = run_keys(seeds)
     n_shards = len(seeds)
     n_rows = np.asarray(data.n_rows)
+    if config.sampler not in ("rows", "users"):
+        raise ValueError(f"unknown sampler {config.sampler!r}; choose 'rows' or 'users'")
+    user_rows = shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
     best_params = params
     best_score = np.full(n_shards, -np.inf)
     best_epoch = np.full(n_shards, -1)
@@ -248,7 +293,7 @@ def train_shards(
     record = {"epoch_seconds": [], "valid_seconds": [], "epoch_loss": []}
     for epoch in range(config.epochs):
         started = time.perf_counter()
-        orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size)
+        orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size, user_rows)
         epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, epoch)
         params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys,
                                              jnp.int32(real_steps(n_rows, active, config.batch_size)))
@@ -282,6 +327,19 @@ def train_shards(
         "train_seconds": float(sum(record["epoch_seconds"]) + sum(record["valid_seconds"])),
     })
     return ShardFit(params if validate is None else best_params, record)
+
+
+def _one_shard_as_stacked(epoch_fn):
+    """The unvmapped epoch behind the stacked interface: a one-shard retrain (an unlearning
+    request) runs without the per-step selects that vmapping needs (see `make_shard_epoch`)."""
+
+    def run(params, opt_state, active, context, data, orders, keys, n_steps):
+        first = functools.partial(jax.tree.map, lambda x: x[0])
+        params, opt_state, loss = epoch_fn(first(params), first(opt_state), active[0], context, first(data), orders[0], keys[0], n_steps)
+        stack = functools.partial(jax.tree.map, lambda x: x[None])
+        return stack(params), stack(opt_state), loss[None]
+
+    return run
 
 
 def _where_shards(mask: jax.Array, new, old):
