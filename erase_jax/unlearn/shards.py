@@ -24,7 +24,10 @@ initial (near-zero) embedding in that submodel instead of being pushed down as a
 which matters for balanced partitions, whose shards each cover a region of the item space.
 The RecEraser code excludes a user's positives over ALL shards; here only the shard's own.
 Everything random in a shard's run derives from (seed, shard), so retraining a shard from
-scratch on its remaining data is the run that never saw the removed rows.
+scratch on its remaining data is the run that never saw the removed rows. With
+`TrainConfig.sampler="users"` (the RecEraser code's `local_sample`) a shard's epoch draws its
+users uniformly and one of each user's rows in the shard (`UserRows`), on the host, from the
+same (shard seed, epoch). A one-shard run (an unlearning request) uses the unvmapped epoch.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from erase_jax.batching import PositiveIndex, sample_negatives
+from erase_jax.batching import SAMPLERS, PositiveIndex, sample_negatives
 from erase_jax.train import TrainConfig, make_optimizer
 
 
@@ -134,9 +137,9 @@ def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int,
     many rows as the shard holds, drawn user-uniformly (`UserRows.draw`)."""
     orders = np.zeros((len(n_rows), length), np.int32)
     for s, (n, seed) in enumerate(zip(n_rows, seeds)):
-        rng = np.random.default_rng([int(seed), epoch])
         if n == 0:
             continue
+        rng = np.random.default_rng([int(seed), epoch])
         orders[s, :n] = rng.permutation(int(n)) if user_rows is None else user_rows[s].draw(rng, int(n))
     return orders
 
@@ -281,8 +284,8 @@ def train_shards(
     keys = run_keys(seeds)
     n_shards = len(seeds)
     n_rows = np.asarray(data.n_rows)
-    if config.sampler not in ("rows", "users"):
-        raise ValueError(f"unknown sampler {config.sampler!r}; choose 'rows' or 'users'")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {config.sampler!r}; choose one of {SAMPLERS}")
     user_rows = shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
     best_params = params
     best_score = np.full(n_shards, -np.inf)
