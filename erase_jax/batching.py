@@ -80,7 +80,46 @@ class PositiveIndex:
         return dataclasses.replace(self, bitmap=None)
 
 
-@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class UserUniformRows:
+    """Rows grouped by user, on the host: the "users" sampler's draw.
+
+    `draw(rng, n)` gives n row positions as the NGCF-family TF code the RecEraser paper
+    trained with samples them: a uniformly drawn user, then one of that user's rows
+    uniformly, so every user weighs the same in the loss whatever their activity. The users
+    come from back-to-back permutations of the users who have rows, so n consecutive draws
+    hold no user twice except where two permutations meet (the original draws each batch's
+    users without replacement). Used by `CFBatcher` and by each shard of `unlearn.shards`.
+    """
+
+    offsets: np.ndarray  # [n_users + 1] into `rows`
+    rows: np.ndarray  # row positions grouped by user
+    active: np.ndarray  # users with at least one row
+
+    @classmethod
+    def build(cls, users: np.ndarray, n_users: int) -> "UserUniformRows":
+        counts = np.bincount(users, minlength=n_users)
+        return cls(np.concatenate([[0], np.cumsum(counts)]), np.argsort(users, kind="stable").astype(np.int32),
+                   np.flatnonzero(counts > 0))
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        rounds = -(-n // len(self.active))
+        users = np.concatenate([rng.permutation(self.active) for _ in range(rounds)])[:n]
+        start, count = self.offsets[users], self.offsets[users + 1] - self.offsets[users]
+        return self.rows[start + (rng.random(n) * count).astype(np.int64)]
+
+
+# `user_draw` is host-only and never read under jit: it is left out of the pytree, so it
+# neither travels to the device nor splits the compile cache (a batcher over other data of
+# the same shapes reuses the compiled epoch). A batcher rebuilt from its leaves (inside a
+# traced function) has it None, and `shuffled_order` then refuses to draw. The fields are
+# listed because jax 0.10's inference would count a dropped field as data.
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=("users", "items", "row_weight", "positives"),
+    meta_fields=("n_items", "batch_size", "max_redraws", "sampler"),
+    drop_fields=("user_draw",),
+)
 @dataclasses.dataclass(frozen=True)
 class CFBatcher:
     """BPR-style batches: each training pair with one uniform negative the user never had.
@@ -90,14 +129,10 @@ class CFBatcher:
     which a remaining collision is kept; with realistic densities that has probability
     density^max_redraws).
 
-    Which rows an epoch holds depends on `sampler`. "rows" (RecBole): every training row
-    once, in a shuffled order. "users" (the NGCF-family TF code the RecEraser paper trained
-    with): as many examples as there are rows, each a uniformly drawn user with one of that
-    user's rows drawn uniformly, so every user weighs the same in the loss whatever their
-    activity. The users come from back-to-back permutations of the users who have rows
-    (drawn on the host), so a batch holds no user twice except where two permutations meet,
-    as the original's per-batch draw without replacement; the row within the user is drawn
-    on device. A row whose `row_weight` is 0 is still drawn, with weight 0.
+    Which rows an epoch holds is the host-side order's business (`shuffled_order`), by
+    `sampler`: "rows" (RecBole) visits every training row once in a shuffled order; "users"
+    (the RecEraser paper's code) draws as many rows as there are, user-uniformly
+    (`UserUniformRows`). A row whose `row_weight` is 0 is still drawn, with weight 0.
     """
 
     users: jax.Array  # int32 [n_train]
@@ -108,9 +143,7 @@ class CFBatcher:
     batch_size: int = dataclasses.field(metadata=dict(static=True))
     max_redraws: int = dataclasses.field(default=8, metadata=dict(static=True))
     sampler: str = dataclasses.field(default="rows", metadata=dict(static=True))
-    # "users" sampler only: each user's rows (indices into users/items) as CSR.
-    user_offsets: jax.Array | None = None  # int32 [n_users + 1]
-    rows_by_user: jax.Array | None = None  # int32 [n_train]
+    user_draw: UserUniformRows | None = None  # the "users" sampler's index (`build` makes it)
 
     @classmethod
     def build(cls, train: CFTrainData, batch_size: int, max_redraws: int = 8, sampler: str = "rows") -> "CFBatcher":
@@ -118,11 +151,6 @@ class CFBatcher:
             raise ValueError("no training interactions")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-        user_offsets = rows_by_user = None
-        if sampler == "users":
-            counts = np.bincount(train.users, minlength=train.n_users)
-            user_offsets = jnp.asarray(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-            rows_by_user = jnp.asarray(np.argsort(train.users, kind="stable").astype(np.int32))
         return cls(
             users=jnp.asarray(train.users, jnp.int32),
             items=jnp.asarray(train.items, jnp.int32),
@@ -132,8 +160,7 @@ class CFBatcher:
             batch_size=batch_size,
             max_redraws=max_redraws,
             sampler=sampler,
-            user_offsets=user_offsets,
-            rows_by_user=rows_by_user,
+            user_draw=UserUniformRows.build(train.users, train.n_users) if sampler == "users" else None,
         )
 
     @property
@@ -149,24 +176,17 @@ class CFBatcher:
         n = self.users.shape[0]
         order = np.zeros(self.n_batches * self.batch_size, np.int32)
         rng = np.random.default_rng([seed, epoch])
-        if self.sampler == "users":
-            # The order holds users here; `epoch` picks each one's row on device.
-            active = np.flatnonzero(np.diff(np.asarray(self.user_offsets)) > 0).astype(np.int32)
-            rounds = -(-n // len(active))
-            order[:n] = np.concatenate([rng.permutation(active) for _ in range(rounds)])[:n]
-        else:
+        if self.sampler == "rows":
             order[:n] = rng.permutation(n)
+        elif self.user_draw is None:
+            raise ValueError('this "users" batcher has no host index (rebuilt from pytree leaves?): make it with CFBatcher.build')
+        else:
+            order[:n] = self.user_draw.draw(rng, n)
         return order
 
     def epoch(self, key: jax.Array, order: jax.Array) -> dict[str, jax.Array]:
         """All batches of one epoch in `order`, stacked: arrays [n_batches, batch_size]."""
         n = self.users.shape[0]
-        if self.sampler == "users":
-            key, row_key = jax.random.split(key)
-            start = self.user_offsets[order]
-            count = self.user_offsets[order + 1] - start
-            pick = jnp.floor(jax.random.uniform(row_key, order.shape) * count).astype(jnp.int32)
-            order = self.rows_by_user[start + jnp.clip(pick, 0, jnp.maximum(count - 1, 0))]
         weight = self.row_weight[order] * (jnp.arange(order.shape[0]) < n)
         users = self.users[order]
         batch = {

@@ -59,6 +59,10 @@ def test_user_sampler_weighs_every_user_the_same_and_draws_their_own_rows():
     users = np.concatenate([np.zeros(150), np.repeat(np.arange(1, 5), 10)]).astype(np.int32)
     items = np.concatenate([np.arange(150) % 40, np.tile(np.arange(10), 4) + 40]).astype(np.int32)
     batcher = CFBatcher.build(CFTrainData(6, 50, users, items), batch_size=4, sampler="users")
+    # the host-side index stays out of the pytree: nothing of it goes to the device
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(batcher))
+    with np.testing.assert_raises(ValueError):  # rebuilt from leaves: no index, no draw
+        jax.tree.map(lambda x: x, batcher).shuffled_order(0, 0)
     epoch = jax.jit(CFBatcher.epoch)
     pairs = set(zip(users.tolist(), items.tolist()))
     counts = np.zeros(6)

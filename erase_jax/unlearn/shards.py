@@ -26,7 +26,7 @@ The RecEraser code excludes a user's positives over ALL shards; here only the sh
 Everything random in a shard's run derives from (seed, shard), so retraining a shard from
 scratch on its remaining data is the run that never saw the removed rows. With
 `TrainConfig.sampler="users"` (the RecEraser code's `local_sample`) a shard's epoch draws its
-users uniformly and one of each user's rows in the shard (`UserRows`), on the host, from the
+users uniformly and one of each user's rows in the shard (`batching.UserUniformRows`), on the host, from the
 same (shard seed, epoch). A one-shard run (an unlearning request) uses the unvmapped epoch.
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from erase_jax.batching import SAMPLERS, PositiveIndex, sample_negatives
+from erase_jax.batching import SAMPLERS, PositiveIndex, UserUniformRows, sample_negatives
 from erase_jax.train import TrainConfig, make_optimizer
 
 
@@ -101,40 +101,17 @@ def real_steps(n_rows: np.ndarray, active: np.ndarray, batch_size: int) -> int:
     return -(-int(np.max(np.where(active, n_rows, 0), initial=0)) // batch_size)
 
 
-@dataclasses.dataclass(frozen=True)
-class UserRows:
-    """One shard's rows grouped by user, on the host, for the "users" sampler."""
-
-    offsets: np.ndarray  # [n_users + 1] into `rows`
-    rows: np.ndarray  # the shard's row positions, grouped by user
-    active: np.ndarray  # users with at least one row
-
-    @classmethod
-    def build(cls, users: np.ndarray, n_users: int) -> "UserRows":
-        counts = np.bincount(users, minlength=n_users)
-        return cls(np.concatenate([[0], np.cumsum(counts)]), np.argsort(users, kind="stable").astype(np.int32),
-                   np.flatnonzero(counts > 0))
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n rows: users from back-to-back permutations of the active users, then one of each
-        user's rows uniformly (`CFBatcher`'s "users" sampler, for one shard)."""
-        rounds = -(-n // len(self.active))
-        users = np.concatenate([rng.permutation(self.active) for _ in range(rounds)])[:n]
-        start, count = self.offsets[users], self.offsets[users + 1] - self.offsets[users]
-        return self.rows[start + (rng.random(n) * count).astype(np.int64)]
-
-
-def shard_user_rows(data: ShardData, n_users: int) -> list[UserRows]:
+def shard_user_rows(data: ShardData, n_users: int) -> list[UserUniformRows]:
     users, n_rows = np.asarray(data.users), np.asarray(data.n_rows)
-    return [UserRows.build(users[s, : n_rows[s]], n_users) for s in range(len(n_rows))]
+    return [UserUniformRows.build(users[s, : n_rows[s]], n_users) for s in range(len(n_rows))]
 
 
-def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int, user_rows: list[UserRows] | None = None) -> np.ndarray:
+def epoch_orders(n_rows: np.ndarray, seeds: np.ndarray, epoch: int, length: int, user_rows: list[UserUniformRows] | None = None) -> np.ndarray:
     """Each shard's row order for one epoch, drawn on the host from (shard seed, epoch) and
     padded with row 0 (whose positions are weighted 0) to `length`: int32 [S, length].
 
     Without `user_rows` every row once (a permutation); with them (the "users" sampler) as
-    many rows as the shard holds, drawn user-uniformly (`UserRows.draw`)."""
+    many rows as the shard holds, drawn user-uniformly (`UserUniformRows.draw`)."""
     orders = np.zeros((len(n_rows), length), np.int32)
     for s, (n, seed) in enumerate(zip(n_rows, seeds)):
         if n == 0:
