@@ -11,6 +11,7 @@ them, and that the result equals that shard trained from scratch without them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -248,21 +249,26 @@ def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_ex
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=2, aggregator_batch_size=64,
                           partition_rounds=3, aggregator_warm_start=True, aggregator_warm_epochs=1,
-                          aggregator_learning_rate=0.01, aggregator_warm_learning_rate=0.002)
+                          aggregator_learning_rate=0.01, aggregator_warm_learning_rate=0.002, aggregator_optimizer="adagrad")
     ensemble, state, _ = method.build_ensemble(experiment.model, params, experiment)
     inter, train_rows = experiment.data.interactions, experiment.data.split.train
     removed_rows = train_rows[[0, 7, 11]]
-    seen = []
+    seen, optimizers = [], []
     original = sisa.train_shards
 
     def spy(model, context, data, seeds, config, validate, n_items, init_params=None, negatives="all"):
         seen.append((data, init_params, config.epochs, config.learning_rate))
+        optimizers.append((config.optimizer, config.adagrad_initial_accumulator, config.adagrad_eps))
         return original(model, context, data, seeds, config, validate, n_items, init_params, negatives)
 
     monkeypatch.setattr(sisa, "train_shards", spy)
     method.forget_rows(experiment.model, ensemble, state, experiment, removed_rows)
     (_, shard_start, _, _), (data, aggregator_start, epochs, learning_rate) = seen
     assert shard_start is None and epochs == 1 and learning_rate == 0.002  # the shard from scratch, the aggregator warm
+    # the aggregator's optimiser is its own; Adagrad's accumulator settings are the run's
+    train = experiment.config.train
+    assert optimizers[1] == ("adagrad", train.adagrad_initial_accumulator, train.adagrad_eps)
+    assert optimizers[0][0] == train.optimizer
     for a, b in zip(jax.tree.leaves(aggregator_start), jax.tree.leaves(ensemble["aggregator"])):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
     n = int(data.n_rows[0])
@@ -372,3 +378,25 @@ def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
     lightgcn = dataclasses.replace(lightgcn, context=lightgcn.model.prepare(experiment.task.train))
     with pytest.raises(NotImplementedError):
         SISA().start(lightgcn.model, None, lightgcn)
+
+
+def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_experiment, caplog):
+    # The ensemble trains its shards as one vmap; `compile_requests` compiles the one-shard
+    # retrain and the warm aggregator's epoch up front, so a request's time is training.
+    experiment, params = tiny_experiment
+    method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=1, aggregator_batch_size=64,
+                          partition_rounds=3, aggregator_warm_start=True, aggregator_warm_epochs=1,
+                          aggregator_learning_rate=0.01, aggregator_warm_learning_rate=0.002)
+    ensemble, state, record = method.build_ensemble(experiment.model, params, experiment)
+    assert record["request_compile_seconds"] > 0
+    removed_row = experiment.data.split.train[:1]
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        method.forget_rows(experiment.model, ensemble, state, experiment, removed_row)
+    compiled = [r.getMessage() for r in caplog.records if "one_shard" in r.getMessage()]
+    assert not compiled, compiled
+    # and the check can fail: a learning rate never compiled before does compile its epoch
+    other = dataclasses.replace(method, aggregator_warm_learning_rate=0.003)
+    caplog.clear()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        other.forget_rows(experiment.model, ensemble, state, experiment, removed_row)
+    assert any("one_shard" in r.getMessage() for r in caplog.records)

@@ -250,10 +250,7 @@ def train_shards(
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
-    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives,
-                                vmapped=len(seeds) > 1)
-    if len(seeds) == 1:
-        epoch_fn = _one_shard_as_stacked(epoch_fn)
+    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
     params, opt_state = init_shards(model, context, config, seeds, steps)
     if init_params is not None:
         params = init_params
@@ -307,6 +304,34 @@ def train_shards(
         "train_seconds": float(sum(record["epoch_seconds"]) + sum(record["valid_seconds"])),
     })
     return ShardFit(params if validate is None else best_params, record)
+
+
+def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: TrainConfig, n_items: int, negatives: str = "all") -> float:
+    """Compiles the epoch that `train_shards` would run on these shapes, without training:
+    one call that runs zero steps. Returns the seconds it took.
+
+    After it, a `train_shards` call with the same model, step settings and shapes (an
+    unlearning request's retrain) finds the compiled epoch in jit's cache, so its time is
+    training time, not compilation.
+    """
+    seeds = np.asarray(seeds, np.int64)
+    steps = n_batches(data, config.batch_size)
+    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
+    params, opt_state = init_shards(model, context, config, seeds, steps)
+    started = time.perf_counter()
+    orders = jnp.zeros((len(seeds), steps * config.batch_size), jnp.int32)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(run_keys(seeds), 0)
+    out = epoch_fn(params, opt_state, jnp.ones(len(seeds), bool), context, data, orders, keys, jnp.int32(0))
+    jax.block_until_ready(out)
+    return time.perf_counter() - started
+
+
+def _epoch_for(model, config: TrainConfig, n_items: int, steps: int, n_shards: int, negatives: str):
+    """The stacked-interface epoch for `n_shards` shards: vmapped, or for one shard the
+    unvmapped epoch (`_one_shard_as_stacked`)."""
+    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives,
+                                vmapped=n_shards > 1)
+    return _one_shard_as_stacked(epoch_fn) if n_shards == 1 else epoch_fn
 
 
 def _one_shard_as_stacked(epoch_fn):

@@ -11,7 +11,9 @@ aggregator's parameters. The warm start is much cheaper but no longer exact for 
 aggregator itself: its starting point was fitted on data that included the removed rows
 (the submodels, which hold the per-user and per-item parameters, stay exact either way). The per-request diagnostics name the retrained shards and count the removed rows
 left in their training data (always 0: the claim that the forgotten data is absent is
-checked on the arrays that were trained on, not assumed).
+checked on the arrays that were trained on, not assumed). Building the ensemble also compiles
+what a request will run (`compile_requests`: the one-shard retrain epoch, the warm
+aggregator's epoch), so a request's recorded time is training, not compilation.
 
 How this plugs into the sequential runner (see `base.py`): the method's `start` hook builds
 the ensemble from the trained run (the run's parameters serve as the pre-trained embeddings
@@ -28,6 +30,9 @@ all shards), so a shard depends on its data only; `shard_negatives="shard_items"
 from the shard's items as the code does. The code's sampler (uniform users, then one of the
 user's rows: `local_sample`) is `shard_sampler="users"` / `aggregator_sampler="users"`; the
 default takes the run's `train.sampler` for the shards and visits every row for the aggregator.
+The code trains the aggregator with Adagrad (lr 0.05, batch 256, accumulator 1e-8, at most 50
+epochs): `aggregator_optimizer="adagrad"` with the run's `train.adagrad_*` settings; the
+default is Adam on large batches (cheaper per epoch; see benchmarks/RESULTS.md for both).
 Only base models whose context does not depend on the training data (BPR) are supported:
 LightGCN would need one graph per shard.
 """
@@ -52,6 +57,7 @@ from erase_jax.unlearn.shards import (
     MeanOfScores,
     ShardData,
     ShardEmbeddings,
+    compile_epoch,
     final_embeddings,
     init_shards,
     replace_shards,
@@ -84,6 +90,9 @@ class SISA:
     aggregator_epochs: int = 10
     aggregator_batch_size: int = 1024
     aggregator_learning_rate: float = 1e-3
+    # The public code trains it with Adagrad (lr 0.05, batch 256); Adagrad's accumulator start
+    # and epsilon come from the run's `train` settings (the code's: 1e-8 and 0).
+    aggregator_optimizer: str = "adam"
     aggregator_reg_weight: float | None = None  # None: the base model's reg_weight (and its form)
     aggregator_transfer_reg: float = 0.0  # L2 on the transfer (W_i, b_i), the public code's 1e-5
     aggregator_user_dropout: float = 0.0  # the public code's 0.3 (keep 0.7)
@@ -142,6 +151,7 @@ class SISA:
             record["shards"] = shard_fit.record
             aggregator_params, record["aggregator"] = self.train_aggregator(model, shard_params, experiment, removed)
             record["ensemble_train_seconds"] = time.perf_counter() - started
+            record["request_compile_seconds"] = self.compile_requests(model, shard_params, experiment, shard_of_row, removed)
         else:
             steps = n_batches_for(experiment, config)
             shard_params, _ = init_shards(model, experiment.context, config, seeds, steps)
@@ -241,20 +251,8 @@ class SISA:
         context = self.embeddings_of(model, shard_params, experiment)
         if not aggregator.trainable:
             return aggregator.init(jax.random.PRNGKey(0), context), {}
-        inter, rows = experiment.data.interactions, remaining_train_rows(experiment, removed)
-        data = ShardData.build(inter.n_users, inter.n_items, [inter.users[rows]], [inter.items[rows]], len(experiment.data.split.train))
-        epochs, learning_rate = self.aggregator_epochs, self.aggregator_learning_rate
-        if previous is not None and self.aggregator_warm_epochs is not None:
-            epochs = self.aggregator_warm_epochs
-        if previous is not None and self.aggregator_warm_learning_rate is not None:
-            learning_rate = self.aggregator_warm_learning_rate
-        stopping_step = epochs if self.aggregator_stopping_step is None else self.aggregator_stopping_step
-        config = TrainConfig(
-            epochs=epochs, batch_size=self.aggregator_batch_size,
-            learning_rate=learning_rate, optimizer="adam",
-            valid_metric=experiment.config.train.valid_metric, stopping_step=stopping_step,
-            sampler=self.aggregator_sampler,
-        )
+        data, rows = self._aggregator_data(experiment, removed)
+        config = self._aggregator_config(experiment, warm=previous is not None)
         valid = remaining_valid_set(experiment, removed)
         metric, k = _metric_and_k(config.valid_metric)
 
@@ -263,10 +261,51 @@ class SISA:
 
         seed = np.array([experiment.config.seed], np.int64)
         start = None if previous is None else jax.tree.map(lambda x: jnp.asarray(x)[None], previous)
-        result = train_shards(aggregator, context, data, seed, config, validate if len(valid.users) else None, inter.n_items, start)
+        result = train_shards(aggregator, context, data, seed, config, validate if len(valid.users) else None,
+                              experiment.data.interactions.n_items, start)
         record = {key: result.record[key] for key in ("epochs", "best_epoch", "best_valid", "train_seconds")}
         record["n_rows"] = len(rows)
         return shard_slice(result.params, 0), record
+
+    def _aggregator_data(self, experiment, removed: np.ndarray):
+        """The aggregator's one "shard": every remaining training row, padded to all of them."""
+        inter, rows = experiment.data.interactions, remaining_train_rows(experiment, removed)
+        data = ShardData.build(inter.n_users, inter.n_items, [inter.users[rows]], [inter.items[rows]], len(experiment.data.split.train))
+        return data, rows
+
+    def _aggregator_config(self, experiment, warm: bool) -> TrainConfig:
+        epochs, learning_rate = self.aggregator_epochs, self.aggregator_learning_rate
+        if warm and self.aggregator_warm_epochs is not None:
+            epochs = self.aggregator_warm_epochs
+        if warm and self.aggregator_warm_learning_rate is not None:
+            learning_rate = self.aggregator_warm_learning_rate
+        stopping_step = epochs if self.aggregator_stopping_step is None else self.aggregator_stopping_step
+        return TrainConfig(
+            epochs=epochs, batch_size=self.aggregator_batch_size,
+            learning_rate=learning_rate, optimizer=self.aggregator_optimizer,
+            adagrad_initial_accumulator=experiment.config.train.adagrad_initial_accumulator,
+            adagrad_eps=experiment.config.train.adagrad_eps,
+            valid_metric=experiment.config.train.valid_metric, stopping_step=stopping_step,
+            sampler=self.aggregator_sampler,
+        )
+
+    def compile_requests(self, model, shard_params, experiment, shard_of_row: np.ndarray, removed: np.ndarray) -> float:
+        """Compiles what a request runs and the ensemble's training did not: the one-shard
+        retrain's epoch (the ensemble trained all shards as one vmap) and, for a warm-started
+        aggregator, its retrain epoch (another learning rate is another compiled step). Every
+        shard and every request has the same padded shapes, so this happens once, here, and a
+        request's time is training. Returns the seconds spent."""
+        config = self.shard_train_config(experiment)
+        one_shard, _ = shard_data(experiment, shard_of_row, removed, np.array([0]))
+        seconds = compile_epoch(model, experiment.context, one_shard, self.shard_seeds(experiment.config.seed)[:1], config,
+                                experiment.task.train.n_items, self.shard_negatives)
+        aggregator = self.aggregator(model)
+        if aggregator.trainable and self.aggregator_warm_start:
+            data, _ = self._aggregator_data(experiment, removed)
+            context = self.embeddings_of(model, shard_params, experiment)
+            seconds += compile_epoch(aggregator, context, data, np.array([experiment.config.seed], np.int64),
+                                     self._aggregator_config(experiment, warm=True), experiment.data.interactions.n_items)
+        return seconds
 
     def embeddings_of(self, model, shard_params, experiment) -> ShardEmbeddings:
         users, items = stacked_embeddings(model, shard_params, experiment.context)
