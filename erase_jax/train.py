@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from erase_jax.batching import SAMPLERS
 from erase_jax.checkpoint import Checkpointer
 
 
@@ -53,6 +54,12 @@ class TrainConfig:
     stopping_step: int = 10
     eval_step: int = 1
     max_training_hours: float | None = None
+
+    def __post_init__(self):
+        # Checked here, where every training path (a run, the shards, the aggregator) builds its
+        # settings, so a bad name fails when the config is read, not when an epoch is drawn.
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown train.sampler {self.sampler!r}; choose one of {SAMPLERS}")
 
 
 @flax.struct.dataclass

@@ -6,6 +6,7 @@ import numpy as np
 
 from erase_jax.batching import CFBatcher, PositiveIndex
 from erase_jax.data.cf import CFTrainData
+from erase_jax.train import TrainConfig
 
 
 def _random_pairs(seed, n_users=30, n_items=20, n=200):
@@ -87,3 +88,5 @@ def test_user_sampler_weighs_every_user_the_same_and_draws_their_own_rows():
     assert per_item.min() > 40 and per_item.max() < 115
     with np.testing.assert_raises(ValueError):
         CFBatcher.build(CFTrainData(6, 50, users, items), batch_size=4, sampler="user")
+    with np.testing.assert_raises(ValueError):  # and in the settings every trainer reads
+        TrainConfig(sampler="user")

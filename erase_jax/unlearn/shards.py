@@ -43,7 +43,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from erase_jax.batching import SAMPLERS, PositiveIndex, UserUniformRows, sample_negatives
+from erase_jax.batching import PositiveIndex, UserUniformRows, sample_negatives
 from erase_jax.train import TrainConfig, make_optimizer
 
 
@@ -258,8 +258,6 @@ def train_shards(
     keys = run_keys(seeds)
     n_shards = len(seeds)
     n_rows = np.asarray(data.n_rows)
-    if config.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {config.sampler!r}; choose one of {SAMPLERS}")
     user_rows = shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
     best_params = params
     best_score = np.full(n_shards, -np.inf)
