@@ -26,7 +26,7 @@ from erase_jax.train import TrainConfig
 from erase_jax.unlearn import partition, shards
 from erase_jax.unlearn.base import build_method
 from erase_jax.unlearn.receraser import AttentionAggregator
-from erase_jax.unlearn.sisa import SISA, shard_data, validator
+from erase_jax.unlearn.sisa import SISA, OwnItemsRanker, own_validation_set, remaining_valid_set, shard_data, validator
 
 N_USERS, N_ITEMS, N_SHARDS = 40, 30, 4
 
@@ -345,13 +345,20 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     if name == "receraser":
         assert not all(np.array_equal(np.asarray(a), np.asarray(b))
                        for a, b in zip(jax.tree.leaves(ensemble["aggregator"]), jax.tree.leaves(new["aggregator"])))
-    # Exactness: the retrained shard is that shard trained from scratch without the removed rows.
-    config = method.shard_train_config(experiment)
+    # Exactness: the retrained shard is that shard trained from scratch without the removed rows,
+    # and so is every other shard (its training, early stopping included, never saw them).
+    config, removed = method.shard_train_config(experiment), np.asarray(new_state["removed"])
     fresh = shards.train_shards(experiment.model, experiment.context, data, method.shard_seeds(experiment.config.seed)[[target]],
-                                config, validator(experiment.model, experiment, np.asarray(new_state["removed"]), config),
+                                config, method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([target]), config),
                                 experiment.task.train.n_items)
     for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(new["shards"])):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[target])
+    everything, _ = shard_data(experiment, shard_of_row, removed, np.arange(3))
+    scratch = shards.train_shards(experiment.model, experiment.context, everything, method.shard_seeds(experiment.config.seed), config,
+                                  method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(3), config),
+                                  experiment.task.train.n_items)
+    for a, b in zip(jax.tree.leaves(scratch.params), jax.tree.leaves(new["shards"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     scoring_model, scoring_params, context = method.scorer(experiment.model, new, experiment)
     scores = scoring_model.scores(scoring_params, context, {"users": jnp.arange(4)})
     assert scores.shape == (4, experiment.task.train.n_items) and np.isfinite(np.asarray(scores)).all()
@@ -400,3 +407,51 @@ def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_e
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         other.forget_rows(experiment.model, ensemble, state, experiment, removed_row)
     assert any("one_shard" in r.getMessage() for r in caplog.records)
+
+
+def test_own_shard_validation_is_built_from_the_shards_data_alone(tiny_experiment):
+    experiment, _ = tiny_experiment
+    inter, split = experiment.data.interactions, experiment.data.split
+    shard_of_row = np.full(len(inter.users), -1, np.int32)
+    shard_of_row[split.train] = partition.random_partition(inter.users[split.train], 3, 0).shard_of_row
+    removed = np.zeros(len(shard_of_row), bool)
+    own, own_items = own_validation_set(experiment, shard_of_row, removed, 0)
+    rows = np.nonzero(shard_of_row == 0)[0]
+    np.testing.assert_array_equal(np.nonzero(own_items)[0], np.unique(inter.items[rows]))
+    assert np.isin(own.target_items, inter.items[rows]).all() and len(own.target_items) > 0
+    assert sorted(zip(own.history_users, own.history_items)) == sorted(set(zip(inter.users[rows], inter.items[rows])))
+    # A row of another shard is removed: shard 0's validation does not change; the "all"
+    # validation's history (every remaining training row) does: the control.
+    other = np.zeros_like(removed)
+    other[np.nonzero(shard_of_row == 1)[0][0]] = True
+    after, after_items = own_validation_set(experiment, shard_of_row, other, 0)
+    np.testing.assert_array_equal(own_items, after_items)
+    for name in ("target_users", "target_items", "history_users", "history_items"):
+        np.testing.assert_array_equal(getattr(own, name), getattr(after, name))
+    assert len(remaining_valid_set(experiment, other).history_users) == len(remaining_valid_set(experiment, removed).history_users) - 1
+    method = build_method("receraser", n_shards=3, shard_validation="own")
+    validators = method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0, 2]), method.shard_train_config(experiment))
+    assert len(validators) == 2 and all(callable(v) for v in validators)
+    # The validator ranks the shard's items only: scores of the other items are -inf.
+    ranker = OwnItemsRanker(experiment.model)
+    params = experiment.model.init(jax.random.PRNGKey(1), experiment.context)
+    half = np.arange(inter.n_items) % 2 == 0
+    scores = np.asarray(ranker.scores({"model": params, "own_items": jnp.asarray(half)}, experiment.context, {"users": jnp.arange(3)}))
+    assert np.isneginf(scores[:, ~half]).all() and np.isfinite(scores[:, half]).all()
+    with pytest.raises(ValueError, match="shard_validation"):
+        build_method("sisa", shard_validation="test").shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0]), None)
+
+
+def test_a_shard_without_validator_trains_every_epoch_and_keeps_its_last_parameters():
+    users, items, _, _ = random_pairs(80)
+    model = build_model("BPR", embedding_size=8)
+    context = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, items))
+    data = shards.ShardData.build(N_USERS, N_ITEMS, [users[:40], users[40:]], [items[:40], items[40:]])
+    calls = []
+    config = TrainConfig(epochs=6, batch_size=16, eval_step=1, stopping_step=0)
+    # Shard 1's score only falls: it stops after its second validation and keeps epoch 1.
+    fit = shards.train_shards(model, context, data, np.array([1, 2]), config, [None, lambda p: -float(len(calls.append(1) or calls))], N_ITEMS)
+    assert fit.record["epochs"] == [6, 2] and fit.record["best_epoch"] == [-1, 1] and len(calls) == 2
+    alone = shards.train_shards(model, context, data, np.array([1, 2]), config, None, N_ITEMS)
+    for a, b in zip(jax.tree.leaves(fit.params), jax.tree.leaves(alone.params)):
+        np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[0], rtol=1e-6, atol=1e-7)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -182,9 +182,10 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
                 params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
                 opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
             else:
-                # One shard: a branch that hands the chosen buffers on, instead of a select that
-                # reads and writes every parameter and optimiser entry once more per step.
-                params, opt_state = jax.lax.cond(keep, lambda: (new_params, new_opt_state), lambda: (params, opt_state))
+                # One shard: every step the loop runs is real and the shard is active (the caller
+                # bounds `n_steps` by its real batches and passes 0 when it is inactive), so the
+                # update is taken as it is, with no select over every parameter and optimiser entry.
+                params, opt_state = new_params, new_opt_state
             return params, opt_state, loss_sum + jnp.where(real, loss, 0.0), n_real + real
 
         # Steps from `n_steps` on are padding-only for every shard (a shard's rows come first in
@@ -219,6 +220,10 @@ def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_pe
     return jax.vmap(one)(jnp.asarray(seeds, jnp.uint32))
 
 
+# Every shard's key for one epoch: jitted, as it runs once per epoch of every (re)training.
+_epoch_keys = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+
+
 def run_keys(seeds: np.ndarray) -> jax.Array:
     """Each shard's run key (the second half of its split seed key), [S, 2]."""
     return jax.vmap(lambda seed: jax.random.split(jax.random.PRNGKey(seed))[1])(jnp.asarray(seeds, jnp.uint32))
@@ -236,7 +241,7 @@ def train_shards(
     data: ShardData,
     seeds: np.ndarray,
     config: TrainConfig,
-    validate: Callable[[Any], float] | None,
+    validate: Callable[[Any], float] | Sequence[Callable[[Any], float] | None] | None,
     n_items: int,
     init_params: Any = None,
     negatives: str = "all",
@@ -244,8 +249,9 @@ def train_shards(
     """Trains S shards together, each with its own early stopping: from scratch, or from the
     stacked `init_params` (a warm start; the optimiser state is fresh either way).
 
-    `validate(params)` scores one shard's parameters (higher is better); None trains every
-    shard for `config.epochs` and keeps the last parameters. A warm start's starting
+    `validate(params)` scores one shard's parameters (higher is better), or `validate[s]`
+    shard s's (one validator per shard); None trains every shard for `config.epochs` and
+    keeps the last parameters (also per shard, where `validate[s]` is None). A warm start's starting
     parameters are never returned: the result has trained at least one epoch on `data`.
     """
     seeds = np.asarray(seeds, np.int64)
@@ -257,6 +263,9 @@ def train_shards(
         opt_state = jax.vmap(make_optimizer(config, steps).init)(params)
     keys = run_keys(seeds)
     n_shards = len(seeds)
+    validators = list(validate) if isinstance(validate, (list, tuple)) else [validate] * n_shards
+    if len(validators) != n_shards:
+        raise ValueError(f"{len(validators)} validators for {n_shards} shards")
     n_rows = np.asarray(data.n_rows)
     user_rows = shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
     best_params = params
@@ -269,7 +278,7 @@ def train_shards(
     for epoch in range(config.epochs):
         started = time.perf_counter()
         orders = epoch_orders(n_rows, seeds, epoch, steps * config.batch_size, user_rows)
-        epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, epoch)
+        epoch_keys = _epoch_keys(keys, epoch)
         params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys,
                                              jnp.int32(real_steps(n_rows, active, config.batch_size)))
         losses = np.asarray(losses)
@@ -278,14 +287,15 @@ def train_shards(
         if not np.all(np.isfinite(losses[active])):
             raise FloatingPointError(f"shard training diverged at epoch {epoch + 1}: losses {losses}")
         epochs_trained += active
-        if validate is None:
-            continue
-        if (epoch + 1) % config.eval_step and epoch + 1 != config.epochs:
+        validating = (epoch + 1) % config.eval_step == 0 or epoch + 1 == config.epochs
+        if not validating or not any(validators):
             continue
         started = time.perf_counter()
         improved = np.zeros(n_shards, bool)
         for s in np.nonzero(active)[0]:
-            score = validate(jax.tree.map(lambda x: x[s], params))
+            if validators[s] is None:
+                continue
+            score = validators[s](jax.tree.map(lambda x: x[s], params))
             if score >= best_score[s]:
                 best_score[s], best_epoch[s], stale[s], improved[s] = score, epoch + 1, 0, True
             else:
@@ -301,7 +311,8 @@ def train_shards(
         "best_valid": best_score.tolist(),
         "train_seconds": float(sum(record["epoch_seconds"]) + sum(record["valid_seconds"])),
     })
-    return ShardFit(params if validate is None else best_params, record)
+    unvalidated = jnp.asarray([v is None for v in validators])
+    return ShardFit(_where_shards(unvalidated, params, best_params), record)
 
 
 def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: TrainConfig, n_items: int, negatives: str = "all") -> float:
@@ -318,7 +329,7 @@ def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: Tr
     params, opt_state = init_shards(model, context, config, seeds, steps)
     started = time.perf_counter()
     orders = jnp.zeros((len(seeds), steps * config.batch_size), jnp.int32)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(run_keys(seeds), 0)
+    keys = _epoch_keys(run_keys(seeds), 0)
     out = epoch_fn(params, opt_state, jnp.ones(len(seeds), bool), context, data, orders, keys, jnp.int32(0))
     jax.block_until_ready(out)
     return time.perf_counter() - started
@@ -332,17 +343,22 @@ def _epoch_for(model, config: TrainConfig, n_items: int, steps: int, n_shards: i
     return _one_shard_as_stacked(epoch_fn) if n_shards == 1 else epoch_fn
 
 
+@functools.lru_cache(maxsize=16)
 def _one_shard_as_stacked(epoch_fn):
     """The unvmapped epoch behind the stacked interface: a one-shard retrain (an unlearning
-    request) runs without the per-step selects that vmapping needs (see `make_shard_epoch`)."""
+    request) runs without the per-step selects that vmapping needs (see `make_shard_epoch`).
+    One jitted call with the unstacking and restacking inside, cached per epoch function so
+    that every retrain of these shapes reuses one compile."""
 
-    def run(params, opt_state, active, context, data, orders, keys, n_steps):
+    @jax.jit
+    def one_shard_stacked(params, opt_state, active, context, data, orders, keys, n_steps):
         first = functools.partial(jax.tree.map, lambda x: x[0])
+        n_steps = jnp.where(active[0], n_steps, 0)  # an inactive shard runs no step
         params, opt_state, loss = epoch_fn(first(params), first(opt_state), active[0], context, first(data), orders[0], keys[0], n_steps)
         stack = functools.partial(jax.tree.map, lambda x: x[None])
         return stack(params), stack(opt_state), loss[None]
 
-    return run
+    return one_shard_stacked
 
 
 def _where_shards(mask: jax.Array, new, old):

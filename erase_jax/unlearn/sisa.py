@@ -24,7 +24,8 @@ those parameters into the recommender that is evaluated. Requests need `removed_
 `experiment` (training data and settings), which the runner puts into `RequestData`.
 
 Differences from the paper's code: shard submodels and the aggregator validate on the run's
-validation split without the removed rows (the public code validates on the test set);
+validation split without the removed rows (the public code validates on the test set), a
+shard on the pairs of its own items with only its own rows masked (`shard_validation`);
 negatives avoid each shard's own positives only (the code's avoid the user's positives in
 all shards), so a shard depends on its data only; `shard_negatives="shard_items"` draws them
 from the shard's items as the code does. The code's sampler (uniform users, then one of the
@@ -112,6 +113,13 @@ class SISA:
     shard_eval_step: int | None = None  # validate a shard every n epochs (stopping_step counts validations)
     shard_negatives: str = "all"  # all | shard_items (the RecEraser code's: items in the shard)
     shard_sampler: str | None = None  # rows | users (the RecEraser code's); None: the run's train.sampler
+    # What a shard's early stopping validates on. "own": the validation pairs whose item the
+    # shard holds, ranked among the shard's items with only its own rows masked
+    # (`OwnItemsRanker`), so a shard depends on its own data alone, as exactness needs. "all"
+    # (the only behaviour before this option): every validation pair, ranked among all items
+    # with the user's whole remaining history masked, so a shard's stopping epoch also saw the
+    # other shards' rows, and a shard that was not retrained still carried a removed row's trace.
+    shard_validation: str = "own"
     aggregator_sampler: str = "rows"  # rows | users
 
     # -- the UnlearningMethod interface ---------------------------------------------------
@@ -144,8 +152,9 @@ class SISA:
             record.update({"partition_seconds": time.perf_counter() - started, **chosen.summary()})
             data, _ = shard_data(experiment, shard_of_row, removed, np.arange(self.n_shards))
             shard_fit = train_shards(
-                model, experiment.context, data, seeds, config, validator(model, experiment, removed, config), experiment.task.train.n_items,
-                negatives=self.shard_negatives,
+                model, experiment.context, data, seeds, config,
+                self.shard_validators(model, experiment, shard_of_row, removed, np.arange(self.n_shards), config),
+                experiment.task.train.n_items, negatives=self.shard_negatives,
             )
             shard_params = shard_fit.params
             record["shards"] = shard_fit.record
@@ -198,8 +207,8 @@ class SISA:
             diagnostics["forgotten_rows_in_retrained_shards"] = int(sum(removed[r].sum() for r in rows))
             shard_fit = train_shards(
                 model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
-                validator(model, experiment, removed, config), experiment.task.train.n_items,
-                negatives=self.shard_negatives,
+                self.shard_validators(model, experiment, shard_of_row, removed, affected, config),
+                experiment.task.train.n_items, negatives=self.shard_negatives,
             )
             shard_params = replace_shards(params["shards"], affected, shard_fit.params)
             jax.block_until_ready(shard_params)
@@ -307,6 +316,14 @@ class SISA:
                                      self._aggregator_config(experiment, warm=True), experiment.data.interactions.n_items)
         return seconds
 
+    def shard_validators(self, model, experiment, shard_of_row: np.ndarray, removed: np.ndarray, shards: np.ndarray, config: TrainConfig):
+        """The early-stopping validator of each of `shards` (`shard_validation`)."""
+        if self.shard_validation == "all":
+            return validator(model, experiment, removed, config)
+        if self.shard_validation == "own":
+            return [own_validator(model, experiment, shard_of_row, removed, s, config) for s in shards]
+        raise ValueError(f"shard_validation must be 'all' or 'own', got {self.shard_validation!r}")
+
     def embeddings_of(self, model, shard_params, experiment) -> ShardEmbeddings:
         users, items = stacked_embeddings(model, shard_params, experiment.context)
         return ShardEmbeddings(users, items)
@@ -373,6 +390,51 @@ def validator(model, experiment, removed: np.ndarray, config: TrainConfig):
         return None
     metric, k = _metric_and_k(config.valid_metric)
     return lambda params: evaluate_cf(model, params, experiment.context, valid, (k,), (metric,))[config.valid_metric]
+
+
+def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray, shard: int):
+    """(eval set, own items): the validation pairs whose item has a remaining training row in
+    `shard`, with only the shard's remaining rows as the history to mask, and the mask of the
+    shard's items [n_items]; built from the shard's data alone. None when no validation pair
+    falls on the shard's items."""
+    inter, split = experiment.data.interactions, experiment.data.split
+    rows = np.nonzero((shard_of_row == shard) & ~removed)[0]
+    own_items = np.zeros(inter.n_items, bool)
+    own_items[inter.items[rows]] = True
+    valid = split.valid[~removed[split.valid]]
+    valid = valid[own_items[inter.items[valid]]]
+    if len(valid) == 0:
+        return None
+    targets = eval_set(inter.n_users, inter.n_items, inter.users[valid], inter.items[valid], inter.users[rows], inter.items[rows])
+    return targets, own_items
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnItemsRanker:
+    """`model` ranking only a shard's items (`params["own_items"]`); the others score -inf.
+
+    A submodel's embedding of an item it holds no row of is its untrained initial draw: its
+    scores say nothing about the shard's data, so the shard is judged on its own items only.
+    """
+
+    model: object
+
+    def scores(self, params, context, query):
+        scores = self.model.scores(params["model"], context, query)
+        return jnp.where(params["own_items"], scores, -jnp.inf)
+
+
+def own_validator(model, experiment, shard_of_row: np.ndarray, removed: np.ndarray, shard: int, config: TrainConfig):
+    """`params -> score` of one shard on `own_validation_set`, ranking the shard's items
+    only; None when that set is empty."""
+    own = own_validation_set(experiment, shard_of_row, removed, shard)
+    if own is None:
+        return None
+    targets, own_items = own
+    ranker, own_items = OwnItemsRanker(model), jnp.asarray(own_items)
+    metric, k = _metric_and_k(config.valid_metric)
+    return lambda params: evaluate_cf(ranker, {"model": params, "own_items": own_items}, experiment.context, targets,
+                                      (k,), (metric,))[config.valid_metric]
 
 
 def _metric_and_k(valid_metric: str) -> tuple[str, int]:
