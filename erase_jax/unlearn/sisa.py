@@ -359,11 +359,16 @@ def shard_data(experiment, shard_of_row: np.ndarray, removed: np.ndarray, shards
     every retrain of the same number of shards reuses one compiled epoch."""
     inter = experiment.data.interactions
     width = int(np.bincount(shard_of_row[shard_of_row >= 0]).max())
-    rows = [np.nonzero((shard_of_row == s) & ~removed)[0] for s in shards]
+    rows = [remaining_shard_rows(shard_of_row, removed, s) for s in shards]
     data = ShardData.build(
         inter.n_users, inter.n_items, [inter.users[r] for r in rows], [inter.items[r] for r in rows], width
     )
     return data, rows
+
+
+def remaining_shard_rows(shard_of_row: np.ndarray, removed: np.ndarray, shard: int) -> np.ndarray:
+    """The interaction rows of `shard` that are not removed."""
+    return np.nonzero((shard_of_row == shard) & ~removed)[0]
 
 
 def n_batches_for(experiment, config: TrainConfig) -> int:
@@ -375,10 +380,15 @@ def remaining_train_rows(experiment, removed: np.ndarray) -> np.ndarray:
     return rows[~removed[rows]]
 
 
+def remaining_valid_rows(experiment, removed: np.ndarray) -> np.ndarray:
+    rows = experiment.data.split.valid
+    return rows[~removed[rows]]
+
+
 def remaining_valid_set(experiment, removed: np.ndarray):
     """Validation targets and history without the removed rows: model selection must not see them."""
-    inter, split = experiment.data.interactions, experiment.data.split
-    valid = split.valid[~removed[split.valid]]
+    inter = experiment.data.interactions
+    valid = remaining_valid_rows(experiment, removed)
     history = remaining_train_rows(experiment, removed)
     return eval_set(inter.n_users, inter.n_items, inter.users[valid], inter.items[valid], inter.users[history], inter.items[history])
 
@@ -388,8 +398,7 @@ def validator(model, experiment, removed: np.ndarray, config: TrainConfig):
     valid = remaining_valid_set(experiment, removed)
     if len(valid.users) == 0:
         return None
-    metric, k = _metric_and_k(config.valid_metric)
-    return lambda params: evaluate_cf(model, params, experiment.context, valid, (k,), (metric,))[config.valid_metric]
+    return _scorer(model, experiment, valid, config)
 
 
 def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray, shard: int):
@@ -397,11 +406,11 @@ def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray
     `shard`, with only the shard's remaining rows as the history to mask, and the mask of the
     shard's items [n_items]; built from the shard's data alone. None when no validation pair
     falls on the shard's items."""
-    inter, split = experiment.data.interactions, experiment.data.split
-    rows = np.nonzero((shard_of_row == shard) & ~removed)[0]
+    inter = experiment.data.interactions
+    rows = remaining_shard_rows(shard_of_row, removed, shard)
     own_items = np.zeros(inter.n_items, bool)
     own_items[inter.items[rows]] = True
-    valid = split.valid[~removed[split.valid]]
+    valid = remaining_valid_rows(experiment, removed)
     valid = valid[own_items[inter.items[valid]]]
     if len(valid) == 0:
         return None
@@ -431,10 +440,14 @@ def own_validator(model, experiment, shard_of_row: np.ndarray, removed: np.ndarr
     if own is None:
         return None
     targets, own_items = own
-    ranker, own_items = OwnItemsRanker(model), jnp.asarray(own_items)
+    own_items = jnp.asarray(own_items)
+    return _scorer(OwnItemsRanker(model), experiment, targets, config, lambda params: {"model": params, "own_items": own_items})
+
+
+def _scorer(model, experiment, targets, config: TrainConfig, as_params=lambda params: params):
+    """`params -> config.valid_metric` of `model` on the evaluation set `targets`."""
     metric, k = _metric_and_k(config.valid_metric)
-    return lambda params: evaluate_cf(ranker, {"model": params, "own_items": own_items}, experiment.context, targets,
-                                      (k,), (metric,))[config.valid_metric]
+    return lambda params: evaluate_cf(model, as_params(params), experiment.context, targets, (k,), (metric,))[config.valid_metric]
 
 
 def _metric_and_k(valid_metric: str) -> tuple[str, int]:
