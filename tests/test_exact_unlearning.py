@@ -20,13 +20,14 @@ import pytest
 
 from erase_jax.config import load_config
 from erase_jax.data.cf import CFTrainData
+from erase_jax.evaluate import evaluate_cf
 from erase_jax.models import build_model
 from erase_jax.run import build_experiment
 from erase_jax.train import TrainConfig
 from erase_jax.unlearn import partition, shards
 from erase_jax.unlearn.base import build_method
 from erase_jax.unlearn.receraser import AttentionAggregator
-from erase_jax.unlearn.sisa import SISA, OwnItemsRanker, own_validation_set, remaining_valid_set, shard_data, validator
+from erase_jax.unlearn.sisa import OWN_ITEM_SLOTS, SISA, OwnItemsRanker, own_item_slots, own_validation_set, remaining_valid_set, shard_data, validator
 
 N_USERS, N_ITEMS, N_SHARDS = 40, 30, 4
 
@@ -80,6 +81,21 @@ def test_balanced_partitions_respect_capacity_and_the_seed(method):
     np.testing.assert_array_equal(made.shard_of_row, again.shard_of_row)
     assert not np.array_equal(made.shard_of_row, other.shard_of_row)
     assert sum(made.summary()["shard_sizes"]) == len(users)
+
+
+def test_partition_unit_norm_partitions_on_the_embeddings_divided_by_their_norms(tiny_experiment):
+    experiment, params = tiny_experiment
+    method = build_method("receraser", n_shards=3, partition_rounds=5, partition_unit_norm=True)
+    made = method.make_partition(experiment.model, params, experiment)
+    users, items = (np.asarray(e) for e in shards.final_embeddings(experiment.model, params, experiment.context))
+    train = experiment.task.train
+    by_hand = partition.balanced_partition(
+        "inbp", train.users, train.items, users / np.sqrt((users**2).sum(1))[:, None],
+        items / np.sqrt((items**2).sum(1))[:, None], 3, experiment.config.seed, 5)
+    np.testing.assert_array_equal(made.shard_of_row, by_hand.shard_of_row)
+    raw = dataclasses.replace(method, partition_unit_norm=False).make_partition(experiment.model, params, experiment)
+    assert not np.array_equal(made.shard_of_row, raw.shard_of_row)  # the option changes something
+    np.testing.assert_array_equal(partition.unit_rows(np.zeros((2, 3))), np.zeros((2, 3)))
 
 
 @pytest.mark.parametrize("unit", ["interactions", "users"])
@@ -319,10 +335,13 @@ def tiny_experiment():
     return experiment, params
 
 
-@pytest.mark.parametrize("name", ["sisa", "receraser"])
-def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_removed_rows(tiny_experiment, name):
+@pytest.mark.parametrize("name, shard_reg_weight", [("sisa", None), ("receraser", None), ("receraser", 0.05)])
+def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_removed_rows(tiny_experiment, name, shard_reg_weight):
     experiment, params = tiny_experiment
-    method = build_method(name, n_shards=3, shard_epochs=2, aggregator_epochs=1, aggregator_batch_size=64, partition_rounds=5)
+    method = build_method(name, n_shards=3, shard_epochs=2, aggregator_epochs=1, aggregator_batch_size=64, partition_rounds=5,
+                          shard_reg_weight=shard_reg_weight)
+    shard_model = method.shard_model(experiment.model)
+    assert shard_model.reg_weight == (experiment.model.reg_weight if shard_reg_weight is None else shard_reg_weight)
     ensemble, state, record = method.build_ensemble(experiment.model, params, experiment)
     assert record["partition"] == ("random_interactions" if name == "sisa" else "inbp")
     like, _ = method.start(experiment.model, params, experiment, train=False)
@@ -348,15 +367,20 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     # Exactness: the retrained shard is that shard trained from scratch without the removed rows,
     # and so is every other shard (its training, early stopping included, never saw them).
     config, removed = method.shard_train_config(experiment), np.asarray(new_state["removed"])
-    fresh = shards.train_shards(experiment.model, experiment.context, data, method.shard_seeds(experiment.config.seed)[[target]],
-                                config, method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([target]), config),
-                                experiment.task.train.n_items)
+    def from_scratch(model, data, which):
+        return shards.train_shards(model, experiment.context, data, method.shard_seeds(experiment.config.seed)[which], config,
+                                   method.shard_validators(model, experiment, shard_of_row, removed, which, config),
+                                   experiment.task.train.n_items)
+
+    fresh = from_scratch(shard_model, data, np.array([target]))
     for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(new["shards"])):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[target])
+    if shard_reg_weight is not None:  # the submodels really trained with their own L2 strength
+        base = from_scratch(experiment.model, data, np.array([target]))
+        assert not all(np.allclose(np.asarray(a)[0], np.asarray(b)[target])
+                       for a, b in zip(jax.tree.leaves(base.params), jax.tree.leaves(new["shards"])))
     everything, _ = shard_data(experiment, shard_of_row, removed, np.arange(3))
-    scratch = shards.train_shards(experiment.model, experiment.context, everything, method.shard_seeds(experiment.config.seed), config,
-                                  method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(3), config),
-                                  experiment.task.train.n_items)
+    scratch = from_scratch(shard_model, everything, np.arange(3))
     for a, b in zip(jax.tree.leaves(scratch.params), jax.tree.leaves(new["shards"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     scoring_model, scoring_params, context = method.scorer(experiment.model, new, experiment)
@@ -379,6 +403,11 @@ def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_valid
     assert len(calls) == 2  # after epochs 3 and 6
 
 
+def test_shard_reg_weight_needs_a_model_with_one():
+    with pytest.raises(ValueError, match="reg_weight"):
+        SISA(shard_reg_weight=0.1).shard_model(build_model("Pop"))
+
+
 def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
     experiment, _ = tiny_experiment
     lightgcn = dataclasses.replace(experiment, model=build_model("LightGCN", embedding_size=8))
@@ -393,7 +422,7 @@ def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_e
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=1, aggregator_batch_size=64,
                           partition_rounds=3, aggregator_warm_start=True, aggregator_warm_epochs=1,
-                          aggregator_learning_rate=0.01, aggregator_warm_learning_rate=0.002)
+                          aggregator_learning_rate=0.01, aggregator_warm_learning_rate=0.002, shard_reg_weight=0.02)
     ensemble, state, record = method.build_ensemble(experiment.model, params, experiment)
     assert record["request_compile_seconds"] > 0
     removed_row = experiment.data.split.train[:1]
@@ -432,12 +461,29 @@ def test_own_shard_validation_is_built_from_the_shards_data_alone(tiny_experimen
     method = build_method("receraser", n_shards=3, shard_validation="own")
     validators = method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0, 2]), method.shard_train_config(experiment))
     assert len(validators) == 2 and all(callable(v) for v in validators)
-    # The validator ranks the shard's items only: scores of the other items are -inf.
-    ranker = OwnItemsRanker(experiment.model)
+    # The validator ranks the shard's items only, in slots: slot j scores item_ids[j], padding
+    # slots -inf; its score equals ranking all items with the others at -inf (independent).
     params = experiment.model.init(jax.random.PRNGKey(1), experiment.context)
-    half = np.arange(inter.n_items) % 2 == 0
-    scores = np.asarray(ranker.scores({"model": params, "own_items": jnp.asarray(half)}, experiment.context, {"users": jnp.arange(3)}))
-    assert np.isneginf(scores[:, ~half]).all() and np.isfinite(scores[:, half]).all()
+    slotted, item_ids, real = own_item_slots(own, own_items)
+    assert len(item_ids) % OWN_ITEM_SLOTS == 0 and real.sum() == own_items.sum()
+    np.testing.assert_array_equal(item_ids[real], np.nonzero(own_items)[0])
+    slot_params = {"model": params, "item_ids": jnp.asarray(item_ids), "real": jnp.asarray(real)}
+    scores = np.asarray(OwnItemsRanker(experiment.model).scores(slot_params, experiment.context, {"users": jnp.arange(3)}))
+    full = np.asarray(experiment.model.scores(params, experiment.context, {"users": jnp.arange(3)}))
+    assert np.isneginf(scores[:, ~real]).all()
+    np.testing.assert_allclose(scores[:, real], full[:, own_items], rtol=1e-6)
+
+    @dataclasses.dataclass(frozen=True)
+    class MaskedToOwnItems:
+        def scores(self, params, context, query):
+            return jnp.where(jnp.asarray(own_items), experiment.model.scores(params, context, query), -jnp.inf)
+
+    for metric in ("recall@20", "ndcg@10"):
+        name, k = metric.split("@")
+        config = dataclasses.replace(method.shard_train_config(experiment), valid_metric=metric)
+        validate = method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0]), config)[0]
+        expected = evaluate_cf(MaskedToOwnItems(), params, experiment.context, own, (int(k),), (name,))[metric]
+        assert validate(params) == pytest.approx(expected, abs=1e-9) and expected > 0
     with pytest.raises(ValueError, match="shard_validation"):
         build_method("sisa", shard_validation="test").shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0]), None)
 

@@ -87,6 +87,12 @@ def random_partition(users: np.ndarray, n_shards: int, seed: int, unit: str = "i
     return Partition(shard_of_row.astype(np.int32), n_shards, f"random_{unit}", None, 0)
 
 
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    """Each row divided by its Euclidean norm (an all-zero row stays zero)."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms > 0, norms, 1.0)
+
+
 def balanced_partition(
     method: str,
     users: np.ndarray,

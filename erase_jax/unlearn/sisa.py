@@ -86,6 +86,12 @@ class SISA:
     random_unit: str = "interactions"  # random partition: "interactions" or "users"
     partition_rounds: int = 30  # T, balanced partitions
     scalar_mean_anchors: bool = False  # the public code's scalar anchor update (a bug; compat only)
+    # Balanced partitions on unit-length embeddings (each row divided by its norm), i.e. on
+    # direction only. A BPR item embedding's norm grows with the item's popularity (ML-1M:
+    # Spearman 0.63 between norm and rows; users 0.11), so on raw embeddings the distances of
+    # Eq. 1-3 group items by popularity as much as by who likes them. The paper pre-trains WMF
+    # instead. Measured on ML-1M (RESULTS).
+    partition_unit_norm: bool = False
     aggregation: str = "mean"  # mean | attention
     attention_size: int = 32
     aggregator_epochs: int = 10
@@ -109,6 +115,11 @@ class SISA:
     shard_batch_size: int | None = None
     shard_learning_rate: float | None = None
     shard_optimizer: str | None = None
+    # The submodels' L2 strength (the base model's `reg_weight`); None: the trained run's. A
+    # random shard's submodel fits a tenth of every user's and item's rows with as many
+    # parameters as the full model and can want more than the full model's setting (on ML-1M
+    # SISA gains from 0.01 to 0.03, RecEraser's InBP shards do not: RESULTS).
+    shard_reg_weight: float | None = None
     shard_stopping_step: int | None = None
     shard_eval_step: int | None = None  # validate a shard every n epochs (stopping_step counts validations)
     shard_negatives: str = "all"  # all | shard_items (the RecEraser code's: items in the shard)
@@ -139,6 +150,7 @@ class SISA:
     def build_ensemble(self, model, params, experiment, train: bool = True):
         """`start` plus the record of the partition and the training (sizes, epochs, seconds)."""
         _check_base_model(experiment)
+        shard_model = self.shard_model(model)
         n_rows = len(experiment.data.interactions)
         seeds = self.shard_seeds(experiment.config.seed)
         config = self.shard_train_config(experiment)
@@ -152,8 +164,8 @@ class SISA:
             record.update({"partition_seconds": time.perf_counter() - started, **chosen.summary()})
             data, _ = shard_data(experiment, shard_of_row, removed, np.arange(self.n_shards))
             shard_fit = train_shards(
-                model, experiment.context, data, seeds, config,
-                self.shard_validators(model, experiment, shard_of_row, removed, np.arange(self.n_shards), config),
+                shard_model, experiment.context, data, seeds, config,
+                self.shard_validators(shard_model, experiment, shard_of_row, removed, np.arange(self.n_shards), config),
                 experiment.task.train.n_items, negatives=self.shard_negatives,
             )
             shard_params = shard_fit.params
@@ -163,7 +175,7 @@ class SISA:
             record["request_compile_seconds"] = self.compile_requests(model, shard_params, experiment, shard_of_row, removed)
         else:
             steps = n_batches_for(experiment, config)
-            shard_params, _ = init_shards(model, experiment.context, config, seeds, steps)
+            shard_params, _ = init_shards(shard_model, experiment.context, config, seeds, steps)
             aggregator = self.aggregator(model)
             aggregator_params = aggregator.init(jax.random.PRNGKey(0), self.embeddings_of(model, shard_params, experiment))
         state = {
@@ -205,9 +217,10 @@ class SISA:
             config = self.shard_train_config(experiment)
             data, rows = shard_data(experiment, shard_of_row, removed, affected)
             diagnostics["forgotten_rows_in_retrained_shards"] = int(sum(removed[r].sum() for r in rows))
+            shard_model = self.shard_model(model)
             shard_fit = train_shards(
-                model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
-                self.shard_validators(model, experiment, shard_of_row, removed, affected, config),
+                shard_model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
+                self.shard_validators(shard_model, experiment, shard_of_row, removed, affected, config),
                 experiment.task.train.n_items, negatives=self.shard_negatives,
             )
             shard_params = replace_shards(params["shards"], affected, shard_fit.params)
@@ -230,6 +243,8 @@ class SISA:
         if self.partition == "random":
             return partitions.random_partition(train.users, self.n_shards, experiment.config.seed, self.random_unit)
         users, items = (np.asarray(e) for e in final_embeddings(model, params, experiment.context))
+        if self.partition_unit_norm:
+            users, items = partitions.unit_rows(users), partitions.unit_rows(items)
         return partitions.balanced_partition(
             self.partition, train.users, train.items, users, items, self.n_shards, experiment.config.seed,
             self.partition_rounds, self.scalar_mean_anchors,
@@ -306,7 +321,7 @@ class SISA:
         request's time is training. Returns the seconds spent."""
         config = self.shard_train_config(experiment)
         one_shard, _ = shard_data(experiment, shard_of_row, removed, np.array([0]))
-        seconds = compile_epoch(model, experiment.context, one_shard, self.shard_seeds(experiment.config.seed)[:1], config,
+        seconds = compile_epoch(self.shard_model(model), experiment.context, one_shard, self.shard_seeds(experiment.config.seed)[:1], config,
                                 experiment.task.train.n_items, self.shard_negatives)
         aggregator = self.aggregator(model)
         if aggregator.trainable and self.aggregator_warm_start:
@@ -315,6 +330,14 @@ class SISA:
             seconds += compile_epoch(aggregator, context, data, np.array([experiment.config.seed], np.int64),
                                      self._aggregator_config(experiment, warm=True), experiment.data.interactions.n_items)
         return seconds
+
+    def shard_model(self, model):
+        """The submodels' architecture: the trained run's model, with `shard_reg_weight`."""
+        if self.shard_reg_weight is None:
+            return model
+        if not hasattr(model, "reg_weight"):
+            raise ValueError(f"shard_reg_weight needs a model with a reg_weight; {type(model).__name__} has none")
+        return dataclasses.replace(model, reg_weight=self.shard_reg_weight)
 
     def shard_validators(self, model, experiment, shard_of_row: np.ndarray, removed: np.ndarray, shards: np.ndarray, config: TrainConfig):
         """The early-stopping validator of each of `shards` (`shard_validation`)."""
@@ -418,19 +441,41 @@ def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray
     return targets, own_items
 
 
+OWN_ITEM_SLOTS = 256  # a shard's items are ranked in slots padded to a multiple of this
+
+
 @dataclasses.dataclass(frozen=True)
 class OwnItemsRanker:
-    """`model` ranking only a shard's items (`params["own_items"]`); the others score -inf.
+    """`model` ranking only a shard's items: slot j scores item `params["item_ids"][j]`, and
+    padding slots (`params["real"]` False) score -inf.
 
     A submodel's embedding of an item it holds no row of is its untrained initial draw: its
     scores say nothing about the shard's data, so the shard is judged on its own items only.
+    Scoring just those items (not all, then masking) makes a validation cost in proportion to
+    the shard's items: InBP shards hold 4-86 % of them.
     """
 
     model: object
 
     def scores(self, params, context, query):
-        scores = self.model.scores(params["model"], context, query)
-        return jnp.where(params["own_items"], scores, -jnp.inf)
+        users, items = final_embeddings(self.model, params["model"], context)
+        scores = users[query["users"]] @ items[params["item_ids"]].T
+        return jnp.where(params["real"], scores, -jnp.inf)
+
+
+def own_item_slots(targets, own_items: np.ndarray):
+    """(`targets` with items renumbered to slots, slot item ids, real-slot mask) for
+    `OwnItemsRanker`: the shard's items in id order, padded to a multiple of
+    `OWN_ITEM_SLOTS` (so shards, and a shard before and after a request, mostly share one
+    compiled ranking)."""
+    item_ids = np.nonzero(own_items)[0]
+    n_slots = max(1, -(-len(item_ids) // OWN_ITEM_SLOTS)) * OWN_ITEM_SLOTS
+    slot_of = np.full(len(own_items), -1, np.int64)
+    slot_of[item_ids] = np.arange(len(item_ids))
+    renumbered = eval_set(targets.n_users, n_slots, targets.target_users, slot_of[targets.target_items],
+                          targets.history_users, slot_of[targets.history_items])
+    real = np.arange(n_slots) < len(item_ids)
+    return renumbered, np.pad(item_ids, (0, n_slots - len(item_ids))).astype(np.int32), real
 
 
 def own_validator(model, experiment, shard_of_row: np.ndarray, removed: np.ndarray, shard: int, config: TrainConfig):
@@ -439,9 +484,10 @@ def own_validator(model, experiment, shard_of_row: np.ndarray, removed: np.ndarr
     own = own_validation_set(experiment, shard_of_row, removed, shard)
     if own is None:
         return None
-    targets, own_items = own
-    own_items = jnp.asarray(own_items)
-    return _scorer(OwnItemsRanker(model), experiment, targets, config, lambda params: {"model": params, "own_items": own_items})
+    targets, item_ids, real = own_item_slots(*own)
+    item_ids, real = jnp.asarray(item_ids), jnp.asarray(real)
+    return _scorer(OwnItemsRanker(model), experiment, targets, config,
+                   lambda params: {"model": params, "item_ids": item_ids, "real": real})
 
 
 def _scorer(model, experiment, targets, config: TrainConfig, as_params=lambda params: params):

@@ -1,0 +1,119 @@
+"""What one exact-unlearning shard retrain is made of: its training epoch and its validation.
+
+    python benchmarks/shard_cost.py [--cache runs/receraser_ml1m] [--epochs 40]
+        [--out benchmarks/results/shard_cost.json]
+
+On the RecEraser paper's ML-1M split with the ML-1M RecEraser settings
+(`experiments/configs/bpr_ml-1m-receraser-shards*.yaml`, seed 2):
+- the one-shard training epoch (the one an unlearning request runs) on a random tenth of the
+  training rows: median and minimum wall time of `--epochs` epochs, compiled beforehand;
+- one own-items validation (`sisa.own_validator`) of each InBP shard, at the submodels'
+  initial parameters (the ranking's cost does not depend on their values): mean of 10, with
+  the shard's number of items.
+
+InBP needs the full BPR's embeddings: they are read from `--cache` (what
+`experiments/receraser_ml1m.py --cache` saved), or trained there first (about 100 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "experiments"))
+
+import receraser_ml1m  # noqa: E402  (the experiment's config paths and cached full training)
+
+from erase_jax.config import load_config  # noqa: E402
+from erase_jax.run import build_experiment  # noqa: E402
+from erase_jax.unlearn import partition, shards  # noqa: E402
+from erase_jax.unlearn.base import build_method  # noqa: E402
+from erase_jax.unlearn.sisa import shard_data  # noqa: E402
+
+
+def one_shard_epoch_ms(experiment, method, n_epochs: int) -> dict:
+    n_rows = len(experiment.data.interactions)
+    shard_of_row = np.full(n_rows, -1, np.int32)
+    shard_of_row[experiment.data.split.train] = partition.random_partition(experiment.task.train.users, method.n_shards, 0).shard_of_row
+    config = method.shard_train_config(experiment)
+    data, _ = shard_data(experiment, shard_of_row, np.zeros(n_rows, bool), np.array([3]))
+    seeds = method.shard_seeds(experiment.config.seed)[3:4]
+    steps = shards.n_batches(data, config.batch_size)
+    user_rows = shards.shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
+    epoch = shards._epoch_for(experiment.model, config, experiment.task.train.n_items, steps, 1, method.shard_negatives)
+    params, opt_state = shards.init_shards(experiment.model, experiment.context, config, seeds, steps)
+    keys = shards.run_keys(seeds)
+    n_steps = jnp.int32(shards.real_steps(np.asarray(data.n_rows), np.ones(1, bool), config.batch_size))
+    active = jnp.ones(1, bool)
+    orders = [jnp.asarray(shards.epoch_orders(np.asarray(data.n_rows), seeds, e, steps * config.batch_size, user_rows))
+              for e in range(n_epochs)]
+    jax.block_until_ready(epoch(params, opt_state, active, experiment.context, data, orders[0], keys, n_steps))  # compile
+    seconds = []
+    for e in range(n_epochs):
+        started = time.perf_counter()
+        params, opt_state, _ = epoch(params, opt_state, active, experiment.context, data, orders[e], shards._epoch_keys(keys, e), n_steps)
+        jax.block_until_ready(params)
+        seconds.append(time.perf_counter() - started)
+    return {"rows": int(data.n_rows[0]), "steps": int(n_steps), "median_ms": 1e3 * float(np.median(seconds)),
+            "min_ms": 1e3 * float(np.min(seconds))}
+
+
+def validation_ms(experiment, method, pretrained) -> list[dict]:
+    n_rows = len(experiment.data.interactions)
+    shard_of_row = np.full(n_rows, -1, np.int32)
+    shard_of_row[experiment.data.split.train] = method.make_partition(experiment.model, pretrained, experiment).shard_of_row
+    removed = np.zeros(n_rows, bool)
+    config = method.shard_train_config(experiment)
+    stacked, _ = shards.init_shards(experiment.model, experiment.context, config, method.shard_seeds(experiment.config.seed), 1)
+    out = []
+    for s in range(method.n_shards):
+        validate = method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([s]), config)[0]
+        params = shards.shard_slice(stacked, s)
+        validate(params)  # compile
+        started = time.perf_counter()
+        for _ in range(10):
+            validate(params)
+        items = int(len(np.unique(experiment.data.interactions.items[shard_of_row == s])))
+        out.append({"shard": s, "items": items, "ms": 1e3 * (time.perf_counter() - started) / 10})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", default=str(REPO_ROOT / "runs" / "receraser_ml1m"))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "shard_cost.json"))
+    args = parser.parse_args()
+    config = load_config(receraser_ml1m.DEFAULT_CONFIG)
+    experiment = build_experiment(config)
+    method = build_method("receraser", **yaml.safe_load(receraser_ml1m.DEFAULT_METHODS.read_text())["receraser"])
+    load_before = os.getloadavg()[0]
+    epoch = one_shard_epoch_ms(experiment, method, args.epochs)
+    print("one-shard epoch:", epoch, flush=True)
+    full = receraser_ml1m.cached_full_training(experiment, Path(args.cache))
+    validations = validation_ms(experiment, method, full["params"])
+    for v in validations:
+        print(v, flush=True)
+    result = {
+        "command": "python benchmarks/shard_cost.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.default_backend()}",
+        "load_before": load_before, "load_after": os.getloadavg()[0],
+        "one_shard_epoch": epoch, "validation_per_shard": validations,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
