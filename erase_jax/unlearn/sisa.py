@@ -452,7 +452,7 @@ class OwnItemsRanker:
     A submodel's embedding of an item it holds no row of is its untrained initial draw: its
     scores say nothing about the shard's data, so the shard is judged on its own items only.
     Scoring just those items (not all, then masking) makes a validation cost in proportion to
-    the shard's items: InBP shards hold 4-86 % of them.
+    the shard's items (ML-1M's InBP shards on seed 2 hold 122-2,979 of its 3,706).
     """
 
     model: object
