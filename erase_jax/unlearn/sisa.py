@@ -441,7 +441,9 @@ def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray
     return targets, own_items
 
 
-OWN_ITEM_SLOTS = 256  # a shard's items are ranked in slots padded to a multiple of this
+# A shard's items are ranked in slots padded to a multiple of this (not to a power of two,
+# which would pad ML-1M's 2,540-item shard to more slots than the data set has items).
+OWN_ITEM_SLOTS = 256
 
 
 @dataclasses.dataclass(frozen=True)
