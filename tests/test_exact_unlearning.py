@@ -2,10 +2,12 @@
 
 Checked exactly where there is math to check: the vectorised capacity-limited assignment
 against a plain sequential loop, shard capacities, the per-dimension anchor update, the
-vmapped training of padded shards against each shard trained alone, attention weights that
-sum to one. The request test runs the real method on a tiny synthetic run and checks that
-only the shard holding the removed interactions is retrained, that its data no longer holds
-them, and that the result equals that shard trained from scratch without them.
+vmapped training of padded shards against each shard trained alone, an epoch's pre-drawn
+negatives against the draws made step by step, attention weights that sum to one. The
+request tests run the real method on a tiny synthetic run and check that only the shard
+holding the removed interactions is retrained, that its data no longer holds them, and that
+the result equals that shard trained from scratch without them; and that a removed
+validation row retrains exactly the shards whose early stopping ranked it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,18 @@ from erase_jax.train import TrainConfig
 from erase_jax.unlearn import partition, shards
 from erase_jax.unlearn.base import build_method
 from erase_jax.unlearn.receraser import AttentionAggregator
-from erase_jax.unlearn.sisa import OWN_ITEM_SLOTS, SISA, OwnItemsRanker, own_item_slots, own_validation_set, remaining_valid_set, shard_data, validator
+from erase_jax.unlearn.sisa import (
+    OWN_ITEM_SLOTS,
+    SISA,
+    OwnItemsRanker,
+    own_item_slots,
+    own_validation_set,
+    remaining_train_rows,
+    remaining_valid_rows,
+    remaining_valid_set,
+    shard_data,
+    validator,
+)
 
 N_USERS, N_ITEMS, N_SHARDS = 40, 30, 4
 
@@ -218,6 +231,31 @@ def test_shard_item_negatives_come_from_the_shard_and_avoid_its_positives():
     assert set(drawn[np.asarray(queries) == 1].tolist()) == {3, 7, 9}  # uniform over the rest
 
 
+@pytest.mark.parametrize("negatives", ["all", "shard_items"])
+def test_an_epochs_predrawn_negatives_are_the_draws_made_step_by_step(negatives):
+    # A shard epoch draws every batch's negatives before its loop, in one vmap
+    # (`epoch_negatives`), on the claim that they are the draws of a step-by-step epoch. Here
+    # each step draws alone, in a plain loop, with its own key, and must match exactly.
+    users, items, _, _ = random_pairs(70, seed=4)
+    data = jax.tree.map(lambda x: x[0], shards.ShardData.build(N_USERS, N_ITEMS, [users], [items], n_padded_rows=100))
+    batch_size, n_steps, seed = 16, 7, 3  # padded as after a partition: the last 2 batches are padding rows only
+    order = shards.epoch_orders(np.array([70]), np.array([seed]), 0, n_steps * batch_size)[0]
+    batch_users = data.users[jnp.asarray(order).reshape(n_steps, batch_size)]
+    epoch_key = jax.random.fold_in(shards.run_keys(np.array([seed]))[0], 2)  # the run's third epoch
+    predraw = jax.jit(shards.epoch_negatives, static_argnames=("n_items", "negatives"))
+    predrawn = np.asarray(predraw(epoch_key, batch_users, data, n_items=N_ITEMS, negatives=negatives))
+    for step in range(n_steps):
+        negatives_key, _ = shards.step_keys(epoch_key, step)
+        drawn = shards.batch_negatives(negatives_key, batch_users[step], data, N_ITEMS, negatives)
+        np.testing.assert_array_equal(predrawn[step], np.asarray(drawn))
+    assert len({tuple(row) for row in predrawn.tolist()}) == n_steps  # every step its own draw
+    # Each step's negatives are aligned with its users: none is that user's positive in the shard.
+    own_pairs = set(zip(users.tolist(), items.tolist()))
+    assert not own_pairs & set(zip(np.asarray(batch_users).ravel().tolist(), predrawn.ravel().tolist()))
+    if negatives == "shard_items":
+        assert set(predrawn.ravel().tolist()) <= set(items.tolist())
+
+
 def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
     users, items, _, _ = random_pairs(100)
     model = build_model("BPR", embedding_size=8)
@@ -386,6 +424,77 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     scoring_model, scoring_params, context = method.scorer(experiment.model, new, experiment)
     scores = scoring_model.scores(scoring_params, context, {"users": jnp.arange(4)})
     assert scores.shape == (4, experiment.task.train.n_items) and np.isfinite(np.asarray(scores)).all()
+
+
+def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny_experiment):
+    # With "own" validation a shard's early stopping ranks the validation rows of its items, so
+    # a removed validation row can move its stopping epoch: the shards holding the row's item,
+    # and only they, are retrained, and the ensemble is the one built without the row.
+    experiment, params = tiny_experiment
+    inter, split = experiment.data.interactions, experiment.data.split
+    # Four shards: a few validation items are missing from one of them. Eight epochs at a large
+    # learning rate: one validation row can move a shard's best epoch (the loop below finds one).
+    method = build_method("sisa", n_shards=4, shard_epochs=8, shard_learning_rate=0.05, aggregation="attention",
+                          aggregator_epochs=1, aggregator_batch_size=64)
+    ensemble, state, _ = method.build_ensemble(experiment.model, params, experiment)
+    shard_of_row = np.asarray(state["shard_of_row"])
+    holds_item = np.zeros((4, inter.n_items), bool)
+    for s in range(4):
+        holds_item[s, inter.items[shard_of_row == s]] = True
+    partly_held = [row for row in split.valid if 0 < holds_item[:, inter.items[row]].sum() < 4]
+    assert partly_held
+    config, seeds = method.shard_train_config(experiment), method.shard_seeds(experiment.config.seed)
+    leaves = lambda params: [np.asarray(leaf) for leaf in jax.tree.leaves(params)]  # noqa: E731
+
+    for valid_row in partly_held:
+        new, new_state, diagnostics = method.forget_rows(experiment.model, ensemble, state, experiment, np.array([valid_row]))
+        holders = np.nonzero(holds_item[:, inter.items[valid_row]])[0].tolist()
+        assert diagnostics["removed_valid_rows"] == 1 and diagnostics["removed_train_rows"] == 0
+        assert diagnostics["retrained_shards"] == diagnostics["retrained_for_validation"] == holders
+        assert diagnostics["retrained_aggregator"] and new_state["n_retrains"].tolist() == [int(s in holders) for s in range(4)]
+        for before, after in zip(leaves(ensemble["shards"]), leaves(new["shards"])):
+            for s in set(range(4)) - set(holders):
+                np.testing.assert_array_equal(before[s], after[s])
+        # Exactness: every shard, and the aggregator, as trained from scratch without the row.
+        removed = np.asarray(new_state["removed"])
+        everything, _ = shard_data(experiment, shard_of_row, removed, np.arange(4))
+        scratch = shards.train_shards(experiment.model, experiment.context, everything, seeds, config,
+                                      method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(4), config),
+                                      experiment.task.train.n_items)
+        for a, b in zip(leaves(scratch.params), leaves(new["shards"])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        aggregator, _ = method.train_aggregator(experiment.model, new["shards"], experiment, removed)
+        for a, b in zip(leaves(aggregator), leaves(new["aggregator"])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        moved = [s for s in holders if not all(np.allclose(a[s], b[s], rtol=1e-5, atol=1e-6)
+                                               for a, b in zip(leaves(ensemble["shards"]), leaves(new["shards"])))]
+        if moved:
+            break
+    # The checks above can fail: without the retrain, a moved shard would keep its old parameters.
+    assert moved, "no validation row moved a shard's early stopping"
+
+    # With a training row of a shard not holding the item: both reasons, one retrain each.
+    other = min(set(range(4)) - set(holders))
+    train_row = np.nonzero(shard_of_row == other)[0][:1]
+    _, _, both = method.forget_rows(experiment.model, ensemble, state, experiment, np.array([valid_row, *train_row]))
+    assert both["retrained_shards"] == sorted([*holders, other]) and both["retrained_for_validation"] == holders
+    assert (both["removed_train_rows"], both["removed_valid_rows"]) == (1, 1)
+    # "all" validation retrains no shard for a validation row (documented as not exact), but
+    # the aggregator, which validates on the remaining validation rows, is retrained.
+    validating_on_all = dataclasses.replace(method, shard_validation="all")
+    _, _, on_all = validating_on_all.forget_rows(experiment.model, ensemble, state, experiment, np.array([valid_row]))
+    assert on_all["retrained_shards"] == on_all["retrained_for_validation"] == [] and on_all["retrained_aggregator"]
+    # A test row is used by no training or validation (the remaining training and validation
+    # rows stay the same), so removing it retrains nothing: the parameters are the same arrays.
+    test_row = split.test[:1]
+    after, after_state, diagnostics = method.forget_rows(experiment.model, new, new_state, experiment, test_row)
+    assert (diagnostics["retrained_shards"], diagnostics["removed_train_rows"], diagnostics["removed_valid_rows"]) == ([], 0, 0)
+    assert not diagnostics["retrained_aggregator"] and "aggregator_epochs" not in diagnostics
+    assert after["shards"] is new["shards"] and after["aggregator"] is new["aggregator"]
+    assert after_state["removed"][test_row].all() and after_state["removed"].sum() == 2
+    np.testing.assert_array_equal(after_state["n_retrains"], new_state["n_retrains"])
+    for remaining in (remaining_train_rows, remaining_valid_rows):
+        np.testing.assert_array_equal(remaining(experiment, after_state["removed"]), remaining(experiment, removed))
 
 
 def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_validations(tiny_experiment):

@@ -136,6 +136,42 @@ def shard_item_negatives(key, users, positives: PositiveIndex, items_seen, n_ite
     return jax.lax.fori_loop(0, max_redraws, redraw, draw(0))
 
 
+NEGATIVE_SOURCES = ("all", "shard_items")
+MAX_REDRAWS = 8  # redraws of a negative that is one of the user's positives in the shard
+
+
+def step_keys(key, step) -> tuple[jax.Array, jax.Array]:
+    """(negatives key, loss key) of batch `step` of the epoch whose key is `key`.
+
+    fold_in, not split: step b's keys must not depend on how many batches the epoch has, so
+    a shard padded to more batches draws exactly what it draws alone.
+    """
+    negatives_key, loss_key = jax.random.split(jax.random.fold_in(key, step))
+    return negatives_key, loss_key
+
+
+def batch_negatives(key, users, data: ShardData, n_items: int, negatives: str) -> jax.Array:
+    """One batch's negatives for `users` of one shard (`data` unstacked): one item per user,
+    from all items or from the shard's items (`negatives`), redrawn while it is one of the
+    user's positives in the shard."""
+    positives = PositiveIndex(offsets=None, items=None, bitmap=data.positives)
+    if negatives == "all":
+        return sample_negatives(key, users, positives, n_items, MAX_REDRAWS)
+    if negatives == "shard_items":
+        return shard_item_negatives(key, users, positives, data.items_seen, data.n_items_seen, MAX_REDRAWS)
+    raise ValueError(f"negatives must be one of {NEGATIVE_SOURCES}, got {negatives!r}")
+
+
+def epoch_negatives(key, batch_users, data: ShardData, n_items: int, negatives: str) -> jax.Array:
+    """Every batch's negatives of one shard's epoch at once, [n_batches, batch_size] for the
+    users `batch_users` of the same shape: row b is `batch_negatives` with batch b's key
+    (`step_keys`), so the draws are those of a step-by-step epoch, but the redraw loop runs
+    once over the epoch instead of once per step, where its small kernels cost more than the
+    update (a 70k-row shard's epoch on the 2-core CPU: 75-78 ms step by step, 45-49 ms so)."""
+    negatives_keys = jax.vmap(lambda b: step_keys(key, b)[0])(jnp.arange(batch_users.shape[0]))
+    return jax.vmap(lambda k, users: batch_negatives(k, users, data, n_items, negatives))(negatives_keys, batch_users)
+
+
 @functools.lru_cache(maxsize=16)
 def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True,
                      negatives: str = "all"):
@@ -147,30 +183,17 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
 
     Cached by (model, optimiser settings, shapes): unlearning requests reuse the compiled call.
     """
-    if negatives not in ("all", "shard_items"):
-        raise ValueError(f"negatives must be 'all' or 'shard_items', got {negatives!r}")
+    if negatives not in NEGATIVE_SOURCES:
+        raise ValueError(f"negatives must be one of {NEGATIVE_SOURCES}, got {negatives!r}")
     optimizer = make_optimizer(TrainConfig(**dict(config_key)), steps_per_epoch)
-    max_redraws = 8
 
     def one_shard(params, opt_state, active, context, data: ShardData, order, key, n_steps):
-        positives = PositiveIndex(offsets=None, items=None, bitmap=data.positives)
         order = order.reshape(steps_per_epoch, batch_size)
-
-        # fold_in, not split: step b's keys must not depend on how many batches the epoch has,
-        # so a shard padded to more batches draws exactly what it draws alone.
-        step_keys = jax.vmap(lambda b: jax.random.split(jax.random.fold_in(key, b)))(jnp.arange(steps_per_epoch))
-        negative_keys, loss_keys = step_keys[:, 0], step_keys[:, 1]
+        loss_keys = jax.vmap(lambda b: step_keys(key, b)[1])(jnp.arange(steps_per_epoch))
         all_users = data.users[order]
-        # Every step's negatives at once, before the loop: the same draws as step by step (one
-        # key per step; training is bitwise unchanged), but the redraw loop runs once over the
-        # epoch instead of once per step, where its small kernels cost more than the update
-        # (a 70k-row shard's epoch on the 2-core CPU: 75-78 ms step by step, 45-49 ms so).
-        if negatives == "all":
-            all_negatives = jax.vmap(lambda k, u: sample_negatives(k, u, positives, n_items, max_redraws))(negative_keys, all_users)
-        else:
-            all_negatives = jax.vmap(
-                lambda k, u: shard_item_negatives(k, u, positives, data.items_seen, data.n_items_seen, max_redraws)
-            )(negative_keys, all_users)
+        # Every step's negatives at once, before the loop (`epoch_negatives`): the same draws
+        # as step by step, cheaper.
+        all_negatives = epoch_negatives(key, all_users, data, n_items, negatives)
 
         def step(b, carry):
             params, opt_state, loss_sum, n_real = carry

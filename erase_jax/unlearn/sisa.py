@@ -3,15 +3,24 @@
 The training interactions are split into K shards (`partition.py`), one submodel of the base
 architecture is trained per shard (all K as one vmap, `shards.py`), and predictions combine
 the submodels (SISA: the mean of their scores). A request retrains from scratch only the
-shards that held its removed interactions, on what remains of them, with the same per-shard
-seed: the result is exactly the model that never saw the removed data. A trained aggregator
-(RecEraser's attention, `receraser.py`) saw all training data, so it is retrained too, on the
-remaining rows only: from scratch by default, or (`aggregator_warm_start`) from the previous
-aggregator's parameters. The warm start is much cheaper but no longer exact for the
-aggregator itself: its starting point was fitted on data that included the removed rows
-(the submodels, which hold the per-user and per-item parameters, stay exact either way). The per-request diagnostics name the retrained shards and count the removed rows
-left in their training data (always 0: the claim that the forgotten data is absent is
-checked on the arrays that were trained on, not assumed). Building the ensemble also compiles
+shards whose training used its removed interactions, on what remains of their data, with the
+same per-shard seed: the shards that held removed training rows and, as a shard's early
+stopping validates on the validation pairs of its own items (`shard_validation="own"`), the
+shards holding an item of a removed validation row (`shards_validating_on`). The result is
+exactly the model that never saw the removed data. With `shard_validation="all"` it is not:
+every shard's early stopping ranked every validation row against all shards' training rows,
+and such a shard is not retrained. Removed test rows are used by no training and retrain
+nothing. A trained aggregator (RecEraser's attention, `receraser.py`) saw all training data
+and validates on the validation split, so it is retrained after every request that removes
+training or validation rows, on the remaining rows only: from scratch by default, or
+(`aggregator_warm_start`) from the previous aggregator's parameters. The warm start is much
+cheaper but no longer exact for the aggregator itself: its starting point was fitted on data
+that included the removed rows (the submodels, which hold the per-user and per-item
+parameters, stay exact either way). The per-request diagnostics name the retrained shards
+(and those retrained for a removed validation row), count the removed training and
+validation rows, and count the removed rows left in the retrained shards' training data
+(always 0: the claim that the forgotten data is absent is checked on the arrays that were
+trained on, not assumed). Building the ensemble also compiles
 what a request will run (`compile_requests`: the one-shard retrain epoch, the warm
 aggregator's epoch), so a request's recorded time is training, not compilation.
 
@@ -126,10 +135,13 @@ class SISA:
     shard_sampler: str | None = None  # rows | users (the RecEraser code's); None: the run's train.sampler
     # What a shard's early stopping validates on. "own": the validation pairs whose item the
     # shard holds, ranked among the shard's items with only its own rows masked
-    # (`OwnItemsRanker`), so a shard depends on its own data alone, as exactness needs. "all"
-    # (the only behaviour before this option): every validation pair, ranked among all items
-    # with the user's whole remaining history masked, so a shard's stopping epoch also saw the
-    # other shards' rows, and a shard that was not retrained still carried a removed row's trace.
+    # (`OwnItemsRanker`), so a shard depends on its own data and the validation pairs of its
+    # items alone, and a request retrains exactly the shards that used a removed row, a
+    # validation row included (`forget_rows`). "all" (the only behaviour before this option):
+    # every validation pair, ranked among all items with the user's whole remaining history
+    # masked, so a shard's stopping epoch also saw the other shards' rows and every validation
+    # row, and a shard that was not retrained still carried a removed row's trace (a request
+    # retrains only the shards holding removed training rows: not exact).
     shard_validation: str = "own"
     aggregator_sampler: str = "rows"  # rows | users
 
@@ -199,44 +211,81 @@ class SISA:
     # -- the work --------------------------------------------------------------------------
 
     def forget_rows(self, model, params, state, experiment, removed_rows: np.ndarray):
-        """Removes interaction rows: retrains their shards from scratch, then the aggregator."""
+        """Removes interaction rows: retrains from scratch every shard whose training used one
+        of them, then the aggregator.
+
+        A shard used a removed row when the row is one of its training rows or, with
+        `shard_validation="own"`, a validation row its early stopping ranked
+        (`shards_validating_on`). Retraining both kinds with their seeds makes every shard the
+        one trained from scratch without the removed rows: exact. With "all" a shard's
+        validation ranks every validation row against every shard's training rows, and only
+        the shards holding removed training rows are retrained: not exact (`shard_validation`).
+        The aggregator, trained on all remaining training rows and validated on the remaining
+        validation rows, is retrained whenever a training or validation row is removed. Test
+        rows are used by no training: a request removing only them retrains nothing.
+        """
         started = time.perf_counter()
-        removed = np.asarray(state["removed"]).copy()
-        removed[np.asarray(removed_rows, np.int64)] = True
+        removed_rows = np.asarray(removed_rows, np.int64)
+        removed_before = np.asarray(state["removed"])
+        removed = removed_before.copy()
+        removed[removed_rows] = True
         shard_of_row = np.asarray(state["shard_of_row"])
-        hit = shard_of_row[np.asarray(removed_rows, np.int64)]
-        affected = np.unique(hit[hit >= 0])
+        hit = shard_of_row[removed_rows]
+        holding_removed = np.unique(hit[hit >= 0])
+        # A validation row removed by an earlier request has been in no validation since: only
+        # new ones count. Test rows are in no shard's training or validation, nor in the
+        # aggregator's: removing them retrains nothing.
+        valid_rows = np.intersect1d(removed_rows[~removed_before[removed_rows]], experiment.data.split.valid)
+        validating_on_removed = (shards_validating_on(experiment, shard_of_row, removed_before, valid_rows)
+                                 if self.shard_validation == "own" else np.array([], np.int64))
+        affected = np.union1d(holding_removed, validating_on_removed).astype(np.int64)
+        retrain_aggregator = len(holding_removed) > 0 or len(valid_rows) > 0
         n_retrains = np.asarray(state["n_retrains"]).copy()
         diagnostics = {
             "retrained_shards": affected.tolist(),
             "n_retrained_shards": len(affected),
             "removed_train_rows": int((hit >= 0).sum()),
+            "removed_valid_rows": len(valid_rows),
+            # every shard that validated on a removed validation row, whether or not it also
+            # held a removed training row
+            "retrained_for_validation": validating_on_removed.tolist(),
+            "retrained_aggregator": retrain_aggregator,
             "ensemble_train_seconds": float(state["ensemble_train_seconds"]),
         }
+        shard_params = params["shards"]
         if len(affected):
-            config = self.shard_train_config(experiment)
-            data, rows = shard_data(experiment, shard_of_row, removed, affected)
-            diagnostics["forgotten_rows_in_retrained_shards"] = int(sum(removed[r].sum() for r in rows))
-            shard_model = self.shard_model(model)
-            shard_fit = train_shards(
-                shard_model, experiment.context, data, self.shard_seeds(experiment.config.seed)[affected], config,
-                self.shard_validators(shard_model, experiment, shard_of_row, removed, affected, config),
-                experiment.task.train.n_items, negatives=self.shard_negatives,
-            )
-            shard_params = replace_shards(params["shards"], affected, shard_fit.params)
-            jax.block_until_ready(shard_params)
+            shard_params = self._retrain_shards(model, shard_params, experiment, shard_of_row, removed, affected, diagnostics)
             diagnostics["shard_seconds"] = time.perf_counter() - started
-            diagnostics["shard_epochs"] = shard_fit.record["epochs"]
+            n_retrains[affected] += 1
+        aggregator_params = params["aggregator"]
+        if retrain_aggregator:
             aggregating = time.perf_counter()
             previous = params["aggregator"] if self.aggregator_warm_start else None
             aggregator_params, aggregator_record = self.train_aggregator(model, shard_params, experiment, removed, previous)
             diagnostics["aggregator_seconds"] = time.perf_counter() - aggregating
             diagnostics["aggregator_epochs"] = aggregator_record.get("epochs")
             diagnostics["aggregator_rows"] = aggregator_record.get("n_rows")
-            params = {"shards": shard_params, "aggregator": aggregator_params}
-            n_retrains[affected] += 1
+        params = {"shards": shard_params, "aggregator": aggregator_params}
         state = {**state, "removed": removed, "n_retrains": n_retrains}
         return params, state, diagnostics
+
+    def _retrain_shards(self, model, shard_params, experiment, shard_of_row: np.ndarray, removed: np.ndarray,
+                        shards: np.ndarray, diagnostics: dict):
+        """`shard_params` with `shards` retrained from scratch on their remaining rows; records
+        in `diagnostics` their epochs and the removed rows left in their data (always 0)."""
+        config = self.shard_train_config(experiment)
+        data, rows = shard_data(experiment, shard_of_row, removed, shards)
+        diagnostics["forgotten_rows_in_retrained_shards"] = int(sum(removed[r].sum() for r in rows))
+        shard_model = self.shard_model(model)
+        shard_fit = train_shards(
+            shard_model, experiment.context, data, self.shard_seeds(experiment.config.seed)[shards], config,
+            self.shard_validators(shard_model, experiment, shard_of_row, removed, shards, config),
+            experiment.task.train.n_items, negatives=self.shard_negatives,
+        )
+        shard_params = replace_shards(shard_params, shards, shard_fit.params)
+        jax.block_until_ready(shard_params)
+        diagnostics["shard_epochs"] = shard_fit.record["epochs"]
+        return shard_params
 
     def make_partition(self, model, params, experiment) -> partitions.Partition:
         train = experiment.task.train
@@ -422,6 +471,24 @@ def validator(model, experiment, removed: np.ndarray, config: TrainConfig):
     if len(valid.users) == 0:
         return None
     return _scorer(model, experiment, valid, config)
+
+
+def shards_validating_on(experiment, shard_of_row: np.ndarray, removed_before: np.ndarray, valid_rows: np.ndarray) -> np.ndarray:
+    """The shards whose own validation (`own_validation_set`) ranked one of the validation
+    rows `valid_rows` (not yet removed) when the rows removed so far were `removed_before`:
+    the shards holding a remaining training row of one of their items. Sorted shard ids.
+
+    `removed_before` is the mask before the request, not after, because it is the one such a
+    shard last trained under: since then its training rows are unchanged (a removed one
+    would have retrained it) and so is each validation row it ranked (idem). Taking the mask
+    after the request would change the answer only for a shard that loses its last row of
+    an item in this request, and that shard is retrained anyway for its removed training row.
+    """
+    inter = experiment.data.interactions
+    items = np.zeros(inter.n_items, bool)
+    items[inter.items[valid_rows]] = True
+    holding = (shard_of_row >= 0) & ~removed_before & items[inter.items]
+    return np.unique(shard_of_row[holding]).astype(np.int64)
 
 
 def own_validation_set(experiment, shard_of_row: np.ndarray, removed: np.ndarray, shard: int):
