@@ -18,6 +18,11 @@
    cost is compared with the full retrain measured in the same run, so a machine's load
    affects both.
 
+`--select-on-test` runs the public RecEraser code's protocol instead, for comparison with the
+paper's numbers only: every model trains on all of train.txt (no validation carve) and every
+early stopping (the full BPR, each shard, the aggregator) validates on test.txt, so the test
+numbers are selected on test and optimistic. The default selects on the validation carve.
+
 Writes `receraser_ml-1m[_TAG].json` (everything measured) and `.md` (tables) under `--out`.
 Each phase records the 1-minute load average before and after it (the machine may be shared).
 """
@@ -25,6 +30,7 @@ Each phase records the 1-minute load average before and after it (the machine ma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -39,6 +45,7 @@ import yaml
 
 from erase_jax.batching import CFBatcher
 from erase_jax.config import load_config, to_dict
+from erase_jax.data.splits import Split
 from erase_jax.evaluate import evaluate_cf
 from erase_jax.run import build_experiment
 from erase_jax.train import best_params, fit
@@ -49,6 +56,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
 DEFAULT_METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards-methods.yaml"
 PAPER = {"retrain": 0.2389, "sisa": 0.1737, "receraser": 0.2254}  # Table 3, BPR, Recall@20
+
+
+def selecting_on_test(experiment):
+    """The experiment under the public code's protocol: no validation carve (all of train.txt
+    trains) and test.txt as the validation split, so every early stopping selects on test."""
+    split = experiment.data.split
+    if len(split.valid):
+        raise ValueError("selecting on test needs the config's data.valid_ratio at 0 (all of train.txt trains)")
+    data = dataclasses.replace(experiment.data, split=Split(split.train, split.test, split.test))
+    return dataclasses.replace(experiment, data=data, task=dataclasses.replace(experiment.task, valid=experiment.task.test))
 
 
 def load() -> float:
@@ -160,6 +177,9 @@ def markdown(results: dict) -> str:
         f"{results['machine']} (1-minute load averages per phase below). Configuration: "
         f"`{results['config_file']}`, method options `{results['methods_file']}`.",
         "",
+        *(["**Selected on test** (`--select-on-test`, the public code's protocol): every model trained on all of "
+           "train.txt and early-stopped on test.txt, so the test numbers below are optimistic; the validation "
+           "column is test as well.", ""] if results.get("selected_on_test") else []),
         "## Test quality (full ranking, train and valid items masked)",
         "",
         "| model | valid Recall@20 | test Recall@20 | test NDCG@20 | paper Recall@20 |",
@@ -220,11 +240,16 @@ def main() -> int:
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. the machine)")
     parser.add_argument("--out", default=str(REPO_ROOT / "experiments" / "results"))
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
-    parser.add_argument("--cache", default=str(REPO_ROOT / "runs" / "receraser_ml1m"),
-                        help="folder keeping the full-data BPR (parameters and measurements) between runs")
+    parser.add_argument("--cache", help="folder keeping the full-data BPR (parameters and measurements) between runs "
+                                         "(default runs/receraser_ml1m[_select_on_test])")
+    parser.add_argument("--select-on-test", action="store_true",
+                        help="the public code's protocol, for comparison with the paper only: train on all of "
+                             "train.txt and early-stop everything on test.txt (test numbers then optimistic)")
     args = parser.parse_args()
-    config = load_config(args.config, args.set)
+    config = load_config(args.config, [*args.set, *(["data.valid_ratio=0.0"] if args.select_on_test else [])])
     experiment = build_experiment(config)
+    if args.select_on_test:
+        experiment = selecting_on_test(experiment)
     methods = yaml.safe_load(Path(args.methods).read_text())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +260,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {device.platform} "
                    f"({getattr(device, 'device_kind', device.platform)})",
         "arguments": "".join(f" {a}" for a in sys.argv[1:]),
+        "selected_on_test": args.select_on_test,
         "config_file": os.path.relpath(args.config, REPO_ROOT),
         "methods_file": os.path.relpath(args.methods, REPO_ROOT),
         "methods": methods,
@@ -249,7 +275,8 @@ def main() -> int:
         (out / f"{stem}.json").write_text(json.dumps(public, indent=2, default=lambda value: np.asarray(value).tolist()))
 
     print("full-data BPR", flush=True)
-    full = cached_full_training(experiment, Path(args.cache))
+    cache = args.cache or REPO_ROOT / "runs" / ("receraser_ml1m_select_on_test" if args.select_on_test else "receraser_ml1m")
+    full = cached_full_training(experiment, Path(cache))
     results["full_bpr"] = {k: v for k, v in full.items() if k != "params"}
     print(f"  test {full['test']}, {full['wall_seconds']:.0f} s", flush=True)
     save()

@@ -111,6 +111,20 @@ def test_partition_unit_norm_partitions_on_the_embeddings_divided_by_their_norms
     np.testing.assert_array_equal(partition.unit_rows(np.zeros((2, 3))), np.zeros((2, 3)))
 
 
+def test_a_balanced_partition_measures_on_the_given_embeddings_when_there_are_some(tiny_experiment):
+    # The paper pre-trains WMF for the partition: any (users, items) arrays replace the run's.
+    experiment, params = tiny_experiment
+    method = build_method("receraser", n_shards=3, partition_rounds=5)
+    train = experiment.task.train
+    rng = np.random.default_rng(7)
+    other = rng.normal(size=(train.n_users, 4)), rng.normal(size=(train.n_items, 4))
+    given = method.make_partition(experiment.model, params, experiment, other)
+    by_hand = partition.balanced_partition("inbp", train.users, train.items, *other, 3, experiment.config.seed, 5)
+    np.testing.assert_array_equal(given.shard_of_row, by_hand.shard_of_row)
+    own = method.make_partition(experiment.model, params, experiment)
+    assert not np.array_equal(given.shard_of_row, own.shard_of_row)
+
+
 @pytest.mark.parametrize("unit", ["interactions", "users"])
 def test_random_partition_is_balanced_and_seeded(unit):
     users = random_pairs()[0]

@@ -159,8 +159,13 @@ class SISA:
         ensemble, state, _ = self.build_ensemble(model, params, experiment, train)
         return ensemble, state
 
-    def build_ensemble(self, model, params, experiment, train: bool = True):
-        """`start` plus the record of the partition and the training (sizes, epochs, seconds)."""
+    def build_ensemble(self, model, params, experiment, train: bool = True, partition_embeddings=None):
+        """`start` plus the record of the partition and the training (sizes, epochs, seconds).
+
+        `partition_embeddings`: (user [n_users, d], item [n_items, d]) arrays a balanced
+        partition measures its distances on, instead of the trained run's embeddings (e.g. the
+        paper's WMF pre-training: experiments/receraser_wmf_partition_ml1m.py).
+        """
         _check_base_model(experiment)
         shard_model = self.shard_model(model)
         n_rows = len(experiment.data.interactions)
@@ -171,7 +176,7 @@ class SISA:
         record = {}
         if train:
             started = time.perf_counter()
-            chosen = self.make_partition(model, params, experiment)
+            chosen = self.make_partition(model, params, experiment, partition_embeddings)
             shard_of_row[experiment.data.split.train] = chosen.shard_of_row
             record.update({"partition_seconds": time.perf_counter() - started, **chosen.summary()})
             data, _ = shard_data(experiment, shard_of_row, removed, np.arange(self.n_shards))
@@ -287,11 +292,15 @@ class SISA:
         diagnostics["shard_epochs"] = shard_fit.record["epochs"]
         return shard_params
 
-    def make_partition(self, model, params, experiment) -> partitions.Partition:
+    def make_partition(self, model, params, experiment, embeddings=None) -> partitions.Partition:
+        """The shards of the training rows: random, or balanced on the run's final embeddings
+        (or on `embeddings`, (users, items), when given)."""
         train = experiment.task.train
         if self.partition == "random":
             return partitions.random_partition(train.users, self.n_shards, experiment.config.seed, self.random_unit)
-        users, items = (np.asarray(e) for e in final_embeddings(model, params, experiment.context))
+        if embeddings is None:
+            embeddings = final_embeddings(model, params, experiment.context)
+        users, items = (np.asarray(e) for e in embeddings)
         if self.partition_unit_norm:
             users, items = partitions.unit_rows(users), partitions.unit_rows(items)
         return partitions.balanced_partition(
