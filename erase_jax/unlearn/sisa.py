@@ -7,7 +7,10 @@ shards whose training used its removed interactions, on what remains of their da
 same per-shard seed: the shards that held removed training rows and, as a shard's early
 stopping validates on the validation pairs of its own items (`shard_validation="own"`), the
 shards holding an item of a removed validation row (`shards_validating_on`). The result is
-exactly the model that never saw the removed data. With `shard_validation="all"` it is not:
+exactly the model that never saw the removed data, for the partition chosen when the ensemble
+was built: the partition is kept, not recomputed, as in the SISA and RecEraser papers (a
+balanced one measured its distances on embeddings pre-trained on all the data, so which shard
+an untouched row sits in may still reflect a removed row). With `shard_validation="all"` it is not:
 every shard's early stopping ranked every validation row against all shards' training rows,
 and such a shard is not retrained. Removed test rows are used by no training and retrain
 nothing. A trained aggregator (RecEraser's attention, `receraser.py`) saw all training data
