@@ -540,8 +540,9 @@ def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
 
 
 def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_experiment, caplog):
-    # The ensemble trains its shards as one vmap; `compile_requests` compiles the one-shard
-    # retrain and the warm aggregator's epoch up front, so a request's time is training.
+    # The ensemble trains its shards as one vmap; `compile_requests` compiles the retrain of
+    # one shard and of every smaller vmap, and the warm aggregator's epoch, up front, so a
+    # request's time is training.
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=1, aggregator_batch_size=64,
                           partition_rounds=3, aggregator_warm_start=True, aggregator_warm_epochs=1,
@@ -549,10 +550,15 @@ def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_e
     ensemble, state, record = method.build_ensemble(experiment.model, params, experiment)
     assert record["request_compile_seconds"] > 0
     removed_row = experiment.data.split.train[:1]
-    with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        method.forget_rows(experiment.model, ensemble, state, experiment, removed_row)
-    compiled = [r.getMessage() for r in caplog.records if "one_shard" in r.getMessage()]
-    assert not compiled, compiled
+    shard_of_row = np.asarray(state["shard_of_row"])
+    two_shards_rows = np.array([np.nonzero(shard_of_row == s)[0][0] for s in (0, 2)])
+    for rows, n_retrained in ((removed_row, 1), (two_shards_rows, 2)):
+        caplog.clear()
+        with jax.log_compiles(), caplog.at_level(logging.WARNING):
+            _, _, diagnostics = method.forget_rows(experiment.model, ensemble, state, experiment, rows)
+        assert diagnostics["n_retrained_shards"] == n_retrained
+        compiled = [r.getMessage() for r in caplog.records if "one_shard" in r.getMessage()]
+        assert not compiled, compiled
     # and the check can fail: a learning rate never compiled before does compile its epoch
     other = dataclasses.replace(method, aggregator_warm_learning_rate=0.003)
     caplog.clear()
