@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import yaml
 from erase_jax.unlearn.commands import unlearn
 from erase_jax.unlearn.retrain import RETRAIN_DIR
 from erase_jax.unlearn.runner import UnlearnConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unlearning_protocol import table  # noqa: E402  (the sibling script's markdown table)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = Path("runs/experiments/unlearning_protocol_ml-100k")
@@ -89,8 +93,7 @@ def request_summary(requests: pd.DataFrame) -> dict:
 
 
 def md_table(frame: pd.DataFrame) -> str:
-    rows = [list(map(str, frame.columns)), ["---"] * frame.shape[1], *frame.astype(str).values.tolist()]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return table(list(map(str, frame.columns)), frame.astype(str).values.tolist())
 
 
 def write_summary(out: Path, methods: list[str], loads: dict, options: Path, stem: Path) -> None:
