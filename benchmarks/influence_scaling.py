@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -72,8 +71,8 @@ def items_case(n_items: int, repeats: int) -> dict:
     import numpy as np
 
     from erase_jax.unlearn import build_method
-    from erase_jax.unlearn.base import RequestData
-    from erase_jax.unlearn.influence import hvp
+    from erase_jax.unlearn.influence.hvp import hvp
+    from erase_jax.unlearn.methods.base import RequestData
 
     model, context, params, batch, rows = _setting(6000, n_items, 4096)
     key = jax.random.PRNGKey(0)
@@ -104,7 +103,8 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + sys.argv[1
 sys.path.insert(0, sys.argv[2])
 import jax
 from influence_scaling import _setting, _timed
-from erase_jax.unlearn.influence import data_parallel_loss, hvp
+from erase_jax.unlearn.influence.sharding import data_parallel_loss
+from erase_jax.unlearn.influence.hvp import hvp
 model, context, params, batch, rows = _setting(6000, 4000, 16384)
 loss = data_parallel_loss(model, context, jax.random.PRNGKey(0))
 vector = jax.tree.map(lambda x: x * 0 + 1e-3, params)

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     experiment, params = load_run(args.run)
-    model, context, train = experiment.model, experiment.context, experiment.task.train
+    model, context, train = experiment.model, experiment.context, experiment.examples.train
     rng = np.random.default_rng(0)
     rows = rng.choice(len(train.users), args.rows, replace=False)
     batch = {

@@ -47,12 +47,11 @@ from pathlib import Path
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
 import recbole  # noqa: E402
+import torch  # noqa: E402
 from recbole.config import Config  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_model, get_trainer, init_logger, init_seed  # noqa: E402
-
 from recbole_baseline import _round_metrics, load_average, machine_facts, prepare_ml100k  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

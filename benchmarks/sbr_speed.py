@@ -31,9 +31,9 @@ from pathlib import Path
 
 from train_speed import result_header, seconds, write_result
 
+from erase_jax.batching.sequences import SequenceBatcher
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment, evaluate_params, finish_result, validation
-from erase_jax.sbr import SequenceBatcher
 from erase_jax.train import fit, init_state, make_optimizer, make_train_epoch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -44,7 +44,7 @@ def measure(model_name: str, epochs: int, evals: int, overrides: list[str]) -> d
     started = time.perf_counter()
     experiment = build_experiment(config)
     build_seconds = time.perf_counter() - started
-    batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size)
+    batcher = SequenceBatcher.build(experiment.examples.train, config.train.batch_size)
     optimizer = make_optimizer(config.train, batcher.n_batches)
     state = init_state(experiment.model, experiment.context, optimizer, config.seed)
     train_epoch = make_train_epoch(experiment.model, optimizer)
@@ -70,8 +70,8 @@ def measure(model_name: str, epochs: int, evals: int, overrides: list[str]) -> d
         "batch_size": config.train.batch_size,
         "batches_per_epoch": batcher.n_batches,
         "rows_per_bucket": dict(zip(map(str, (8, 16, 32, 50)), batcher.bucket_sizes)),
-        "n_train_rows": len(experiment.task.train),
-        "n_test_rows": len(experiment.task.test),
+        "n_train_rows": len(experiment.examples.train),
+        "n_test_rows": len(experiment.examples.test),
         "data_build_seconds": build_seconds,
         "compile_seconds": compile_seconds,
         "first_epoch_seconds": epoch_seconds[0],
@@ -90,7 +90,7 @@ def train_quality(model_name: str, epochs: int, mix_lengths: bool, overrides: li
     """`erase-jax train` for at most `epochs` epochs (no checkpoints), with the batches chosen."""
     config = load_config(CONFIGS / f"{model_name.lower()}_ml-100k-seq.yaml", [*overrides, f"train.epochs={epochs}"])
     experiment = build_experiment(config)
-    batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size, mix_lengths=mix_lengths)
+    batcher = SequenceBatcher.build(experiment.examples.train, config.train.batch_size, mix_lengths=mix_lengths)
     log = lambda info: print(f"[{model_name}] epoch {info['epoch']} loss {info['loss']:.4f} best {info['best']:.4f}",
                              file=sys.stderr, flush=True)
     result = fit(experiment.model, experiment.context, batcher, validation(experiment), config.train, config.seed,

@@ -38,9 +38,9 @@ import receraser_ml1m  # noqa: E402  (the experiment's config paths and cached f
 
 from erase_jax.config import load_config  # noqa: E402
 from erase_jax.run import build_experiment  # noqa: E402
-from erase_jax.unlearn import partition, shards  # noqa: E402
-from erase_jax.unlearn.base import build_method  # noqa: E402
-from erase_jax.unlearn.sisa import shard_data  # noqa: E402
+from erase_jax.unlearn.exact import partition, shards  # noqa: E402
+from erase_jax.unlearn.exact.sisa import shard_data  # noqa: E402
+from erase_jax.unlearn.methods.base import build_method  # noqa: E402
 
 
 def one_shard_epoch_ms(experiment, method, n_epochs: int) -> dict:
@@ -48,14 +48,14 @@ def one_shard_epoch_ms(experiment, method, n_epochs: int) -> dict:
     row orders included); one epoch first, so the timed run compiles nothing."""
     n_rows = len(experiment.data.interactions)
     shard_of_row = np.full(n_rows, -1, np.int32)
-    shard_of_row[experiment.data.split.train] = partition.random_partition(experiment.task.train.users, method.n_shards, 0).shard_of_row
+    shard_of_row[experiment.data.split.train] = partition.random_partition(experiment.examples.train.users, method.n_shards, 0).shard_of_row
     config = method.shard_train_config(experiment)
     data, _ = shard_data(experiment, shard_of_row, np.zeros(n_rows, bool), np.array([3]))
     seeds = method.shard_seeds(experiment.config.seed)[3:4]
 
     def train(epochs: int):
         return shards.train_shards(experiment.model, experiment.context, data, seeds, dataclasses.replace(config, epochs=epochs),
-                                   None, experiment.task.train.n_items, negatives=method.shard_negatives)
+                                   None, experiment.examples.train.n_items, negatives=method.shard_negatives)
 
     train(1)
     seconds = train(n_epochs).record["epoch_seconds"]

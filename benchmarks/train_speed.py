@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-from erase_jax.batching import CFBatcher
+from erase_jax.batching.cf import CFBatcher
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment, evaluate_params
 from erase_jax.train import init_state, make_optimizer, make_train_epoch
@@ -85,7 +85,7 @@ def measure(model_name: str, dataset: str, batch_size: int, epochs: int, evals: 
     build_started = time.perf_counter()
     experiment = build_experiment(config)
     build_seconds = time.perf_counter() - build_started
-    batcher = CFBatcher.build(experiment.task.train, batch_size)
+    batcher = CFBatcher.build(experiment.examples.train, batch_size)
     optimizer = make_optimizer(config.train, batcher.n_batches)
     state = init_state(experiment.model, experiment.context, optimizer, config.seed)
     train_epoch = make_train_epoch(experiment.model, optimizer)
@@ -110,8 +110,8 @@ def measure(model_name: str, dataset: str, batch_size: int, epochs: int, evals: 
         "dataset": dataset,
         "batch_size": batch_size,
         "batches_per_epoch": batcher.n_batches,
-        "n_train": len(experiment.task.train),
-        "n_test_users": len(experiment.task.test.users),
+        "n_train": len(experiment.examples.train),
+        "n_test_users": len(experiment.examples.test.users),
         "data_build_seconds": build_seconds,
         "compile_seconds": compile_seconds,
         "epoch_seconds": epoch_seconds,

@@ -26,19 +26,22 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from train_speed import (  # benchmarks/ is this script's folder
+    result_header,
+    write_result,
+)
 
 from erase_jax.config import load_config
 from erase_jax.run import load_run, train_run
-from erase_jax.unlearn.commands import unlearn
-from erase_jax.unlearn.influence import hvp
-from erase_jax.unlearn.runner import UnlearnConfig
-from train_speed import result_header, write_result  # benchmarks/ is this script's folder
+from erase_jax.unlearn.influence.hvp import hvp
+from erase_jax.unlearn.protocol.jobs import unlearn
+from erase_jax.unlearn.protocol.run import UnlearnConfig
 
 
 def hvp_versus_gradient(run_dir: Path, repeats: int = 20) -> dict:
     """Seconds of one gradient and one HVP of the model's loss on a 2048-row training batch."""
     experiment, params = load_run(run_dir)
-    train = experiment.task.train
+    train = experiment.examples.train
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(train), 2048)
     batch = {

@@ -65,7 +65,7 @@ def _parse_scenario(text: str) -> dict:
 
 def _unlearn_config(args, method: str):
     from erase_jax.config import apply_overrides, from_dict
-    from erase_jax.unlearn.runner import UnlearnConfig
+    from erase_jax.unlearn.protocol.run import UnlearnConfig
 
     values = {"method": method, **_parse_scenario(args.scenario)}
     for name in ("fraction", "forget_file", "max_hours", "seed"):
@@ -103,7 +103,7 @@ def _print_rows(rows: list[dict]) -> None:
 
 
 def cmd_unlearn(args) -> int:
-    from erase_jax.unlearn.commands import unlearn
+    from erase_jax.unlearn.protocol.jobs import unlearn
 
     config = _unlearn_config(args, args.method)
     _print_rows(unlearn(args.run, config, args.out, eval_only=args.eval_only, quiet=args.quiet))
@@ -111,7 +111,7 @@ def cmd_unlearn(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from erase_jax.unlearn.commands import CHECKPOINTS, retrain_all
+    from erase_jax.unlearn.protocol.jobs import CHECKPOINTS, retrain_all
 
     config = _unlearn_config(args, "retrain")
     checkpoints = CHECKPOINTS if args.checkpoint_idx == "all" else (int(args.checkpoint_idx),)
@@ -120,7 +120,7 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from erase_jax.unlearn.summary import write_report
+    from erase_jax.unlearn.protocol.report import write_report
 
     written = write_report(args.scenario_dir, args.checkpoint, args.out)
     for path in written:
@@ -135,8 +135,8 @@ def cmd_demo(args) -> int:
     from erase_jax.config import load_config
     from erase_jax.run import train_run
     from erase_jax.unlearn import method_names
-    from erase_jax.unlearn.commands import CHECKPOINTS, retrain_all, unlearn
-    from erase_jax.unlearn.runner import UnlearnConfig
+    from erase_jax.unlearn.protocol.jobs import CHECKPOINTS, retrain_all, unlearn
+    from erase_jax.unlearn.protocol.run import UnlearnConfig
 
     out = Path(args.out)
     config = load_config(None, ["model=BPR", "dataset=synthetic", f"seed={args.seed}"])
@@ -161,7 +161,7 @@ def cmd_demo(args) -> int:
     print("".join(f"{title:>22}" for _, title in columns))
     for row in rows:
         print("".join(f"{_cell(row.get(key, '')):>22}" for key, _ in columns))
-    from erase_jax.unlearn.summary import write_report
+    from erase_jax.unlearn.protocol.report import write_report
 
     report = write_report(scenario_dir)
     print(f"\nall rows: {scenario_dir / 'unlearning.csv'}; side by side: {', '.join(map(str, report))}")

@@ -26,7 +26,7 @@ import yaml
 
 from erase_jax.data.loading import DataConfig
 from erase_jax.data.sequences import SequenceConfig
-from erase_jax.metrics import METRICS
+from erase_jax.evaluators.metrics import METRICS
 from erase_jax.train import TrainConfig
 
 
@@ -45,7 +45,10 @@ class RunConfig:
     model_params: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    sequence: SequenceConfig | None = None  # SBR models only; `resolve` fills the defaults
+    sequence: SequenceConfig | None = None  # SBR models only; their task fills the defaults
+
+
+TASK_SECTIONS = ("sequence",)  # RunConfig sections a task plug-in owns (`Task.config_section`)
 
 
 ALIASES = {"dataset": "data.dataset", "data_root": "data.data_root"}
@@ -159,6 +162,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
 def resolve(config: RunConfig) -> RunConfig:
     """Fills the model's hyperparameter defaults and checks cross-field consistency."""
     from erase_jax.models import get_model_class
+    from erase_jax.tasks import get_task
 
     cls = get_model_class(config.model)
     defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
@@ -174,9 +178,8 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(
             f"train.valid_metric {config.train.valid_metric!r} must be one of eval.metrics @ one of eval.topk"
         )
-    sequence = config.sequence
-    if cls.task == "SBR" and sequence is None:
-        sequence = SequenceConfig()
-    elif cls.task != "SBR" and sequence is not None:
-        raise ConfigError(f"the sequence section applies to session-based models only, not {cls.name}")
-    return dataclasses.replace(config, model=cls.name, model_params=model_params, sequence=sequence)
+    task = get_task(cls.task)
+    for section in TASK_SECTIONS:
+        if section != task.config_section and getattr(config, section) is not None:
+            raise ConfigError(f"the {section} section applies to another task's models, not to {cls.name} ({task.name})")
+    return task.check_config(dataclasses.replace(config, model=cls.name, model_params=model_params))

@@ -18,12 +18,10 @@ from pathlib import Path
 import yaml
 
 from erase_jax import config as config_lib
-from erase_jax.batching import CFBatcher
 from erase_jax.checkpoint import Checkpointer
-from erase_jax.data.cf import CFTask, build_cf_task
-from erase_jax.data.loading import LoadedData, load_dataset
-from erase_jax.evaluate import evaluate_cf
+from erase_jax.data.loading import LoadedData
 from erase_jax.models import build_model
+from erase_jax.tasks import Task, task_of
 from erase_jax.train import FitResult, best_params, fit
 
 CONFIG_FILE = "config.yaml"
@@ -33,52 +31,36 @@ CHECKPOINT_DIR = "checkpoints"
 
 @dataclasses.dataclass
 class Experiment:
-    """Everything built from a configuration, before any training."""
+    """Everything built from a configuration, before any training.
+
+    `task` is the model's task plug-in (`erase_jax.tasks`), `examples` the split's training,
+    validation and test sets in that task's format.
+    """
 
     config: config_lib.RunConfig
     model: object
     data: LoadedData
-    task: CFTask
+    examples: object
     context: object
     data_summary: dict
+    task: Task
 
 
 def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = None, capacity: int | None = None) -> Experiment:
-    """Data, task arrays, model and its context for a configuration.
+    """Data, task examples, model and its context for a configuration.
 
     `data` replaces the configured data (e.g. the data without removed interactions, for a
     retrain); `capacity` fixes the size of graph contexts so that reduced data keeps shapes.
     """
     model = build_model(config.model, **config.model_params)
-    if model.task == "SBR":
-        from erase_jax.sbr import build_task
-
-        loaded, task, summary = build_task(config.data, config.sequence, config.seed, data)
-        return Experiment(config, model, loaded, task, model.prepare(task.train, capacity), summary)
-    loaded = data if data is not None else load_dataset(config.data, config.seed)
-    task = build_cf_task(loaded.interactions, loaded.split)
-    context = model.prepare(task.train, capacity)
-    summary = {
-        "source": loaded.source,
-        "n_users": loaded.interactions.n_users,
-        "n_items": loaded.interactions.n_items,
-        "n_interactions": len(loaded.interactions),
-        "n_train": len(loaded.split.train),
-        "n_valid": len(loaded.split.valid),
-        "n_test": len(loaded.split.test),
-        "resolved_data": loaded.resolved,
-    }
-    return Experiment(config, model, loaded, task, context, summary)
+    task = task_of(model)
+    examples, loaded, summary = task.build(config, data)
+    return Experiment(config, model, loaded, examples, model.prepare(examples.train, capacity), summary, task)
 
 
 def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, float]:
-    eval_set = getattr(experiment.task, split)
-    ec = experiment.config.eval
-    if experiment.model.task == "SBR":
-        from erase_jax.sbr import evaluate_sbr
-
-        return evaluate_sbr(experiment.model, params, experiment.context, eval_set, ec.topk, ec.metrics, ec.block_size)
-    return evaluate_cf(experiment.model, params, experiment.context, eval_set, ec.topk, ec.metrics, ec.block_size)
+    eval_set = getattr(experiment.examples, split)
+    return experiment.task.evaluate(experiment.model, params, experiment.context, eval_set, experiment.config.eval)
 
 
 def prepare_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) -> None:
@@ -141,14 +123,7 @@ def train_run(
     log(f"data {s['source']}: {s['n_users']} users, {s['n_items']} items, "
         f"train/valid/test {s['n_train']}/{s['n_valid']}/{s['n_test']}")
 
-    if experiment.model.task == "SBR":
-        from erase_jax.sbr import SequenceBatcher
-
-        if config.train.sampler != "rows":
-            raise ValueError(f"train.sampler={config.train.sampler!r} is for CF models; {config.model} trains on sequence rows")
-        batcher = SequenceBatcher.build(experiment.task.train, config.train.batch_size, config.sequence.mix_lengths)
-    else:
-        batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
+    batcher = experiment.task.batcher(config, experiment.examples.train)
     checkpointer = Checkpointer(out_dir / CHECKPOINT_DIR)
     with _progress(config.train.epochs, quiet) as report:
         result = fit(
@@ -219,7 +194,7 @@ def restore_best_params(run_dir: str | Path, experiment: Experiment):
     from erase_jax.train import init_state, make_optimizer
 
     config = experiment.config
-    steps_per_epoch = max(1, -(-len(experiment.task.train) // config.train.batch_size))
+    steps_per_epoch = max(1, -(-len(experiment.examples.train) // config.train.batch_size))
     like = init_state(experiment.model, experiment.context, make_optimizer(config.train, steps_per_epoch), config.seed)
     if not experiment.model.trainable:
         return like.params

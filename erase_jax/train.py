@@ -17,14 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from erase_jax.batching import SAMPLERS
+from erase_jax.batching.cf import SAMPLERS
 from erase_jax.checkpoint import Checkpointer
 
 

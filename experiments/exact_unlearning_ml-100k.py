@@ -28,9 +28,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from erase_jax.unlearn.commands import unlearn
-from erase_jax.unlearn.retrain import RETRAIN_DIR
-from erase_jax.unlearn.runner import UnlearnConfig
+from erase_jax.unlearn.protocol.jobs import unlearn
+from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR
+from erase_jax.unlearn.protocol.run import UnlearnConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from unlearning_protocol import table  # noqa: E402  (the sibling script's markdown table)

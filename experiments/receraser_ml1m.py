@@ -43,14 +43,15 @@ import jax
 import numpy as np
 import yaml
 
-from erase_jax.batching import CFBatcher
+from erase_jax.batching.cf import CFBatcher
 from erase_jax.config import load_config, to_dict
 from erase_jax.data.splits import Split
-from erase_jax.evaluate import evaluate_cf
+from erase_jax.evaluators.cf_ranking import evaluate_cf
 from erase_jax.run import build_experiment
 from erase_jax.train import best_params, fit
-from erase_jax.unlearn.base import build_method
-from erase_jax.unlearn.shards import MeanOfScores, shard_slice
+from erase_jax.unlearn.exact.aggregators import MeanOfScores
+from erase_jax.unlearn.exact.shards import shard_slice
+from erase_jax.unlearn.methods.base import build_method
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
@@ -65,7 +66,7 @@ def selecting_on_test(experiment):
     if len(split.valid):
         raise ValueError("selecting on test needs the config's data.valid_ratio at 0 (all of train.txt trains)")
     data = dataclasses.replace(experiment.data, split=Split(split.train, split.test, split.test))
-    return dataclasses.replace(experiment, data=data, task=dataclasses.replace(experiment.task, valid=experiment.task.test))
+    return dataclasses.replace(experiment, data=data, examples=dataclasses.replace(experiment.examples, valid=experiment.examples.test))
 
 
 def load() -> float:
@@ -78,8 +79,8 @@ def evaluate(model, params, context, eval_set, config) -> dict:
 
 def train_full(experiment) -> dict:
     config = experiment.config
-    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
-    valid = experiment.task.valid
+    batcher = CFBatcher.build(experiment.examples.train, config.train.batch_size, sampler=config.train.sampler)
+    valid = experiment.examples.valid
     load_before, started = load(), time.perf_counter()
     result = fit(experiment.model, experiment.context, batcher,
                  lambda p: evaluate(experiment.model, p, experiment.context, valid, config), config.train, config.seed)
@@ -92,7 +93,7 @@ def train_full(experiment) -> dict:
         "compile_seconds": result.record["compile_seconds"],
         "epochs": len(result.record["epoch_loss"]),
         "best_epoch": int(result.state.best_epoch),
-        "test": evaluate(experiment.model, params, experiment.context, experiment.task.test, config),
+        "test": evaluate(experiment.model, params, experiment.context, experiment.examples.test, config),
         "load_before": load_before,
         "load_after": load(),
     }
@@ -129,16 +130,16 @@ def ensemble(experiment, pretrained, method_name: str, options: dict) -> dict:
         "options": options,
         "wall_seconds": wall,
         "record": record,
-        "test": evaluate(*scoring, experiment.task.test, experiment.config),
-        "valid": evaluate(*scoring, experiment.task.valid, experiment.config),
+        "test": evaluate(*scoring, experiment.examples.test, experiment.config),
+        "valid": evaluate(*scoring, experiment.examples.valid, experiment.config),
         "load_before": load_before,
         "load_after": load(),
     }
     context = scoring[2]
     if method.aggregation != "mean":
-        out["test_mean_of_scores"] = evaluate(MeanOfScores(), {}, context, experiment.task.test, experiment.config)
+        out["test_mean_of_scores"] = evaluate(MeanOfScores(), {}, context, experiment.examples.test, experiment.config)
     out["test_each_shard"] = [
-        evaluate(experiment.model, shard_slice(params["shards"], s), experiment.context, experiment.task.test, experiment.config)
+        evaluate(experiment.model, shard_slice(params["shards"], s), experiment.context, experiment.examples.test, experiment.config)
         for s in range(method.n_shards)
     ]
     out["_method"], out["_params"], out["_state"] = method, params, state
@@ -159,8 +160,8 @@ def requests(experiment, built: dict, n_requests: int, seed: int) -> list[dict]:
         seconds = time.perf_counter() - started
         scoring = method.scorer(experiment.model, params, experiment)
         rows.append({"request": r, "removed_row": row, "seconds": seconds,
-                     "test_after": evaluate(*scoring, experiment.task.test, experiment.config),
-                     "valid_after": evaluate(*scoring, experiment.task.valid, experiment.config),
+                     "test_after": evaluate(*scoring, experiment.examples.test, experiment.config),
+                     "valid_after": evaluate(*scoring, experiment.examples.valid, experiment.config),
                      "load_before": load_before, "load_after": load(), **diagnostics})
         print(f"request {r}: {seconds:.1f} s (shard {diagnostics['shard_seconds']:.1f} s, aggregator "
               f"{diagnostics['aggregator_seconds']:.1f} s), shards {diagnostics['retrained_shards']}", flush=True)

@@ -32,9 +32,9 @@ import numpy as np
 import yaml
 
 from erase_jax.config import load_config, to_dict
-from erase_jax.models.bpr import BPR
+from erase_jax.models.cf.bpr import BPR
 from erase_jax.run import build_experiment
-from erase_jax.unlearn.base import build_method
+from erase_jax.unlearn.methods.base import build_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import receraser_ml1m as paper_split  # noqa: E402  (the sibling script: config, evaluation)
@@ -99,7 +99,7 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     experiment = build_experiment(config)
-    train = experiment.task.train
+    train = experiment.examples.train
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "arguments": " ".join(sys.argv[1:]), "config": to_dict(config),
               "wmf": {"negative_weight": args.negative_weight, "l2": args.l2, "sweeps": args.sweeps}}
@@ -123,8 +123,8 @@ def main() -> int:
     result["receraser"] = {
         "options": options, "wall_seconds": time.perf_counter() - started,
         "shard_sizes": record["shard_sizes"], "shard_epochs": record["shards"]["epochs"],
-        "valid": paper_split.evaluate(*scoring, experiment.task.valid, config),
-        "test": paper_split.evaluate(*scoring, experiment.task.test, config),
+        "valid": paper_split.evaluate(*scoring, experiment.examples.valid, config),
+        "test": paper_split.evaluate(*scoring, experiment.examples.test, config),
     }
     print(f"RecEraser on the WMF partition: valid {result['receraser']['valid']['recall@20']:.4f}, "
           f"test {result['receraser']['test']['recall@20']:.4f}", flush=True)

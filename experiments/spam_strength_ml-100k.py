@@ -32,20 +32,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def train(overrides: list[str]):
     from erase_jax import config as config_lib
-    from erase_jax.batching import CFBatcher
+    from erase_jax.batching.cf import CFBatcher
     from erase_jax.run import build_experiment
     from erase_jax.train import best_params, fit
 
     config = config_lib.load_config(REPO_ROOT / "experiments/configs/bpr_ml-100k.yaml", overrides)
     experiment = build_experiment(config)
-    batcher = CFBatcher.build(experiment.task.train, config.train.batch_size, sampler=config.train.sampler)
+    batcher = CFBatcher.build(experiment.examples.train, config.train.batch_size, sampler=config.train.sampler)
     result = fit(experiment.model, experiment.context, batcher, None, config.train, config.seed)
     return experiment, best_params(result)
 
 
 def exposure_of(experiment, params, genuine, targets, history) -> dict:
+    from erase_jax.evaluators import exposure
     from erase_jax.run import evaluate_params
-    from erase_jax.unlearn import exposure
 
     scores = exposure.model_scores_fn(experiment.model, params, experiment.context)
     raw = exposure.spam_exposure(scores, genuine, targets, (10, 20))
@@ -77,7 +77,7 @@ def main() -> None:
         if not np.array_equal(clean.data.interactions.item_tokens, poisoned.data.interactions.item_tokens):
             raise SystemExit("clean and poisoned data have different item vocabularies")
         genuine = np.setdiff1d(np.arange(poisoned.data.interactions.n_users), fraud.users)
-        train_rows = poisoned.task.train
+        train_rows = poisoned.examples.train
         genuine_rows = ~np.isin(train_rows.users, fraud.users)
         history = (train_rows.users[genuine_rows], train_rows.items[genuine_rows])
         fake_rows = np.isin(train_rows.users, fraud.users)
@@ -93,7 +93,7 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    item_counts = np.bincount(clean.task.train.items, minlength=clean.data.interactions.n_items)
+    item_counts = np.bincount(clean.examples.train.items, minlength=clean.data.interactions.n_items)
     record = {
         "command": "python experiments/spam_strength_ml-100k.py " + " ".join(
             [f"--ratios {' '.join(map(str, args.ratios))}", f"--epochs {args.epochs}"]),

@@ -116,7 +116,11 @@ def pick(rows: list[dict], eval_type: str, k: int, method: str | None = None) ->
 def write_reference_forget_file(folder: Path, seed: int) -> tuple[Path, dict]:
     """The original's forget set: drawn from ml-100k.inter as read, before any filtering."""
     from erase_jax.data.atomic import read_atomic
-    from erase_jax.data.forget_files import forget_file_name, sensitive_method, write_forget_file
+    from erase_jax.data.forget_files import (
+        forget_file_name,
+        sensitive_method,
+        write_forget_file,
+    )
     from erase_jax.data.loading import resolve_data_root
     from erase_jax.data.scenarios import quarter_checkpoints, sensitive_forget_set
 
@@ -136,8 +140,8 @@ def write_reference_forget_file(folder: Path, seed: int) -> tuple[Path, dict]:
 
 def clean_model_spam_exposure(clean_run: Path, poisoned_run: Path) -> dict:
     """The clean model's exposure of the poisoned run's target items, over the same genuine users."""
+    from erase_jax.evaluators import exposure
     from erase_jax.run import load_run
-    from erase_jax.unlearn import exposure
 
     poisoned, _ = load_run(poisoned_run)
     clean, params = load_run(clean_run)
@@ -154,14 +158,14 @@ def clean_model_spam_exposure(clean_run: Path, poisoned_run: Path) -> dict:
 def spam_controls(clean_run: Path, poisoned_run: Path, spam_dir: Path, longer_run: Path | None) -> tuple[list[list], dict]:
     """Spam exposure with and without the genuine users' training items masked, and the fake
     users' own exposure: did the model learn the attack at all, and does it reach anyone else?"""
+    from erase_jax.evaluators import exposure
     from erase_jax.run import load_run
-    from erase_jax.unlearn import exposure
-    from erase_jax.unlearn.retrain import load_retrain
-    from erase_jax.unlearn.runner import UnlearnConfig, build_protocol
+    from erase_jax.unlearn.protocol.retrain import load_retrain
+    from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol
 
     poisoned, poisoned_params = load_run(poisoned_run)
     fraud = poisoned.data.fraud
-    train = poisoned.task.train
+    train = poisoned.examples.train
     genuine_rows = ~np.isin(train.users, fraud.users)
     history = (train.users[genuine_rows], train.items[genuine_rows])  # identical in every run here
     genuine = np.setdiff1d(np.arange(poisoned.data.interactions.n_users), fraud.users)
@@ -199,9 +203,9 @@ def spam_controls(clean_run: Path, poisoned_run: Path, spam_dir: Path, longer_ru
 
 def horror_exposure_of(run: Path, users: np.ndarray) -> dict:
     """Horror exposure (raw scores) of the given users under another model of the same data."""
-    from erase_jax.evaluate import top_k_items
+    from erase_jax.evaluators import exposure
+    from erase_jax.evaluators.cf_ranking import top_k_items
     from erase_jax.run import load_run
-    from erase_jax.unlearn import exposure
 
     experiment, params = load_run(run)
     top = top_k_items(experiment.model, params, experiment.context, users, max(KS),

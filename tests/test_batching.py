@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from erase_jax.batching import CFBatcher, PositiveIndex
+from erase_jax.batching.cf import CFBatcher, PositiveIndex
 from erase_jax.data.cf import CFTrainData
 from erase_jax.train import TrainConfig
 

@@ -4,8 +4,8 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import require_dataset
+
 from erase_jax.data import (
     CATEGORY_NAMES,
     DataConfig,

@@ -22,14 +22,13 @@ import pytest
 
 from erase_jax.config import load_config
 from erase_jax.data.cf import CFTrainData
-from erase_jax.evaluate import evaluate_cf
+from erase_jax.evaluators.cf_ranking import evaluate_cf
 from erase_jax.models import build_model
 from erase_jax.run import build_experiment
 from erase_jax.train import TrainConfig
-from erase_jax.unlearn import partition, shards
-from erase_jax.unlearn.base import build_method
-from erase_jax.unlearn.receraser import AttentionAggregator
-from erase_jax.unlearn.sisa import (
+from erase_jax.unlearn.exact import partition, shards
+from erase_jax.unlearn.exact.aggregators import AttentionAggregator
+from erase_jax.unlearn.exact.sisa import (
     OWN_ITEM_SLOTS,
     SISA,
     OwnItemsRanker,
@@ -39,8 +38,8 @@ from erase_jax.unlearn.sisa import (
     remaining_valid_rows,
     remaining_valid_set,
     shard_data,
-    validator,
 )
+from erase_jax.unlearn.methods.base import build_method
 
 N_USERS, N_ITEMS, N_SHARDS = 40, 30, 4
 
@@ -101,7 +100,7 @@ def test_partition_unit_norm_partitions_on_the_embeddings_divided_by_their_norms
     method = build_method("receraser", n_shards=3, partition_rounds=5, partition_unit_norm=True)
     made = method.make_partition(experiment.model, params, experiment)
     users, items = (np.asarray(e) for e in shards.final_embeddings(experiment.model, params, experiment.context))
-    train = experiment.task.train
+    train = experiment.examples.train
     by_hand = partition.balanced_partition(
         "inbp", train.users, train.items, users / np.sqrt((users**2).sum(1))[:, None],
         items / np.sqrt((items**2).sum(1))[:, None], 3, experiment.config.seed, 5)
@@ -115,7 +114,7 @@ def test_a_balanced_partition_measures_on_the_given_embeddings_when_there_are_so
     # The paper pre-trains WMF for the partition: any (users, items) arrays replace the run's.
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, partition_rounds=5)
-    train = experiment.task.train
+    train = experiment.examples.train
     rng = np.random.default_rng(7)
     other = rng.normal(size=(train.n_users, 4)), rng.normal(size=(train.n_items, 4))
     given = method.make_partition(experiment.model, params, experiment, other)
@@ -312,7 +311,7 @@ def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
 
 
 def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_experiment, monkeypatch):
-    from erase_jax.unlearn import sisa
+    from erase_jax.unlearn.exact import sisa
 
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=2, aggregator_batch_size=64,
@@ -422,7 +421,7 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     def from_scratch(model, data, which):
         return shards.train_shards(model, experiment.context, data, method.shard_seeds(experiment.config.seed)[which], config,
                                    method.shard_validators(model, experiment, shard_of_row, removed, which, config),
-                                   experiment.task.train.n_items)
+                                   experiment.examples.train.n_items)
 
     fresh = from_scratch(shard_model, data, np.array([target]))
     for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(new["shards"])):
@@ -437,7 +436,7 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     scoring_model, scoring_params, context = method.scorer(experiment.model, new, experiment)
     scores = scoring_model.scores(scoring_params, context, {"users": jnp.arange(4)})
-    assert scores.shape == (4, experiment.task.train.n_items) and np.isfinite(np.asarray(scores)).all()
+    assert scores.shape == (4, experiment.examples.train.n_items) and np.isfinite(np.asarray(scores)).all()
 
 
 def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny_experiment):
@@ -474,7 +473,7 @@ def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny
         everything, _ = shard_data(experiment, shard_of_row, removed, np.arange(4))
         scratch = shards.train_shards(experiment.model, experiment.context, everything, seeds, config,
                                       method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(4), config),
-                                      experiment.task.train.n_items)
+                                      experiment.examples.train.n_items)
         for a, b in zip(leaves(scratch.params), leaves(new["shards"])):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         aggregator, _ = method.train_aggregator(experiment.model, new["shards"], experiment, removed)
@@ -534,8 +533,8 @@ def test_shard_reg_weight_needs_a_model_with_one():
 def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
     experiment, _ = tiny_experiment
     lightgcn = dataclasses.replace(experiment, model=build_model("LightGCN", embedding_size=8))
-    lightgcn = dataclasses.replace(lightgcn, context=lightgcn.model.prepare(experiment.task.train))
-    with pytest.raises(NotImplementedError):
+    lightgcn = dataclasses.replace(lightgcn, context=lightgcn.model.prepare(experiment.examples.train))
+    with pytest.raises(ValueError, match="sharded training supports"):
         SISA().start(lightgcn.model, None, lightgcn)
 
 

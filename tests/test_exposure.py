@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from erase_jax.unlearn.exposure import (
+from erase_jax.evaluators.exposure import (
     forget_fidelity,
     forgotten_rank_summary,
     item_ranks,

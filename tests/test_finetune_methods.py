@@ -9,8 +9,8 @@ import pytest
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
-from erase_jax.unlearn import fanchuan, kookmin, seif
-from erase_jax.unlearn.base import RequestData, build_method
+from erase_jax.unlearn.methods import fanchuan, kookmin, seif
+from erase_jax.unlearn.methods.base import RequestData, build_method
 
 PADDED_ROWS = 64
 N_USERS, N_ITEMS = 16, 12

@@ -12,11 +12,15 @@ import math
 import numpy as np
 import pytest
 
-from erase_jax.data.fraud_sessions import fraud_sessions, session_statistics, weibull_shape
+from erase_jax.data.fraud_sessions import (
+    fraud_sessions,
+    session_statistics,
+    weibull_shape,
+)
 from erase_jax.data.interactions import Interactions, from_tokens
 from erase_jax.data.loading import DataConfig, load_dataset
 from erase_jax.data.sequences import SequenceConfig, sessions_by_gap
-from erase_jax.sbr import load_sequence_data
+from erase_jax.tasks.sbr import load_sequence_data
 from tests.conftest import require_dataset
 
 

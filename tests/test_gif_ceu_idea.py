@@ -12,9 +12,10 @@ import pytest
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
-from erase_jax.unlearn import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
-from erase_jax.unlearn.base import RequestData, build_method
-from erase_jax.unlearn.influence import SolverStatus, newton_damping, resolve_curvature
+from erase_jax.unlearn.influence.curvature import newton_damping, resolve_curvature
+from erase_jax.unlearn.influence.solvers import SolverStatus
+from erase_jax.unlearn.methods import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
+from erase_jax.unlearn.methods.base import RequestData, build_method
 
 PADDED_ROWS = 64
 N_USERS, N_ITEMS, ROWS_PER_USER, DIM, REG = 12, 7, 6, 3, 0.1

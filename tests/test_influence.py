@@ -14,19 +14,19 @@ from jax.flatten_util import ravel_pytree
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
-from erase_jax.unlearn.influence import (
+from erase_jax.unlearn.influence.blocks import (
     USER_EMBEDDING,
-    SolverStatus,
     apply_update,
-    cg_solve,
-    hvp,
-    hvp_operator,
     leaf_block,
-    lissa_solve,
     loss_on_block,
-    richardson_solve,
-    supports_forward_mode,
     user_rows_block,
+)
+from erase_jax.unlearn.influence.hvp import hvp, hvp_operator, supports_forward_mode
+from erase_jax.unlearn.influence.solvers import (
+    SolverStatus,
+    cg_solve,
+    lissa_solve,
+    richardson_solve,
 )
 
 N_USERS, N_ITEMS, DIM = 5, 6, 3
@@ -179,7 +179,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     from jax.flatten_util import ravel_pytree
     from erase_jax.data.cf import CFTrainData
     from erase_jax.models import build_model
-    from erase_jax.unlearn.influence import hvp, pad_rows, sharded_loss
+    from erase_jax.unlearn.influence.hvp import hvp
+    from erase_jax.unlearn.influence.sharding import pad_rows, sharded_loss
 
     model = build_model("BPR", embedding_size=4)
     context = model.prepare(CFTrainData(7, 9, np.zeros(1, np.int32), np.zeros(1, np.int32)))
@@ -213,7 +214,7 @@ SCIF_SHARDED_SCRIPT = textwrap.dedent(
     from erase_jax.data.cf import CFTrainData
     from erase_jax.models import build_model
     from erase_jax.unlearn import build_method
-    from erase_jax.unlearn.base import RequestData
+    from erase_jax.unlearn.methods.base import RequestData
     from erase_jax.unlearn import influence
 
     rng = np.random.default_rng(1)

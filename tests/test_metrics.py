@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from erase_jax.data.cf import eval_set
-from erase_jax.evaluate import evaluate_cf, top_k_items
-from erase_jax.metrics import ranking_metrics
+from erase_jax.evaluators.cf_ranking import evaluate_cf, top_k_items
+from erase_jax.evaluators.metrics import ranking_metrics
 
 
 def test_metrics_by_hand():

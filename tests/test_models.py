@@ -10,8 +10,8 @@ import pytest
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model, get_model_class, model_names
-from erase_jax.models.graph import light_gcn_embeddings
-from erase_jax.models.sgl import info_nce
+from erase_jax.models.cf.graph import light_gcn_embeddings
+from erase_jax.models.cf.sgl import info_nce
 
 N_USERS, N_ITEMS = 6, 7
 

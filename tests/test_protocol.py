@@ -1,7 +1,7 @@
 """The sequential unlearning protocol end to end: resume, quarter checkpoints, retain data, bad input.
 
 The scenario / request-stream / retain-sampler units are tested in `test_scenarios.py`; here
-the real runner (`erase_jax.unlearn.runner.run_requests` behind `commands.unlearn` and the
+the real runner (`erase_jax.unlearn.runner.run_requests` behind `jobs.unlearn` and the
 CLI) runs on a small trained BPR with `ProbeFinetune`, a test-only method whose state changes
 with every request: a few SGD-with-momentum steps (descent on the retain rows, ascent on the
 forget rows) with the optimiser state carried across requests, plus a perturbation drawn from
@@ -30,12 +30,19 @@ import numpy as np
 import optax
 import pytest
 
-from erase_jax.batching import bucket_size
+from erase_jax.batching.cf import bucket_size
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.config import load_config
 from erase_jax.run import load_run, train_run
-from erase_jax.unlearn import base, commands
-from erase_jax.unlearn.runner import QUARTERS_DIR, STATE_DIR, UnlearnConfig, build_protocol, load_quarter
+from erase_jax.unlearn.methods import base
+from erase_jax.unlearn.protocol import jobs
+from erase_jax.unlearn.protocol.run import (
+    QUARTERS_DIR,
+    STATE_DIR,
+    UnlearnConfig,
+    build_protocol,
+    load_quarter,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL_SYNTHETIC = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
@@ -173,7 +180,7 @@ def straight(trained_run, probe_method) -> FinishedRun:
     """The probe over the whole request stream, uninterrupted."""
     PROBE_LOG.clear()
     scenario_dir = trained_run.parent / "straight"
-    rows = commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
+    rows = jobs.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     return FinishedRun(scenario_dir, rows, list(PROBE_LOG))
 
 
@@ -287,14 +294,14 @@ def test_interrupted_run_resumes_to_identical_results(trained_run, straight, pro
     with monkeypatch.context() as patch:
         patch.setattr(Checkpointer, "save", save_then_stop)
         with pytest.raises(Interrupt):
-            commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
+            jobs.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     method_dir = scenario_dir / "test_finetune"
     assert saved_steps(method_dir / QUARTERS_DIR) == [0, 1]
     expected_state_step = c_1 if where == "between_quarter_and_state_save" else c_1 + 1
     assert saved_steps(method_dir / STATE_DIR)[-1] == expected_state_step
     assert not (method_dir / "unlearning.csv").exists()
 
-    commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
+    jobs.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     n_rows = len(protocol.experiment.data.interactions)
     assert_same_results(straight.method_dir, method_dir, straight.log[0]["params"], n_rows)
 
@@ -341,7 +348,7 @@ def test_cli_run_killed_after_the_second_checkpoint_resumes_identically(trained_
     assert not (method_dir / "unlearning.csv").exists()
 
     # The same job again (in this process: a second interpreter would only add start-up time).
-    commands.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
+    jobs.unlearn(trained_run, probe_config(), out=str(scenario_dir), quiet=True)
     n_rows = len(protocol.experiment.data.interactions)
     assert_same_results(straight.method_dir, method_dir, straight.log[0]["params"], n_rows)
 

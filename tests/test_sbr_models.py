@@ -5,12 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from erase_jax.batching.sequences import SequenceBatcher
 from erase_jax.data.interactions import from_tokens
 from erase_jax.data.sequences import augment, split_rows
-from erase_jax.metrics import ranking_metrics
+from erase_jax.evaluators.metrics import ranking_metrics
+from erase_jax.evaluators.sequence_ranking import evaluate_sbr
 from erase_jax.models import build_model
-from erase_jax.models.srgnn import session_graph
-from erase_jax.sbr import SequenceBatcher, SequenceShape, evaluate_sbr
+from erase_jax.models.sbr.base import SequenceShape
+from erase_jax.models.sbr.srgnn import session_graph
 from erase_jax.train import TrainConfig, init_state, make_optimizer, make_train_epoch
 
 SMALL = {
@@ -179,7 +181,7 @@ def test_narm_gru_has_no_biases():
 
 @pytest.mark.parametrize("rate", [0.25, 0.3, 0.5])
 def test_dropout_keeps_the_rate_and_scales(rate):
-    from erase_jax.sbr import dropout
+    from erase_jax.models.layers import dropout
 
     x = jnp.ones((64, 50, 64))
     first, second = (np.asarray(dropout(x, rate, jax.random.PRNGKey(s))) for s in (0, 1))
@@ -191,7 +193,7 @@ def test_dropout_keeps_the_rate_and_scales(rate):
 
 
 def test_mixed_length_batches_cover_every_row_at_a_wide_enough_width():
-    from erase_jax.sbr import bucket_widths
+    from erase_jax.batching.sequences import bucket_widths
 
     split = _cyclic_task(n_sequences=30, length=20, seed=5, max_length=16)
     batcher = SequenceBatcher.build(split.train, batch_size=32, mix_lengths=True)

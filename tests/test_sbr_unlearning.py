@@ -19,10 +19,18 @@ import pytest
 
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment, load_run, train_run
-from erase_jax.unlearn import base, commands, tasks
-from erase_jax.unlearn.influence import SolverStatus
-from erase_jax.unlearn.runner import UnlearnConfig, build_protocol, load_quarter, request_data
-from erase_jax.unlearn.scif import SCIF, sequence_target_block
+from erase_jax.tasks import sbr as sbr_task
+from erase_jax.tasks.base import get_task
+from erase_jax.unlearn.influence.solvers import SolverStatus
+from erase_jax.unlearn.methods import base
+from erase_jax.unlearn.methods.scif import SCIF, target_block
+from erase_jax.unlearn.protocol import jobs
+from erase_jax.unlearn.protocol.run import (
+    UnlearnConfig,
+    build_protocol,
+    load_quarter,
+    request_data,
+)
 
 SYNTHETIC = "data.synthetic={n_users: 100, n_items: 50, avg_interactions: 12}"
 TINY = {
@@ -81,14 +89,14 @@ def test_forget_and_clean_rows_are_the_users_sequence_with_and_without_the_forgo
 
     # F: the user's training prefix rows of the trained run, nothing else
     forget_rows = protocol.rows.user_rows.gather(batch.users)
-    train = experiment.task.train
+    train = experiment.examples.train
     assert set(inter.users[train.target_rows[forget_rows]].tolist()) == {user}
     assert len(forget_rows) == int(np.sum(inter.users[train.target_rows] == user))
 
     # C: exactly the rows the retrain trains on for this user (the counterfactual sequence)
     clean = protocol.rows.counterfactual_rows(batch.users, removed_after)
     retrained = build_experiment(experiment.config, experiment.data.without(removed_after, experiment.config.seed))
-    retrain_train = retrained.task.train
+    retrain_train = retrained.examples.train
     mine = retrained.data.interactions.users[retrain_train.target_rows] == user
     assert clean.prefix_lists() == retrain_train.select(mine).prefix_lists()
     np.testing.assert_array_equal(clean.targets, retrain_train.targets[mine])
@@ -105,14 +113,14 @@ def test_request_batches_share_one_width_and_cut_only_padding(trained):
                            experiment.context)
     width = request.forget["items"].shape[1]
     assert request.retain["items"].shape[1] == width and request.clean["items"].shape == request.forget["items"].shape
-    assert width < experiment.task.train.max_length  # synthetic prefixes are short: the width is cut
+    assert width < experiment.examples.train.max_length  # synthetic prefixes are short: the width is cut
     # cutting trailing padding changes no score
-    rows = experiment.task.train.select(protocol.rows.user_rows.gather(batch.users))
-    full = tasks.sequence_batch(rows, width=rows.max_length)
+    rows = experiment.examples.train.select(protocol.rows.user_rows.gather(batch.users))
+    full = sbr_task.sequence_batch(rows, width=rows.max_length)
     model = experiment.model
     np.testing.assert_allclose(
-        model.scores(params, experiment.context, tasks.query_of(request.forget)),
-        model.scores(params, experiment.context, tasks.query_of(full)), rtol=1e-5, atol=1e-6,
+        model.scores(params, experiment.context, get_task("SBR").query_of(request.forget)),
+        model.scores(params, experiment.context, get_task("SBR").query_of(full)), rtol=1e-5, atol=1e-6,
     )
 
 
@@ -165,7 +173,7 @@ def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained
     new_params, _, info = method.unlearn(model, params, (), request, jax.random.PRNGKey(1))
     assert int(info["skipped"]) == 0
 
-    block = sequence_target_block(model, params)
+    block = target_block(model, params, [])
     flat, unflatten = jax.flatten_util.ravel_pytree(block.values(params))
     context = experiment.context
 
@@ -194,7 +202,7 @@ def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained
 @pytest.mark.parametrize("model_name,method", [("GRU4Rec", m) for m in APPROXIMATE])
 def test_every_method_runs_the_sequential_protocol_on_sequence_models(trained, tmp_path, model_name, method):
     config = UnlearnConfig(method=method, method_options=CHEAP.get(method, {}), **SCENARIO)
-    rows = commands.unlearn(trained[model_name], config, out=str(tmp_path / "scenario"), quiet=True)
+    rows = jobs.unlearn(trained[model_name], config, out=str(tmp_path / "scenario"), quiet=True)
     unlearned = [r for r in rows if r["eval_type"] == "unlearning"]
     assert [r["checkpoint_idx"] for r in unlearned] == [0, 1, 2, 3]
     experiment, params = load_run(trained[model_name])
@@ -213,7 +221,7 @@ def test_newton_methods_with_gauss_newton_curvature_take_converged_steps(trained
     skipped, and every method runs the protocol."""
     options = {**CHEAP[method], "curvature": "gauss_newton"}
     config = UnlearnConfig(method=method, method_options=options, **SCENARIO)
-    rows = commands.unlearn(trained["GRU4Rec"], config, out=str(tmp_path / "scenario"), quiet=True)
+    rows = jobs.unlearn(trained["GRU4Rec"], config, out=str(tmp_path / "scenario"), quiet=True)
     assert [r["checkpoint_idx"] for r in rows if r["eval_type"] == "unlearning"] == [0, 1, 2, 3]
     with open(tmp_path / "scenario" / method / "requests.csv") as f:
         requests = list(csv.DictReader(f))
@@ -227,7 +235,7 @@ def test_newton_methods_with_gauss_newton_curvature_take_converged_steps(trained
 
 def test_sequence_retrain_removes_exactly_the_forgotten_rows(trained, tmp_path):
     config = UnlearnConfig(method="retrain", **SCENARIO)
-    rows = commands.retrain_all(trained["GRU4Rec"], config, (3,), out=str(tmp_path / "scenario"), quiet=True)
+    rows = jobs.retrain_all(trained["GRU4Rec"], config, (3,), out=str(tmp_path / "scenario"), quiet=True)
     assert rows[0]["eval_type"] == "retraining" and np.isfinite(rows[0]["test_ndcg@10"])
     experiment, _ = load_run(trained["GRU4Rec"])
     protocol = build_protocol(experiment, config)
@@ -239,14 +247,14 @@ def test_sequence_retrain_removes_exactly_the_forgotten_rows(trained, tmp_path):
     forgotten = protocol.forget_set.removal_mask(experiment.data.interactions)
     inter = experiment.data.interactions
     pairs = set(zip(inter.users[forgotten].tolist(), inter.items[forgotten].tolist()))
-    train = retrained.task.train
+    train = retrained.examples.train
     owners = retrained.data.interactions.users[train.target_rows]
     assert not pairs & set(zip(owners.tolist(), train.targets.tolist()))
 
 
 def test_exact_methods_refuse_sequence_models(trained, tmp_path):
     with pytest.raises(ValueError, match="CF"):
-        commands.unlearn(trained["GRU4Rec"], UnlearnConfig(method="sisa", **SCENARIO), out=str(tmp_path / "s"), quiet=True)
+        jobs.unlearn(trained["GRU4Rec"], UnlearnConfig(method="sisa", **SCENARIO), out=str(tmp_path / "s"), quiet=True)
     assert "sisa" in base.method_names()
 
 
@@ -259,8 +267,8 @@ def test_fraud_sessions_are_forgotten_through_the_protocol(tmp_path):
     fraud = experiment.data.fraud
     assert fraud is not None and fraud.target_items is not None and len(fraud.users) >= 4
     config = UnlearnConfig(method="kookmin", scenario="spam")
-    rows = commands.unlearn(run, config, out=str(tmp_path / "spam"), quiet=True)
-    rows += commands.retrain_all(run, config, (3,), out=str(tmp_path / "spam"), quiet=True)
+    rows = jobs.unlearn(run, config, out=str(tmp_path / "spam"), quiet=True)
+    rows += jobs.retrain_all(run, config, (3,), out=str(tmp_path / "spam"), quiet=True)
     for row in rows:
         assert 0.0 <= row["spam_users_with_target@20"] <= 1.0 and row["spam_scored_users"] > 0
     retrained = [r for r in rows if r["eval_type"] == "retraining"][0]

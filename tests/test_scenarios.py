@@ -24,11 +24,10 @@ from erase_jax.data.scenarios import (
     spam_users,
     target_rows,
 )
-from erase_jax.unlearn.requests import (
+from erase_jax.data.user_rows import UserRows
+from erase_jax.unlearn.protocol.requests import (
     RequestStream,
-    RetainBudgetSettings,
     RetainSampler,
-    UserRows,
     retain_budget,
     retain_pool_factor,
 )
@@ -465,24 +464,20 @@ def test_retain_sampler_uses_only_candidate_rows_and_fails_when_nobody_is_left()
 
 
 def test_retain_budget_rules():
-    assert retain_budget("scif", 3, 100_000) == 32
-    assert retain_budget("kookmin", 10, 100_000) == 80
-    assert retain_budget("fanchuan", 10, 100_000) == 640
-    assert retain_budget("gif", 10, 100_000) == 128
-    assert retain_budget("ceu", 10, 100_000) == retain_budget("idea", 10, 100_000) == 1024
-    assert retain_budget("seif", 10, 100_000) == 320
-    assert retain_budget("seif", 10, 100_000, RetainBudgetSettings(seif_repair_epochs=1)) == 80
-    assert retain_budget("fanchuan", 1000, 100_000) == 10_000  # capped at 10 % of all rows
-    with pytest.raises(ValueError, match="known"):
-        retain_budget("sisa", 1, 10)
-    assert retain_pool_factor("scif") == 96 and retain_pool_factor("fanchuan") == 768
+    from erase_jax.unlearn import build_method
+
+    budget = lambda name, f, n, **options: retain_budget(build_method(name, **options), f, n)
+    assert budget("scif", 3, 100_000) == 32
+    assert budget("kookmin", 10, 100_000) == 80
+    assert budget("fanchuan", 10, 100_000) == 640
+    assert budget("gif", 10, 100_000) == 128
+    assert budget("ceu", 10, 100_000) == budget("idea", 10, 100_000) == 1024
+    assert budget("seif", 10, 100_000) == 320
+    assert budget("seif", 10, 100_000, seif_repair_epochs=1) == 80
+    assert budget("fanchuan", 1000, 100_000) == 10_000  # capped at 10 % of all rows
+    assert retain_pool_factor(build_method("scif")) == 96 and retain_pool_factor(build_method("fanchuan")) == 768
 
 
-# ---------------------------------------------------------------------------------------------
-# ML-100K
-
-
-@pytest.fixture(scope="module")
 def ml100k(data_root):
     from erase_jax.data.atomic import read_atomic
 

@@ -11,11 +11,11 @@ import pytest
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
-from erase_jax.models.base import CFModelBase
-from erase_jax.models.bpr import BPR, CFShape
-from erase_jax.unlearn import scif  # noqa: F401  (registers "scif")
-from erase_jax.unlearn.base import RequestData, build_method
-from erase_jax.unlearn.influence import SolverStatus
+from erase_jax.models.cf.base import CFModelBase
+from erase_jax.models.cf.bpr import BPR, CFShape
+from erase_jax.unlearn.influence.solvers import SolverStatus
+from erase_jax.unlearn.methods import scif  # noqa: F401  (registers "scif")
+from erase_jax.unlearn.methods.base import RequestData, build_method
 
 PADDED_ROWS = 64
 

@@ -3,8 +3,9 @@
 import jax
 import numpy as np
 import pytest
-
 from conftest import require_dataset
+
+from erase_jax.batching.sequences import SequenceBatcher, bucket_of, bucket_widths
 from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.interactions import from_tokens
 from erase_jax.data.loading import DataConfig
@@ -16,7 +17,7 @@ from erase_jax.data.sequences import (
     sessions_by_gap,
     split_rows,
 )
-from erase_jax.sbr import SequenceBatcher, bucket_of, bucket_widths, load_sequence_data
+from erase_jax.tasks.sbr import load_sequence_data
 
 
 def _interactions(rows):

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from erase_jax.cli import main
-from erase_jax.unlearn import summary
+from erase_jax.unlearn.protocol import report
 
 HEADER = ["dataset", "model", "scenario", "category", "method", "checkpoint_idx", "eval_type", "test_ndcg@10",
           "test_recall@20", "pct_users_with_sensitive@20", "forgotten_hit@20", "n_unlearned_users", "n_removed",
@@ -38,20 +38,20 @@ def scenario(tmp_path):
 
 
 def test_gap_to_the_retrain_and_order(scenario):
-    rows = summary.load(scenario)
+    rows = report.load(scenario)
     assert -1 not in set(rows["checkpoint_idx"])  # the all-data row is not a checkpoint
-    table = summary.at_checkpoint(rows, 3)
+    table = report.at_checkpoint(rows, 3)
     assert list(table.index) == ["original", "scif", "retrain"]
     assert table.loc["scif", "gap_test_ndcg@10"] == pytest.approx(0.26 - 0.28)
     assert table.loc["scif", "gap_pct_users_with_sensitive@20"] == pytest.approx(37.0 - 30.0)
     assert table.loc["original", "gap_pct_users_with_sensitive@20"] == pytest.approx(20.0)
     assert table.loc["retrain", "gap_test_ndcg@10"] == 0.0
-    curve = summary.trajectory(rows, "test_ndcg@10")
+    curve = report.trajectory(rows, "test_ndcg@10")
     assert curve.loc["scif"].tolist() == pytest.approx([0.29, 0.28, 0.27, 0.26])
 
 
 def test_markdown_shows_present_columns_only(scenario):
-    text = summary.markdown(summary.load(scenario), 3, "x.csv")
+    text = report.markdown(report.load(scenario), 3, "x.csv")
     assert "Checkpoint 3: 40 unlearned users, 120 interactions removed." in text
     assert "| scif | 0.2600 | 0.2000 | 37.0 | 0.1000 | 0.0100 |  |" in text  # no retrain seconds for scif
     assert "spam" not in text  # a sensitive scenario has no spam columns
@@ -74,6 +74,6 @@ def test_report_command_and_errors(scenario, tmp_path, capsys):
 
 def test_figure_when_matplotlib_is_installed(scenario):
     pytest.importorskip("matplotlib", reason="the figure needs the optional matplotlib (pip install -e '.[plot]')")
-    written = summary.write_report(scenario)
+    written = report.write_report(scenario)
     assert [p.name for p in written] == ["report.md", "report.png"]
     assert (scenario / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

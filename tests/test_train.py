@@ -6,14 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from erase_jax.batching import CFBatcher
+from erase_jax.batching.cf import CFBatcher
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.config import ConfigError, load_config
 from erase_jax.run import build_experiment, evaluate_params
@@ -28,7 +27,7 @@ def _experiment(model="BPR"):
 
 
 def _fit(experiment, checkpointer, config, progress=None):
-    batcher = CFBatcher.build(experiment.task.train, config.batch_size)
+    batcher = CFBatcher.build(experiment.examples.train, config.batch_size)
     return fit(
         experiment.model, experiment.context, batcher,
         lambda params: evaluate_params(experiment, params, "valid"),

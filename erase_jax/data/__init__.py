@@ -12,12 +12,32 @@ from erase_jax.data.atomic import (
     resolve_category_field,
     write_atomic_inter,
 )
-from erase_jax.data.filters import k_core, k_core_rows, rating_threshold, rating_threshold_rows
+from erase_jax.data.filters import (
+    k_core,
+    k_core_rows,
+    rating_threshold,
+    rating_threshold_rows,
+)
 from erase_jax.data.interactions import Interactions, from_tokens
-from erase_jax.data.loading import DataConfig, LoadedData, load_dataset, resolve_data_root
-from erase_jax.data.splits import Split, chronological_split, given_split, random_split, ratio_counts
+from erase_jax.data.loading import (
+    DataConfig,
+    LoadedData,
+    load_dataset,
+    resolve_data_root,
+)
+from erase_jax.data.splits import (
+    Split,
+    chronological_split,
+    given_split,
+    random_split,
+    ratio_counts,
+)
 from erase_jax.data.synthetic import CATEGORY_NAMES, synthetic_interactions
-from erase_jax.data.userlines import read_train_test, read_train_test_folder, read_user_lines
+from erase_jax.data.userlines import (
+    read_train_test,
+    read_train_test_folder,
+    read_user_lines,
+)
 
 __all__ = [
     "CATEGORY_NAMES",

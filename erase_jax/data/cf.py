@@ -1,6 +1,6 @@
 """Collaborative-filtering task data: training pairs and evaluation sets from a split.
 
-Data flows one way: `Interactions` + `Split` -> `CFTask` (numpy) -> device arrays in
+Data flows one way: `Interactions` + `Split` -> `CFExamples` (numpy) -> device arrays in
 `erase_jax.train` / `erase_jax.evaluate`.
 """
 
@@ -44,13 +44,13 @@ class CFEvalSet:
 
 
 @dataclasses.dataclass(frozen=True)
-class CFTask:
+class CFExamples:
     train: CFTrainData
     valid: CFEvalSet
     test: CFEvalSet
 
 
-def build_cf_task(interactions: Interactions, split: Split) -> CFTask:
+def build_cf_examples(interactions: Interactions, split: Split) -> CFExamples:
     """Training pairs from the train rows; valid masks train items, test masks train+valid.
 
     Repeated user-item pairs are kept in training (the original does not deduplicate); in
@@ -62,7 +62,7 @@ def build_cf_task(interactions: Interactions, split: Split) -> CFTask:
     seen_before_test = np.concatenate([split.train, split.valid])
     valid = eval_set(n_users, n_items, u[split.valid], i[split.valid], u[split.train], i[split.train])
     test = eval_set(n_users, n_items, u[split.test], i[split.test], u[seen_before_test], i[seen_before_test])
-    return CFTask(train, valid, test)
+    return CFExamples(train, valid, test)
 
 
 def eval_set(n_users, n_items, target_users, target_items, history_users, history_items) -> CFEvalSet:

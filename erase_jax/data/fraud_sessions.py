@@ -22,7 +22,12 @@ import operator
 import numpy as np
 
 from erase_jax.data.interactions import Interactions
-from erase_jax.data.scenarios import ForgetSet, _fake_ratings, _popular_and_unpopular_items, append_fake_users
+from erase_jax.data.scenarios import (
+    ForgetSet,
+    _fake_ratings,
+    _popular_and_unpopular_items,
+    append_fake_users,
+)
 from erase_jax.data.sequences import sessions_by_gap
 
 MIN_LENGTH = 4  # the shortest fake session

@@ -9,7 +9,7 @@ that need a padding item add it themselves).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.users)
 
-    def select(self, rows: np.ndarray) -> "Interactions":
+    def select(self, rows: np.ndarray) -> Interactions:
         """The rows picked by a boolean mask or an index array; vocabularies are kept."""
         take = lambda a: None if a is None else a[rows]
         return dataclasses.replace(
@@ -92,7 +92,7 @@ class Interactions:
             raise KeyError(f"{self.name}: category {category!r} not present; known: {known}")
         return self.item_categories[category]
 
-    def compact(self) -> "Interactions":
+    def compact(self) -> Interactions:
         """Re-index so that only users and items that occur keep an id (after filtering)."""
         used_users, users = np.unique(self.users, return_inverse=True)
         used_items, items = np.unique(self.items, return_inverse=True)

@@ -107,7 +107,7 @@ class LoadedData:
     fraud: ForgetSet | None = None  # the injected fake users (or sessions), when spam_ratio is set
     unfiltered: Interactions | None = None  # as read, before threshold and k-core (forget sets start here)
 
-    def without(self, removed: np.ndarray, seed: int) -> "LoadedData":
+    def without(self, removed: np.ndarray, seed: int) -> LoadedData:
         """The same data with the `removed` rows (bool mask) gone, split again by the same rule.
 
         The vocabulary is kept and nothing is re-filtered, as the original's retraining does

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import operator
 import random
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

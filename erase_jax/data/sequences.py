@@ -22,8 +22,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class SequenceRows:
     def max_length(self) -> int:
         return self.prefixes.shape[1]
 
-    def select(self, rows) -> "SequenceRows":
+    def select(self, rows) -> SequenceRows:
         return dataclasses.replace(
             self,
             sequences=self.sequences[rows],

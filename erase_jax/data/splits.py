@@ -11,7 +11,7 @@ per-user row counts, of which there are few.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -19,13 +19,30 @@ One optional hook: `model.epoch_context(context, key) -> context`, called by the
 start of every epoch (inside jit, so it must keep shapes). Models whose training data view
 changes per epoch use it (SGL draws its two augmented graphs there); `CFModelBase` supplies
 the identity default.
+
+What the unlearning methods need from a model is declared by the model (class attributes
+and hooks, with defaults in each family's base class: `erase_jax.models.cf.base.CFModelBase`,
+`erase_jax.models.sbr.base.SequenceModel`), so no method names a model:
+
+    influence_targets      parameter paths SCIF moves (None: every parameter)
+    user_rows_are_local    whether the loss reads the user table only at the batch's users
+    loss_is_row_mean       whether the loss is a weighted mean of per-row terms (sharding)
+    output_loss, output_loss_parts(...)      the Gauss-Newton hook (`unlearn.influence.curvature`)
+    prefers_gauss_newton   curvature "auto" takes Gauss-Newton for every method
+    newton_damping         default damping of the removal Newton step, per curvature
+    scif_damping           SCIF's default damping in its correct mode (None: SCIF's own)
+    representation(...)    the query representation whose inner products give the scores
+    representation_paths   the parameters that representation reads (None: all)
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Protocol
+import dataclasses
+from typing import Any, ClassVar, Protocol
 
 import jax
+
+from erase_jax.registry import Registry
 
 Params = Any
 Context = Any
@@ -34,7 +51,7 @@ Batch = dict[str, jax.Array]
 
 class Recommender(Protocol):
     name: ClassVar[str]
-    task: ClassVar[str]  # "CF", "SBR" or "NBR"
+    task: ClassVar[str]  # the name of its task plug-in (`erase_jax.tasks`)
     trainable: ClassVar[bool]  # False for Pop / ItemKNN: `init` computes everything
 
     def prepare(self, train: Any, capacity: int | None = None) -> Context: ...
@@ -46,41 +63,21 @@ class Recommender(Protocol):
     def scores(self, params: Params, context: Context, query: Batch) -> jax.Array: ...
 
 
-class CFModelBase:
-    """Mixin for CF models: sets `task` and the identity `epoch_context` hook."""
-
-    task: ClassVar[str] = "CF"
-
-    def epoch_context(self, context: Context, key: jax.Array) -> Context:
-        del key
-        return context
-
-
-_REGISTRY: dict[str, Callable[..., Recommender]] = {}
-
-
-def register(cls):
-    """Class decorator: makes a model constructible by name (case-insensitive)."""
-    _REGISTRY[cls.name.lower()] = cls
-    return cls
+MODELS: Registry = Registry("model", "erase_jax.models")
+register = MODELS.register  # class decorator: makes a model constructible by name (case-insensitive)
 
 
 def model_names() -> list[str]:
-    return sorted(cls.name for cls in _REGISTRY.values())
+    return MODELS.names()
 
 
 def get_model_class(name: str):
-    try:
-        return _REGISTRY[name.lower()]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {model_names()}") from None
+    return MODELS.get(name)
 
 
 def build_model(name: str, **hyperparameters) -> Recommender:
     """Instantiates a registered model; unknown hyperparameters are rejected by name."""
     cls = get_model_class(name)
-    import dataclasses
-
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(hyperparameters) - known)
     if unknown:

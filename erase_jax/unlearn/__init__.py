@@ -1,10 +1,16 @@
-"""Unlearning methods behind one interface (`base.py`), and the protocol that drives them.
+"""Unlearning: the methods (`methods/`, `exact/`), the influence core they share (`influence/`),
+and the sequential request protocol that drives them (`protocol/`).
 
-Importing this package registers every method module listed below.
+Methods register themselves by name (`methods.base.register`); `build_method(name)` finds any
+method whose file exists under this package.
 """
 
-from erase_jax.unlearn import ceu, fanchuan, gif, idea, kookmin, scif, seif  # noqa: F401  (registers them)
-from erase_jax.unlearn import receraser, sisa  # noqa: F401  (registers them)
-from erase_jax.unlearn.base import RequestData, UnlearningMethod, build_method, method_names, register
+from erase_jax.unlearn.methods.base import (
+    RequestData,
+    UnlearningMethod,
+    build_method,
+    method_names,
+    register,
+)
 
 __all__ = ["RequestData", "UnlearningMethod", "build_method", "method_names", "register"]

@@ -1,0 +1,1 @@
+"""Collaborative-filtering models, one file each."""

@@ -1,0 +1,1 @@
+"""Session-based models, one file each."""

@@ -1,0 +1,86 @@
+"""The base of the session-based models: CE over all items on a sequence representation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from erase_jax.batching.sequences import bucket_widths
+from erase_jax.data.sequences import SequenceRows
+
+
+@struct.dataclass
+class SequenceShape:
+    """Context of a sequence model that needs only the sizes of its data."""
+
+    n_items: int = struct.field(pytree_node=False)
+    max_length: int = struct.field(pytree_node=False)
+
+
+class SequenceModel:
+    """Base of the SBR models: CE over all items on a sequence representation.
+
+    A model defines `init(key, context)`, `represent(params, context, items, lengths, key)`
+    -> [n, d] (dropout active when `key` is not None) and `output_items(params)` -> [n_items, d];
+    scores are their inner products, as in RecBole's `full_sort_predict`. The padding id
+    `n_items` never enters the scores (RecBole scores its pad item 0 and masks it later).
+    """
+
+    task: ClassVar[str] = "SBR"
+    trainable: ClassVar[bool] = True
+    output_loss: ClassVar[str] = "softmax_cross_entropy"  # what `loss` is of `output_loss_parts`' outputs
+    # What the unlearning methods ask of a model (`erase_jax.models.base`). A model sets
+    # `influence_targets` to the original's SCIF `target_params` (item embedding, output layers);
+    # None moves every parameter. Over these blocks the exact Hessian is strongly indefinite
+    # (CG met negative curvature within 0-2 iterations), hence Gauss-Newton for "auto", SCIF's
+    # larger damping and the removal step's 1e-2 (damping sweeps: docs/notes).
+    influence_targets: ClassVar[tuple[tuple[str, ...], ...] | None] = None
+    user_rows_are_local: ClassVar[bool] = False
+    prefers_gauss_newton: ClassVar[bool] = True
+    newton_damping: ClassVar[dict[str, float]] = {"gauss_newton": 1e-2, "hessian": 0.01}
+    scif_damping: ClassVar[float | None] = 1.0
+    representation_paths: ClassVar[tuple[tuple[str, ...], ...] | None] = None  # the sequence encoder reads all
+
+    def prepare(self, train: SequenceRows, capacity: int | None = None) -> SequenceShape:
+        del capacity
+        return SequenceShape(train.n_items, train.max_length)
+
+    def epoch_context(self, context, key: jax.Array):
+        del key
+        return context
+
+    def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
+        """The sequence representation of the batch's prefixes (RecBole's `forward`; dropout when `key`)."""
+        return self.represent(params, context, batch["items"], batch["lengths"], key)
+
+    def scores(self, params, context, query: dict[str, jax.Array]) -> jax.Array:
+        representation = self.represent(params, context, query["items"], query["lengths"], None)
+        return representation @ self.output_items(params).T
+
+    def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+        """Weighted mean cross-entropy of the next item over all items (RecBole `CE` loss)."""
+        logits, weight, _ = self.output_loss_parts(params, context, batch, key)
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        nll = -jnp.take_along_axis(log_p, batch["targets"][:, None], axis=1)[:, 0]
+        return jnp.sum(weight * nll) / jnp.maximum(jnp.sum(weight), 1e-12)
+
+    def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
+        """(logits [n, n_items], row weights, None): `loss` is the weighted mean softmax cross-entropy
+        of these logits at batch["targets"], with no penalty term. A bucketed batch runs at its
+        bucket's width (`lax.switch`). Also the hook of the Gauss-Newton curvature
+        (`erase_jax.unlearn.influence.gauss_newton_operator`), which needs the logits apart.
+        """
+        widths = bucket_widths(batch["items"].shape[-1])
+
+        def at_width(width):
+            return lambda params, batch, key: self.represent(params, context, batch["items"][:, :width], batch["lengths"], key)
+
+        if "bucket" not in batch:
+            representation = at_width(batch["items"].shape[-1])(params, batch, key)
+        else:
+            representation = jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+        return representation @ self.output_items(params).T, batch["weight"], None
+

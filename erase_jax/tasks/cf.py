@@ -1,0 +1,148 @@
+"""Collaborative filtering (CF) as a task plug-in: user-item interactions, BPR batches, full ranking.
+
+* Examples: the split's training pairs and its valid/test sets (`erase_jax.data.cf`).
+* Training batches: BPR rows (user, positive, sampled negative) drawn on device
+  (`erase_jax.batching.cf.CFBatcher`, row-uniform or the RecBole-code user-uniform sampler).
+* Evaluation: every item ranked for every user, training (and for test, validation) items
+  masked (`erase_jax.evaluators.cf_ranking`).
+* Unlearning requests: a user's rows are its training interactions; the model context
+  (LightGCN's graph) is rebuilt without the removed interactions; a model is queried with user
+  ids.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from erase_jax.batching.cf import CFBatcher, PositiveIndex, bucket_size, cf_rows_batch
+from erase_jax.data.cf import CFTrainData, build_cf_examples
+from erase_jax.data.loading import LoadedData, load_dataset
+from erase_jax.data.user_rows import UserRows
+from erase_jax.evaluators.cf_ranking import evaluate_cf
+from erase_jax.tasks.base import Batch, Evaluation, register
+
+
+class CFRequestRows:
+    """CF: each user's training interactions; BPR batches with on-device negatives."""
+
+    def __init__(self, experiment):
+        inter, split, train = experiment.data.interactions, experiment.data.split, experiment.examples.train
+        self.experiment = experiment
+        self.user_rows = UserRows.from_rows(inter, split.train)  # rows = interaction row ids
+        # negatives are never a user's training item (the original's sampler)
+        self.positives = PositiveIndex.build(train.n_users, train.users, train.items, train.n_items)
+        # graph context size, fixed so that removals keep shapes
+        self.capacity = len(np.unique(train.users.astype(np.int64) * train.n_items + train.items))
+
+    def context(self, removed: np.ndarray):
+        """The model context from the training rows that remain after `removed` (bool over rows)."""
+        experiment = self.experiment
+        inter, rows = experiment.data.interactions, experiment.data.split.train
+        rows = rows[~removed[rows]]
+        train = CFTrainData(inter.n_users, inter.n_items, inter.users[rows], inter.items[rows])
+        return experiment.model.prepare(train, self.capacity)
+
+    def batch(self, rows: np.ndarray, key, size: int | None = None) -> Batch:
+        inter = self.experiment.data.interactions
+        return cf_rows_batch(inter.users[rows], inter.items[rows], self.positives, inter.n_items, key, size)
+
+    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
+        """(F, C or None, R) for a request of `users` (spec 5.4 step 6-8)."""
+        forget_rows = self.user_rows.gather(users)
+        forget_key, _unused_clean_key, retain_key = jax.random.split(key, 3)  # kept: same retain keys as before
+        # C shares F's padded length, so a method compiles once per (F bucket, R bucket) instead
+        # of once per combination of three buckets. (Padding F to R's bucket as well cut compiles
+        # further but made methods that step through F's rows, e.g. Fanchuan, 14x slower.)
+        forget_size = bucket_size(len(forget_rows))
+        forget = self.batch(forget_rows, forget_key, forget_size)
+        kept = ~removed_after[forget_rows]
+        clean = kept_rows_batch(forget, kept, forget_size) if with_clean and kept.any() else None
+        return forget, clean, self.batch(retain_rows, retain_key)
+
+    def evaluation(self, data) -> CFEvaluation:
+        return CFEvaluation(self.experiment, data)
+
+
+def kept_rows_batch(forget: Batch, kept: np.ndarray, size: int | None = None) -> Batch:
+    """The clean batch: the forget batch's kept rows, WITH THE SAME sampled negatives.
+
+    A BPR row's gradient depends on its random negative, so two independent draws for the
+    same kept rows make sum_C grad - sum_F grad a difference of two noisy sums (over a
+    user's ~100 rows its noise outweighs the 1-5 forgotten rows' signal). With shared
+    negatives the kept rows cancel exactly and the difference is the forgotten rows' own
+    gradient, the quantity the influence methods need. The original draws both loaders'
+    negatives independently (the same distribution row by row, more noise).
+    """
+    positions = np.nonzero(kept)[0]
+    size = bucket_size(len(positions)) if size is None else size
+    index = np.zeros(size, np.int32)
+    index[: len(positions)] = positions
+    index = jnp.asarray(index)
+    weight = jnp.asarray((np.arange(size) < len(positions)).astype(np.float32))
+    clean = {name: values[index] for name, values in forget.items()}
+    clean["weight"] = weight
+    return clean
+
+
+class CFEvaluation(Evaluation):
+    """CF: test utility, and models queried by user id."""
+
+    def __post_init__(self):
+        self.test = build_cf_examples(self.data.interactions, self.data.split).test
+
+    def test_metrics(self, model, params, context) -> dict:
+        ec = self.experiment.config.eval
+        return evaluate_cf(model, params, context, self.test, ec.topk, ec.metrics, ec.block_size)
+
+    def by_user(self, model, params, context):
+        return model, params, context
+
+    def scorable(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(users)
+
+
+@register
+class CollaborativeFiltering:
+    """The CF task plug-in (`erase_jax.tasks.base.Task`)."""
+
+    name: ClassVar[str] = "CF"
+    config_section: ClassVar[str | None] = None
+
+    def check_config(self, config):
+        return config
+
+    def build(self, config, data: LoadedData | None = None):
+        """(examples, loaded data, summary) of the configured data set; `data` replaces it."""
+        loaded = data if data is not None else load_dataset(config.data, config.seed)
+        examples = build_cf_examples(loaded.interactions, loaded.split)
+        summary = {
+            "source": loaded.source,
+            "n_users": loaded.interactions.n_users,
+            "n_items": loaded.interactions.n_items,
+            "n_interactions": len(loaded.interactions),
+            "n_train": len(loaded.split.train),
+            "n_valid": len(loaded.split.valid),
+            "n_test": len(loaded.split.test),
+            "resolved_data": loaded.resolved,
+        }
+        return examples, loaded, summary
+
+    def batcher(self, config, train: CFTrainData) -> CFBatcher:
+        return CFBatcher.build(train, config.train.batch_size, sampler=config.train.sampler)
+
+    def evaluate(self, model, params, context, eval_set, eval_config, per_row: bool = False):
+        ec = eval_config
+        return evaluate_cf(model, params, context, eval_set, ec.topk, ec.metrics, ec.block_size, per_user=per_row)
+
+    def request_rows(self, experiment) -> CFRequestRows:
+        return CFRequestRows(experiment)
+
+    def positive_items(self, batch: Batch) -> jax.Array:
+        return batch["pos"]
+
+    def query_of(self, batch: Batch) -> Batch:
+        return {"users": batch["users"]}

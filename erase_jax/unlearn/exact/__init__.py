@@ -1,0 +1,1 @@
+"""Exact unlearning by sharded retraining: shards, partitions, SISA and RecEraser."""

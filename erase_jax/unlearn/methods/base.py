@@ -1,0 +1,116 @@
+"""The one interface every unlearning method implements, and the registry that names them.
+
+An unlearning method is a frozen dataclass of its hyperparameters (the original's names and
+defaults) with three functions:
+
+    budget = method.retain_budget(n_forget_rows)          # retain rows it wants per request
+    state  = method.init(model, params)                    # pytree kept across requests
+    params, state, diagnostics = method.unlearn(model, params, state, request, key)
+
+`state` carries whatever persists from one request to the next (the original keeps one Adam
+optimiser for the whole request stream); it is checkpointed with the parameters, so a
+resumed run continues exactly. `diagnostics` is a flat dict of numbers (solver residuals,
+noise scales, steps taken) recorded per request.
+
+The sequential runner (`erase_jax.unlearn.runner`) owns everything else: request order,
+retain sampling, removal masks, timing, checkpoints and evaluation.
+
+Methods that replace the trained model by one built from the training data (exact unlearning
+by sharded retraining: SISA, RecEraser) implement two optional hooks instead of `init`:
+
+    params, state = method.start(model, params, experiment, train=True)   # e.g. the shard ensemble
+    scoring_model, scoring_params, context = method.scorer(model, params, experiment)
+
+`start` receives the trained run's `Experiment` (data, split, settings); with `train=False` it
+returns only the structure, as the restore target of a resumed run or a quarter checkpoint.
+`scorer` gives the recommender that is evaluated in place of the base model; the optional
+`check_experiment(experiment)` rejects, before any work, a trained run the method cannot
+handle (a clear ValueError). Such methods read
+`request.removed_rows` and `request.experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol
+
+import jax
+import numpy as np
+
+from erase_jax.registry import Registry
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestData:
+    """What one unlearning request hands to a method (unlearning-algorithms spec, 5.4).
+
+    `forget` holds ALL training rows of the request's users (forgotten and kept ones, as the
+    original passes them), `clean` the same rows without the forgotten interactions (None in
+    the spam scenario or when nothing remains), `retain` rows of sampled other users. Each is a
+    flat padded batch in the task's training format (CF: users/pos/neg/weight; SBR: prefix
+    items [n, width]/lengths/targets/weight, `clean` being the rows of the user's sequence
+    without the forgotten items; weight 0 on padding); padding lengths are bucketed so that
+    methods compile once per bucket (`erase_jax.unlearn.tasks`).
+    `context_before` / `context_after` are the model's data context (e.g. LightGCN's graph)
+    with and without the interactions removed so far, this request included.
+    """
+
+    index: int
+    users: np.ndarray
+    forget: Batch
+    clean: Batch | None
+    retain: Batch
+    n_forget_rows: int  # real (unpadded) rows in `forget`
+    n_removed: int  # interactions this request removes
+    context_before: Any
+    context_after: Any
+    time_limit_seconds: float | None = None
+    removed_rows: np.ndarray | None = None  # interaction rows this request removes (row ids)
+    experiment: Any = None  # the trained run's Experiment, for methods that retrain from data
+    n_train_rows: int | None = None  # training rows kept after this request (None: unknown)
+
+
+class UnlearningMethod(Protocol):
+    name: ClassVar[str]
+
+    def retain_budget(self, n_forget_rows: int) -> int: ...
+
+    def init(self, model, params) -> Any: ...
+
+    def unlearn(self, model, params, state, request: RequestData, key: jax.Array) -> tuple[Any, Any, dict]: ...
+
+
+METHODS: Registry = Registry("unlearning method", "erase_jax.unlearn")
+register = METHODS.register  # class decorator: makes a method constructible by name (case-insensitive)
+
+
+def method_names() -> list[str]:
+    return METHODS.names()
+
+
+def build_method(name: str, **options) -> UnlearningMethod:
+    cls = METHODS.get(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"method {cls.name}: unknown options {unknown}; known: {sorted(known)}")
+    return cls(**options)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Original:
+    """The reference that changes nothing: what the trained model still shows."""
+
+    name: ClassVar[str] = "original"
+
+    def retain_budget(self, n_forget_rows: int) -> int:
+        return 0
+
+    def init(self, model, params):
+        return ()
+
+    def unlearn(self, model, params, state, request, key):
+        return params, state, {}

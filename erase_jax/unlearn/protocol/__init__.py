@@ -1,0 +1,1 @@
+"""The sequential unlearning protocol: requests, runs, retrains, result files and the report."""

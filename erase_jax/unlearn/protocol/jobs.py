@@ -1,0 +1,159 @@
+"""The unlearn and retrain jobs behind the CLI: protocol -> requests -> evaluation -> files.
+
+Folder layout under a scenario folder (default `<trained run>/unlearn/<scenario tag>/`):
+
+    <method>/           unlearn_config.yaml, state/ (resume), quarters/ (checkpoints k=0..3),
+                        requests.csv, unlearning.csv, unlearning.json
+    retrain/k<k>/       ordinary run folders trained without the data removed through k
+    retrain/            unlearning.csv, unlearning.json of the retrains
+    unlearning.csv      every row of every method and retrain run so far, for comparison
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from erase_jax.checkpoint import Checkpointer
+from erase_jax.run import load_run
+from erase_jax.unlearn.methods.base import build_method
+from erase_jax.unlearn.protocol import results
+from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, load_retrain, retrain
+from erase_jax.unlearn.protocol.run import (
+    STATE_DIR,
+    UnlearnConfig,
+    UnlearningRun,
+    build_protocol,
+    load_quarter,
+    prepare_out_dir,
+    run_requests,
+    training_context,
+)
+
+CHECKPOINTS = (0, 1, 2, 3)
+
+
+def scenario_folder(run_dir: Path, config: UnlearnConfig, out: str | None) -> Path:
+    return Path(out) if out else Path(run_dir) / "unlearn" / config.tag()
+
+
+def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, eval_only=False, quiet=False) -> list[dict]:
+    """Runs (or resumes, or with `eval_only` re-evaluates) one method over the request stream."""
+    if config.method.lower() == "retrain":
+        return retrain_all(run_dir, config, CHECKPOINTS, out, quiet)
+    method = build_method(config.method, **config.method_options)  # unknown names and options fail first
+    experiment, params = load_run(run_dir)
+    if hasattr(method, "check_experiment"):
+        method.check_experiment(experiment)  # e.g. sharded retraining supports some models only
+    protocol = build_protocol(experiment, config)
+    scenario_dir = scenario_folder(run_dir, config, out)
+    method_dir = scenario_dir / config.method.lower()
+    prepare_out_dir(method_dir, Path(run_dir), config)
+    if eval_only:
+        record = _saved_record(method_dir, protocol)
+    else:
+        record = run_requests(protocol, params, method_dir, quiet)
+        _write_requests_csv(method_dir, record)
+
+    cost = results.cost_summary(record)
+    rows = original_rows(protocol, params, scenario_dir)
+    like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
+    for k in CHECKPOINTS:
+        quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
+        if not np.array_equal(removed, results.removed_through(protocol, k)):
+            raise ValueError(
+                f"{method_dir}: the removals saved with checkpoint {k} differ from this scenario's request stream "
+                "(the folder was written for another forget set or request order)"
+            )
+        context = training_context(protocol, removed) if getattr(method, "updates_context", True) else experiment.context
+        reference = _reference(protocol, scenario_dir, k)
+        row = results.row_header(protocol, config.method.lower(), k, "unlearning")
+        evaluated = results.ScoredModel(experiment.model, quarter_params, context)
+        if hasattr(method, "scorer"):  # the method's own recommender (e.g. a shard ensemble)
+            evaluated = results.ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
+        row.update(results.evaluate_model(protocol, k, evaluated, reference))
+        row.update(cost)
+        rows.append(row)
+    results.write_results(method_dir, rows, protocol, {"requests": record["requests"]})
+    combine(scenario_dir)
+    return rows
+
+
+def original_rows(protocol: UnlearningRun, params, scenario_dir: Path) -> list[dict]:
+    """The unchanged model: on all data (checkpoint_idx -1) and at every checkpoint's data."""
+    experiment = protocol.experiment
+    rows = []
+    for k in (results.ORIGINAL_FULL_DATA, *CHECKPOINTS):
+        reference = None if k == results.ORIGINAL_FULL_DATA else _reference(protocol, scenario_dir, k)
+        row = results.row_header(protocol, "original", k, "original")
+        evaluated = results.ScoredModel(experiment.model, params, experiment.context)
+        row.update(results.evaluate_model(protocol, k, evaluated, reference))
+        rows.append(row)
+    return rows
+
+
+def _reference(protocol: UnlearningRun, scenario_dir: Path, k: int):
+    """The retrain matching checkpoint k as the reference (None before it is trained), loaded once."""
+
+    def load():
+        loaded = load_retrain(protocol, scenario_dir, k)
+        if loaded is None:
+            return None
+        experiment, params, _ = loaded
+        return results.ScoredModel(experiment.model, params, experiment.context)
+
+    return protocol.once(("retrain", str(scenario_dir), k), load)
+
+
+def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = None, quiet=False) -> list[dict]:
+    """Trains the retrains matching the given checkpoints and evaluates them like the others."""
+    experiment, params = load_run(run_dir)
+    protocol = build_protocol(experiment, config)
+    scenario_dir = scenario_folder(run_dir, config, out)
+    rows = []
+    for k in checkpoints:
+        summary = retrain(protocol, scenario_dir, k, quiet)
+        retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
+        row = results.row_header(protocol, "retrain", k, "retraining")
+        evaluated = results.ScoredModel(retrained.model, retrained_params, retrained.context)
+        row.update(results.evaluate_model(protocol, k, evaluated))
+        row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
+        row.update(results.peak_memory())
+        rows.append(row)
+    out_dir = scenario_dir / RETRAIN_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.write_results(out_dir, rows, protocol, {})
+    combine(scenario_dir)
+    return rows
+
+
+def _saved_record(method_dir: Path, protocol: UnlearningRun) -> dict:
+    """The per-request record of a finished run (for --eval-only)."""
+    state = Checkpointer(method_dir / STATE_DIR, max_to_keep=1)
+    step = state.latest_step()
+    if step is None or step < len(protocol.stream):
+        raise FileNotFoundError(f"{method_dir}: the request stream has not been completed; run without --eval-only")
+    record = state.restore_record(step)
+    state.close()
+    return record
+
+
+def _write_requests_csv(method_dir: Path, record: dict) -> None:
+    rows = [{**row, "users": " ".join(map(str, row.get("users", [])))} for row in record["requests"]]
+    results.write_csv(method_dir / "requests.csv", rows)
+
+
+def combine(scenario_dir: Path) -> None:
+    """All rows of all runs in a scenario folder in one CSV (the original rows once)."""
+    rows, seen_original = [], set()
+    for path in sorted(Path(scenario_dir).glob("*/" + results.CSV_FILE)):
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                if row["eval_type"] == "original":
+                    if row["checkpoint_idx"] in seen_original:
+                        continue
+                    seen_original.add(row["checkpoint_idx"])
+                rows.append(row)
+    results.write_csv(Path(scenario_dir) / results.CSV_FILE, rows)
