@@ -39,6 +39,10 @@ class Registry(Generic[T]):
         self._classes[key] = cls
         return cls
 
+    def unregister(self, name: str) -> None:
+        """Forgets a plug-in (tests that register a temporary one clean up with this)."""
+        self._classes.pop(str(name).lower(), None)
+
     def load_all(self) -> None:
         """Imports every module of the package once (each registers its plug-ins)."""
         if self._loaded:

@@ -141,7 +141,7 @@ def probe_method():
     """Registers the probe for this module only (other tests see the real registry)."""
     register_probe()
     yield
-    base._REGISTRY.pop(ProbeFinetune.name.lower(), None)
+    base.METHODS.unregister(ProbeFinetune.name)
 
 
 # ---------------------------------------------------------------------------------------------
