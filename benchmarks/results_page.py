@@ -379,15 +379,14 @@ def approximate_methods() -> list[str]:
                         "Jaccard@20 vs retrain", "s/request median / mean", *PROVENANCE_COLUMNS]
     spam_header = ["method", "test NDCG@10", "Recall@20", "share of genuine users with a target @20", "mean target rank",
                    "s/request median / mean", *PROVENANCE_COLUMNS]
-    for model, scenario, title in (
-        ("SASRec", "sensitive", "SASRec, ML-100K sequences, Horror (fraction 0.001: 30 requests)"),
-        ("GRU4Rec", "sensitive", "GRU4Rec, ML-100K sequences, Horror (30 requests)"),
-        ("SASRec", "spam", "SASRec, ML-100K sequences, fraud sessions (ratio 0.01)"),
-        ("GRU4Rec", "spam", "GRU4Rec, ML-100K sequences, fraud sessions (ratio 0.01)"),
-    ):
-        body, _, path = sbr_unlearning(model, scenario)
-        lines += ["", f"**{title}.**", "", *table(sensitive_header if scenario == "sensitive" else spam_header, body), "",
-                  files_line(path)]
+    for model, scenario in (("SASRec", "sensitive"), ("GRU4Rec", "sensitive"), ("SASRec", "spam"), ("GRU4Rec", "spam")):
+        body, rows, path = sbr_unlearning(model, scenario)
+        config = load(path)["provenance"]["config"]
+        requests = pick(rows, "scif")["n_requests"]
+        what = (f"Horror, fraction {config['fraction']}" if scenario == "sensitive"
+                else f"fraud sessions, ratio {config['data.spam_ratio']}")
+        lines += ["", f"**{model}, ML-100K sequences, {what} ({requests} requests).**", "",
+                  *table(sensitive_header if scenario == "sensitive" else spam_header, body), "", files_line(path)]
     lines += ["", "CEU, IDEA and GIF in these four tables ran their correct modes as they were before commit a0de17e (the "
                   "Newton system of the whole data, Gauss-Newton curvature by default, no retain fine-tuning); they have not "
                   "been rerun since."]
@@ -587,21 +586,26 @@ def influence_core() -> list[str]:
     for case in record["items"]:
         rows.append([f"{case['n_items']:,} items", f"{1e3 * case['gradient_seconds']:.1f}", f"{1e3 * case['hvp_seconds']:.1f}",
                      f"{1e3 * case['scif_request_seconds']:.1f}", *source(record["provenance"])])
+    device_rows = record["provenance"]["config"]["script constants at d742188"]["device_hvp_rows"]
     for case in record["devices"]:
-        rows.append([f"{case['devices']} forced host device(s), HVP on 16,384 rows", "", f"{1e3 * case['hvp_seconds_16k_rows']:.1f}", "",
+        rows.append([f"{case['devices']} forced host device(s), HVP on {device_rows:,} rows", "", f"{1e3 * case['hvp_seconds_16k_rows']:.1f}", "",
                      *source(record["provenance"])])
-    for label, file, model in (("BPR, 2,048 rows (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_bpr.json", "BPR"),
-                               ("LightGCN, 2,048 rows (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_lightgcn.json", "LightGCN")):
+    for label, file, model in (("BPR (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_bpr.json", "BPR"),
+                               ("LightGCN (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_lightgcn.json", "LightGCN")):
         result = load(file)
         entry = result["results"][model]
         rows.append([label, f"{1e3 * entry['gradient_seconds']:.2f}", f"{1e3 * entry['hvp_seconds']:.2f}", "",
                      *source(result["provenance"])])
+    setting = record["provenance"]["config"]["script constants at d742188"]
+    hvp_rows = load(BENCH + "unlearning_cost_ml-100k_bpr.json")["provenance"]["config"]["script constants"]["hvp_rows"]
     return [
         "## What the influence core costs",
         "",
-        "BPR, embedding 64, 6,000 users, synthetic rows, loss over a 4,096-row batch and all parameters (medians of 20); "
-        "the SCIF request has 100 forget and 800 retain rows. Forced host devices share the machine's two cores. The "
-        "last two rows time the trained ML-100K models of the cost table above.",
+        f"{setting['model']}, embedding {setting['embedding']}, {setting['users']:,} users, synthetic rows, loss over a "
+        f"{setting['batch_rows']:,}-row batch and all parameters (medians of {record['provenance']['config']['repeats']}); "
+        f"the SCIF request has {setting['scif_forget_rows']} forget and {setting['scif_retain_rows']} retain rows. Forced "
+        f"host devices share the machine's two cores. The last two rows time the trained ML-100K models of the cost table "
+        f"above on {hvp_rows:,} training rows.",
         "",
         *table(["case", "gradient ms", "HVP ms", "SCIF request ms", *PROVENANCE_COLUMNS], rows),
         "",

@@ -108,8 +108,8 @@ def main() -> int:
     scenario_dirs = [p for p in (run / "unlearn").iterdir() if p.is_dir()]
     rows = list(csv.DictReader((scenario_dirs[0] / "unlearning.csv").open()))
     record = {
-        "provenance": provenance(config={"config": str(config.relative_to(REPO_ROOT)), "train.epochs": args.epochs,
-                                         "scenario": scenario}),
+        "provenance": provenance(config={"config": str(config.relative_to(REPO_ROOT)),
+                                         "overrides": [a for a in train if "=" in a], "scenario": scenario}),
         "model": args.model, "scenario": args.scenario, "epochs": args.epochs, "fraction": args.fraction,
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_end": os.getloadavg(), "wall_seconds": seconds, "rows": rows,
