@@ -362,6 +362,13 @@ def sbr_unlearning(model: str, scenario: str) -> tuple[list[str], list[list[str]
     return body, rows, path
 
 
+def setting(config: dict, key: str):
+    """A setting of a run's config block: its own key, or a `key=value` among its overrides."""
+    if key in config:
+        return config[key]
+    return dict(a.split("=", 1) for a in config.get("overrides", []) if "=" in a)[key]
+
+
 def approximate_methods() -> list[str]:
     lines = [
         "## What each approximate method does, per scenario (last checkpoint: every request done)",
@@ -381,10 +388,10 @@ def approximate_methods() -> list[str]:
                    "s/request median / mean", *PROVENANCE_COLUMNS]
     for model, scenario in (("SASRec", "sensitive"), ("GRU4Rec", "sensitive"), ("SASRec", "spam"), ("GRU4Rec", "spam")):
         body, rows, path = sbr_unlearning(model, scenario)
-        config = load(path)["provenance"]["config"]
+        record = load(path)
         requests = pick(rows, "scif")["n_requests"]
-        what = (f"Horror, fraction {config['fraction']}" if scenario == "sensitive"
-                else f"fraud sessions, ratio {config['data.spam_ratio']}")
+        what = (f"Horror, fraction {record['fraction']}" if scenario == "sensitive"
+                else f"fraud sessions, ratio {setting(record['provenance']['config'], 'data.spam_ratio')}")
         lines += ["", f"**{model}, ML-100K sequences, {what} ({requests} requests).**", "",
                   *table(sensitive_header if scenario == "sensitive" else spam_header, body), "", files_line(path)]
     lines += ["", "CEU, IDEA and GIF in these four tables ran their correct modes as they were before commit a0de17e (the "
@@ -586,9 +593,12 @@ def influence_core() -> list[str]:
     for case in record["items"]:
         rows.append([f"{case['n_items']:,} items", f"{1e3 * case['gradient_seconds']:.1f}", f"{1e3 * case['hvp_seconds']:.1f}",
                      f"{1e3 * case['scif_request_seconds']:.1f}", *source(record["provenance"])])
-    device_rows = record["provenance"]["config"]["script constants at d742188"]["device_hvp_rows"]
+    constants = record["provenance"]["config"].get("script constants at d742188", {})
+    cost_config = load(BENCH + "unlearning_cost_ml-100k_bpr.json")["provenance"]["config"]
+    sizes = "; ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
+                      for k, v in [*constants.items(), *cost_config.get("script constants", {}).items()]) or "none"
     for case in record["devices"]:
-        rows.append([f"{case['devices']} forced host device(s), HVP on {device_rows:,} rows", "", f"{1e3 * case['hvp_seconds_16k_rows']:.1f}", "",
+        rows.append([f"{case['devices']} forced host device(s), HVP", "", f"{1e3 * case['hvp_seconds_16k_rows']:.1f}", "",
                      *source(record["provenance"])])
     for label, file, model in (("BPR (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_bpr.json", "BPR"),
                                ("LightGCN (trained ML-100K model)", BENCH + "unlearning_cost_ml-100k_lightgcn.json", "LightGCN")):
@@ -596,16 +606,13 @@ def influence_core() -> list[str]:
         entry = result["results"][model]
         rows.append([label, f"{1e3 * entry['gradient_seconds']:.2f}", f"{1e3 * entry['hvp_seconds']:.2f}", "",
                      *source(result["provenance"])])
-    setting = record["provenance"]["config"]["script constants at d742188"]
-    hvp_rows = load(BENCH + "unlearning_cost_ml-100k_bpr.json")["provenance"]["config"]["script constants"]["hvp_rows"]
     return [
         "## What the influence core costs",
         "",
-        f"{setting['model']}, embedding {setting['embedding']}, {setting['users']:,} users, synthetic rows, loss over a "
-        f"{setting['batch_rows']:,}-row batch and all parameters (medians of {record['provenance']['config']['repeats']}); "
-        f"the SCIF request has {setting['scif_forget_rows']} forget and {setting['scif_retain_rows']} retain rows. Forced "
-        f"host devices share the machine's two cores. The last two rows time the trained ML-100K models of the cost table "
-        f"above on {hvp_rows:,} training rows.",
+        "A BPR model on synthetic rows, one gradient and one HVP of the loss over all parameters, and one SCIF request, "
+        "as the item table grows; then the HVP with its rows split over forced host devices, which share the "
+        "machine's two cores. The last two rows time the trained ML-100K models of the cost table above. Sizes, where "
+        "the file records them: " + sizes + ".",
         "",
         *table(["case", "gradient ms", "HVP ms", "SCIF request ms", *PROVENANCE_COLUMNS], rows),
         "",
