@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     from train_speed import result_header, write_result
 
-    record = result_header()
+    record = result_header(config=vars(args))
     record["items"] = [items_case(n, args.repeats) for n in args.items]
     for row in record["items"]:
         print(json.dumps(row), flush=True)

@@ -51,7 +51,6 @@ in separate invocations.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -63,6 +62,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance  # benchmarks/ is this script's folder
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -458,8 +458,10 @@ def main(argv=None) -> None:
 
     for model_name in args.models:
         start = {
-            "command": command,
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "provenance": provenance(
+                config={"common": COMMON_CONFIG, "dataset": dataset_config(dataset), "model": MODEL_CONFIG[model_name]},
+                command=command,
+            ),
             "load_average_start": load_average(),
             "torch_num_threads": args.threads,
         }

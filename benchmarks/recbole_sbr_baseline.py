@@ -35,7 +35,6 @@ entries of the models it ran and keeps the others.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shlex
@@ -49,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recbole  # noqa: E402
 import torch  # noqa: E402
+from provenance import provenance  # noqa: E402
 from recbole.config import Config  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_model, get_trainer, init_logger, init_seed  # noqa: E402
@@ -280,8 +280,7 @@ def main(argv=None) -> None:
     }
     for model_name in args.models:
         start = {
-            "command": command,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "provenance": provenance(config={"common": COMMON_CONFIG, "model": MODEL_CONFIG[model_name]}, command=command),
             "load_average_start": load_average(),
             "torch_num_threads": args.threads,
         }

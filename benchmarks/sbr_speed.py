@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mix-lengths", action="store_true", help="with --quality: RecBole's length-mixed batches")
     args = parser.parse_args(argv)
 
-    result = result_header(models={})
+    result = result_header(config=vars(args), models={})
     if args.quality:
         for name in args.models:
             result["models"][name] = train_quality(name, args.quality, args.mix_lengths, args.overrides)

@@ -22,14 +22,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import yaml
+from provenance import provenance  # benchmarks/ is this script's folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
@@ -100,13 +99,14 @@ def main() -> None:
     for v in validations:
         print(v, flush=True)
     result = {
-        "command": "python benchmarks/shard_cost.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.default_backend()}",
+        "provenance": provenance(config={"config": str(receraser_ml1m.DEFAULT_CONFIG.relative_to(REPO_ROOT)),
+                                         "methods": str(receraser_ml1m.DEFAULT_METHODS.relative_to(REPO_ROOT)),
+                                         "epochs": args.epochs}),
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "one_shard_epoch": epoch, "validation_per_shard": validations,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

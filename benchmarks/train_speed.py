@@ -16,16 +16,15 @@ the same split, batch size and machine. Run both on a quiet machine: the 2 cores
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import jax
+from provenance import provenance  # benchmarks/ is this script's folder
 
 from erase_jax.batching.cf import CFBatcher
 from erase_jax.config import load_config
@@ -33,31 +32,11 @@ from erase_jax.run import build_experiment, evaluate_params
 from erase_jax.train import init_state, make_optimizer, make_train_epoch
 
 
-def machine_facts() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def result_header(config=None, **entries) -> dict:
+    """The fields every benchmark result starts with: provenance (command, config, commit, machine,
+    date; `provenance.py`) and the load average."""
     return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-    }
-
-
-def result_header(**entries) -> dict:
-    """The fields every benchmark result starts with: command, date, machine, load average."""
-    return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
+        "provenance": provenance(config),
         "load_average_start": os.getloadavg(),
         **entries,
     }
@@ -133,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
 
-    result = result_header(models={})
+    result = result_header(config=vars(args), models={})
     for name in args.models:
         result["models"][name] = measure(name, args.dataset, args.batch_size, args.epochs, args.evals, args.overrides)
         m = result["models"][name]

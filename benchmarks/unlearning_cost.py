@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     name, _, category = args.scenario.partition(":")
-    result = result_header(results={})
+    result = result_header(config=vars(args), results={})
     for model in args.models:
         run_dir = Path(args.runs_dir) / f"{model}_{args.dataset}"
         config = load_config(None, [f"model={model}", f"dataset={args.dataset}", f"train.epochs={args.epochs}"])

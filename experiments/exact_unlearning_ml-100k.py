@@ -12,7 +12,8 @@ request. Writes the usual files under `--out` (`<method>/unlearning.csv`, `reque
 rows in `unlearning.csv`) and the 1-minute load average around each method in `load.json`, and
 a summary (per-checkpoint quality and exposure, per-request cost, what each request retrained
 and why) to `experiments/results/exact_unlearning_ml-100k.md`, with the `unlearning.csv` and each
-method's `requests.csv` beside it (`--results` names another stem).
+method's `requests.csv` beside it (`--results` names another stem), and the same summary with
+the provenance (command, config, commit, machine, date; `benchmarks/provenance.py`) as `.json`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from erase_jax.unlearn.protocol.jobs import unlearn
 from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR
 from erase_jax.unlearn.protocol.run import UnlearnConfig
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 from unlearning_protocol import table  # noqa: E402  (the sibling script's markdown table)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = Path("runs/experiments/unlearning_protocol_ml-100k")
 FORGET_FILE = "ml-100k_unlearn_pairs_sensitive_category_Horror_seed_2_unlearning_fraction_0.003.inter"
 METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-100k-shards-methods.yaml"
@@ -102,6 +105,8 @@ def write_summary(out: Path, methods: list[str], loads: dict, options: Path, ste
     stem.parent.mkdir(parents=True, exist_ok=True)
     quality = pd.read_csv(out / "unlearning.csv")
     shutil.copyfile(out / "unlearning.csv", f"{stem}_unlearning.csv")
+    record = {"provenance": provenance(config={"run": os.path.relpath(out, REPO_ROOT), "methods": os.path.relpath(options, REPO_ROOT)}),
+              "unlearning_csv": f"{stem.name}_unlearning.csv", "methods": {}}
     lines = [f"# SISA and RecEraser, ML-100K BPR, sensitive category Horror ({len(methods)} methods)", "",
              f"Run folder: `{os.path.relpath(out, REPO_ROOT)}`; method options `{os.path.relpath(options, REPO_ROOT)}`.", "",
              md_table(quality[QUALITY].round(4)), ""]
@@ -109,11 +114,13 @@ def write_summary(out: Path, methods: list[str], loads: dict, options: Path, ste
         requests = pd.read_csv(out / name / "requests.csv")
         shutil.copyfile(out / name / "requests.csv", f"{stem}_{name}_requests.csv")
         summary = request_summary(requests)
+        record["methods"][name] = {**loads[name], "requests_csv": f"{stem.name}_{name}_requests.csv", "requests": dict(summary)}
         lines += [f"## {name}", "", f"Wall {loads[name]['wall_seconds']:.0f} s, load average {loads[name]['load_before']:.1f} "
                   f"before and {loads[name]['load_after']:.1f} after; removed rows left in retrained shards: "
                   f"{summary.pop('removed rows left in retrained shards')}.", "",
                   md_table(pd.DataFrame(summary).T.rename_axis("which requests").reset_index()), ""]
     Path(f"{stem}.md").write_text("\n".join(lines))
+    Path(f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {stem}.md", flush=True)
 
 

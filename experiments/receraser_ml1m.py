@@ -54,6 +54,9 @@ from erase_jax.unlearn.exact.shards import shard_slice
 from erase_jax.unlearn.methods.base import build_method
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
+
 DEFAULT_CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
 DEFAULT_METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards-methods.yaml"
 PAPER = {"retrain": 0.2389, "sisa": 0.1737, "receraser": 0.2254}  # Table 3, BPR, Recall@20
@@ -257,6 +260,8 @@ def main() -> int:
     stem = "receraser_ml-1m" + (f"_{args.tag}" if args.tag else "")
     device = jax.devices()[0]
     results = {
+        "provenance": provenance(config={"config": os.path.relpath(args.config, REPO_ROOT), "overrides": args.set,
+                                         "methods": os.path.relpath(args.methods, REPO_ROOT)}),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on {device.platform} "
                    f"({getattr(device, 'device_kind', device.platform)})",

@@ -38,6 +38,7 @@ from erase_jax.unlearn.methods.base import build_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import receraser_ml1m as paper_split  # noqa: E402  (the sibling script: config, evaluation)
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py, on the path through receraser_ml1m)
 
 ROWS_PER_CHUNK = 32768  # rows whose d x d outer products are summed at once (memory: chunk x d x d)
 
@@ -100,7 +101,8 @@ def main() -> int:
     config = load_config(args.config, args.set)
     experiment = build_experiment(config)
     train = experiment.examples.train
-    result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    result = {"provenance": provenance(config={"config": args.config, "overrides": args.set, "methods": args.methods}),
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "arguments": " ".join(sys.argv[1:]), "config": to_dict(config),
               "wmf": {"negative_weight": args.negative_weight, "l2": args.l2, "sweeps": args.sweeps}}
 

@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
+
 METHODS = ("original", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
 COLUMNS = (
     ("test_ndcg@10", "NDCG@10"),
@@ -105,6 +108,8 @@ def main() -> int:
     scenario_dirs = [p for p in (run / "unlearn").iterdir() if p.is_dir()]
     rows = list(csv.DictReader((scenario_dirs[0] / "unlearning.csv").open()))
     record = {
+        "provenance": provenance(config={"config": str(config.relative_to(REPO_ROOT)),
+                                         "overrides": [a for a in train if "=" in a], "scenario": scenario}),
         "model": args.model, "scenario": args.scenario, "epochs": args.epochs, "fraction": args.fraction,
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_end": os.getloadavg(), "wall_seconds": seconds, "rows": rows,

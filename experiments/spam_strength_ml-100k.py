@@ -22,12 +22,15 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 
 def train(overrides: list[str]):
@@ -95,6 +98,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     item_counts = np.bincount(clean.examples.train.items, minlength=clean.data.interactions.n_items)
     record = {
+        "provenance": provenance(config={"config": "experiments/configs/bpr_ml-100k.yaml", "train.epochs": args.epochs,
+                                         "data.spam_ratio": args.ratios}),
         "command": "python experiments/spam_strength_ml-100k.py " + " ".join(
             [f"--ratios {' '.join(map(str, args.ratios))}", f"--epochs {args.epochs}"]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

@@ -27,8 +27,10 @@ exposure of the same users shows how much exposure moves without any removal; an
 BPR trained without early stopping, since the configured early stopping (stopping_step 10)
 ends some ml-100k runs at about epoch 24 on a validation plateau and others at epoch 100.
 
-Writes `experiments/results/unlearning_protocol_ml-100k.md` (tables and acceptance checks);
-the run folders (with every `unlearning.csv`) stay under `--out`. Exit status 1 if a check fails.
+Writes `experiments/results/unlearning_protocol_ml-100k.md` (tables and acceptance checks) and
+`.json` beside it (the checks and the numbers they compare, the rows of the sensitive and spam
+`unlearning.csv`, and the provenance: command, config, commit, machine, date); the run folders
+(with every `unlearning.csv`) stay under `--out`. Exit status 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
+
 DATASET = "ml-100k"
 CATEGORY = "Horror"
 FRACTION = 0.003
@@ -576,8 +581,18 @@ def main(argv=None) -> int:
     markdown = Path(args.markdown)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(text)
+    record = {
+        "provenance": provenance(config={"model": "BPR", "dataset": DATASET, "seed": args.seed, "train.epochs": args.epochs,
+                                         "category": CATEGORY, "fraction": FRACTION, "rating_threshold": RATING_THRESHOLD,
+                                         "spam_ratio": SPAM_RATIO, "generated_forget_set": args.generated_forget_set}),
+        "checks": [{"claim": claim, "holds": ok, "measured": measured} for claim, ok, measured in checks],
+        "sensitive_k3_retrain_vs_original": sensitive_checks, "spam_users_with_target@20": spam_values,
+        "resume": resume, "timings_seconds": timings, "notes": notes,
+        "sensitive_rows": rows, "spam_rows": spam_rows, "run_folders": str(out),
+    }
+    markdown.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(text)
-    print(f"\nwritten: {markdown}")
+    print(f"\nwritten: {markdown} and {markdown.with_suffix('.json').name}")
     return 0 if all(ok is not False for _, ok, _ in checks) else 1
 
 
