@@ -8,7 +8,7 @@ On the RecEraser paper's ML-1M split with the ML-1M RecEraser settings
 - the one-shard training epoch (the one an unlearning request runs, host row orders
   included) on a random tenth of the training rows: median and minimum wall time of
   `--epochs` epochs, compiled beforehand;
-- one own-items validation (`sisa.own_validator`) of each InBP shard, at the submodels'
+- one own-items validation (`validation.own_validator`) of each InBP shard, at the submodels'
   initial parameters (the ranking's cost does not depend on their values): mean of 10, with
   the shard's number of items.
 
@@ -37,8 +37,8 @@ import receraser_ml1m  # noqa: E402  (the experiment's config paths and cached f
 
 from erase_jax.config import load_config  # noqa: E402
 from erase_jax.run import build_experiment  # noqa: E402
-from erase_jax.unlearn.exact import partition, shards  # noqa: E402
-from erase_jax.unlearn.exact.sisa import shard_data  # noqa: E402
+from erase_jax.unlearn.exact import partition, shards, training  # noqa: E402
+from erase_jax.unlearn.exact.rows import shard_data  # noqa: E402
 from erase_jax.unlearn.methods.base import build_method  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def one_shard_epoch_ms(experiment, method, n_epochs: int) -> dict:
     seeds = method.shard_seeds(experiment.config.seed)[3:4]
 
     def train(epochs: int):
-        return shards.train_shards(experiment.model, experiment.context, data, seeds, dataclasses.replace(config, epochs=epochs),
+        return training.train_shards(experiment.model, experiment.context, data, seeds, dataclasses.replace(config, epochs=epochs),
                                    None, experiment.examples.train.n_items, negatives=method.shard_negatives)
 
     train(1)

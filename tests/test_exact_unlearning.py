@@ -26,18 +26,16 @@ from erase_jax.evaluators.cf_ranking import evaluate_cf
 from erase_jax.models import build_model
 from erase_jax.run import build_experiment
 from erase_jax.train import TrainConfig
-from erase_jax.unlearn.exact import partition, shards
-from erase_jax.unlearn.exact.aggregators import AttentionAggregator
-from erase_jax.unlearn.exact.sisa import (
+from erase_jax.unlearn.exact import partition, shards, training
+from erase_jax.unlearn.exact.aggregators import AttentionAggregator, MeanOfScores, ShardEmbeddings
+from erase_jax.unlearn.exact.rows import remaining_train_rows, remaining_valid_rows, shard_data
+from erase_jax.unlearn.exact.sisa import SISA
+from erase_jax.unlearn.exact.validation import (
     OWN_ITEM_SLOTS,
-    SISA,
     OwnItemsRanker,
     own_item_slots,
     own_validation_set,
-    remaining_train_rows,
-    remaining_valid_rows,
     remaining_valid_set,
-    shard_data,
 )
 from erase_jax.unlearn.methods.base import build_method
 
@@ -159,7 +157,7 @@ def test_vmapped_shards_equal_each_shard_trained_alone(negatives, sampler):
     config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", sampler=sampler)  # momentum: masking matters
     seeds = np.array([11, 12])
     stacked = shards.ShardData.build(N_USERS, N_ITEMS, shard_users, shard_items)
-    together = shards.train_shards(model, context, stacked, seeds, config, None, N_ITEMS, negatives=negatives)
+    together = training.train_shards(model, context, stacked, seeds, config, None, N_ITEMS, negatives=negatives)
     for s in range(2):
         alone_data = shards.ShardData.build(N_USERS, N_ITEMS, [shard_users[s]], [shard_items[s]])
         steps = shards.n_batches(alone_data, config.batch_size)
@@ -205,9 +203,9 @@ def test_a_padded_one_shard_retrain_skips_its_padding_steps_and_equals_the_maske
     bounded, masked = run(3), run(steps)
     for a, b in zip(jax.tree.leaves(bounded), jax.tree.leaves(masked)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    fit = shards.train_shards(model, context, padded, seeds, config, None, N_ITEMS, negatives=negatives)
-    alone = shards.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), seeds, config, None,
-                                N_ITEMS, negatives=negatives)
+    fit = training.train_shards(model, context, padded, seeds, config, None, N_ITEMS, negatives=negatives)
+    alone = training.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), seeds, config, None,
+                                  N_ITEMS, negatives=negatives)
     # train_shards runs one shard through the unvmapped epoch (a branch, not a select, per
     # step): the same arithmetic as the vmapped bounded epoch, fused differently.
     for a, b, c in zip(jax.tree.leaves(fit.params), jax.tree.leaves(bounded[0]), jax.tree.leaves(alone.params)):
@@ -276,12 +274,12 @@ def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
     data = shards.ShardData.build(N_USERS, N_ITEMS, [users], [items])
     start = jax.tree.map(lambda x: x[None] + 1.0, model.init(jax.random.PRNGKey(5), context))
     frozen = TrainConfig(epochs=1, batch_size=32, learning_rate=0.0)
-    fit = shards.train_shards(model, context, data, np.array([3]), frozen, None, N_ITEMS, init_params=start)
+    fit = training.train_shards(model, context, data, np.array([3]), frozen, None, N_ITEMS, init_params=start)
     for a, b in zip(jax.tree.leaves(fit.params), jax.tree.leaves(start)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    moving = shards.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None,
-                                 N_ITEMS, init_params=start)
-    scratch = shards.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None, N_ITEMS)
+    moving = training.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None,
+                                   N_ITEMS, init_params=start)
+    scratch = training.train_shards(model, context, data, np.array([3]), dataclasses.replace(frozen, learning_rate=0.01), None, N_ITEMS)
     leaf = lambda fit: np.asarray(jax.tree.leaves(fit.params)[0])  # noqa: E731
     assert np.abs(leaf(moving) - np.asarray(jax.tree.leaves(start)[0])).max() < 0.1  # near the start, not the init
     assert np.abs(leaf(moving) - leaf(scratch)).max() > 0.5
@@ -293,8 +291,8 @@ def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
 
 def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
     rng = np.random.default_rng(2)
-    context = shards.ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
-                                     jnp.asarray(rng.normal(size=(4, N_ITEMS, 8)), jnp.float32))
+    context = ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
+                              jnp.asarray(rng.normal(size=(4, N_ITEMS, 8)), jnp.float32))
     aggregator = AttentionAggregator(attention_size=16, reg_weight=0.01, reg_require_pow=True, transfer_reg=1e-3)
     params = aggregator.init(jax.random.PRNGKey(1), context)
     params["transfer_w"] = params["transfer_w"] + 0.1 * jnp.asarray(rng.normal(size=params["transfer_w"].shape), jnp.float32)
@@ -311,7 +309,7 @@ def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
 
 
 def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_experiment, monkeypatch):
-    from erase_jax.unlearn.exact import sisa
+    from erase_jax.unlearn.exact import ensemble as ensemble_module
 
     experiment, params = tiny_experiment
     method = build_method("receraser", n_shards=3, shard_epochs=1, aggregator_epochs=2, aggregator_batch_size=64,
@@ -321,14 +319,14 @@ def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_ex
     inter, train_rows = experiment.data.interactions, experiment.data.split.train
     removed_rows = train_rows[[0, 7, 11]]
     seen, optimizers = [], []
-    original = sisa.train_shards
+    original = ensemble_module.train_shards
 
     def spy(model, context, data, seeds, config, validate, n_items, init_params=None, negatives="all"):
         seen.append((data, init_params, config.epochs, config.learning_rate))
         optimizers.append((config.optimizer, config.adagrad_initial_accumulator, config.adagrad_eps))
         return original(model, context, data, seeds, config, validate, n_items, init_params, negatives)
 
-    monkeypatch.setattr(sisa, "train_shards", spy)
+    monkeypatch.setattr(ensemble_module, "train_shards", spy)
     method.forget_rows(experiment.model, ensemble, state, experiment, removed_rows)
     (_, shard_start, _, _), (data, aggregator_start, epochs, learning_rate) = seen
     assert shard_start is None and epochs == 1 and learning_rate == 0.002  # the shard from scratch, the aggregator warm
@@ -346,8 +344,8 @@ def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_ex
 
 def test_attention_weights_sum_to_one_per_user_and_item():
     rng = np.random.default_rng(0)
-    context = shards.ShardEmbeddings(jnp.asarray(rng.normal(size=(5, N_USERS, 8)), jnp.float32),
-                                     jnp.asarray(rng.normal(size=(5, N_ITEMS, 8)), jnp.float32))
+    context = ShardEmbeddings(jnp.asarray(rng.normal(size=(5, N_USERS, 8)), jnp.float32),
+                              jnp.asarray(rng.normal(size=(5, N_ITEMS, 8)), jnp.float32))
     aggregator = AttentionAggregator(attention_size=32)
     params = aggregator.init(jax.random.PRNGKey(0), context)
     params["user_attention"]["h"] = params["user_attention"]["h"] * 100  # far from uniform
@@ -365,8 +363,8 @@ def test_attention_weights_sum_to_one_per_user_and_item():
 def test_mean_of_scores_is_the_mean_of_the_submodels_scores():
     rng = np.random.default_rng(1)
     users, items = rng.normal(size=(3, N_USERS, 4)), rng.normal(size=(3, N_ITEMS, 4))
-    context = shards.ShardEmbeddings(jnp.asarray(users), jnp.asarray(items))
-    got = shards.MeanOfScores().scores({}, context, {"users": jnp.array([0, 5])})
+    context = ShardEmbeddings(jnp.asarray(users), jnp.asarray(items))
+    got = MeanOfScores().scores({}, context, {"users": jnp.array([0, 5])})
     expected = np.mean([users[s][[0, 5]] @ items[s].T for s in range(3)], axis=0)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
 
@@ -419,9 +417,9 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     # and so is every other shard (its training, early stopping included, never saw them).
     config, removed = method.shard_train_config(experiment), np.asarray(new_state["removed"])
     def from_scratch(model, data, which):
-        return shards.train_shards(model, experiment.context, data, method.shard_seeds(experiment.config.seed)[which], config,
-                                   method.shard_validators(model, experiment, shard_of_row, removed, which, config),
-                                   experiment.examples.train.n_items)
+        return training.train_shards(model, experiment.context, data, method.shard_seeds(experiment.config.seed)[which], config,
+                                     method.shard_validators(model, experiment, shard_of_row, removed, which, config),
+                                     experiment.examples.train.n_items)
 
     fresh = from_scratch(shard_model, data, np.array([target]))
     for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(new["shards"])):
@@ -471,9 +469,9 @@ def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny
         # Exactness: every shard, and the aggregator, as trained from scratch without the row.
         removed = np.asarray(new_state["removed"])
         everything, _ = shard_data(experiment, shard_of_row, removed, np.arange(4))
-        scratch = shards.train_shards(experiment.model, experiment.context, everything, seeds, config,
-                                      method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(4), config),
-                                      experiment.examples.train.n_items)
+        scratch = training.train_shards(experiment.model, experiment.context, everything, seeds, config,
+                                        method.shard_validators(experiment.model, experiment, shard_of_row, removed, np.arange(4), config),
+                                        experiment.examples.train.n_items)
         for a, b in zip(leaves(scratch.params), leaves(new["shards"])):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         aggregator, _ = method.train_aggregator(experiment.model, new["shards"], experiment, removed)
@@ -520,8 +518,8 @@ def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_valid
     model = build_model("BPR", embedding_size=8)
     context = model.prepare(CFTrainData(N_USERS, N_ITEMS, users, items))
     calls = []
-    shards.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), np.array([1]),
-                        TrainConfig(epochs=6, batch_size=32, eval_step=3, stopping_step=5), lambda p: calls.append(1) or 0.0, N_ITEMS)
+    training.train_shards(model, context, shards.ShardData.build(N_USERS, N_ITEMS, [users], [items]), np.array([1]),
+                          TrainConfig(epochs=6, batch_size=32, eval_step=3, stopping_step=5), lambda p: calls.append(1) or 0.0, N_ITEMS)
     assert len(calls) == 2  # after epochs 3 and 6
 
 
@@ -624,8 +622,8 @@ def test_a_shard_without_validator_trains_every_epoch_and_keeps_its_last_paramet
     calls = []
     config = TrainConfig(epochs=6, batch_size=16, eval_step=1, stopping_step=0)
     # Shard 1's score only falls: it stops after its second validation and keeps epoch 1.
-    fit = shards.train_shards(model, context, data, np.array([1, 2]), config, [None, lambda p: -float(len(calls.append(1) or calls))], N_ITEMS)
+    fit = training.train_shards(model, context, data, np.array([1, 2]), config, [None, lambda p: -float(len(calls.append(1) or calls))], N_ITEMS)
     assert fit.record["epochs"] == [6, 2] and fit.record["best_epoch"] == [-1, 1] and len(calls) == 2
-    alone = shards.train_shards(model, context, data, np.array([1, 2]), config, None, N_ITEMS)
+    alone = training.train_shards(model, context, data, np.array([1, 2]), config, None, N_ITEMS)
     for a, b in zip(jax.tree.leaves(fit.params), jax.tree.leaves(alone.params)):
         np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[0], rtol=1e-6, atol=1e-7)

@@ -6,7 +6,7 @@ click popular "filler" items, to look like real sessions, plus one or two unpopu
 items that the attack promotes. Their lengths and click gaps are drawn from models fitted to
 the data's own sessions. Each fake session is a new user with one session, so the spam
 scenario's forget set is one request per fake session (spec 3.3.3), the same as for
-the CF fakes of `scenarios.spam_users`.
+the CF fakes of `scenarios.spam.spam_users`.
 
 The data's sessions are, in order of preference: session ids given per row; sessions cut
 by an inactivity gap (`sequences.sessions_by_gap`); one session per user, which is what the
@@ -22,12 +22,8 @@ import operator
 import numpy as np
 
 from erase_jax.data.interactions import Interactions
-from erase_jax.data.scenarios import (
-    ForgetSet,
-    _fake_ratings,
-    _popular_and_unpopular_items,
-    append_fake_users,
-)
+from erase_jax.data.scenarios.fakes import append_fake_users, fake_ratings, popular_and_unpopular_items
+from erase_jax.data.scenarios.forget_set import ForgetSet
 from erase_jax.data.sequences import sessions_by_gap
 
 MIN_LENGTH = 4  # the shortest fake session
@@ -86,7 +82,7 @@ def fraud_sessions(
 
     * n_fake = ceil(ratio * S / (1 - ratio)): fakes are a share `ratio` of all sessions.
     * Targets: `n_target_items` items drawn without replacement from the 20 % least clicked
-      items; fillers from the 20 % most clicked, with replacement (`scenarios`' popularity
+      items; fillers from the 20 % most clicked, with replacement (`scenarios.fakes`' popularity
       order: row counts, ties by item id).
     * Length L = max(4, Poisson(lam)), lam ~ LogNormal with mean 0.8 x the mean session
       length and the sessions' length std; L clipped to [4, max(4, longest session)].
@@ -109,7 +105,7 @@ def fraud_sessions(
       instead of the original's k = 1.2 / cv, which matches only near cv = 1 and explodes
       for heavy-tailed gaps: on ml-100k (one session per user, cv = 21.5) it gives k = 0.056,
       a Weibull whose cv is about 88,000.
-    * Fake users are named by `scenarios._fake_user_tokens` (max integer token + k, or
+    * Fake users are named by `scenarios.fakes.append_fake_users` (max integer token + k, or
       `fraud_<k>`); the original requires integer session ids.
     * The data's ratings, when it has any, are set as for the CF fakes (highest rating on
       targets, resampled real ratings on fillers); SBR training ignores them.
@@ -124,7 +120,7 @@ def fraud_sessions(
     if sessions is None:
         sessions = inter.users if session_gap is None else sessions_by_gap(inter.users, inter.timestamps, session_gap)
     stats = session_statistics(inter, sessions)
-    popular, unpopular = _popular_and_unpopular_items(inter)
+    popular, unpopular = popular_and_unpopular_items(inter)
     if not 1 <= n_target_items <= len(unpopular):
         raise ValueError(
             f"{inter.name}: n_target_items = {n_target_items} must lie in [1, {len(unpopular)}], the number "
@@ -145,7 +141,7 @@ def fraud_sessions(
     items[target_rows] = rng.choice(targets, len(target_rows))
 
     timestamps = _fake_times(inter.timestamps, stats, lengths, session_gap, rng)
-    ratings = _fake_ratings(inter, is_target, rng)
+    ratings = fake_ratings(inter, is_target, rng)
     return append_fake_users(inter, n_fake, fake_of_row, items, timestamps, ratings, ratio, seed, targets)
 
 

@@ -1,10 +1,9 @@
 """Aggregators of a shard ensemble: the mean of the submodels' scores (SISA), RecEraser's attention.
 
 Chen et al., "Recommendation Unlearning", WWW'22. The partition (UBP / IBP / InBP, Section
-4.2) is `erase_jax.unlearn.partition.balanced_partition`; the shard training and the request
-handling are SISA's (`erase_jax.unlearn.sisa`). What RecEraser adds is the aggregator of
-Section 4.3 (Eq. 5-8), here a recommender in its own right whose context is the frozen,
-stacked submodel embeddings:
+4.2) is `partition.balanced_partition`; the shard training is `ensemble.py`'s and the request
+handling SISA's (`sisa.py`). What RecEraser adds is the aggregator of Section 4.3 (Eq. 5-8),
+here a recommender in its own right whose context is the frozen, stacked submodel embeddings:
 
     transfer   p_{u,i}^tr = W_i p_{u,i} + b_i,   q_{v,i}^tr = W_i q_{v,i} + b_i      (Eq. 5)
     attention  a_{u,i} = softmax_i( h1 . ReLU(W1 p_{u,i}^tr + b1) )                  (Eq. 6)
@@ -16,7 +15,8 @@ aggregated embeddings, and `transfer_reg` x ||(W, b)||^2 / 2 as the public code'
 the transfer) over all remaining training data while the submodels stay frozen: the stacked
 submodel embeddings are computed once per (re)training and are the aggregator's constant
 context, so a step never runs a submodel. Because it sees all data it is retrained after
-every request (from scratch, or warm-started from the previous aggregator: `sisa.py`).
+every request (from scratch, or warm-started from the previous aggregator:
+`ensemble.ShardEnsemble.train_aggregator`).
 
 Cost of a step: Eq. 5-7 are row-wise, so for a batch of B rows the loss either aggregates
 the 3B gathered rows (users, positives, negatives) or aggregates the whole user and item

@@ -1,9 +1,9 @@
 """RecEraser: balanced shards plus attention-based adaptive aggregation of the submodels.
 
 Chen et al., "Recommendation Unlearning", WWW'22. The partition (UBP / IBP / InBP, Section
-4.2) is `erase_jax.unlearn.exact.partition.balanced_partition`; the shard training and the
-request handling are SISA's (`sisa.py`); the attention aggregator of Section 4.3 (Eq. 5-8) is
-`aggregators.AttentionAggregator`.
+4.2) is `partition.balanced_partition`; the shard training is the shard ensemble's
+(`ensemble.py`) and the request handling SISA's (`sisa.py`); the attention aggregator of
+Section 4.3 (Eq. 5-8) is `aggregators.AttentionAggregator`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""K submodels of one architecture trained together: one `jax.vmap` over stacked parameters.
+"""K submodels of one architecture, stacked: their padded data and one `jax.vmap`ped epoch.
 
 Exact unlearning (SISA, RecEraser) trains one submodel per data shard. Here the K shards'
 parameters are stacked along a leading axis ([K, ...]) and one jitted epoch (a `fori_loop`
 over batches) vmaps the base model's loss, gradient and optimiser step over the shards, so K
 small models cost one compiled call per epoch. An epoch draws all its batches' negatives
-before the loop, one key per batch.
+before the loop, one key per batch. The loop over epochs, with each shard's early stopping,
+is `training.py`.
 
 Each shard's data is padded to a common shape: rows to the largest shard (`ShardData`), the
 epoch to the largest shard's number of batches. Padding rows have weight 0, and a step whose
@@ -14,8 +15,7 @@ The epoch loop stops after the last batch that holds a real row of an active sha
 rows come first in its order; the bound is a traced argument, so one compiled epoch still
 serves every shard): a one-shard retrain runs its own number of batches, not the largest
 shard's, and the ensemble stops running the padding once its largest shards have stopped.
-Shards stop early independently (RecBole's rule on their own validation score); a stopped
-shard is frozen by the same update mask, and its best parameters are kept.
+A stopped shard is frozen by the same update mask.
 
 Negatives are drawn against the shard's own positives: a submodel must depend on its shard's
 data only, or forgetting an interaction of another shard would have to retrain it too. They
@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +164,7 @@ def epoch_negatives(key, batch_users, data: ShardData, n_items: int, negatives: 
     users `batch_users` of the same shape: row b is `batch_negatives` with batch b's key
     (`step_keys`), so the draws are those of a step-by-step epoch, but the redraw loop runs
     once over the epoch instead of once per step, where its small kernels cost more than the
-    update (a 70k-row shard's epoch on the 2-core CPU: 75-78 ms step by step, 45-49 ms so)."""
+    update (timings: benchmarks/RESULTS.md, "A cheaper shard epoch and validation")."""
     negatives_keys = jax.vmap(lambda b: step_keys(key, b)[0])(jnp.arange(batch_users.shape[0]))
     return jax.vmap(lambda k, users: batch_negatives(k, users, data, n_items, negatives))(negatives_keys, batch_users)
 
@@ -253,153 +250,9 @@ def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_pe
     return jax.vmap(one)(jnp.asarray(seeds, jnp.uint32))
 
 
-# Every shard's key for one epoch: jitted, as it runs once per epoch of every (re)training.
-_epoch_keys = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
-
-
 def run_keys(seeds: np.ndarray) -> jax.Array:
     """Each shard's run key (the second half of its split seed key), [S, 2]."""
     return jax.vmap(lambda seed: jax.random.split(jax.random.PRNGKey(seed))[1])(jnp.asarray(seeds, jnp.uint32))
-
-
-@dataclasses.dataclass
-class ShardFit:
-    params: Any  # best validated parameters, stacked [S, ...]
-    record: dict
-
-
-def train_shards(
-    model,
-    context,
-    data: ShardData,
-    seeds: np.ndarray,
-    config: TrainConfig,
-    validate: Callable[[Any], float] | Sequence[Callable[[Any], float] | None] | None,
-    n_items: int,
-    init_params: Any = None,
-    negatives: str = "all",
-) -> ShardFit:
-    """Trains S shards together, each with its own early stopping: from scratch, or from the
-    stacked `init_params` (a warm start; the optimiser state is fresh either way).
-
-    `validate(params)` scores one shard's parameters (higher is better), or `validate[s]`
-    shard s's (one validator per shard); None trains every shard for `config.epochs` and
-    keeps the last parameters (also per shard, where `validate[s]` is None). A warm start's starting
-    parameters are never returned: the result has trained at least one epoch on `data`.
-    """
-    seeds = np.asarray(seeds, np.int64)
-    steps = n_batches(data, config.batch_size)
-    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
-    params, opt_state = init_shards(model, context, config, seeds, steps)
-    if init_params is not None:
-        params = init_params
-        opt_state = jax.vmap(make_optimizer(config, steps).init)(params)
-    keys = run_keys(seeds)
-    n_shards = len(seeds)
-    validators = list(validate) if isinstance(validate, (list, tuple)) else [validate] * n_shards
-    if len(validators) != n_shards:
-        raise ValueError(f"{len(validators)} validators for {n_shards} shards")
-    n_rows = np.asarray(data.n_rows)
-    user_rows = shard_user_rows(data, int(data.positives.shape[1])) if config.sampler == "users" else None
-    best_params = params
-    best_score = np.full(n_shards, -np.inf)
-    best_epoch = np.full(n_shards, -1)
-    stale = np.zeros(n_shards, np.int64)
-    active = np.ones(n_shards, bool)
-    epochs_trained = np.zeros(n_shards, np.int64)
-    record = {"epoch_seconds": [], "valid_seconds": [], "epoch_loss": []}
-    orders = epoch_orders(n_rows, seeds, 0, steps * config.batch_size, user_rows)
-    for epoch in range(config.epochs):
-        started = time.perf_counter()
-        epoch_keys = _epoch_keys(keys, epoch)
-        params, opt_state, losses = epoch_fn(params, opt_state, jnp.asarray(active), context, data, jnp.asarray(orders), epoch_keys,
-                                             jnp.int32(real_steps(n_rows, active, config.batch_size)))
-        # The next epoch's orders are drawn on the host while the device runs this one (the
-        # call above returns before it finishes); they depend on (seed, epoch) only.
-        orders = epoch_orders(n_rows, seeds, epoch + 1, steps * config.batch_size, user_rows)
-        losses = np.asarray(losses)
-        record["epoch_seconds"].append(time.perf_counter() - started)
-        record["epoch_loss"].append(np.where(active, losses, np.nan).tolist())
-        if not np.all(np.isfinite(losses[active])):
-            raise FloatingPointError(f"shard training diverged at epoch {epoch + 1}: losses {losses}")
-        epochs_trained += active
-        validating = (epoch + 1) % config.eval_step == 0 or epoch + 1 == config.epochs
-        if not validating or not any(validators):
-            continue
-        started = time.perf_counter()
-        improved = np.zeros(n_shards, bool)
-        for s in np.nonzero(active)[0]:
-            if validators[s] is None:
-                continue
-            score = validators[s](jax.tree.map(lambda x: x[s], params))
-            if score >= best_score[s]:
-                best_score[s], best_epoch[s], stale[s], improved[s] = score, epoch + 1, 0, True
-            else:
-                stale[s] += 1
-        best_params = _where_shards(jnp.asarray(improved), params, best_params)
-        active &= stale <= config.stopping_step
-        record["valid_seconds"].append(time.perf_counter() - started)
-        if not active.any():
-            break
-    record.update({
-        "epochs": epochs_trained.tolist(),
-        "best_epoch": best_epoch.tolist(),
-        "best_valid": best_score.tolist(),
-        "train_seconds": float(sum(record["epoch_seconds"]) + sum(record["valid_seconds"])),
-    })
-    unvalidated = jnp.asarray([v is None for v in validators])
-    return ShardFit(_where_shards(unvalidated, params, best_params), record)
-
-
-def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: TrainConfig, n_items: int, negatives: str = "all") -> float:
-    """Compiles the epoch that `train_shards` would run on these shapes, without training:
-    one call that runs zero steps. Returns the seconds it took.
-
-    After it, a `train_shards` call with the same model, step settings and shapes (an
-    unlearning request's retrain) finds the compiled epoch in jit's cache, so its time is
-    training time, not compilation.
-    """
-    seeds = np.asarray(seeds, np.int64)
-    steps = n_batches(data, config.batch_size)
-    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
-    params, opt_state = init_shards(model, context, config, seeds, steps)
-    started = time.perf_counter()
-    orders = jnp.zeros((len(seeds), steps * config.batch_size), jnp.int32)
-    keys = _epoch_keys(run_keys(seeds), 0)
-    out = epoch_fn(params, opt_state, jnp.ones(len(seeds), bool), context, data, orders, keys, jnp.int32(0))
-    jax.block_until_ready(out)
-    return time.perf_counter() - started
-
-
-def _epoch_for(model, config: TrainConfig, n_items: int, steps: int, n_shards: int, negatives: str):
-    """The stacked-interface epoch for `n_shards` shards: vmapped, or for one shard the
-    unvmapped epoch (`_one_shard_as_stacked`)."""
-    epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives,
-                                vmapped=n_shards > 1)
-    return _one_shard_as_stacked(epoch_fn) if n_shards == 1 else epoch_fn
-
-
-@functools.lru_cache(maxsize=16)
-def _one_shard_as_stacked(epoch_fn):
-    """The unvmapped epoch behind the stacked interface: a one-shard retrain (an unlearning
-    request) runs without the per-step selects that vmapping needs (see `make_shard_epoch`).
-    One jitted call with the unstacking and restacking inside, cached per epoch function so
-    that every retrain of these shapes reuses one compile."""
-
-    @jax.jit
-    def one_shard_stacked(params, opt_state, active, context, data, orders, keys, n_steps):
-        first = functools.partial(jax.tree.map, lambda x: x[0])
-        n_steps = jnp.where(active[0], n_steps, 0)  # an inactive shard runs no step
-        params, opt_state, loss = epoch_fn(first(params), first(opt_state), active[0], context, first(data), orders[0], keys[0], n_steps)
-        stack = functools.partial(jax.tree.map, lambda x: x[None])
-        return stack(params), stack(opt_state), loss[None]
-
-    return one_shard_stacked
-
-
-def _where_shards(mask: jax.Array, new, old):
-    """Per shard (leading axis): `new` where mask, else `old`."""
-    return jax.tree.map(lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
 def replace_shards(stacked, shards: np.ndarray, replacement):
@@ -410,10 +263,6 @@ def replace_shards(stacked, shards: np.ndarray, replacement):
 
 def shard_slice(stacked, s: int):
     return jax.tree.map(lambda x: x[s], stacked)
-
-
-
-
 
 
 def final_embeddings(model, params, context) -> tuple[jax.Array, jax.Array]:
