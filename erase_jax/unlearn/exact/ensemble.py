@@ -120,8 +120,9 @@ class ShardEnsemble:
         a context that is only the data's shape)."""
         if not isinstance(experiment.context, CFShape):
             raise ValueError(
-                f"sharded training supports models whose context is only the data's shape (BPR); "
-                f"{experiment.config.model} trains on a data-dependent context (one graph per shard is not built)"
+                f"{self.name}: sharded training supports CF models whose context is only the data's shape "
+                f"(BPR); {experiment.config.model} has another context (a graph, or a sequence model's), "
+                "which is not built per shard"
             )
 
     def build_ensemble(self, model, params, experiment, train: bool = True, partition_embeddings=None):
