@@ -45,6 +45,7 @@ register = EVALUATORS.register  # class decorator: makes an evaluator selectable
 
 # Every run's evaluators unless configured otherwise; their order is the order of the columns.
 DEFAULT_EVALUATORS = ("utility", "exposure", "agreement", "forgetting")
+ORIGINAL_FULL_DATA = -1  # checkpoint k (checkpoint_idx) of the original model evaluated on all data
 
 
 class Evaluator(Protocol):

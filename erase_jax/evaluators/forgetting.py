@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from erase_jax.evaluators.base import Checkpoint, register
+from erase_jax.evaluators.base import ORIGINAL_FULL_DATA, Checkpoint, register
 from erase_jax.evaluators.scoring import ScoresFn, as_pytree, pack_by_block, prefix_keys, ranks_among, ratio, user_blocks
 
 
@@ -33,7 +33,7 @@ class Forgetting:
 
     def evaluate(self, checkpoint: Checkpoint) -> dict:
         block = checkpoint.block_size
-        pair_users, pair_items = checkpoint.run.forgotten_pairs(checkpoint.k)
+        pair_users, pair_items = forgotten_pairs(checkpoint)
         scored = np.isin(pair_users, checkpoint.scored_unlearned_users)
         pair_users, pair_items = pair_users[scored], pair_items[scored]
         ranks = item_ranks(checkpoint.evaluated_by_user.scores_fn(), pair_users, pair_items, block)
@@ -41,6 +41,15 @@ class Forgetting:
         if checkpoint.reference_by_user is not None:
             reference_ranks = item_ranks(checkpoint.reference_by_user.scores_fn(), pair_users, pair_items, block)
         return forget_fidelity(ranks, reference_ranks, checkpoint.ks)
+
+
+def forgotten_pairs(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
+    """The (user, item) pairs removed through the checkpoint (k = -1: the whole forget set), once each."""
+    run, inter = checkpoint.run, checkpoint.run.experiment.data.interactions
+    removed = run.forget_set.removal_mask(inter) if checkpoint.k == ORIGINAL_FULL_DATA else run.removed_through(checkpoint.k)
+    rows = np.nonzero(removed)[0]
+    keys = np.unique(inter.users[rows].astype(np.int64) * inter.n_items + inter.items[rows])
+    return (keys // inter.n_items).astype(np.int32), (keys % inter.n_items).astype(np.int32)
 
 
 def item_ranks(scores_fn: ScoresFn, users: np.ndarray, items: np.ndarray, block_size: int = 1024) -> np.ndarray:

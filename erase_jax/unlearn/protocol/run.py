@@ -40,7 +40,7 @@ from erase_jax.data.scenarios import (
     random_forget_set,
     sensitive_forget_set,
 )
-from erase_jax.evaluators.base import DEFAULT_EVALUATORS, check_names
+from erase_jax.evaluators.base import DEFAULT_EVALUATORS, ORIGINAL_FULL_DATA, check_names
 from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.methods.base import RequestData, build_method
 from erase_jax.unlearn.protocol.requests import (
@@ -52,7 +52,6 @@ from erase_jax.unlearn.protocol.requests import (
 )
 
 SCENARIOS = ("sensitive", "spam", "random")
-ORIGINAL_FULL_DATA = -1  # checkpoint_idx of the original model evaluated on all data
 
 
 @dataclasses.dataclass
@@ -176,14 +175,6 @@ class UnlearningRun:
         if k == ORIGINAL_FULL_DATA:
             return self.forget_set.users
         return self.stream.users_through(self.stream.checkpoint_batches[k])
-
-    def forgotten_pairs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The (user, item) pairs removed through checkpoint k (k = -1: the whole forget set), once each."""
-        inter = self.experiment.data.interactions
-        removed = self.forget_set.removal_mask(inter) if k == ORIGINAL_FULL_DATA else self.removed_through(k)
-        rows = np.nonzero(removed)[0]
-        keys = np.unique(inter.users[rows].astype(np.int64) * inter.n_items + inter.items[rows])
-        return (keys // inter.n_items).astype(np.int32), (keys % inter.n_items).astype(np.int32)
 
     def data_at(self, k: int):
         """The data without the removals through checkpoint k (k = -1: all data), split recomputed."""
