@@ -75,11 +75,15 @@ def _unlearn_config(args, method: str):
         values["forget_rating_threshold"] = args.rating_threshold
     if getattr(args, "batch_size", None):
         values["unlearning_batchsize"] = args.batch_size
+    if args.evaluators:
+        values["evaluators"] = [name.strip() for name in args.evaluators.split(",") if name.strip()]
     values = apply_overrides(values, [f"method_options.{o}" for o in getattr(args, "options", [])])
     return from_dict(UnlearnConfig, values)
 
 
 def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    from erase_jax.evaluators.base import DEFAULT_EVALUATORS, EVALUATORS
+
     parser.add_argument("--run", required=True, help="trained run folder (erase-jax train --out ...)")
     parser.add_argument("--scenario", required=True, help="sensitive:<category> | spam | random[:users|interactions]")
     parser.add_argument("--fraction", type=float, help="share of all interactions to forget (sensitive, random)")
@@ -87,6 +91,8 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget-file", help="a forget file in the original's format instead of generating one")
     parser.add_argument("--seed", type=int, help="forget-set seed (default: the trained run's seed)")
     parser.add_argument("--out", help="scenario folder (default <run>/unlearn/<scenario>)")
+    parser.add_argument("--evaluators", help=f"comma-separated evaluators run at each checkpoint, in column order, "
+                        f"from {EVALUATORS.names()} (default: {','.join(DEFAULT_EVALUATORS)})")
 
 
 def _print_rows(rows: list[dict]) -> None:

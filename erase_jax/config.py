@@ -107,7 +107,12 @@ def _yaml_float(text: str, where: str) -> float:
 
 
 def to_dict(config) -> dict:
-    """Plain nested dict (tuples as lists) for YAML/JSON output."""
+    """Plain nested dict (tuples as lists) for YAML/JSON output.
+
+    A field declared with `metadata={"omit_if_default": True}` is left out while it holds its
+    default, so adding such a field keeps the files of earlier runs (and their resume checks)
+    as they were.
+    """
 
     def plain(value):
         if isinstance(value, tuple):
@@ -117,9 +122,16 @@ def to_dict(config) -> dict:
         return value
 
     values = plain(dataclasses.asdict(config))
+    for field in dataclasses.fields(config):
+        if field.metadata.get("omit_if_default") and getattr(config, field.name) == _default(field):
+            del values[field.name]
     if isinstance(config, RunConfig) and config.sequence is None:
         del values["sequence"]  # CF runs: keep config.yaml as before SBR existed, so old runs resume
     return values
+
+
+def _default(field: dataclasses.Field):
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:

@@ -48,9 +48,10 @@ def train(overrides: list[str]):
 
 def exposure_of(experiment, params, genuine, targets, history) -> dict:
     from erase_jax.evaluators import exposure
+    from erase_jax.evaluators.scoring import model_scores_fn
     from erase_jax.run import evaluate_params
 
-    scores = exposure.model_scores_fn(experiment.model, params, experiment.context)
+    scores = model_scores_fn(experiment.model, params, experiment.context)
     raw = exposure.spam_exposure(scores, genuine, targets, (10, 20))
     masked = exposure.spam_exposure(scores, genuine, targets, (10, 20), exclude=history)
     return {

@@ -146,6 +146,7 @@ def write_reference_forget_file(folder: Path, seed: int) -> tuple[Path, dict]:
 def clean_model_spam_exposure(clean_run: Path, poisoned_run: Path) -> dict:
     """The clean model's exposure of the poisoned run's target items, over the same genuine users."""
     from erase_jax.evaluators import exposure
+    from erase_jax.evaluators.scoring import model_scores_fn
     from erase_jax.run import load_run
 
     poisoned, _ = load_run(poisoned_run)
@@ -156,7 +157,7 @@ def clean_model_spam_exposure(clean_run: Path, poisoned_run: Path) -> dict:
         raise SystemExit("the clean and poisoned runs have different item vocabularies")
     genuine = np.setdiff1d(np.arange(poisoned.data.interactions.n_users), fraud.users)
     assert genuine.max() < clean.data.interactions.n_users
-    scores = exposure.model_scores_fn(clean.model, params, clean.context)
+    scores = model_scores_fn(clean.model, params, clean.context)
     return exposure.spam_exposure(scores, genuine, fraud.target_items, KS, clean.config.eval.block_size)
 
 
@@ -164,6 +165,7 @@ def spam_controls(clean_run: Path, poisoned_run: Path, spam_dir: Path, longer_ru
     """Spam exposure with and without the genuine users' training items masked, and the fake
     users' own exposure: did the model learn the attack at all, and does it reach anyone else?"""
     from erase_jax.evaluators import exposure
+    from erase_jax.evaluators.scoring import model_scores_fn
     from erase_jax.run import load_run
     from erase_jax.unlearn.protocol.retrain import load_retrain
     from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol
@@ -191,7 +193,7 @@ def spam_controls(clean_run: Path, poisoned_run: Path, spam_dir: Path, longer_ru
         models.append(("poisoned BPR, no early stopping", longer, longer_params, longer_run))
     rows = []
     for name, experiment, params, folder in models:
-        scores = exposure.model_scores_fn(experiment.model, params, experiment.context)
+        scores = model_scores_fn(experiment.model, params, experiment.context)
         raw = exposure.spam_exposure(scores, genuine, fraud.target_items, KS)
         masked = exposure.spam_exposure(scores, genuine, fraud.target_items, KS, exclude=history)
         fakes = ""

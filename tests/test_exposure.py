@@ -6,17 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from erase_jax.evaluators.exposure import (
-    forget_fidelity,
-    forgotten_rank_summary,
-    item_ranks,
-    model_scores_fn,
-    sample_other_users,
-    sensitive_exposure,
-    spam_exposure,
-    target_ranks_and_probabilities,
-    topk_agreement,
-)
+from erase_jax.evaluators.agreement import sample_other_users, topk_agreement
+from erase_jax.evaluators.exposure import sensitive_exposure, spam_exposure, target_ranks_and_probabilities
+from erase_jax.evaluators.forgetting import forget_fidelity, forgotten_rank_summary, item_ranks
+from erase_jax.evaluators.scoring import model_scores_fn
 
 
 class TableScores:

@@ -1,3 +1,9 @@
-"""Evaluation: ranking metrics, full-ranking evaluation per task family, and what the unlearning
-protocol measures at each checkpoint (exposure of forgotten data, agreement with the retrain).
+"""Evaluation: ranking metrics, full ranking per task family, and the evaluators that the
+unlearning protocol runs at each checkpoint, found by name (`base.EVALUATORS`).
+
+Helpers: `metrics` (ranking metrics from top-k lists), `cf_ranking` and `sequence_ranking`
+(full ranking on device), `scoring` (score functions, blocked ranks, the key scheme).
+Evaluators (`base.Evaluator`), one file each: `utility` (test metrics), `exposure` (sensitive
+items, spam targets), `agreement` (top-k agreement with the retrain), `forgetting` (ranks of
+the forgotten interactions next to the retrain's).
 """

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from erase_jax.checkpoint import Checkpointer
+from erase_jax.evaluators.base import ScoredModel
 from erase_jax.run import load_run
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol import results
 from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, load_retrain, retrain
 from erase_jax.unlearn.protocol.run import (
+    ORIGINAL_FULL_DATA,
     STATE_DIR,
     UnlearnConfig,
     UnlearningRun,
@@ -62,7 +64,7 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
     like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
         quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
-        if not np.array_equal(removed, results.removed_through(protocol, k)):
+        if not np.array_equal(removed, protocol.removed_through(k)):
             raise ValueError(
                 f"{method_dir}: the removals saved with checkpoint {k} differ from this scenario's request stream "
                 "(the folder was written for another forget set or request order)"
@@ -70,9 +72,9 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
         context = training_context(protocol, removed) if getattr(method, "updates_context", True) else experiment.context
         reference = _reference(protocol, scenario_dir, k)
         row = results.row_header(protocol, config.method.lower(), k, "unlearning")
-        evaluated = results.ScoredModel(experiment.model, quarter_params, context)
+        evaluated = ScoredModel(experiment.model, quarter_params, context)
         if hasattr(method, "scorer"):  # the method's own recommender (e.g. a shard ensemble)
-            evaluated = results.ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
+            evaluated = ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
         row.update(results.evaluate_model(protocol, k, evaluated, reference))
         row.update(cost)
         rows.append(row)
@@ -85,10 +87,10 @@ def original_rows(protocol: UnlearningRun, params, scenario_dir: Path) -> list[d
     """The unchanged model: on all data (checkpoint_idx -1) and at every checkpoint's data."""
     experiment = protocol.experiment
     rows = []
-    for k in (results.ORIGINAL_FULL_DATA, *CHECKPOINTS):
-        reference = None if k == results.ORIGINAL_FULL_DATA else _reference(protocol, scenario_dir, k)
+    for k in (ORIGINAL_FULL_DATA, *CHECKPOINTS):
+        reference = None if k == ORIGINAL_FULL_DATA else _reference(protocol, scenario_dir, k)
         row = results.row_header(protocol, "original", k, "original")
-        evaluated = results.ScoredModel(experiment.model, params, experiment.context)
+        evaluated = ScoredModel(experiment.model, params, experiment.context)
         row.update(results.evaluate_model(protocol, k, evaluated, reference))
         rows.append(row)
     return rows
@@ -102,7 +104,7 @@ def _reference(protocol: UnlearningRun, scenario_dir: Path, k: int):
         if loaded is None:
             return None
         experiment, params, _ = loaded
-        return results.ScoredModel(experiment.model, params, experiment.context)
+        return ScoredModel(experiment.model, params, experiment.context)
 
     return protocol.once(("retrain", str(scenario_dir), k), load)
 
@@ -117,7 +119,7 @@ def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = N
         summary = retrain(protocol, scenario_dir, k, quiet)
         retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
         row = results.row_header(protocol, "retrain", k, "retraining")
-        evaluated = results.ScoredModel(retrained.model, retrained_params, retrained.context)
+        evaluated = ScoredModel(retrained.model, retrained_params, retrained.context)
         row.update(results.evaluate_model(protocol, k, evaluated))
         row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
         row.update(results.peak_memory())

@@ -40,6 +40,7 @@ from erase_jax.data.scenarios import (
     random_forget_set,
     sensitive_forget_set,
 )
+from erase_jax.evaluators.base import DEFAULT_EVALUATORS, ORIGINAL_FULL_DATA, check_names
 from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.methods.base import RequestData, build_method
 from erase_jax.unlearn.protocol.requests import (
@@ -69,12 +70,16 @@ class UnlearnConfig:
     unlearning_batchsize: int = 1
     max_hours: float | None = None  # total time budget, split evenly over the requests
     seed: int | None = None  # None: the trained run's seed (the original pairs model s with forget set s)
+    # what is measured at each checkpoint, in column order (`erase_jax.evaluators`); it does not
+    # change the run, so a folder can be re-evaluated with others (`--eval-only`)
+    evaluators: tuple[str, ...] = dataclasses.field(default=DEFAULT_EVALUATORS, metadata={"omit_if_default": True})
 
     def __post_init__(self):
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.unlearning_batchsize < 1:
             raise ValueError("unlearning_batchsize must be >= 1")
+        self.evaluators = check_names(self.evaluators)
 
     def tag(self) -> str:
         """A folder name for the scenario: what was forgotten, not how."""
@@ -159,13 +164,23 @@ class UnlearningRun:
             self._built[key] = build()
         return self._built[key]
 
+    def removed_through(self, k: int) -> np.ndarray:
+        """Bool over the interactions: those removed by the requests through checkpoint k (k = -1: none)."""
+        if k == ORIGINAL_FULL_DATA:
+            return np.zeros(len(self.experiment.data.interactions), bool)
+        return self.stream.removal_mask_through(self.experiment.data.interactions, self.stream.checkpoint_batches[k])
+
+    def unlearned_users(self, k: int) -> np.ndarray:
+        """The users of the requests through checkpoint k (k = -1: all users of the forget set)."""
+        if k == ORIGINAL_FULL_DATA:
+            return self.forget_set.users
+        return self.stream.users_through(self.stream.checkpoint_batches[k])
+
     def data_at(self, k: int):
         """The data without the removals through checkpoint k (k = -1: all data), split recomputed."""
-        if k == -1:
+        if k == ORIGINAL_FULL_DATA:
             return self.experiment.data
-        inter = self.experiment.data.interactions
-        removed = lambda: self.stream.removal_mask_through(inter, self.stream.checkpoint_batches[k])
-        return self.once(("data", k), lambda: self.experiment.data.without(removed(), self.experiment.config.seed))
+        return self.once(("data", k), lambda: self.experiment.data.without(self.removed_through(k), self.experiment.config.seed))
 
     def evaluation_at(self, k: int):
         """The task's evaluation view (test split, SBR user queries) of `data_at(k)`, built once."""
@@ -325,9 +340,14 @@ def load_quarter(out_dir: Path, k: int, params_like, n_rows: int):
 
 
 def prepare_out_dir(out_dir: Path, run_dir: Path, config: UnlearnConfig) -> None:
-    """Creates the folder or checks that it belongs to the same trained run and settings."""
+    """Creates the folder or checks that it belongs to the same trained run and settings.
+
+    The evaluators are not part of the folder's settings: they change what is measured, not
+    the run, so a finished run can be re-evaluated with others.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {"run": str(Path(run_dir).resolve()), **config_lib.to_dict(config)}
+    settings = config_lib.to_dict(dataclasses.replace(config, evaluators=DEFAULT_EVALUATORS))
+    wanted = {"run": str(Path(run_dir).resolve()), **settings}
     path = out_dir / CONFIG_FILE
     if path.exists():
         existing = yaml.safe_load(path.read_text())
