@@ -11,6 +11,7 @@ from erase_jax.data.cf import CFTrainData
 from erase_jax.models import build_model
 from erase_jax.unlearn.methods import fanchuan, kookmin, seif
 from erase_jax.unlearn.methods.base import RequestData, build_method
+from erase_jax.unlearn.methods.finetune import adam_init
 
 PADDED_ROWS = 64
 N_USERS, N_ITEMS = 16, 12
@@ -117,7 +118,7 @@ def test_fanchuan_uniform_step_lowers_the_kl_on_the_forget_users():
     params = jax.tree.map(lambda p: 3.0 * p, params)  # peaked score distributions
     kl = lambda p: float(fanchuan.kl_to_uniform(model.scores(p, req.context_after, {"users": req.forget["users"]}),
                                                 req.forget["weight"]))
-    state = kookmin.adam_init(params)
+    state = adam_init(params)
     step = jax.jit(lambda p, s: fanchuan.uniform_step(model, req.context_after, p, s, req.forget, 1e-2))
     new, _ = step(params, state)[0]
     assert kl(new) < kl(params)
@@ -126,7 +127,7 @@ def test_fanchuan_uniform_step_lowers_the_kl_on_the_forget_users():
 
 def test_fanchuan_contrastive_step_moves_only_the_user_table():
     model, params, req = tiny_request("BPR")
-    state = kookmin.adam_init(params)
+    state = adam_init(params)
     step = jax.jit(lambda p, s: fanchuan.contrastive_step(model, req.context_after, p, s, req.forget, req.retain,
                                                           1e-2, 1.15, True, jax.random.PRNGKey(0)))
     (new, new_state), _ = step(params, state)

@@ -16,6 +16,9 @@ from erase_jax.unlearn.influence.curvature import newton_damping, resolve_curvat
 from erase_jax.unlearn.influence.solvers import SolverStatus
 from erase_jax.unlearn.methods import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
 from erase_jax.unlearn.methods.base import RequestData, build_method
+from erase_jax.unlearn.methods.finetune import fine_tunes
+from erase_jax.unlearn.methods.newton import removal_newton_system
+from erase_jax.unlearn.methods.noise import NOISE_STREAM, gaussian_noise
 
 PADDED_ROWS = 64
 N_USERS, N_ITEMS, ROWS_PER_USER, DIM, REG = 12, 7, 6, 3, 0.1
@@ -166,7 +169,7 @@ def test_newton_system_weights_the_retain_sample_up_to_the_data_size(convex):
     (sum_C l + w sum_R l) / n, w = (n - |C|) / |R|: the retain sample stands for the other rows."""
     model, params, req, rows, (user_1, forgotten, retain_mask), _ = convex
     n_train = len(rows["users"]) - int(forgotten.sum())
-    system = gif.removal_newton_system(
+    system = removal_newton_system(
         model, params, (req.context_before, req.context_after), (req.forget, req.clean, req.retain),
         jax.random.PRNGKey(0), "hessian", jnp.float32(n_train),
     )
@@ -215,7 +218,7 @@ def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex)
 
     method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma)
     released, noiseless, diag = method.unlearn(model, params, method.init(model, params), req, key)
-    noise = table(gif.gaussian_noise(jax.random.fold_in(key, gif.NOISE_STREAM), params, sigma))
+    noise = table(gaussian_noise(jax.random.fold_in(key, NOISE_STREAM), params, sigma))
     np.testing.assert_allclose(table(noiseless) - e, x, atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(table(released) - table(noiseless), noise, atol=1e-6)
     assert diag["noise_scale"] == pytest.approx(sigma) and diag["certification_residual"] < 1e-4
@@ -223,7 +226,7 @@ def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex)
 
     method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma, noise_mode="accumulate")
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, key)
-    noise = table(gif.gaussian_noise(jax.random.split(key)[1], params, sigma))
+    noise = table(gaussian_noise(jax.random.split(key)[1], params, sigma))
     np.testing.assert_allclose(table(new) - e - noise, x, atol=1e-5, rtol=1e-4)
 
 
@@ -244,7 +247,7 @@ def test_released_noise_does_not_compound_over_requests(convex):
             q, quiet_state, _ = quiet.unlearn(model, q, quiet_state, req, key)
         leftover[mode] = table(p) - table(q)
         if mode == "release":
-            last_draw = table(gif.gaussian_noise(jax.random.fold_in(keys[-1], gif.NOISE_STREAM), params, sigma))
+            last_draw = table(gaussian_noise(jax.random.fold_in(keys[-1], NOISE_STREAM), params, sigma))
             np.testing.assert_allclose(leftover[mode], last_draw, atol=1e-5)
     # Same keys in both modes: a deterministic comparison, not a statistical one.
     assert np.var(leftover["accumulate"]) > 1.5 * np.var(leftover["release"]), leftover
@@ -255,7 +258,7 @@ def test_idea_noise_is_exactly_the_reported_scale(convex):
     key = jax.random.PRNGKey(7)
     method = build_method("idea", idea_damping=0.0, idea_sigma=0.3, learning_rate=0.0)
     new, state, diag = method.unlearn(model, params, method.init(model, params), req, key)
-    noise = table(gif.gaussian_noise(jax.random.fold_in(key, gif.NOISE_STREAM), params, 0.3))
+    noise = table(gaussian_noise(jax.random.fold_in(key, NOISE_STREAM), params, 0.3))
     np.testing.assert_allclose(table(new) - noise, expected, atol=2e-4)  # retrained optimum + noise
     np.testing.assert_allclose(table(state["noiseless"]), expected, atol=2e-4)
     assert diag["noise_scale"] == pytest.approx(0.3) and diag["required_noise_scale"] == 0.0
@@ -333,4 +336,4 @@ def test_retain_finetuning_runs_only_in_erase_mode_unless_asked(convex, name):
     step_only = table(no_finetune.unlearn(model, params, no_finetune.init(model, params), req, key)[0])
     np.testing.assert_allclose(moved[None], step_only, atol=1e-6)  # lr does not matter: no fine-tuning
     assert np.abs(moved[True] - step_only).max() > 1e-3  # fine-tuning asked for: it moves
-    assert gif.fine_tunes(build_method(name, compat="erase")) and not gif.fine_tunes(build_method(name))
+    assert fine_tunes(build_method(name, compat="erase")) and not fine_tunes(build_method(name))

@@ -12,8 +12,13 @@ optimiser for the whole request stream); it is checkpointed with the parameters,
 resumed run continues exactly. `diagnostics` is a flat dict of numbers (solver residuals,
 noise scales, steps taken) recorded per request.
 
-The sequential runner (`erase_jax.unlearn.runner`) owns everything else: request order,
-retain sampling, removal masks, timing, checkpoints and evaluation.
+The sequential protocol (`erase_jax.unlearn.protocol.run`) owns everything else: request
+order, retain sampling, removal masks, timing, checkpoints and evaluation.
+
+Methods with an influence-function step have two modes, `compat` in COMPAT_MODES: "correct"
+(the default: the paper's update, without the original's quirks) and "erase" (the original's
+arithmetic, quirks included, in the method's `<name>_erase` module; `check_compat` validates
+the field).
 
 Methods that replace the trained model by one built from the training data (exact unlearning
 by sharded retraining: SISA, RecEraser) implement two optional hooks instead of `init`:
@@ -52,7 +57,7 @@ class RequestData:
     flat padded batch in the task's training format (CF: users/pos/neg/weight; SBR: prefix
     items [n, width]/lengths/targets/weight, `clean` being the rows of the user's sequence
     without the forgotten items; weight 0 on padding); padding lengths are bucketed so that
-    methods compile once per bucket (`erase_jax.unlearn.tasks`).
+    methods compile once per bucket (the task's `request_batches`, `erase_jax.tasks`).
     `context_before` / `context_after` are the model's data context (e.g. LightGCN's graph)
     with and without the interactions removed so far, this request included.
     """
@@ -80,6 +85,14 @@ class UnlearningMethod(Protocol):
     def init(self, model, params) -> Any: ...
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array) -> tuple[Any, Any, dict]: ...
+
+
+COMPAT_MODES = ("correct", "erase")
+
+
+def check_compat(name: str, compat: str) -> None:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"{name}: compat must be one of {COMPAT_MODES}, got {compat!r}")
 
 
 METHODS: Registry = Registry("unlearning method", "erase_jax.unlearn")

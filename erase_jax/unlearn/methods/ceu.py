@@ -10,7 +10,7 @@ applies it to one request (F, C, R as in `gif`).
 
 Two modes (`compat`):
 
-* "correct" (default): with g and H the removal Newton system of `gif.removal_newton_system`
+* "correct" (default): with g and H the removal Newton system of `newton.removal_newton_system`
   (the mean loss over the n training rows kept after the request, R weighted up to stand for
   the rows not in view; forget and kept terms on `context_before` / `context_after`),
 
@@ -20,9 +20,9 @@ Two modes (`compat`):
   i.e. the paper's step with the damping counted ONCE and the noise at the full scale sigma on
   the released parameters (the paper's b). With lambda = 0 and a quadratic loss this is the
   retrained optimum. Sign: + x, the removal (ascent-on-forget) direction.
-* "erase": the original: delta = g_F - g_rem with g_F = sum of F's 256-row batch means / |F|
-  (graph before) and g_rem = average of R's batch means (graph after: deviation, the original uses
-  its sampled retain subgraph, Q-GIF-4); A v = average over the first min(|R|,
+* "erase": the original (`ceu_erase`): delta = g_F - g_rem with g_F = sum of F's 256-row batch
+  means / |F| (graph before) and g_rem = average of R's batch means (graph after: deviation, the
+  original uses its sampled retain subgraph, Q-GIF-4); A v = average over the first min(|R|,
   ceu_hessian_samples) rows of R of the batch-mean HVP + 2 lambda v (**double damping**, Q-CEU-3:
   the L2 term in the loss and the explicit lambda); CG with absolute tolerance 1e-6;
   theta <- theta - (x + sigma xi) / (|F| + |C|) (**sign Q-SIGN**: a descent on the forget loss;
@@ -31,25 +31,25 @@ Two modes (`compat`):
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
 `influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes
-Gauss-Newton wherever the model has the hook (BPR, LightGCN, the sequence models) and the exact
-Hessian elsewhere (SGL): `influence.resolve_curvature`.
-The exact Hessian over all parameters is indefinite: on SASRec CG met negative curvature after
-2 iterations on every request and the truncated steps took test Recall@20 from 0.146 to 0.020
-(ml-100k Horror, 30 requests). ceu_lambda None picks the damping by curvature
-(`influence.newton_damping`). The `certification_residual` is then the residual of the Gauss-Newton
-system. "erase" always uses the exact Hessian.
+Gauss-Newton wherever the model has the `output_loss_parts` hook and the exact Hessian elsewhere
+(`influence.resolve_curvature`). The exact Hessian over all parameters is indefinite: on a
+sequence model CG met negative curvature within the first iterations and the truncated steps
+wrecked the model (benchmarks/RESULTS.md, "Unlearning on a sequence model"). ceu_lambda None
+picks the damping by curvature (`influence.newton_damping`). The `certification_residual` is
+then the residual of the Gauss-Newton system. "erase" always uses the exact Hessian.
 
 Where the noise goes (`noise_mode`): the certificate is a statement about the RELEASED
 parameters, theta~ + b. "release" (default in "correct") keeps the noiseless theta~ as the
 method state, takes each request's Newton step from it, and releases theta~ + b with fresh b:
 after n requests the released model carries one draw of noise, sigma per entry. "accumulate"
 (the original, default in "erase") adds b to the model itself, so the next request starts from
-the noisy parameters and the noise compounds to sigma sqrt(n) (on ml-100k Horror, 98 requests
-at sigma 0.1: test Recall@20 0.19 -> 0.03, while one draw of sigma 0.1 costs 0.194 -> 0.186).
+the noisy parameters and the noise compounds to sigma sqrt(n) (`noise`; over a long request
+stream that wrecks the model at the default sigma, while one draw costs little: measured in
+benchmarks/RESULTS.md, "Unlearning cost per request").
 
 Both: `max_norm` clips ||x|| before the noise; a non-finite x, ||x|| < 1e-15 or a solver status
 NONFINITE / RESIDUAL_GROWTH skips the update (no noise either) and records `skipped`; negative
-curvature keeps the truncated CG iterate (as `scif`). Diagnostics report `noise_scale` (the
+curvature keeps the truncated CG iterate (as SCIF's). Diagnostics report `noise_scale` (the
 standard deviation actually added per parameter entry), `epsilon` (ceu_epsilon: the original only
 prints it; no calibration happens in CEU) and `certification_residual`, the norm of the
 regularised gradient residual (H + lambda I) x - g that the paper's certificate bounds. The
@@ -72,24 +72,19 @@ from erase_jax.unlearn.influence.curvature import (
 )
 from erase_jax.unlearn.influence.solvers import cg_solve
 from erase_jax.unlearn.influence.trees import tree_axpy, tree_scale
-from erase_jax.unlearn.methods.base import RequestData, register
-from erase_jax.unlearn.methods.gif import (
+from erase_jax.unlearn.methods import ceu_erase
+from erase_jax.unlearn.methods.base import RequestData, check_compat, register
+from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, training_rows
+from erase_jax.unlearn.methods.noise import (
     NOISE_STREAM,
-    apply_step,
-    batch_mean_hvp,
-    check_compat,
     check_noise_mode,
-    first_rows,
     gaussian_noise,
-    grad_of_batch_means,
     noiseless_init,
     release_with_noise,
-    removal_newton_system,
     resolved_noise_mode,
-    training_rows,
 )
 
-CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in "correct")
+CG_TOLERANCE = 1e-6  # relative to ||g|| (the original's 1e-6 is absolute: `ceu_erase`)
 
 
 @register
@@ -148,8 +143,6 @@ class CEU:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 7))
 def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, add_noise: bool):
-    forget, clean, retain = batches
-    before, after = contexts
     loss_key, noise_key = jax.random.split(key)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
@@ -157,16 +150,10 @@ def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, ad
         damping, sign, scale = newton_damping(method.ceu_lambda, curvature, model), 1.0, 1.0
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.ceu_cg_iterations)
     else:
-        n_forget = jnp.sum(forget["weight"] > 0)
-        n_clean = 0 if clean is None else jnp.sum(clean["weight"] > 0)
-        g_forget = grad_of_batch_means(model, params, before, forget, loss_key)
-        g_forget = tree_scale(1.0 / jnp.maximum(n_forget, 1), g_forget)
-        g_rem = grad_of_batch_means(model, params, after, retain, loss_key, average=True)
-        g = tree_axpy(-1.0, g_rem, g_forget)
-        hessian_rows = first_rows(retain, method.ceu_hessian_samples)
-        matvec, damping = batch_mean_hvp(model, params, before, hessian_rows, loss_key), 2.0 * newton_damping(method.ceu_lambda, "hessian", model, "erase")
-        x, info = cg_solve(matvec, g, damping, 0.0, method.ceu_cg_iterations, atol=CG_TOLERANCE)
-        sign, scale = -1.0, 1.0 / jnp.maximum(n_forget + n_clean, 1)
+        ceu_lambda = newton_damping(method.ceu_lambda, "hessian", model, "erase")
+        g, matvec, damping, x, info, sign, scale = ceu_erase.solve(
+            model, params, contexts, batches, loss_key, ceu_lambda, method.ceu_hessian_samples, method.ceu_cg_iterations
+        )
     # the step is sign * scale * x; the noise sigma xi is scaled with it in "erase" (Q-SIGN)
     noise_scale = method.ceu_sigma * scale
     noise = gaussian_noise(noise_key, params, noise_scale) if add_noise else None

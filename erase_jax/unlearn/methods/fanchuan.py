@@ -8,19 +8,22 @@ Stage 1. One Adam step per F loader batch b (256 rows, one shuffled pass) on
 
     KL(Uniform || softmax(S_b)) = (1/|b|) sum_i sum_j (1/n)(log(1/n) - log(P_ij + 1e-20)),
 
-S_b the scores of b's rows over all n items. CF adaptation (as the original's
-`full_sort_predict` reshaped to [B, n_items]): row i's "output distribution" is the softmax of
-its user's scores over every item, one distribution per ROW of F (for a one-user request all
-rows are identical), averaged over the batch's real rows.
+S_b the scores of b's rows over all n items (as the original's `full_sort_predict` reshaped to
+[B, n_items]): row i's "output distribution" is the softmax over every item of the scores of
+its query (`task.query_of`: the row's user, or its sequence prefix), one distribution per ROW of
+F (when the query is the user, all rows of a one-user request are identical), averaged over the
+batch's real rows.
 
 Stage 2, J times: for each F batch t (a fresh shuffle), take the retain window
 V = R[I[(j n_Fb + t) 256 : (j n_Fb + t + 1) 256]] from an index stream I of independent
 permutations of R's real rows (non-repeating across iterations; windows may cross a
 permutation boundary); if C still has a batch t, one Adam step on L(F_t, C_t); then one on
-L(F_t, V). L(a, c) = mean over real (i, j) of -log softmax_j(z_a,i . z_c,j / t), z the RAW
-layer-0 user embedding (CF, not LightGCN-propagated). Only the user table gets a gradient, so
-the Adam step leaves every other tensor and its state untouched (torch skips grad-None tensors,
-Q4). Then 1 + U // |R| retain epochs, each a fresh shuffle capped at U rows.
+L(F_t, V). L(a, c) = mean over real (i, j) of -log softmax_j(z_a,i . z_c,j / t), z the row's
+representation (`model.representation`: the RAW layer-0 user embedding where the query is a
+user, not a graph-propagated one; the sequence encoder's output otherwise). Only the tensors
+it reads (`model.representation_paths`) get a gradient, so the Adam step leaves every other
+tensor and its state untouched (torch skips grad-None tensors, Q4). Then 1 + U // |R| retain
+epochs, each a fresh shuffle capped at U rows.
 
 Decisions: the index stream's permutation r is argsort of uniform priorities drawn from
 fold_in(key, r), evaluated per window position on device (the original concatenates
@@ -41,17 +44,10 @@ import jax.numpy as jnp
 
 from erase_jax.tasks.base import task_of
 from erase_jax.unlearn.methods.base import Batch, RequestData, register
-from erase_jax.unlearn.methods.kookmin import (
-    FINETUNE_ROWS_PER_FORGET_ROW,
-    LOADER_BATCH,
-    adam_init,
-    adam_step,
-    loader_batches,
-    real_rows,
-    retain_epochs,
-    shuffle_rows,
-)
+from erase_jax.unlearn.methods.batches import LOADER_BATCH, loader_batches, real_rows, shuffle_rows
+from erase_jax.unlearn.methods.finetune import adam_init, adam_step, retain_epochs
 
+FINETUNE_ROWS_PER_FORGET_ROW = 16  # U = 16 F_n (the original's dispatcher override)
 UNLEARN_ITERS_CONTRASTIVE = 8  # J, hard-coded in the original
 TEMPERATURE = 1.15  # t, hard-coded in the original
 LOG_EPS = 1e-20
@@ -77,9 +73,9 @@ def contrastive_loss(z_a, weight_a, z_c, weight_c, temperature: float = TEMPERAT
 
 def contrastive_active(model, params):
     """Per-tensor activity for the contrastive step: the tensors the representations depend on
-    (`model.representation_paths`; None: every tensor). CF: only the user embedding (the
-    representation is its rows; the original's Adam skips tensors without a gradient). SBR:
-    every tensor, as the sequence representation (`model.forward`) reads them all.
+    (`model.representation_paths`; None: every tensor). A user-embedding representation reads
+    only the user table (the original's Adam skips tensors without a gradient); a sequence
+    encoder (`model.forward`) declares None, as it reads them all.
     """
     paths = model.representation_paths
     if paths is None:
@@ -162,8 +158,8 @@ def uniform_step(model, context, params, opt_state, batch: Batch, lr):
 def contrastive_step(model, context, params, opt_state, a: Batch, c: Batch, lr, temperature, take, key):
     """One Adam step on L(a, c) over the representations' tensors, when `take`.
 
-    SBR representations are computed in train mode (dropout from `key`), as the original's
-    `model.forward` in train mode; CF's user rows have no dropout.
+    Representations are computed in train mode (dropout from `key`), as the original's
+    `model.forward` in train mode; an embedding row has no dropout.
     """
 
     def step(carry):

@@ -10,7 +10,7 @@ uses the proxy Delta = zeta = lambda ||x|| and sigma = max(sigma_0, ...).
 
 Two modes (`compat`):
 
-* "correct" (default): g and H as in `gif.removal_newton_system` (the mean loss over the n
+* "correct" (default): g and H as in `newton.removal_newton_system` (the mean loss over the n
   training rows kept after the request; forget/before terms on `context_before`, kept/after
   terms and H on `context_after`),
 
@@ -20,8 +20,8 @@ Two modes (`compat`):
 
   i.e. the removal Newton step (with lambda = 0 and a quadratic loss: the retrained optimum) and
   the Gaussian mechanism's calibration, which MULTIPLIES the sensitivity by sqrt(2 ln(1.25/delta)).
-* "erase": the original: d = g_C - g_F with g_F, g_C = sums of 256-row batch means / |F|, / |C|
-  (graph before; g_C = 0 without C); A = Hessian of the row-weighted mean loss over R (graph
+* "erase": the original (`idea_erase`): d = g_C - g_F with g_F, g_C = sums of 256-row batch
+  means / |F|, / |C| (graph before; g_C = 0 without C); A = Hessian of the row-weighted mean loss over R (graph
   before) + lambda I; CG with absolute tolerance 1e-6; sigma = max(sigma_0, zeta / (epsilon
   sqrt(2 ln(1.25/delta)))) (the original DIVIDES by the Gaussian-mechanism factor);
   theta <- theta + x + sigma xi (**sign Q-SIGN**: +A^-1 (g_C - g_F) lowers the forget loss).
@@ -32,15 +32,14 @@ Two modes (`compat`):
 Curvature (`curvature`, "correct" mode): H is the exact Hessian ("hessian", the paper's and the
 original's) or the generalised Gauss-Newton matrix J^T H_out J ("gauss_newton",
 `influence.gauss_newton_operator`, positive semi-definite). The default "auto" takes
-Gauss-Newton wherever the model has the hook (BPR, LightGCN, the sequence models) and the exact
-Hessian elsewhere (SGL): `influence.resolve_curvature`.
-With the indefinite exact Hessian SASRec's test Recall@20 fell from 0.146 to 0.024 (ml-100k
-Horror, 30 requests). idea_damping None picks the damping by curvature
-(`influence.newton_damping`). "erase" always uses the exact Hessian.
+Gauss-Newton wherever the model has the `output_loss_parts` hook and the exact Hessian elsewhere
+(`influence.resolve_curvature`). The indefinite exact Hessian wrecked a sequence model
+(benchmarks/RESULTS.md, "Unlearning on a sequence model"). idea_damping None picks the damping
+by curvature (`influence.newton_damping`). "erase" always uses the exact Hessian.
 
 Both: `max_norm` clips ||x|| before the noise; a non-finite x, ||x|| < 1e-15 or a solver status
 NONFINITE / RESIDUAL_GROWTH skips the update, the noise and the fine-tuning (`skipped`). Then
-(by default only in "erase", `gif.fine_tunes`) fine-tuning as GIF's (Adam state = method
+(by default only in "erase", `finetune.fine_tunes`) fine-tuning as GIF's (Adam state = method
 state, learning_rate), with U = 128 |F| rows per epoch (hard-coded in the original;
 `idea_finetune_samples_per_forget_row`). Diagnostics report
 `noise_scale` (sigma used), `sensitivity` (zeta) and `required_noise_scale` (the calibrated term
@@ -64,29 +63,22 @@ from erase_jax.unlearn.influence.curvature import (
     newton_damping,
     resolve_curvature,
 )
-from erase_jax.unlearn.influence.hvp import hvp_operator
 from erase_jax.unlearn.influence.solvers import cg_solve
-from erase_jax.unlearn.influence.trees import tree_axpy, tree_norm, tree_scale
-from erase_jax.unlearn.methods.base import RequestData, register
-from erase_jax.unlearn.methods.gif import (
+from erase_jax.unlearn.influence.trees import tree_norm, tree_scale
+from erase_jax.unlearn.methods import idea_erase
+from erase_jax.unlearn.methods.base import RequestData, check_compat, register
+from erase_jax.unlearn.methods.finetune import fine_tunes, finetune_epochs, retain_passes
+from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, training_rows
+from erase_jax.unlearn.methods.noise import (
     NOISE_STREAM,
-    apply_step,
-    check_compat,
     check_noise_mode,
-    fine_tunes,
-    finetune,
-    finetune_epochs,
-    first_rows,
     gaussian_noise,
-    grad_of_batch_means,
     noiseless_init,
     release_with_noise,
-    removal_newton_system,
     resolved_noise_mode,
-    training_rows,
 )
 
-CG_TOLERANCE = 1e-6  # the original's CG tolerance (absolute there; relative in "correct")
+CG_TOLERANCE = 1e-6  # relative to ||g|| (the original's 1e-6 is absolute: `idea_erase`)
 
 
 @register
@@ -99,9 +91,9 @@ class IDEA:
     the retain budget floor. idea_finetune_samples_per_forget_row: U / |F| (128 in the original).
     learning_rate: fine-tuning Adam lr (config lr). max_norm: clip of ||x||. compat.
     retain_finetune: whether the retain fine-tuning runs (None: not in "correct", as the IDEA
-    paper, and in "erase", as the original; `gif.fine_tunes`).
+    paper, and in "erase", as the original; `finetune.fine_tunes`).
     noise_mode: "release" (default in "correct": the state keeps the noiseless, fine-tuned
-    parameters and every release adds a fresh draw, see `ceu`) or "accumulate" (the original,
+    parameters and every release adds a fresh draw, see `noise`) or "accumulate" (the original,
     default in "erase": the noise enters the model before fine-tuning and compounds).
     curvature: "auto" (default), "hessian" or "gauss_newton" (module docstring; "correct" only).
     """
@@ -160,8 +152,7 @@ def gaussian_mechanism_factor(delta: float) -> float:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 3))
 def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, n_train, cap, key):
-    forget, clean, retain = batches
-    before, after = contexts
+    retain, after = batches[2], contexts[1]
     loss_key, noise_key, finetune_key = jax.random.split(key, 3)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
@@ -169,16 +160,9 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
         damping = newton_damping(method.idea_damping, curvature, model)
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.idea_iterations)
     else:
-        n_forget = jnp.maximum(jnp.sum(forget["weight"] > 0), 1)
-        g = tree_scale(-1.0 / n_forget, grad_of_batch_means(model, params, before, forget, loss_key))
-        if clean is not None:
-            n_clean = jnp.maximum(jnp.sum(clean["weight"] > 0), 1)
-            g = tree_axpy(1.0 / n_clean, grad_of_batch_means(model, params, before, clean, loss_key), g)
-        hessian_rows = first_rows(retain, method.idea_hessian_samples)
         damping = newton_damping(method.idea_damping, "hessian", model, "erase")
-        hessian_loss = lambda p: model.loss(p, before, hessian_rows, loss_key)  # row-weighted mean over K
-        x, info = cg_solve(hvp_operator(hessian_loss, params), g, damping, 0.0, method.idea_iterations,
-                           atol=CG_TOLERANCE)
+        x, info = idea_erase.solve(model, params, contexts, batches, loss_key, damping, method.idea_hessian_samples,
+                                   method.idea_iterations)
     if method.max_norm is not None:
         x = tree_scale(jnp.minimum(1.0, method.max_norm / (tree_norm(x) + 1e-6)), x)
     sensitivity = damping * tree_norm(x)
@@ -190,8 +174,8 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
     noise_scale = jnp.maximum(method.idea_sigma, required)
     noise = gaussian_noise(noise_key, params, noise_scale) if add_noise else None
     params, skipped, diagnostics = apply_step(params, x, 1.0, None, info, noise)
-    tuned, new_state, finetune_loss = finetune(
-        model, params, opt_state, after, retain, cap, epochs, method, finetune_key
+    tuned, new_state, finetune_loss = retain_passes(
+        model, params, opt_state, after, retain, cap, epochs, method.learning_rate, finetune_key
     )
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(skipped, b, a), new, old)
     diagnostics.update(

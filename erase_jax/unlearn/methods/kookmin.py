@@ -27,18 +27,14 @@ Decisions where the spec leaves a choice (all faithful to the original unless sa
   torch's layout: shape[1] for embedding tables ([rows, dim], as torch), shape[0] for every
   other matrix (flax `kernel` leaves and the sequence models' weights are stored [in, out],
   torch [out, in]).
-* Contexts: the forget gradient uses `context_before` (the graph that trained the model); the
-  C and R gradients and the fine-tuning use `context_after` (the original never rebuilds
-  LightGCN's graph, Q6; here the graph without the removed interactions is the one the model
-  should fit from now on).
+* Contexts: the forget gradient uses `context_before` (e.g. the graph that trained the model);
+  the C and R gradients and the fine-tuning use `context_after` (the original never rebuilds a
+  graph model's graph, Q6; here the graph without the removed interactions is the one the
+  model should fit from now on).
 * Optimiser: torch-style Adam with a step count PER TENSOR (torch keeps one per parameter), so
-  that resetting one tensor's state (step 5) is exact. It persists across requests in the method
-  state, as the original's trainer optimiser does.
+  that resetting one tensor's state (step 5) is exact (`finetune.adam_step`). It persists
+  across requests in the method state, as the original's trainer optimiser does.
 * The time limit is not checked (the request is one compiled call).
-
-The module also holds the fine-tuning primitives that SEIF and Fanchuan share: per-tensor
-torch Adam, on-device shuffling and batching of a padded batch, and one capped retain epoch as a
-`lax.scan` over minibatches.
 """
 
 from __future__ import annotations
@@ -46,145 +42,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from erase_jax.unlearn.influence.sharding import pad_rows
 from erase_jax.unlearn.methods.base import Batch, RequestData, register
+from erase_jax.unlearn.methods.batches import keep_first, loader_batches, real_rows, shuffle_rows
+from erase_jax.unlearn.methods.finetune import adam_init, path_name, retain_epochs
 
-LOADER_BATCH = 256  # F, C and R loader batch size in the original (train_batch_size forced to 256)
 GRADIENT_ROWS_PER_FORGET_ROW = 128  # K = 128 F_n (dispatcher override)
 FINETUNE_ROWS_PER_FORGET_ROW = 16  # U = R_upd = 16 F_n (dispatcher override)
 KOOKMIN_LR_SCALE = 0.1  # the original scales the config lr by 0.1 before building the trainer
 SCALE_FOR_REINIT_PARAMS = 10.0  # hard-coded gradient multiplier on re-initialised entries
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared fine-tuning primitives (also used by seif.py and fanchuan.py)
-
-
-class AdamState(NamedTuple):
-    """torch.optim.Adam state, one step count per tensor (leaves mirror the params)."""
-
-    count: dict
-    mu: dict
-    nu: dict
-
-
-def adam_init(params) -> AdamState:
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return AdamState(jax.tree.map(lambda p: jnp.zeros((), jnp.int32), params), zeros, zeros)
-
-
-def adam_step(params, state: AdamState, grads, lr, active=None, b1=0.9, b2=0.999, eps=1e-8):
-    """One torch Adam step (beta 0.9/0.999, eps 1e-8, no weight decay).
-
-    `active` (a pytree of bools, or None for all) marks the tensors that got a gradient; the
-    others keep their values AND their state, as torch skips a parameter whose grad is None
-    (detail spec 0.5, Q4).
-    """
-    if active is None:
-        active = jax.tree.map(lambda p: True, params)
-
-    def leaf(p, g, count, m, v, on):
-        count_new = count + 1
-        m_new = b1 * m + (1 - b1) * g
-        v_new = b2 * v + (1 - b2) * g * g
-        t = count_new.astype(p.dtype)
-        denom = jnp.sqrt(v_new) / jnp.sqrt(1 - b2**t) + eps
-        p_new = p - (lr / (1 - b1**t)) * m_new / denom
-        if on is True:
-            return p_new, count_new, m_new, v_new
-        keep = lambda new, old: jnp.where(on, new, old)
-        return keep(p_new, p), keep(count_new, count), keep(m_new, m), keep(v_new, v)
-
-    out = jax.tree.map(leaf, params, grads, state.count, state.mu, state.nu, active)
-    pick = lambda i: jax.tree.map(lambda o: o[i], out, is_leaf=lambda x: isinstance(x, tuple))
-    return pick(0), AdamState(pick(1), pick(2), pick(3))
-
-
-def clip_by_global_norm(grads, max_norm: float | None):
-    """torch `clip_grad_norm_` (scale by max_norm / (norm + 1e-6) when the norm exceeds it)."""
-    if max_norm is None:
-        return grads
-    norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))
-    scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
-    return jax.tree.map(lambda g: g * scale, grads)
-
-
-def real_rows(batch: Batch) -> jax.Array:
-    return jnp.sum(batch["weight"] > 0)
-
-
-def shuffle_rows(batch: Batch, key) -> Batch:
-    """The real rows in random order, then the padding rows (a loader pass's reshuffle)."""
-    priority = jnp.where(batch["weight"] > 0, jax.random.uniform(key, batch["weight"].shape), 2.0)
-    order = jnp.argsort(priority)
-    return jax.tree.map(lambda a: a[order], batch)
-
-
-def keep_first(batch: Batch, n_rows) -> Batch:
-    """The batch with only its first `n_rows` real rows kept (the others get weight 0)."""
-    real = batch["weight"] > 0
-    return {**batch, "weight": jnp.where(real & (jnp.cumsum(real) <= n_rows), batch["weight"], 0.0)}
-
-
-def loader_batches(batch: Batch, size: int = LOADER_BATCH) -> Batch:
-    """Consecutive loader batches of `size` rows, stacked: leaves [n_batches, size, ...]."""
-    return jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), pad_rows(batch, size))
-
-
-def retain_epoch(loss_fn, params, opt_state, retain: Batch, cap, lr, key, grad_transform=None, max_norm=None):
-    """One fine-tuning epoch: a fresh shuffle of `retain`, at most `cap` rows, batches of 256.
-
-    A `lax.scan` over the loader batches; a batch without real rows takes no step.
-    loss_fn(params, batch, key) is the batch loss; grad_transform(grads, batch) may rescale the
-    gradients (Kookmin's x10, SEIF's class weight). Returns (params, opt_state, mean loss).
-    """
-    shuffle_key, step_key = jax.random.split(key)
-    batches = loader_batches(keep_first(shuffle_rows(retain, shuffle_key), cap))
-
-    def step(carry, inputs):
-        params, opt_state = carry
-        batch, index = inputs
-        batch_key = jax.random.fold_in(step_key, index)
-
-        def take(carry):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch, batch_key)
-            if grad_transform is not None:
-                grads = grad_transform(grads, batch)
-            params, opt_state = adam_step(params, opt_state, clip_by_global_norm(grads, max_norm), lr)
-            return (params, opt_state), loss
-
-        has_rows = real_rows(batch) > 0
-        carry, loss = jax.lax.cond(has_rows, take, lambda c: (c, jnp.float32(0.0)), (params, opt_state))
-        return carry, (loss, has_rows)
-
-    n_batches = batches["weight"].shape[0]
-    (params, opt_state), (losses, taken) = jax.lax.scan(step, (params, opt_state), (batches, jnp.arange(n_batches)))
-    return params, opt_state, jnp.sum(losses) / jnp.maximum(jnp.sum(taken), 1)
-
-
-def retain_epochs(loss_fn, params, opt_state, retain: Batch, cap, n_epochs, lr, key, **options):
-    """`n_epochs` (traced) retain epochs; returns (params, opt_state, last epoch's mean loss)."""
-
-    def body(epoch, carry):
-        params, opt_state, _ = carry
-        return retain_epoch(loss_fn, params, opt_state, retain, cap, lr, jax.random.fold_in(key, epoch), **options)
-
-    return jax.lax.fori_loop(0, n_epochs, body, (params, opt_state, jnp.float32(0.0)))
-
-
-def path_name(path) -> str:
-    """'params/user_embedding/embedding' for a pytree key path."""
-    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Kookmin
 
 
 def reinit_count(n_entries: int, rate: float) -> int:
@@ -198,8 +68,9 @@ def smallest_magnitude_mask(score: jax.Array, rate: float) -> jax.Array:
 
     An embedding table's rows that the request never touched have a score of exactly zero, and
     usually there are more than m of them: the stable sort would then pick the first m zeros
-    in index order, which a cumulative count finds without sorting (the sort of an 86k-entry
-    table was most of a BPR request's time on CPU). Otherwise the stable sort decides.
+    in index order, which a cumulative count finds without sorting (the sort of a large table
+    was most of a request's time on CPU: benchmarks/RESULTS.md, "Unlearning cost per request").
+    Otherwise the stable sort decides.
     """
     m = reinit_count(score.size, rate)
     magnitude = jnp.abs(score).ravel()
@@ -242,7 +113,7 @@ def reinitialise(params, score, rate: float, key):
 
 def gradient_sum_of_batch_means(loss_fn, params, batches: Batch, key):
     """sum_b grad mean-loss(b) over stacked loader batches (a scan: one batch's graph in memory,
-    which matters for LightGCN, whose loss propagates the whole graph); batches without real rows
+    which matters for a model whose loss propagates a whole graph); batches without real rows
     are left out."""
 
     def add(total, batch):

@@ -5,15 +5,16 @@ A NeurIPS 2023 machine-unlearning competition solution as ERASE's `trainer.seif`
 
 1. Erase. Every parameter whose lower-cased path contains 'embedding', 'linear', 'mlp' or
    'interaction' gets P <- P + eps * |P|, eps ~ N(0, seif_erase_std^2) elementwise (so exact
-   zeros stay zero). CF models: the user and item embedding tables.
+   zeros stay zero). For an embedding model: the user and item embedding tables.
 2. Repair. seif_repair_epochs full shuffled passes over R (no row cap, batches of 256), one Adam
    step per batch at lr seif_learning_rate on
 
        loss(b) * mean_i w_i,   w_i = seif_forget_class_weight if row i's item is one of F's items, else 1
 
-   (one scalar per batch, Q-SEIF-1; mean over the batch's real rows). CF adaptation of the
-   "class": the original tests the field `item_id`, which for a pairwise CF batch is the POSITIVE
-   item; F's items are all of the request users' training items (Q1). Gradients are clipped to
+   (one scalar per batch, Q-SEIF-1; mean over the batch's real rows). The "class": the
+   original tests the field `item_id`, here the task's positive item of a row
+   (`task.positive_items`: in a pairwise batch the POSITIVE item, in a sequence batch the next
+   item); F's items are all of the request users' training items (Q1). Gradients are clipped to
    `max_norm` if set. After epoch seif_repair_epochs - 2, the noise of step 1 is re-applied with
    std seif_erase_std_final to the same tensors.
 
@@ -23,7 +24,7 @@ declares and ignores; they are kept under their names for configuration compatib
 unused (Q8). Its state persists across requests in the method state; only SEIF uses it, at
 seif_learning_rate, so there is no learning rate to restore. The repair and the weighting use
 `context_after`. The 600 s timeout is not checked (the request is one compiled call). Retain
-rows of already-unlearned users are not filtered (the runner's sampler excludes them).
+rows of already-unlearned users are not filtered (the protocol's sampler excludes them).
 """
 
 from __future__ import annotations
@@ -37,12 +38,8 @@ import jax.numpy as jnp
 
 from erase_jax.tasks.base import task_of
 from erase_jax.unlearn.methods.base import Batch, RequestData, register
-from erase_jax.unlearn.methods.kookmin import (
-    adam_init,
-    path_name,
-    real_rows,
-    retain_epoch,
-)
+from erase_jax.unlearn.methods.batches import real_rows
+from erase_jax.unlearn.methods.finetune import adam_init, path_name, retain_epoch
 
 NOISED_NAME_PARTS = ("embedding", "linear", "mlp", "interaction")
 
@@ -63,8 +60,8 @@ def relative_noise(params, std, key):
 
 
 def forget_class_factor(task, batch: Batch, forget: Batch, forget_class_weight: float) -> jax.Array:
-    """mean_i w_i over the batch's real rows, w_i = forget_class_weight if row i's item (CF: the
-    positive; SBR: the next item, the original's `item_id` field) is one of F's items."""
+    """mean_i w_i over the batch's real rows, w_i = forget_class_weight if row i's item
+    (`task.positive_items`, the original's `item_id` field) is one of F's items."""
     forget_items = jnp.where(forget["weight"] > 0, task.positive_items(forget), -1)
     in_forget = jnp.any(task.positive_items(batch)[:, None] == forget_items[None, :], axis=1)
     w = jnp.where(in_forget, forget_class_weight, 1.0)
