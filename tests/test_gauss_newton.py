@@ -126,7 +126,7 @@ def test_gauss_newton_is_the_exact_hessian_where_the_logits_are_linear():
     the two differ."""
     model, context, params, batch = sequence_setting("GRU4Rec")
     key = jax.random.PRNGKey(3)
-    block = leaf_block(("dense_w",), ("dense_b",))
+    block = leaf_block(("params", "dense_w"), ("params", "dense_b"))
     values = block.values(params)
     operators = jax.jit(lambda p: [
         dense_operator(curvature_operator(c, model, context, batch, key, p, b), v)

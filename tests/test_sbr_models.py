@@ -77,7 +77,7 @@ def test_sasrec_no_position_sees_the_future_or_padding():
     params = model.init(jax.random.PRNGKey(0), context)
     items, lengths = _random_sequences(5, 8, seed=3)
     lengths = jnp.maximum(lengths, 4)
-    encode = jax.jit(lambda i, n: model.encode(params, i, n, None))
+    encode = jax.jit(lambda i, n: model.encode(params, context, i, n, None))
     states = np.asarray(encode(items, lengths))
     for position in range(8):
         later = jnp.arange(8)[None, :] > position
@@ -158,12 +158,14 @@ def test_srgnn_cell_is_recbole_gnncell():
     """One propagation step against RecBole's GNNCell written out in numpy: messages over the
     [in; out] adjacency, gates from concat([in, out]) @ w_ih, and h' = (1 - z) h + z n."""
     model = build_model("SRGNN", **SMALL["SRGNN"])
-    params = {k: np.asarray(v) for k, v in model.init(jax.random.PRNGKey(3), SequenceShape(N_ITEMS, 6)).items()}
+    context = SequenceShape(N_ITEMS, 6)
+    params = model.init(jax.random.PRNGKey(3), context)
     rng = np.random.default_rng(0)
     hidden = rng.normal(size=(2, 6, 8)).astype(np.float32)
     incoming, outgoing = (rng.uniform(size=(2, 6, 6)).astype(np.float32) for _ in range(2))
-    got = np.asarray(model._gnn_cell({k: jnp.asarray(v) for k, v in params.items()}, incoming, outgoing, hidden))
-    p = params
+    network = model.network(context)
+    got = np.asarray(network.apply(params, incoming, outgoing, hidden, method=type(network).gnn_cell))
+    p = {k: np.asarray(v) for k, v in params["params"].items()}
     messages = np.concatenate([incoming @ (hidden @ p["edge_in"] + p["edge_in_b"]) + p["b_iah"],
                                outgoing @ (hidden @ p["edge_out"] + p["edge_out_b"]) + p["b_ioh"]], axis=-1)
     i_r, i_z, i_n = np.split(messages @ p["w_ih"] + p["b_ih"], 3, axis=-1)
@@ -176,7 +178,7 @@ def test_srgnn_cell_is_recbole_gnncell():
 
 def test_narm_gru_has_no_biases():
     params = build_model("NARM", **SMALL["NARM"]).init(jax.random.PRNGKey(0), SequenceShape(N_ITEMS, 8))
-    assert not {"b_ih", "b_hh"} & set(params)  # RecBole's NARM builds nn.GRU(bias=False)
+    assert not {"b_ih", "b_hh"} & set(params["params"])  # RecBole's NARM builds nn.GRU(bias=False)
 
 
 @pytest.mark.parametrize("rate", [0.25, 0.3, 0.5])

@@ -194,9 +194,9 @@ def test_scif_on_a_sequence_model_is_the_damped_newton_step_of_its_block(trained
     expected = unflatten(jnp.asarray(flat - step, jnp.float32))
     for got, want in zip(block.values(new_params), expected):
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-5)
-    untouched = [name for name in new_params if name not in ("item_embedding", "dense_w", "dense_b")]
+    untouched = [name for name in new_params["params"] if name not in ("item_embedding", "dense_w", "dense_b")]
     for name in untouched:
-        np.testing.assert_array_equal(new_params[name], params[name])
+        np.testing.assert_array_equal(new_params["params"][name], params["params"][name])
 
 
 @pytest.mark.parametrize("model_name,method", [("GRU4Rec", m) for m in APPROXIMATE])

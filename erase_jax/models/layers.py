@@ -1,11 +1,22 @@
-"""Layers the sequence models share: dropout, dense products, the GRU scan, torch initialisers.
+"""Layers the sequence models share: dropout, dense products, the GRU scan, layer norm, torch
+initialisers.
 
-Plain functions of arrays (parameters are passed in), so that a model's parameters stay a
-plain pytree every influence path can differentiate.
+The sequence models are Flax modules whose parameters are declared with `self.param`, so
+`module.init` returns a plain pytree of arrays ({"params": {...}}) that every influence path
+differentiates as it is. The layers here are plain functions of arrays (the module passes its
+parameters in), except `LayerNorm`, a module holding its scale and bias.
+
+Initialisers: torch draws each tensor of a module from the global generator in a fixed
+order; the models here draw tensor i from key i of `jax.random.split(init_key, n)`
+(`split_keys`), each through `keyed`, so a model's parameters depend only on its init key
+and the order of its tensors, never on Flax's name-derived parameter keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +33,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     The mask is keep = hash(element index, key) >= rate * 2^32: `key` gives two 32-bit seeds
     and every element's index is mixed with them by two rounds of the murmur3 finaliser (a
     bijection on 32 bits with full avalanche). A threefry draw per element (what
-    `jax.random.bernoulli` does) cost about a quarter of SASRec's training step on CPU; this
+    `jax.random.bernoulli` does) is a large share of a small model's training step on CPU; this
     costs a few integer operations fused into the consumer. Masks are as random as dropout
     needs, but not threefry's stream: the same key gives other masks than `bernoulli` would.
     """
@@ -47,8 +58,8 @@ def _fmix32(x: jax.Array) -> jax.Array:
 def dense(x: jax.Array, w: jax.Array) -> jax.Array:
     """x @ w for x of any rank, as one 2-D matmul on the flattened leading axes.
 
-    XLA's CPU backend differentiates a [n, L, d] @ [d, k] product about 3x slower than the
-    same product on [n * L, d] (measured on the 2-core machine, 12800 x 64 @ 64 x 384).
+    XLA's CPU backend differentiates a [n, L, d] @ [d, k] product several times slower than
+    the same product on [n * L, d].
     """
     return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
 
@@ -101,7 +112,30 @@ def gru_time_major(w_ih, w_hh, b_ih, b_hh, inputs: jax.Array, hidden_size: int,
     return jax.lax.scan(step_keep_last, (initial, initial), (projected, steps))[0][1]
 
 
-# torch initialisers on a [fan_in, fan_out]-laid-out matrix
+class LayerNorm(nn.Module):
+    """torch.nn.LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * scale + bias.
+
+    The variance is the mean squared deviation (two passes, as torch); `flax.linen.LayerNorm`
+    computes the same function with other roundings.
+    """
+
+    features: int
+    eps: float
+
+    def setup(self):
+        self.scale = self.param("scale", nn.initializers.ones, (self.features,))
+        self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) / jnp.sqrt(variance + self.eps) * self.scale + self.bias
+
+
+# Initialisers, (key, shape) -> array, torch's on a [fan_in, fan_out]-laid-out matrix.
+Initialiser = Callable[[jax.Array, tuple[int, ...]], jax.Array]
+
+
 def xavier_normal(key, shape):
     return jax.random.normal(key, shape) * np.sqrt(2.0 / (shape[0] + shape[1]))
 
@@ -111,6 +145,24 @@ def xavier_uniform(key, shape):
     return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
 
 
-def uniform(key, shape, bound):
-    return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
+def uniform(bound: float) -> Initialiser:
+    """U(-bound, bound), e.g. torch's default for Linear and GRU weights, bound = 1/sqrt(fan_in)."""
+    return lambda key, shape: jax.random.uniform(key, shape, minval=-bound, maxval=bound)
+
+
+def normal(std: float) -> Initialiser:
+    """N(0, std^2), untruncated (torch's normal_)."""
+    return lambda key, shape: std * jax.random.normal(key, shape)
+
+
+def split_keys(key: jax.Array | None, n: int) -> list:
+    """The n keys of `jax.random.split(key, n)`, tensor i's being entry i; n Nones for None
+    (a module being applied rather than initialised, whose initialisers do not run)."""
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+def keyed(initialiser: Initialiser, key: jax.Array | None) -> Initialiser:
+    """`initialiser` as a Flax parameter initialiser that draws with `key` rather than the key
+    Flax derives from the parameter's name (which it still uses where `key` is None)."""
+    return lambda flax_key, shape: initialiser(flax_key if key is None else key, shape)
 

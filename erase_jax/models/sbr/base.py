@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -23,10 +24,14 @@ class SequenceShape:
 class SequenceModel:
     """Base of the SBR models: CE over all items on a sequence representation.
 
-    A model defines `init(key, context)`, `represent(params, context, items, lengths, key)`
-    -> [n, d] (dropout active when `key` is not None) and `output_items(params)` -> [n_items, d];
-    scores are their inner products, as in RecBole's `full_sort_predict`. The padding id
-    `n_items` never enters the scores (RecBole scores its pad item 0 and masks it later).
+    A model defines `network(context, init_key)`, its Flax module, whose call on (items [n, L],
+    lengths [n], dropout_key) is the sequence representation [n, d] (dropout active when the
+    key is not None) and whose parameters hold the item embedding at "item_embedding", row
+    `n_items` being the padding. `init` and `represent` are the module's `init` and `apply`;
+    the parameters are the plain pytree `init` returns, {"params": {...}}. Scores are the inner
+    products of the representation with `output_items` [n_items, d], as in RecBole's
+    `full_sort_predict`; the padding id never enters them (RecBole scores its pad item 0 and
+    masks it later).
     """
 
     task: ClassVar[str] = "SBR"
@@ -51,6 +56,24 @@ class SequenceModel:
     def epoch_context(self, context, key: jax.Array):
         del key
         return context
+
+    def network(self, context: SequenceShape, init_key: jax.Array | None = None) -> nn.Module:
+        """The model's Flax module; `init_key` (only when initialising) draws its parameters."""
+        raise NotImplementedError
+
+    def init(self, key: jax.Array, context: SequenceShape):
+        """{"params": {...}}: every tensor drawn from its key of `jax.random.split(key, n)`
+        (`erase_jax.models.layers.split_keys`), Flax creating them on a one-item example."""
+        example_items, example_lengths = jnp.zeros((1, 1), jnp.int32), jnp.ones(1, jnp.int32)
+        return self.network(context, key).init(key, example_items, example_lengths, None)
+
+    def represent(self, params, context, items: jax.Array, lengths: jax.Array, key: jax.Array | None) -> jax.Array:
+        """The representation [n, d] of the prefixes `items` [n, L] of `lengths` (dropout when `key`)."""
+        return self.network(context).apply(params, items, lengths, key)
+
+    def output_items(self, params) -> jax.Array:
+        """The item embeddings [n_items, d] the representation is scored against (no padding row)."""
+        return params["params"]["item_embedding"][:-1]
 
     def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
         """The sequence representation of the batch's prefixes (RecBole's `forward`; dropout when `key`)."""

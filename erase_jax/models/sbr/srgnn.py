@@ -1,9 +1,16 @@
 """SR-GNN: a gated graph network over the session graph, soft attention for the session vector.
 
 Wu et al., "Session-based Recommendation with Graph Neural Networks", AAAI 2019 (eqs. 1-7), in
-RecBole 1.2.1's form (`SRGNN`), as the original benchmark trains it (spec 2.2): embedding 100,
-one propagation step, every parameter U(+-1/sqrt(100)), weight decay 1e-5 and the lr x 0.1
-every 3 epochs (both in the run configuration), CE over all items.
+RecBole 1.2.1's form (`SRGNN`), as the original benchmark trains it (spec 2.2):
+
+    a_in  = A_in (H W_in + b_in) + b_iah,  a_out = A_out (H W_out + b_out) + b_ioh   (eq. 1)
+    H'    = GRU-cell([a_in; a_out], H)                    gates r, z, n as torch (eqs. 2-5)
+    alpha_j = q^T sigmoid(W_1 h_T + W_2 h_j + c)          over the valid positions j (eq. 6)
+    s_g   = sum_j alpha_j h_j,  s = W_3 [s_g; h_T] + b_3  h_T: the last item's node (eq. 7)
+    score(i) = <s, E[i]>                                  every item, CE over all items
+
+Embedding 100, one propagation step, every parameter U(+-1/sqrt(100)), weight decay 1e-5 and
+the lr x 0.1 every 3 epochs (both in the run configuration), no dropout.
 
 Session graph (RecBole `_get_slice`): the nodes are the session's distinct items; a directed
 edge u -> v (weight 1, however often it occurs) for every consecutive pair; the incoming
@@ -20,12 +27,13 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.models.base import register
-from erase_jax.models.layers import dense, last_position, uniform
+from erase_jax.models.layers import dense, keyed, last_position, split_keys, uniform
 from erase_jax.models.sbr.base import SequenceModel, SequenceShape
 
 
@@ -57,67 +65,83 @@ def session_graph(items: jax.Array, lengths: jax.Array, pad: int):
     return node_items, alias, incoming, outgoing
 
 
-@register
-@dataclasses.dataclass(frozen=True)
-class SRGNN(SequenceModel):
-    name: ClassVar[str] = "SRGNN"
-    influence_targets: ClassVar[tuple] = (("item_embedding",), ("linear_transform",), ("linear_transform_b",))  # the original's SCIF target_params
+# Parameter shapes in the order of their keys (split(init_key, 18)); h = embedding size.
+def parameter_shapes(n_items: int, h: int) -> dict[str, tuple[int, ...]]:
+    return {
+        "item_embedding": (n_items + 1, h),  # row n_items = padding
+        "w_ih": (2 * h, 3 * h), "w_hh": (h, 3 * h), "b_ih": (3 * h,), "b_hh": (3 * h,),
+        "b_iah": (h,), "b_ioh": (h,),
+        "edge_in": (h, h), "edge_in_b": (h,), "edge_out": (h, h), "edge_out_b": (h,),
+        "linear_one": (h, h), "linear_one_b": (h,), "linear_two": (h, h), "linear_two_b": (h,),
+        "linear_three": (h, 1), "linear_transform": (2 * h, h), "linear_transform_b": (h,),
+    }
 
-    embedding_size: int = 100
-    step: int = 1
 
-    def init(self, key: jax.Array, context: SequenceShape):
-        h = self.embedding_size
-        bound = 1.0 / np.sqrt(h)
-        shapes = {
-            "item_embedding": (context.n_items + 1, h),
-            "w_ih": (2 * h, 3 * h), "w_hh": (h, 3 * h), "b_ih": (3 * h,), "b_hh": (3 * h,),
-            "b_iah": (h,), "b_ioh": (h,),
-            "edge_in": (h, h), "edge_in_b": (h,), "edge_out": (h, h), "edge_out_b": (h,),
-            "linear_one": (h, h), "linear_one_b": (h,), "linear_two": (h, h), "linear_two_b": (h,),
-            "linear_three": (h, 1), "linear_transform": (2 * h, h), "linear_transform_b": (h,),
-        }
-        keys = jax.random.split(key, len(shapes))
-        return {name: uniform(k, shape, bound) for k, (name, shape) in zip(keys, shapes.items())}
+class SRGNNNetwork(nn.Module):
+    """The SR-GNN network (module docstring); call on (items [n, L], lengths [n], dropout_key)."""
 
-    def represent(self, params, context, items, lengths, key):
-        del key  # SR-GNN has no dropout
-        node_items, alias, incoming, outgoing = session_graph(items, lengths, context.n_items)
-        hidden = params["item_embedding"][node_items]
+    n_items: int
+    embedding_size: int
+    step: int
+    init_key: jax.Array | None = None  # draws the parameters, in `parameter_shapes`' order
+
+    def setup(self):
+        shapes = parameter_shapes(self.n_items, self.embedding_size)
+        init = uniform(1.0 / np.sqrt(self.embedding_size))
+        self.p = {name: self.param(name, keyed(init, key), shape)
+                  for key, (name, shape) in zip(split_keys(self.init_key, len(shapes)), shapes.items())}
+
+    def __call__(self, items: jax.Array, lengths: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+        del dropout_key  # SR-GNN has no dropout
+        p = self.p
+        node_items, alias, incoming, outgoing = session_graph(items, lengths, self.n_items)
+        hidden = p["item_embedding"][node_items]
         for _ in range(self.step):
-            hidden = self._gnn_cell(params, incoming, outgoing, hidden)
+            hidden = self.gnn_cell(incoming, outgoing, hidden)
         sequence_hidden = jnp.take_along_axis(hidden, alias[..., None], axis=1)
         last = last_position(sequence_hidden, lengths)
-        q1 = (last @ params["linear_one"] + params["linear_one_b"])[:, None, :]
-        q2 = dense(sequence_hidden, params["linear_two"]) + params["linear_two_b"]
-        alpha = dense(jax.nn.sigmoid(q1 + q2), params["linear_three"])
+        q1 = (last @ p["linear_one"] + p["linear_one_b"])[:, None, :]
+        q2 = dense(sequence_hidden, p["linear_two"]) + p["linear_two_b"]
+        alpha = dense(jax.nn.sigmoid(q1 + q2), p["linear_three"])
         valid = (jnp.arange(items.shape[1])[None, :] < lengths[:, None])[..., None]
         session = jnp.sum(alpha * sequence_hidden * valid, axis=1)
-        return jnp.concatenate([session, last], axis=-1) @ params["linear_transform"] + params["linear_transform_b"]
+        return jnp.concatenate([session, last], axis=-1) @ p["linear_transform"] + p["linear_transform_b"]
 
-    def output_items(self, params):
-        return params["item_embedding"][:-1]
-
-    @staticmethod
-    def _gnn_cell(params, incoming, outgoing, hidden):
-        """One gated propagation step (paper eqs. 1-5; RecBole `GNN.GNNCell`).
+    def gnn_cell(self, incoming: jax.Array, outgoing: jax.Array, hidden: jax.Array) -> jax.Array:
+        """One gated propagation step (paper eqs. 1-5; RecBole `GNN.GNNCell`) of node states
+        `hidden` [n, L, h] over the normalised adjacencies [n, L, L].
 
         RecBole concatenates [incoming messages; outgoing messages] and projects all three
         gates at once; here each gate has its own products with the matching blocks of
         `w_ih` / `w_hh` (the same sums), which spares the backward pass the concatenated
-        [nodes, 3h] gradients and their transposes (about 10 % of a CPU step).
+        [nodes, 3h] gradients and their transposes.
         """
+        p = self.p
         h = hidden.shape[-1]
-        input_in = incoming @ (dense(hidden, params["edge_in"]) + params["edge_in_b"]) + params["b_iah"]
-        input_out = outgoing @ (dense(hidden, params["edge_out"]) + params["edge_out_b"]) + params["b_ioh"]
+        input_in = incoming @ (dense(hidden, p["edge_in"]) + p["edge_in_b"]) + p["b_iah"]
+        input_out = outgoing @ (dense(hidden, p["edge_out"]) + p["edge_out_b"]) + p["b_ioh"]
 
         def gate(index):
             cols = slice(index * h, (index + 1) * h)
-            from_input = dense(input_in, params["w_ih"][:h, cols]) + dense(input_out, params["w_ih"][h:, cols]) + params["b_ih"][cols]
-            return from_input, dense(hidden, params["w_hh"][:, cols]) + params["b_hh"][cols]
+            from_input = dense(input_in, p["w_ih"][:h, cols]) + dense(input_out, p["w_ih"][h:, cols]) + p["b_ih"][cols]
+            return from_input, dense(hidden, p["w_hh"][:, cols]) + p["b_hh"][cols]
 
         (i_r, h_r), (i_z, h_z), (i_n, h_n) = gate(0), gate(1), gate(2)
         reset = jax.nn.sigmoid(i_r + h_r)
         update = jax.nn.sigmoid(i_z + h_z)
         candidate = jnp.tanh(i_n + reset * h_n)
         return hidden + update * (candidate - hidden)  # (1 - z) h + z h~ (eq. 5, RecBole's order)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SRGNN(SequenceModel):
+    name: ClassVar[str] = "SRGNN"
+    influence_targets: ClassVar[tuple] = (  # the original's SCIF target_params
+        ("params", "item_embedding"), ("params", "linear_transform"), ("params", "linear_transform_b"))
+
+    embedding_size: int = 100
+    step: int = 1
+
+    def network(self, context: SequenceShape, init_key: jax.Array | None = None) -> SRGNNNetwork:
+        return SRGNNNetwork(context.n_items, self.embedding_size, self.step, init_key)
