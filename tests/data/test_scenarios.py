@@ -478,6 +478,7 @@ def test_retain_budget_rules():
     assert retain_pool_factor(build_method("scif")) == 96 and retain_pool_factor(build_method("fanchuan")) == 768
 
 
+@pytest.fixture(scope="module")
 def ml100k(data_root):
     from erase_jax.data.atomic import read_atomic
 
