@@ -1,4 +1,9 @@
-"""Shared test fixtures: where the real data sets live, and a small synthetic data set."""
+"""Shared test fixtures: where the real data sets live; the rule that real-data tests are slow.
+
+Tests run in two tiers (pyproject.toml): the default run leaves out tests marked `slow`
+(`pytest -m slow` runs them). Every test that reads the real data sets (the `data_root`
+fixture) is in the slow tier without marking it by hand.
+"""
 
 import os
 from pathlib import Path
@@ -26,3 +31,10 @@ def require_dataset(root: Path, name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"data set {name!r} is not under {root}")
     return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before the `-m` selection
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -1,6 +1,6 @@
 """The sequential unlearning protocol end to end: resume, quarter checkpoints, retain data, bad input.
 
-The scenario / request-stream / retain-sampler units are tested in `test_scenarios.py`; here
+The scenario / request-stream / retain-sampler units are tested in `tests/data/test_scenarios.py`; here
 the real runner (`erase_jax.unlearn.runner.run_requests` behind `jobs.unlearn` and the
 CLI) runs on a small trained BPR with `ProbeFinetune`, a test-only method whose state changes
 with every request: a few SGD-with-momentum steps (descent on the retain rows, ascent on the
@@ -43,8 +43,8 @@ from erase_jax.unlearn.protocol.run import (
     build_protocol,
     load_quarter,
 )
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL_SYNTHETIC = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.02"]  # 20 requests on this data
 SLOW_ENV = "ERASE_JAX_TEST_SECONDS_PER_REQUEST"  # lets a subprocess be killed mid-stream
@@ -323,7 +323,7 @@ def cli_with_probe(*args: str) -> list[str]:
     """`erase-jax ARGS` in a fresh interpreter that knows the probe method."""
     driver = (
         f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-        "from tests.test_protocol import register_probe; register_probe(); "
+        "from tests.unlearn.protocol.test_protocol import register_probe; register_probe(); "
         "from erase_jax.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return [sys.executable, "-c", driver, *args]

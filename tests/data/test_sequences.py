@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-from conftest import require_dataset
 
 from erase_jax.batching.sequences import SequenceBatcher, bucket_of, bucket_widths
 from erase_jax.data.atomic import DataFormatError
@@ -18,6 +17,7 @@ from erase_jax.data.sequences import (
     split_rows,
 )
 from erase_jax.tasks.sbr import load_sequence_data
+from tests.conftest import require_dataset
 
 
 def _interactions(rows):

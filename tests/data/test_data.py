@@ -4,7 +4,6 @@ import re
 
 import numpy as np
 import pytest
-from conftest import require_dataset
 
 from erase_jax.data import (
     CATEGORY_NAMES,
@@ -25,6 +24,7 @@ from erase_jax.data import (
     synthetic_interactions,
     write_atomic_inter,
 )
+from tests.conftest import require_dataset
 
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 

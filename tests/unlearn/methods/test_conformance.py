@@ -1,0 +1,48 @@
+"""Every registered unlearning method x one tiny model per task keeps the method contract
+(`contract.py`): a new method or a new task is checked here without editing this file."""
+
+from __future__ import annotations
+
+import pytest
+
+from erase_jax.models import get_model_class
+from erase_jax.run import load_run
+from erase_jax.tasks import task_names
+from erase_jax.unlearn import method_names
+from tests.tiny import TINY_MODELS, tiny_run
+from tests.unlearn.methods.contract import cheap_method, check_method, refusal
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Trained lazily, once per model for the whole module."""
+    runs = {}
+
+    def get(model_name):
+        if model_name not in runs:
+            runs[model_name] = tiny_run(model_name, tmp_path_factory.mktemp(model_name) / "run")
+        return runs[model_name]
+
+    return get
+
+
+def test_every_task_has_a_tiny_model():
+    covered = {get_model_class(name).task.lower() for name in TINY_MODELS}
+    assert covered == {name.lower() for name in task_names()}
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("method_name", method_names())
+def test_method_keeps_the_contract_on_a_tiny_model(tiny_runs, tmp_path, method_name, model_name):
+    # A refusal (a ValueError naming the model, from check_experiment, before any work) passes
+    # here; test_every_method_handles_some_tiny_model keeps it from being the rule.
+    check_method(cheap_method(method_name), tiny_runs(model_name), tmp_path)
+
+
+def test_every_method_handles_some_tiny_model(tiny_runs):
+    """A refusal is accepted only where the method handles another task's tiny model."""
+    experiments = {name: load_run(tiny_runs(name))[0] for name in TINY_MODELS}
+    for method_name in method_names():
+        method = cheap_method(method_name)
+        handled = [name for name, experiment in experiments.items() if refusal(method, experiment) is None]
+        assert handled, f"{method_name} refuses every tiny model"
