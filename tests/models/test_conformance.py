@@ -29,15 +29,8 @@ from tests.unlearn.methods.contract import first_request
 
 # Models that break the interface today, with what breaks (strict: the case fails once fixed,
 # so the entry is removed with the fix).
-KNOWN_BREAKS = {
-    "SASRec": "influence_targets is (('item_embedding',)), a tuple of strings, not of paths: "
-              "SCIF's leaf_block reads the path 'item_embedding' as ('i', 't', 'e', ...)",
-}
-
-
 def registered_models():
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BREAKS[name]))
-            if name in KNOWN_BREAKS else name for name in model_names()]
+    return model_names()
 
 
 @pytest.fixture(scope="module")
