@@ -27,6 +27,7 @@ from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol
 from tests.tiny import SCENARIO, TINY_MODELS, tiny_config
 from tests.unlearn.methods.contract import first_request
 
+
 # Models that break the interface today, with what breaks (strict: the case fails once fixed,
 # so the entry is removed with the fix).
 def registered_models():
