@@ -2,10 +2,12 @@
 
 `dump` writes, per model (default hyperparameters, 60 items, prefixes up to 50): the initial
 parameters, the loss and its gradient with dropout off and on (jitted, unbucketed and at a
-bucket's width), the scores, and the parameters after five jitted Adam steps. Parameter paths
+bucket's width), the scores, the parameters after five jitted Adam steps, and the StableHLO
+text of the jitted loss-and-gradient (without debug names), i.e. the program XLA compiles. Parameter paths
 are written in one canonical form (no leading "params/", "layers/<i>" for a list entry or a
 "layers_<i>" submodule), so a checkout whose parameter pytree nests differently compares
-leaf by leaf. `compare` reports the largest absolute difference of every array.
+leaf by leaf. `compare` reports the largest absolute difference of every array and whether the programs'
+texts are equal.
 
     PYTHONPATH=/path/to/old python benchmarks/sbr_parity.py dump /tmp/old.npz
     PYTHONPATH=$PWD python benchmarks/sbr_parity.py dump /tmp/new.npz
@@ -79,6 +81,9 @@ def dump_model(name: str) -> dict[str, np.ndarray]:
             loss, grads = value_and_grad(params, b, key)
             out[f"loss_{label}_{dropout}:"] = np.asarray(loss)
             out.update(flat(f"grad_{label}_{dropout}", grads))
+    # the program XLA compiles for the training gradient, without names and source locations
+    lowered = value_and_grad.lower(params, bucketed, jax.random.PRNGKey(1)).as_text(debug_info=False)
+    out["hlo_loss_grad:"] = np.asarray(re.sub(r'\s*\{?jax\.(result|arg)_info = "[^"]*"\}?,?', "", lowered))
     out["logits:"] = np.asarray(jax.jit(lambda p, b: model.output_loss_parts(p, context, b, None)[0])(params, batch))
     out["scores:"] = np.asarray(jax.jit(lambda p, q: model.scores(p, context, q))(params, batch))
     optimizer = optax.adam(1e-2)
@@ -104,6 +109,9 @@ def compare(old_path: str, new_path: str) -> dict:
         model, what = key.split("/", 1)
         kind = what.split(":", 1)[0]
         a, b = old[key], new[key]
+        if a.dtype.kind == "U":  # program text
+            report.setdefault(model, {})[kind] = {"identical_text": bool(a == b), "lines": str(a).count("\n")}
+            continue
         assert a.shape == b.shape and a.dtype == b.dtype, key
         entry = report.setdefault(model, {}).setdefault(kind, {"arrays": 0, "max_abs_diff": 0.0, "bit_identical": True})
         entry["arrays"] += 1
@@ -136,7 +144,8 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             f.write(text + "\n")
     print(text)
-    return 0 if all(e["bit_identical"] for m in report.values() for e in m.values()) else 1
+    same = [e.get("bit_identical", e.get("identical_text")) for m in report.values() for e in m.values()]
+    return 0 if all(same) else 1
 
 
 if __name__ == "__main__":

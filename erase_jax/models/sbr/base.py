@@ -63,9 +63,10 @@ class SequenceModel:
 
     def init(self, key: jax.Array, context: SequenceShape):
         """{"params": {...}}: every tensor drawn from its key of `jax.random.split(key, n)`
-        (`erase_jax.models.layers.split_keys`), Flax creating them on a one-item example."""
-        example_items, example_lengths = jnp.zeros((1, 1), jnp.int32), jnp.ones(1, jnp.int32)
-        return self.network(context, key).init(key, example_items, example_lengths, None)
+        (`erase_jax.models.layers.split_keys`). Flax's `lazy_init` creates them from the
+        shapes of a one-item input, without running the forward on it."""
+        items, lengths = jax.ShapeDtypeStruct((1, 1), jnp.int32), jax.ShapeDtypeStruct((1,), jnp.int32)
+        return self.network(context, key).lazy_init(key, items, lengths, None)
 
     def represent(self, params, context, items: jax.Array, lengths: jax.Array, key: jax.Array | None) -> jax.Array:
         """The representation [n, d] of the prefixes `items` [n, L] of `lengths` (dropout when `key`)."""

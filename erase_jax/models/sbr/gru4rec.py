@@ -50,7 +50,8 @@ class GRU4RecNetwork(nn.Module):
         d, h = self.embedding_size, self.hidden_size
         keys = split_keys(self.init_key, 5)
         dense_init = uniform(1.0 / np.sqrt(h))  # torch Linear default: U(+-1/sqrt(fan_in))
-        self.item_embedding = self.param("item_embedding", keyed(xavier_normal, keys[0]), (self.n_items + 1, d))  # row n_items = padding
+        # row n_items of the item embedding is the padding
+        self.item_embedding = self.param("item_embedding", keyed(xavier_normal, keys[0]), (self.n_items + 1, d))
         self.w_ih = self.param("w_ih", keyed(xavier_uniform, keys[1]), (d, 3 * h))
         self.w_hh = self.param("w_hh", keyed(xavier_uniform, keys[2]), (h, 3 * h))
         self.dense_w = self.param("dense_w", keyed(dense_init, keys[3]), (h, d))

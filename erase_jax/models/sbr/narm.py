@@ -51,7 +51,8 @@ class NARMNetwork(nn.Module):
         d, h = self.embedding_size, self.hidden_size
         keys = split_keys(self.init_key, 7)
         gru_init = uniform(1.0 / np.sqrt(h))
-        self.item_embedding = self.param("item_embedding", keyed(xavier_normal, keys[0]), (self.n_items + 1, d))  # row n_items = padding
+        # row n_items of the item embedding is the padding
+        self.item_embedding = self.param("item_embedding", keyed(xavier_normal, keys[0]), (self.n_items + 1, d))
         self.w_ih = self.param("w_ih", keyed(gru_init, keys[1]), (d, 3 * h))
         self.w_hh = self.param("w_hh", keyed(gru_init, keys[2]), (h, 3 * h))
         self.a_1 = self.param("a_1", keyed(xavier_normal, keys[3]), (h, h))

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from itertools import repeat
 from typing import ClassVar
 
 import flax.linen as nn
@@ -60,15 +62,15 @@ class TransformerLayer(nn.Module):
         self.w_ffn_out, self.b_ffn_out = weight("ffn_out", keys[5], (inner, h)), bias("ffn_out_b", h)
         self.ffn_norm = LayerNorm(h, self.layer_norm_eps)
 
-    def __call__(self, x, context, query_positions, is_item, dropout_keys):
+    def __call__(self, x, context, query_positions, is_item, dropout_keys: Iterator):
         """Queries from `x` [n, Lq, h] at `query_positions` [n, Lq], keys/values from `context`
-        [n, L, h] whose positions hold items where `is_item` [n, L]; `dropout_keys` are those of
-        the attention weights, the attention output and the feed-forward output (or Nones). A
-        query sees key j only if j <= its position and j holds an item; the others get
-        RecBole's additive -10000 (built inside the fused softmax, never as an [n, L, L] array)."""
+        [n, L, h] whose positions hold items where `is_item` [n, L]; the next three of
+        `dropout_keys` (keys or Nones) drop the attention weights, the attention output and the
+        feed-forward output. A query sees key j only if j <= its position and j holds an item;
+        the others get RecBole's additive -10000 (built inside the fused softmax, never as an
+        [n, L, L] array)."""
         n, n_queries, h = x.shape
         head = h // self.n_heads
-        weights_key, attention_key, ffn_key = dropout_keys
         split = lambda t: t.reshape(n, t.shape[1], self.n_heads, head).transpose(0, 2, 1, 3)
         q = split(dense(x, self.w_query) + self.b_query)
         k = split(dense(context, self.w_key) + self.b_key)
@@ -76,12 +78,12 @@ class TransformerLayer(nn.Module):
         allowed = (query_positions[:, :, None] >= jnp.arange(context.shape[1])[None, None, :]) & is_item[:, None, :]
         additive_mask = jnp.where(allowed, 0.0, -10000.0)[:, None]  # [n, 1, Lq, L]
         weights = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head) + additive_mask, axis=-1)
-        weights = dropout(weights, self.attention_dropout, weights_key)
+        weights = dropout(weights, self.attention_dropout, next(dropout_keys))
         attended = (weights @ v).transpose(0, 2, 1, 3).reshape(n, n_queries, h)
-        attended = dropout(dense(attended, self.w_attention_out) + self.b_attention_out, self.hidden_dropout, attention_key)
+        attended = dropout(dense(attended, self.w_attention_out) + self.b_attention_out, self.hidden_dropout, next(dropout_keys))
         x = self.attention_norm(attended + x)
         inner = _gelu(dense(x, self.w_ffn_in) + self.b_ffn_in)
-        out = dropout(dense(inner, self.w_ffn_out) + self.b_ffn_out, self.hidden_dropout, ffn_key)
+        out = dropout(dense(inner, self.w_ffn_out) + self.b_ffn_out, self.hidden_dropout, next(dropout_keys))
         return self.ffn_norm(out + x)
 
 
@@ -123,25 +125,23 @@ class SASRecNetwork(nn.Module):
         The loss and the scores read only that position, so `last_only` runs the final layer
         for that one query (its keys and values still come from every position): the same
         numbers as RecBole's all-positions pass followed by a gather, with one query instead of
-        L in the final layer's attention and feed-forward. Dropout keys: split(dropout_key, 1 + 3 * n_layers), the
-        first for the input, then three per layer.
+        L in the final layer's attention and feed-forward.
         """
         n, width = items.shape
-        keys = split_keys(dropout_key, 1 + 3 * self.n_layers)
+        # split(dropout_key, 1 + 3 * n_layers), taken in order: the input's, then three per layer
+        keys = iter(jax.random.split(dropout_key, 1 + 3 * self.n_layers)) if dropout_key is not None else repeat(None)
         x = self.item_embedding[items] + self.position_embedding[:width][None]
-        x = dropout(self.input_norm(x), self.hidden_dropout, keys[0])
+        x = dropout(self.input_norm(x), self.hidden_dropout, next(keys))
         positions = jnp.arange(width)
         is_item = positions[None, :] < lengths[:, None]  # [n, key]
         every_query = jnp.broadcast_to(positions, (n, width))  # [n, query]
-        layer_keys = [tuple(keys[1 + 3 * i: 4 + 3 * i]) for i in range(self.n_layers)]
-        *first_layers, final_layer = zip(self.layers, layer_keys)
-        for layer, layer_key in first_layers:
-            x = layer(x, x, every_query, is_item, layer_key)
-        layer, layer_key = final_layer
+        *first_layers, final_layer = self.layers
+        for layer in first_layers:
+            x = layer(x, x, every_query, is_item, keys)
         if not last_only:
-            return layer(x, x, every_query, is_item, layer_key)
+            return final_layer(x, x, every_query, is_item, keys)
         last_query = last_position(x, lengths)[:, None, :]
-        return layer(last_query, x, (lengths - 1)[:, None], is_item, layer_key)[:, 0]
+        return final_layer(last_query, x, (lengths - 1)[:, None], is_item, keys)[:, 0]
 
 
 @register

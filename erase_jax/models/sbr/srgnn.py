@@ -88,12 +88,12 @@ class SRGNNNetwork(nn.Module):
     def setup(self):
         shapes = parameter_shapes(self.n_items, self.embedding_size)
         init = uniform(1.0 / np.sqrt(self.embedding_size))
-        self.p = {name: self.param(name, keyed(init, key), shape)
+        self.tensors = {name: self.param(name, keyed(init, key), shape)  # name -> parameter
                   for key, (name, shape) in zip(split_keys(self.init_key, len(shapes)), shapes.items())}
 
     def __call__(self, items: jax.Array, lengths: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
         del dropout_key  # SR-GNN has no dropout
-        p = self.p
+        p = self.tensors
         node_items, alias, incoming, outgoing = session_graph(items, lengths, self.n_items)
         hidden = p["item_embedding"][node_items]
         for _ in range(self.step):
@@ -116,7 +116,7 @@ class SRGNNNetwork(nn.Module):
         `w_ih` / `w_hh` (the same sums), which spares the backward pass the concatenated
         [nodes, 3h] gradients and their transposes.
         """
-        p = self.p
+        p = self.tensors
         h = hidden.shape[-1]
         input_in = incoming @ (dense(hidden, p["edge_in"]) + p["edge_in_b"]) + p["b_iah"]
         input_out = outgoing @ (dense(hidden, p["edge_out"]) + p["edge_out_b"]) + p["b_ioh"]
