@@ -27,7 +27,7 @@ from erase_jax.models import build_model
 from erase_jax.run import build_experiment
 from erase_jax.train import TrainConfig
 from erase_jax.unlearn.exact import partition, shards
-from erase_jax.unlearn.exact.aggregators import AttentionAggregator
+from erase_jax.unlearn.exact.aggregators import AttentionAggregator, MeanOfScores, ShardEmbeddings
 from erase_jax.unlearn.exact.sisa import (
     OWN_ITEM_SLOTS,
     SISA,
@@ -149,6 +149,7 @@ def test_anchor_update_is_per_dimension_unless_the_compat_flag_asks_for_the_scal
 # vmapped shard training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives, sampler", [("all", "rows"), ("shard_items", "rows"), ("shard_items", "users")])
 def test_vmapped_shards_equal_each_shard_trained_alone(negatives, sampler):
     users, items, _, _ = random_pairs(140)
@@ -178,6 +179,7 @@ def test_vmapped_shards_equal_each_shard_trained_alone(negatives, sampler):
     assert shards.n_batches(stacked, config.batch_size) == 4 > steps == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", ["all", "shard_items"])
 def test_a_padded_one_shard_retrain_skips_its_padding_steps_and_equals_the_masked_epoch(negatives):
     users, items, _, _ = random_pairs(40, seed=3)
@@ -244,6 +246,7 @@ def test_shard_item_negatives_come_from_the_shard_and_avoid_its_positives():
     assert set(drawn[np.asarray(queries) == 1].tolist()) == {3, 7, 9}  # uniform over the rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", ["all", "shard_items"])
 def test_an_epochs_predrawn_negatives_are_the_draws_made_step_by_step(negatives):
     # A shard epoch draws every batch's negatives before its loop, in one vmap
@@ -269,6 +272,7 @@ def test_an_epochs_predrawn_negatives_are_the_draws_made_step_by_step(negatives)
         assert set(predrawn.ravel().tolist()) <= set(items.tolist())
 
 
+@pytest.mark.slow
 def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
     users, items, _, _ = random_pairs(100)
     model = build_model("BPR", embedding_size=8)
@@ -291,9 +295,10 @@ def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
 # aggregation
 
 
+@pytest.mark.slow
 def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
     rng = np.random.default_rng(2)
-    context = shards.ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
+    context = ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
                                      jnp.asarray(rng.normal(size=(4, N_ITEMS, 8)), jnp.float32))
     aggregator = AttentionAggregator(attention_size=16, reg_weight=0.01, reg_require_pow=True, transfer_reg=1e-3)
     params = aggregator.init(jax.random.PRNGKey(1), context)
@@ -310,6 +315,7 @@ def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
     np.testing.assert_allclose(float(aggregator.loss(params, context, batch, key)), float(tables), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_experiment, monkeypatch):
     from erase_jax.unlearn.exact import sisa
 
@@ -344,9 +350,10 @@ def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_ex
     assert not trained & set(zip(inter.users[removed_rows].tolist(), inter.items[removed_rows].tolist()))
 
 
+@pytest.mark.slow
 def test_attention_weights_sum_to_one_per_user_and_item():
     rng = np.random.default_rng(0)
-    context = shards.ShardEmbeddings(jnp.asarray(rng.normal(size=(5, N_USERS, 8)), jnp.float32),
+    context = ShardEmbeddings(jnp.asarray(rng.normal(size=(5, N_USERS, 8)), jnp.float32),
                                      jnp.asarray(rng.normal(size=(5, N_ITEMS, 8)), jnp.float32))
     aggregator = AttentionAggregator(attention_size=32)
     params = aggregator.init(jax.random.PRNGKey(0), context)
@@ -365,8 +372,8 @@ def test_attention_weights_sum_to_one_per_user_and_item():
 def test_mean_of_scores_is_the_mean_of_the_submodels_scores():
     rng = np.random.default_rng(1)
     users, items = rng.normal(size=(3, N_USERS, 4)), rng.normal(size=(3, N_ITEMS, 4))
-    context = shards.ShardEmbeddings(jnp.asarray(users), jnp.asarray(items))
-    got = shards.MeanOfScores().scores({}, context, {"users": jnp.array([0, 5])})
+    context = ShardEmbeddings(jnp.asarray(users), jnp.asarray(items))
+    got = MeanOfScores().scores({}, context, {"users": jnp.array([0, 5])})
     expected = np.mean([users[s][[0, 5]] @ items[s].T for s in range(3)], axis=0)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
 
@@ -386,6 +393,7 @@ def tiny_experiment():
     return experiment, params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shard_reg_weight", [("sisa", None), ("receraser", None), ("receraser", 0.05)])
 def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_removed_rows(tiny_experiment, name, shard_reg_weight):
     experiment, params = tiny_experiment
@@ -439,6 +447,7 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     assert scores.shape == (4, experiment.examples.train.n_items) and np.isfinite(np.asarray(scores)).all()
 
 
+@pytest.mark.slow
 def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny_experiment):
     # With "own" validation a shard's early stopping ranks the validation rows of its items, so
     # a removed validation row can move its stopping epoch: the shards holding the row's item,
@@ -510,6 +519,7 @@ def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny
         np.testing.assert_array_equal(remaining(experiment, after_state["removed"]), remaining(experiment, removed))
 
 
+@pytest.mark.slow
 def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_validations(tiny_experiment):
     experiment, _ = tiny_experiment
     method = build_method("sisa", shard_eval_step=3, shard_stopping_step=2, shard_batch_size=32)
@@ -538,6 +548,7 @@ def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
         SISA().start(lightgcn.model, None, lightgcn)
 
 
+@pytest.mark.slow
 def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_experiment, caplog):
     # The ensemble trains its shards as one vmap; `compile_requests` compiles the retrain of
     # one shard and of every smaller vmap, and the warm aggregator's epoch, up front, so a
@@ -616,6 +627,7 @@ def test_own_shard_validation_is_built_from_the_shards_data_alone(tiny_experimen
         build_method("sisa", shard_validation="test").shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0]), None)
 
 
+@pytest.mark.slow
 def test_a_shard_without_validator_trains_every_epoch_and_keeps_its_last_parameters():
     users, items, _, _ = random_pairs(80)
     model = build_model("BPR", embedding_size=8)
