@@ -107,3 +107,10 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_test_folders_mirror_the_package():
+    tests_root = Path(__file__).parent
+    folders = [p.parent.relative_to(tests_root) for p in tests_root.rglob("__init__.py") if p.parent != tests_root]
+    unmatched = [str(f) for f in folders if not (PACKAGE / f).is_dir()]
+    assert folders and unmatched == [], f"test folders without a package folder: {unmatched}"

@@ -3,9 +3,9 @@
 The test writes a toy model module and a toy method module, one file each, into folders that
 the package's model and method folders are extended with (as if the files had been dropped into
 `erase_jax/models/` and `erase_jax/unlearn/methods/`), and edits nothing else. The registries
-find both by name, the model trains through `train_run`, the method unlearns it through the
-sequential protocol (`jobs.unlearn`), and both pass the method contract of
-`tests/unlearn/methods/contract.py`.
+find both by name, the model trains through `train_run`, both pass the method contract of
+`tests/unlearn/methods/contract.py`, and the method unlearns the model through the sequential
+protocol (`jobs.unlearn`, in the slow tier).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from erase_jax.unlearn.methods.base import METHODS
 from erase_jax.unlearn.protocol import jobs
 from erase_jax.unlearn.protocol.run import UnlearnConfig
 from tests.tiny import SCENARIO, tiny_run
-from tests.unlearn.methods.contract import check_method
+from tests.unlearn.methods.contract import cheap_method, check_method
 
 TOY_MODEL = '''
 """ToyMF: dot-product scores with a squared loss, (<e_u, e_pos> - 1)^2 + <e_u, e_neg>^2 per row."""
@@ -109,43 +109,55 @@ class ToyAscent:
 '''
 
 
-@pytest.fixture
-def plugin_folders(tmp_path, monkeypatch):
-    """A models folder and a methods folder the package's own are extended with, and registries
-    that load afresh (as in a new process); everything is undone after the test."""
-    folders = {"models": tmp_path / "models", "methods": tmp_path / "methods"}
-    for package, key in ((erase_jax.models, "models"), (erase_jax.unlearn.methods, "methods")):
-        folders[key].mkdir()
-        monkeypatch.setattr(package, "__path__", [*package.__path__, str(folders[key])])
+@pytest.fixture(scope="module")
+def toys(tmp_path_factory):
+    """Writes the two files into a models folder and a methods folder that the package's own are
+    extended with, and lets the registries load afresh (as in a new process). Afterwards
+    everything is undone and the registries know neither toy."""
+    root = tmp_path_factory.mktemp("plugins")
     for registry in (MODELS, METHODS):
-        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
-        monkeypatch.setattr(registry, "_loaded", False)
-    yield folders
+        registry.load_all()  # every package plug-in registered in the dicts that are restored afterwards
+    with pytest.MonkeyPatch.context() as patch:
+        for package, folder, name, text in ((erase_jax.models, "models", "toy_mf.py", TOY_MODEL),
+                                            (erase_jax.unlearn.methods, "methods", "toy_ascent.py", TOY_METHOD)):
+            (root / folder).mkdir()
+            (root / folder / name).write_text(textwrap.dedent(text))
+            patch.setattr(package, "__path__", [*package.__path__, str(root / folder)])
+        for registry in (MODELS, METHODS):
+            patch.setattr(registry, "_classes", dict(registry._classes))
+            patch.setattr(registry, "_loaded", False)
+        yield root
     for module in ("erase_jax.models.toy_mf", "erase_jax.unlearn.methods.toy_ascent"):
         sys.modules.pop(module, None)
-
-
-def test_a_toy_model_and_a_toy_method_are_one_file_each(plugin_folders, tmp_path):
-    (plugin_folders["models"] / "toy_mf.py").write_text(textwrap.dedent(TOY_MODEL))
-    (plugin_folders["methods"] / "toy_ascent.py").write_text(textwrap.dedent(TOY_METHOD))
-
-    model = build_model("toymf", embedding_size=4)  # found by name, case-insensitive
-    assert type(model).__name__ == "ToyMF" and model.task == "CF"
-    assert "toy_ascent" in method_names() and build_method("toy_ascent", steps=1).steps == 1
-    with pytest.raises(ValueError, match="unknown options"):
-        build_method("toy_ascent", no_such_option=1)
-
-    run = tiny_run("ToyMF", tmp_path / "toy_run", ["model_params.embedding_size=4"])
-    rows = jobs.unlearn(run, UnlearnConfig(method="toy_ascent", **SCENARIO), out=str(tmp_path / "scenario"), quiet=True)
-    unlearned = [row for row in rows if row["eval_type"] == "unlearning"]
-    assert [row["checkpoint_idx"] for row in unlearned] == [0, 1, 2, 3]
-    assert all(np.isfinite(row["test_ndcg@10"]) for row in unlearned)
-
-    assert check_method(build_method("toy_ascent"), run, tmp_path / "toy_x_toy") is None
-    assert check_method(build_method("original"), run, tmp_path / "original_x_toy") is None
-
-
-def test_the_toys_are_gone_afterwards():
     assert "toy_ascent" not in method_names()
     with pytest.raises(KeyError, match="unknown model"):
         build_model("ToyMF")
+
+
+@pytest.fixture(scope="module")
+def toy_run(toys, tmp_path_factory):
+    return tiny_run("ToyMF", tmp_path_factory.mktemp("toy") / "run", ["model_params.embedding_size=4"])
+
+
+def test_the_toys_are_found_by_name(toys):
+    model = build_model("toymf", embedding_size=4)  # case-insensitive
+    assert type(model).__module__ == "erase_jax.models.toy_mf" and model.task == "CF"
+    assert "toy_ascent" in method_names() and build_method("toy_ascent", steps=1).steps == 1
+    assert type(build_method("toy_ascent")).__module__ == "erase_jax.unlearn.methods.toy_ascent"
+    with pytest.raises(ValueError, match="unknown options"):
+        build_method("toy_ascent", no_such_option=1)
+
+
+def test_the_toys_keep_the_method_contract(toy_run, tmp_path):
+    """The toy method on the toy model, and a real method (SCIF) on the toy model: it reads what
+    the model declares (its parameter block, `user_rows_are_local`)."""
+    assert check_method(build_method("toy_ascent"), toy_run, tmp_path / "toy") is None
+    assert check_method(cheap_method("scif"), toy_run, tmp_path / "scif") is None
+
+
+@pytest.mark.slow
+def test_the_toy_method_unlearns_the_toy_model_through_the_sequential_protocol(toy_run, tmp_path):
+    rows = jobs.unlearn(toy_run, UnlearnConfig(method="toy_ascent", **SCENARIO), out=str(tmp_path / "scenario"), quiet=True)
+    unlearned = [row for row in rows if row["eval_type"] == "unlearning"]
+    assert [row["checkpoint_idx"] for row in unlearned] == [0, 1, 2, 3]
+    assert all(np.isfinite(row["test_ndcg@10"]) for row in unlearned)

@@ -39,6 +39,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "LightGCN"])
 def test_resumed_training_is_bit_identical(tmp_path, model):
     experiment = _experiment(model)
@@ -74,6 +75,7 @@ def test_early_stopping_keeps_the_best_epoch():
     assert len(scores) == best + 3  # stopped after more than stopping_step=2 stale validations
 
 
+@pytest.mark.slow
 def test_without_validation_data_training_runs_the_configured_epochs(tmp_path):
     """valid_ratio 0 on given train/test files: no validation, the last epoch is the result."""
     from erase_jax.run import train_run
@@ -113,6 +115,7 @@ def _cli(*args, cwd):
     return [sys.executable, "-m", "erase_jax.cli", *args]
 
 
+@pytest.mark.slow
 def test_cli_run_killed_mid_training_resumes_to_the_same_result(tmp_path):
     """A real SIGKILL of `erase-jax train`, then the same command again."""
     common = ["train", "--quiet", "--set", "dataset=synthetic", "--set", SMALL_SYNTHETIC,
@@ -140,6 +143,7 @@ def test_cli_run_killed_mid_training_resumes_to_the_same_result(tmp_path):
     assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["epoch_loss"] == b["epoch_loss"]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_config_without_a_traceback(tmp_path):
     result = subprocess.run(
         _cli("train", "--set", "train.nope=1", "--out", str(tmp_path / "x"), cwd=tmp_path),

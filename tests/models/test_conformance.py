@@ -1,6 +1,6 @@
 """Every registered model keeps the model interface (`erase_jax.models.base`) on its task's tiny
 synthetic data, with its default hyperparameters: a new model is checked here by name, with no
-edit to this file.
+edit to this file (in the slow tier, unless it is a task's tiny model or not learned).
 
 Checked: the registry finds it by its name and its task by the model's `task`; it is a frozen
 (hashable) dataclass, as jit needs of a static argument; `prepare`, `init`, `epoch_context`,
@@ -28,10 +28,14 @@ from tests.tiny import SCENARIO, TINY_MODELS, tiny_config
 from tests.unlearn.methods.contract import first_request
 
 
-# Models that break the interface today, with what breaks (strict: the case fails once fixed,
-# so the entry is removed with the fix).
-def registered_models():
-    return model_names()
+def registered_models() -> list:
+    """Every model; the fast tier checks the tiny models and the non-learned ones (they compile
+    little), the slow tier the others."""
+    cases = []
+    for name in model_names():
+        marks = [] if name in TINY_MODELS or not get_model_class(name).trainable else [pytest.mark.slow]
+        cases.append(pytest.param(name, marks=marks))
+    return cases
 
 
 @pytest.fixture(scope="module")

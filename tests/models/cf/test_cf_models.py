@@ -213,7 +213,7 @@ def test_sgl_node_dropout_view_removes_whole_nodes():
         np.testing.assert_array_equal(kept, ~dropped_user_or_item)
 
 
-@pytest.mark.parametrize("augmentation", ["ED", "ND", "RW"])
+@pytest.mark.parametrize("augmentation", ["ED", pytest.param("ND", marks=pytest.mark.slow), pytest.param("RW", marks=pytest.mark.slow)])
 def test_sgl_loss_matches_dense_computation(augmentation):
     model = build_model("SGL", embedding_size=4, n_layers=2, type=augmentation, drop_ratio=0.2, reg_weight=0.5)
     train = tiny_train(n_pairs=40)
@@ -281,6 +281,7 @@ def test_itemknn_scores_match_dense_top_k_cosine():
     np.testing.assert_allclose(scores, (counts @ pruned)[query], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in model_names() if get_model_class(n).task == "CF"])  # SBR: test_sbr_models.py
 def test_every_model_jits_with_finite_loss_gradient_and_scores(name):
     hyperparameters = {"Pop": {}, "ItemKNN": {"k": 3}}.get(name, {"embedding_size": 8})
@@ -297,6 +298,7 @@ def test_every_model_jits_with_finite_loss_gradient_and_scores(name):
     assert scores.shape == (5, N_ITEMS) and scores.dtype == jnp.float32 and np.isfinite(scores).all()
 
 
+@pytest.mark.slow
 def test_bpr_training_lowers_the_loss_on_latent_factor_data():
     rng = np.random.default_rng(0)
     n_users, n_items, n_liked = 60, 50, 8

@@ -57,7 +57,7 @@ def _random_sequences(n, width, seed):
     return jnp.asarray(items, jnp.int32), jnp.asarray(lengths, jnp.int32)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", [n if n == "GRU4Rec" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(SMALL)])
 def test_representation_ignores_padding_and_bucket_width(name):
     model = build_model(name, **SMALL[name])
     context = SequenceShape(N_ITEMS, 16)
@@ -104,6 +104,7 @@ def _cyclic_task(n_sequences=40, length=9, seed=0, max_length=8):
     return split_rows(augment(inter, max_length=max_length))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_loss_decreases_and_ranking_learns_the_cycle(name):
     split = _cyclic_task()
@@ -154,6 +155,7 @@ def test_sknn_scores_by_jaccard_neighbours():
     np.testing.assert_allclose(scores(normalize=False), [2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_srgnn_cell_is_recbole_gnncell():
     """One propagation step against RecBole's GNNCell written out in numpy: messages over the
     [in; out] adjacency, gates from concat([in, out]) @ w_ih, and h' = (1 - z) h + z n."""

@@ -147,6 +147,7 @@ def test_anchor_update_is_per_dimension_unless_the_compat_flag_asks_for_the_scal
 # vmapped shard training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives, sampler", [("all", "rows"), ("shard_items", "rows"), ("shard_items", "users")])
 def test_vmapped_shards_equal_each_shard_trained_alone(negatives, sampler):
     users, items, _, _ = random_pairs(140)
@@ -176,6 +177,7 @@ def test_vmapped_shards_equal_each_shard_trained_alone(negatives, sampler):
     assert shards.n_batches(stacked, config.batch_size) == 4 > steps == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", ["all", "shard_items"])
 def test_a_padded_one_shard_retrain_skips_its_padding_steps_and_equals_the_masked_epoch(negatives):
     users, items, _, _ = random_pairs(40, seed=3)
@@ -242,6 +244,7 @@ def test_shard_item_negatives_come_from_the_shard_and_avoid_its_positives():
     assert set(drawn[np.asarray(queries) == 1].tolist()) == {3, 7, 9}  # uniform over the rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", ["all", "shard_items"])
 def test_an_epochs_predrawn_negatives_are_the_draws_made_step_by_step(negatives):
     # A shard epoch draws every batch's negatives before its loop, in one vmap
@@ -267,6 +270,7 @@ def test_an_epochs_predrawn_negatives_are_the_draws_made_step_by_step(negatives)
         assert set(predrawn.ravel().tolist()) <= set(items.tolist())
 
 
+@pytest.mark.slow
 def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
     users, items, _, _ = random_pairs(100)
     model = build_model("BPR", embedding_size=8)
@@ -289,6 +293,7 @@ def test_warm_start_begins_at_the_given_parameters_and_fresh_optimiser_state():
 # aggregation
 
 
+@pytest.mark.slow
 def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
     rng = np.random.default_rng(2)
     context = ShardEmbeddings(jnp.asarray(rng.normal(size=(4, N_USERS, 8)), jnp.float32),
@@ -308,6 +313,7 @@ def test_aggregator_loss_from_tables_equals_the_loss_from_gathered_rows():
     np.testing.assert_allclose(float(aggregator.loss(params, context, batch, key)), float(tables), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_experiment, monkeypatch):
     from erase_jax.unlearn.exact import ensemble as ensemble_module
 
@@ -342,6 +348,7 @@ def test_aggregator_retrain_sees_only_the_remaining_rows_and_warm_starts(tiny_ex
     assert not trained & set(zip(inter.users[removed_rows].tolist(), inter.items[removed_rows].tolist()))
 
 
+@pytest.mark.slow
 def test_attention_weights_sum_to_one_per_user_and_item():
     rng = np.random.default_rng(0)
     context = ShardEmbeddings(jnp.asarray(rng.normal(size=(5, N_USERS, 8)), jnp.float32),
@@ -384,6 +391,7 @@ def tiny_experiment():
     return experiment, params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shard_reg_weight", [("sisa", None), ("receraser", None), ("receraser", 0.05)])
 def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_removed_rows(tiny_experiment, name, shard_reg_weight):
     experiment, params = tiny_experiment
@@ -437,6 +445,7 @@ def test_request_retrains_only_the_affected_shard_and_its_data_excludes_the_remo
     assert scores.shape == (4, experiment.examples.train.n_items) and np.isfinite(np.asarray(scores)).all()
 
 
+@pytest.mark.slow
 def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny_experiment):
     # With "own" validation a shard's early stopping ranks the validation rows of its items, so
     # a removed validation row can move its stopping epoch: the shards holding the row's item,
@@ -508,6 +517,7 @@ def test_removing_a_validation_row_retrains_the_shards_that_validated_on_it(tiny
         np.testing.assert_array_equal(remaining(experiment, after_state["removed"]), remaining(experiment, removed))
 
 
+@pytest.mark.slow
 def test_shard_options_override_the_runs_settings_and_eval_step_spaces_the_validations(tiny_experiment):
     experiment, _ = tiny_experiment
     method = build_method("sisa", shard_eval_step=3, shard_stopping_step=2, shard_batch_size=32)
@@ -536,6 +546,7 @@ def test_sisa_rejects_models_with_data_dependent_contexts(tiny_experiment):
         SISA().start(lightgcn.model, None, lightgcn)
 
 
+@pytest.mark.slow
 def test_a_request_compiles_no_training_epoch_after_the_ensemble_is_built(tiny_experiment, caplog):
     # The ensemble trains its shards as one vmap; `compile_requests` compiles the retrain of
     # one shard and of every smaller vmap, and the warm aggregator's epoch, up front, so a
@@ -614,6 +625,7 @@ def test_own_shard_validation_is_built_from_the_shards_data_alone(tiny_experimen
         build_method("sisa", shard_validation="test").shard_validators(experiment.model, experiment, shard_of_row, removed, np.array([0]), None)
 
 
+@pytest.mark.slow
 def test_a_shard_without_validator_trains_every_epoch_and_keeps_its_last_parameters():
     users, items, _, _ = random_pairs(80)
     model = build_model("BPR", embedding_size=8)

@@ -83,6 +83,7 @@ def dense_operator(matvec, values):
     return jax.vmap(lambda e: ravel_pytree(matvec(unravel(e)))[0])(jnp.eye(flat.size)).T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TINY_SEQUENCE))
 def test_sequence_gauss_newton_is_jt_hout_j_and_psd_where_the_hessian_is_not(name):
     # SASRec without dropout: at hidden size 4 a dropout mask that zeroes a whole position hits
@@ -110,6 +111,7 @@ def test_sequence_gauss_newton_is_jt_hout_j_and_psd_where_the_hessian_is_not(nam
     assert np.all(np.einsum("ki,ij,kj->k", v, got, v) >= -1e-5 * scale * flat.size)
 
 
+@pytest.mark.slow
 def test_bucketed_batches_give_the_loss_and_the_logits_of_their_width():
     model, context, params, batch = sequence_setting("GRU4Rec", bucketed=True)
     logits, weight, penalty = model.output_loss_parts(params, context, batch, None)
@@ -148,6 +150,7 @@ def tiny_bpr(reg_weight=0.1):
     return model, context, params, {**batch, "weight": jnp.asarray(WEIGHT, jnp.float32)}
 
 
+@pytest.mark.slow
 def test_bpr_gauss_newton_is_jt_hout_j_plus_the_l2_hessian():
     model, context, params, batch = tiny_bpr()
     flat, unravel = ravel_pytree(params)
@@ -174,6 +177,7 @@ def test_bpr_gauss_newton_is_jt_hout_j_plus_the_l2_hessian():
     np.testing.assert_allclose(block_gn, block_hessian, atol=1e-6 * np.max(np.abs(block_hessian)))
 
 
+@pytest.mark.slow
 def test_lightgcn_forward_mode_twin_and_gauss_newton_through_the_graph():
     """LightGCN's curvature products run on its forward-mode twin (graph products without the
     custom VJP): same loss and gradient; G = J^T H_out J + the L2 Hessian and H checked against
@@ -220,7 +224,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     from jax.flatten_util import ravel_pytree
     from erase_jax.data.cf import CFTrainData
     from erase_jax.models import build_model
-    from erase_jax.unlearn import influence
+    from erase_jax.unlearn.influence.curvature import curvature_operator
+    from erase_jax.unlearn.influence.sharding import loss_is_row_mean, set_data_parallel_devices
 
     model = build_model("BPR", embedding_size=4, reg_weight=0.1, reg_require_pow=True)
     context = model.prepare(CFTrainData(7, 9, np.zeros(1, np.int32), np.zeros(1, np.int32)))
@@ -230,16 +235,17 @@ SHARDED_SCRIPT = textwrap.dedent(
     batch = {k: jnp.asarray(rng.integers(0, m, n), jnp.int32) for k, m in (("users", 7), ("pos", 9), ("neg", 9))}
     batch["weight"] = jnp.asarray(rng.integers(0, 3, n), jnp.float32)
     v = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
-    product = lambda p, v: influence.curvature_operator("gauss_newton", model, context, batch, None, p)(v)
+    product = lambda p, v: curvature_operator("gauss_newton", model, context, batch, None, p)(v)
     sharded = np.asarray(ravel_pytree(jax.jit(product)(params, v))[0])
-    influence.set_data_parallel_devices(1)
+    set_data_parallel_devices(1)
     single = np.asarray(ravel_pytree(jax.jit(product)(params, v))[0])  # a new function: compiled anew
-    print(json.dumps({"devices": jax.local_device_count(), "row_mean": influence.loss_is_row_mean(model),
+    print(json.dumps({"devices": jax.local_device_count(), "row_mean": loss_is_row_mean(model),
                       "norm": float(np.max(np.abs(single))), "error": float(np.max(np.abs(sharded - single)))}))
     """
 )
 
 
+@pytest.mark.slow
 def test_gauss_newton_sharded_over_four_devices_equals_one_device():
     result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -67,6 +67,7 @@ def test_hvp_equals_explicit_hessian_on_all_parameters():
         np.testing.assert_allclose(ravel_pytree(product)[0], expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hvp_through_a_custom_vjp_falls_back_to_reverse_over_reverse():
     """LightGCN's graph product is a custom_vjp, which forward mode cannot differentiate."""
     rng = np.random.default_rng(0)
@@ -215,7 +216,8 @@ SCIF_SHARDED_SCRIPT = textwrap.dedent(
     from erase_jax.models import build_model
     from erase_jax.unlearn import build_method
     from erase_jax.unlearn.methods.base import RequestData
-    from erase_jax.unlearn import influence
+    from erase_jax.unlearn.influence.curvature import curvature_operator
+    from erase_jax.unlearn.influence.sharding import loss_is_row_mean, set_data_parallel_devices
 
     rng = np.random.default_rng(1)
     n_users, n_items = 30, 40
@@ -243,21 +245,22 @@ SCIF_SHARDED_SCRIPT = textwrap.dedent(
                           batch(users >= 20), 6, int(forgotten.sum()), before, after)
         method = build_method("scif", damping=0.01)
         sharded, _, _ = method.unlearn(model, params, (), req, jax.random.PRNGKey(3))
-        influence.set_data_parallel_devices(1)
+        set_data_parallel_devices(1)
         jax.clear_caches()  # the jitted request was compiled with the 4-way split
         single, _, _ = method.unlearn(model, params, (), req, jax.random.PRNGKey(3))
-        influence.set_data_parallel_devices(None)
+        set_data_parallel_devices(None)
         jax.clear_caches()
         a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(sharded)])
         b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(single)])
         p = np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
         report[name] = {"moved": float(np.max(np.abs(b - p))), "error": float(np.max(np.abs(a - b)))}
-        report[name + "_row_mean"] = influence.loss_is_row_mean(model)
+        report[name + "_row_mean"] = loss_is_row_mean(model)
     print(json.dumps(report))
     """
 )
 
 
+@pytest.mark.slow
 def test_scif_step_sharded_over_four_devices_equals_one_device():
     """SCIF's whole request with its rows split over 4 forced host devices equals the
     one-device request (BPR, and LightGCN with its per-row regulariser)."""
@@ -270,6 +273,7 @@ def test_scif_step_sharded_over_four_devices_equals_one_device():
         assert report[name]["error"] < 1e-5 * max(1.0, report[name]["moved"]) + 1e-6, report
 
 
+@pytest.mark.slow
 def test_sharded_loss_gradient_and_hvp_match_one_device():
     result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

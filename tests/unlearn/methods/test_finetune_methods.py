@@ -113,6 +113,7 @@ def test_seif_repair_loss_weights_forget_items_by_the_class_weight():
 # Fanchuan
 
 
+@pytest.mark.slow
 def test_fanchuan_uniform_step_lowers_the_kl_on_the_forget_users():
     model, params, req = tiny_request("BPR")
     params = jax.tree.map(lambda p: 3.0 * p, params)  # peaked score distributions
@@ -141,6 +142,7 @@ def test_fanchuan_contrastive_step_moves_only_the_user_table():
 # All three through the registry
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["BPR", "LightGCN"])
 @pytest.mark.parametrize("method_name", ["kookmin", "seif", "fanchuan"])
 def test_runs_finite_and_is_deterministic(method_name, model_name):

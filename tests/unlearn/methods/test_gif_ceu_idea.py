@@ -108,6 +108,7 @@ def explicit_pieces(convex):
     return g.ravel(), hessian, e
 
 
+@pytest.mark.slow
 def test_gif_correct_is_the_lissa_recursion_of_the_paper(convex):
     model, params, req, *_ = convex
     damping, scale, iterations = 0.01, 5.0, 30
@@ -134,6 +135,7 @@ def test_gif_cg_solver_solves_the_damped_newton_system(convex):
     assert not diag["skipped"]
 
 
+@pytest.mark.slow
 def test_gif_erase_reproduces_the_recursion_without_the_final_division(convex):
     model, params, req, rows, (user_1, *_), _ = convex
     damping, scale, iterations = 0.01, 1000.0, 20
@@ -164,6 +166,7 @@ def test_ceu_correct_lands_on_the_retrained_optimum(convex):
     assert diag["solver_status"] == SolverStatus.CONVERGED
 
 
+@pytest.mark.slow
 def test_newton_system_weights_the_retain_sample_up_to_the_data_size(convex):
     """With the data's size n given, g = sum_{F minus C} grad l / n and H is the Hessian of
     (sum_C l + w sum_R l) / n, w = (n - |C|) / |R|: the retain sample stands for the other rows."""
@@ -205,6 +208,7 @@ def test_ceu_lands_on_the_retrained_optimum_whatever_the_data_size(convex):
     assert diag["solver_status"] == SolverStatus.CONVERGED
 
 
+@pytest.mark.slow
 def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex):
     """x = (H + lambda I)^-1 g (lambda counted once), then exactly sigma * xi for the method's key.
 
@@ -230,6 +234,7 @@ def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex)
     np.testing.assert_allclose(table(new) - e - noise, x, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_released_noise_does_not_compound_over_requests(convex):
     """Two requests. "release": the released model is the noiseless state plus exactly the LAST
     request's draw (the second step starts from the noiseless state). "accumulate": both draws
@@ -253,6 +258,7 @@ def test_released_noise_does_not_compound_over_requests(convex):
     assert np.var(leftover["accumulate"]) > 1.5 * np.var(leftover["release"]), leftover
 
 
+@pytest.mark.slow
 def test_idea_noise_is_exactly_the_reported_scale(convex):
     model, params, req, *_, expected = convex
     key = jax.random.PRNGKey(7)
@@ -295,6 +301,7 @@ def tiny():
     return tiny_requests()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gif", "ceu", "idea"])
 @pytest.mark.parametrize("compat, model_name", [("correct", "LightGCN"), ("erase", "BPR"), ("correct", "SGL")])
 def test_runs_on_bpr_lightgcn_and_sgl(tiny, name, compat, model_name):
@@ -319,6 +326,7 @@ def test_runs_on_bpr_lightgcn_and_sgl(tiny, name, compat, model_name):
     assert changed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gif", "idea"])
 def test_retain_finetuning_runs_only_in_erase_mode_unless_asked(convex, name):
     """The papers stop at the influence step; ERASE's fine-tuning on R is compat="erase"'s

@@ -191,6 +191,7 @@ def bpr_request():
     return model, context, params, request(context, forget, clean, retain, 10, 3), {3, *retain_users.tolist()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compat", ["correct", "erase"])
 def test_bpr_changes_only_the_user_embeddings_of_batch_users(bpr_request, compat):
     model, context, params, req, batch_users = bpr_request
@@ -226,6 +227,7 @@ def test_unknown_compat_mode_is_rejected():
         build_method("scif", compat="faithful")
 
 
+@pytest.mark.slow
 def test_lightgcn_moves_only_user_embeddings_with_the_graph_contexts():
     """LightGCN: whole user table (propagation is not row-local), HVPs through its custom_vjp."""
     rng = np.random.default_rng(2)

@@ -234,6 +234,7 @@ def assert_same_results(a: Path, b: Path, params_like, n_rows: int) -> None:
 # checkpoints, removal masks, retain data
 
 
+@pytest.mark.slow
 def test_four_quarter_checkpoints_hold_the_params_and_masks_through_c_k(straight, protocol):
     inter = protocol.experiment.data.interactions
     checkpoints = protocol.stream.checkpoint_batches
@@ -253,6 +254,7 @@ def test_four_quarter_checkpoints_hold_the_params_and_masks_through_c_k(straight
         assert rows["unlearning", k]["n_removed"] == protocol.forget_set.removal_mask(inter, c_k + 1).sum()
 
 
+@pytest.mark.slow
 def test_retain_rows_never_belong_to_users_unlearned_so_far(straight, protocol):
     stream, train_users = protocol.stream, protocol.train_rows.counts > 0
     for entry in straight.log:
@@ -272,6 +274,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["between_quarter_and_state_save", "after_state_save"])
 def test_interrupted_run_resumes_to_identical_results(trained_run, straight, protocol, monkeypatch, where):
     """Stopped right after request c_1 (the second checkpoint), then run again.
@@ -329,6 +332,7 @@ def cli_with_probe(*args: str) -> list[str]:
     return [sys.executable, "-c", driver, *args]
 
 
+@pytest.mark.slow
 def test_cli_run_killed_after_the_second_checkpoint_resumes_identically(trained_run, straight, protocol, cli_env):
     """A real SIGKILL of `erase-jax unlearn` once quarters/1 exists, then the same command."""
     scenario_dir = trained_run.parent / "killed"
@@ -371,6 +375,7 @@ def snapshot(*folders: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, straight, protocol, cli_env, tmp_path):
     inter = protocol.experiment.data.interactions
     user, item = inter.user_tokens[0], inter.item_tokens[0]
