@@ -1,8 +1,8 @@
 """The contract every unlearning method keeps, checked on one real request of a tiny trained run.
 
 `tests.tiny.tiny_run(model_name, folder)` trains one tiny model per task for one epoch through
-the normal path (`train_run` on the embedded synthetic data); `first_request(protocol, method)` builds the
-first request of the sensitive "Horror" stream exactly as the sequential runner does (retain
+the normal path (`train_run` on the embedded synthetic data); `first_request(protocol, method)`
+builds the first request of the sensitive "Horror" stream as the sequential runner does (retain
 rows from the runner's sampler, capped budget); `check_method(method, run_dir, tmp)` runs that
 request through the method and checks what the runner and the result files rely on:
 
@@ -10,7 +10,8 @@ request through the method and checks what the runner and the result files rely 
 * `init` (or `start`, for methods that build their own model from the data) gives a state, and
   `start(train=False)` the structure `start` trains, the restore target of a resumed run;
 * `unlearn` returns parameters with the tree structure, shapes and dtypes it was given, all
-  finite; a state with the structure it was given; diagnostics as a flat dict of numbers;
+  finite; a state with the structure it was given; diagnostics as a flat dict of numbers
+  (flat lists of numbers and None, "not applicable", pass too: SISA reports both);
 * the parameters and state survive a checkpoint round trip bit for bit (resume is exact);
 * the unlearned model scores the request's users finitely over every item.
 
