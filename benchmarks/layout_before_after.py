@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import provenance  # benchmarks/ is on sys.path when run as a script
+
 TRAIN_CASES = {  # name: (config, epochs)
     "BPR ml-100k": ("experiments/configs/bpr_ml-100k.yaml", 10),
     "LightGCN ml-100k": ("experiments/configs/lightgcn_ml-100k.yaml", 4),
@@ -95,6 +97,9 @@ def main() -> int:
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     cwd = trees["after"]
     report = {
+        "provenance": provenance(config={"train": {k: v for k, v in TRAIN_CASES.items()},
+                                         "unlearn": {"scenario": SCENARIO, "cases": UNLEARN_CASES},
+                                         "repeats": args.repeats}),
         "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "commits": {name: commit_of(tree) for name, tree in trees.items()},
@@ -130,12 +135,13 @@ def main() -> int:
         write(args.out, report)
     if not args.skip_unlearning:
         for case, methods in UNLEARN_CASES.items():
-            run_dir = trained[(case, "after")]
             for method in methods:
                 rows, seconds = {}, {}
                 for name in (["before", "after"] if len(report["unlearning"]) % 2 == 0 else ["after", "before"]):
                     out = scratch / f"unlearn_{case.replace(' ', '_')}_{method}_{name}"
-                    rows[name] = unlearn(trees[name], run_dir, method, out, cwd)
+                    # each tree unlearns from its own trained run (bitwise equal, checked above): a
+                    # checkpoint's parameter layout belongs to the tree that wrote it
+                    rows[name] = unlearn(trees[name], trained[(case, name)], method, out, cwd)
                     seconds[name] = request_seconds(rows[name])
                 report["unlearning"][f"{case} {method}"] = {
                     "scenario": SCENARIO, "median_request_seconds": seconds,
