@@ -24,7 +24,8 @@ Path = tuple[str, ...]
 
 SOFTMAX_CROSS_ENTROPY = "softmax_cross_entropy"  # l(z) = -log softmax(z)[target], z a row of logits
 LOGISTIC = "logistic"  # l(m) = -log sigmoid(m), m a scalar margin (BPR)
-OUTPUT_LOSSES = (SOFTMAX_CROSS_ENTROPY, LOGISTIC)
+MULTILABEL_LOGISTIC = "multilabel_logistic"  # l(z) = mean_j BCE(sigmoid(z_j), y_j), z a row of logits
+OUTPUT_LOSSES = (SOFTMAX_CROSS_ENTROPY, LOGISTIC, MULTILABEL_LOGISTIC)
 
 
 def output_hessian_product(output_loss: str, outputs, weight) -> Callable:
@@ -32,7 +33,9 @@ def output_hessian_product(output_loss: str, outputs, weight) -> Callable:
 
     Closed forms, both positive semi-definite and independent of the targets:
     SOFTMAX_CROSS_ENTROPY, per row diag(p) - p p^T with p = softmax(z);
-    LOGISTIC, per row sigmoid(m) (1 - sigmoid(m)). RecBole's BPR loss is -log(1e-10 +
+    LOGISTIC, per row sigmoid(m) (1 - sigmoid(m)); MULTILABEL_LOGISTIC (PyTorch's
+    MultiLabelSoftMarginLoss, a mean over the row's n columns), per row
+    diag(sigmoid(z) (1 - sigmoid(z))) / n. RecBole's BPR loss is -log(1e-10 +
     sigmoid(m)); the 1e-10 changes that curvature only where sigmoid(m) < 1e-5, where it would
     turn it (slightly) negative, so it is left out.
     """
@@ -43,6 +46,9 @@ def output_hessian_product(output_loss: str, outputs, weight) -> Callable:
     if output_loss == LOGISTIC:
         s = jax.nn.sigmoid(outputs)
         return lambda u: row_share * s * (1.0 - s) * u
+    if output_loss == MULTILABEL_LOGISTIC:
+        s = jax.nn.sigmoid(outputs)
+        return lambda u: row_share[:, None] * s * (1.0 - s) * u / outputs.shape[-1]
     raise ValueError(f"unknown output loss {output_loss!r}; known: {OUTPUT_LOSSES}")
 
 

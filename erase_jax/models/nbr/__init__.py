@@ -1,0 +1,1 @@
+"""Next-basket recommendation (NBR) models."""

@@ -1,0 +1,84 @@
+"""The base of the next-basket models: a score for every item from a user's history baskets.
+
+A batch is `erase_jax.data.baskets.basket_batch`'s dict (history occurrences `items`/`baskets`,
+`lengths`, `n_baskets`, `targets`, `users`, `weight`); a query is the same dict without
+`targets` and `weight`. Padding is item `n_items` and basket `max_history_baskets`; a model
+never gives the padding item a score (scores are [b, n_items]).
+
+Default loss (DNNTSP's): the multi-label soft-margin loss, i.e. per row the mean over all
+n_items columns of the binary cross-entropy of sigmoid(score) against the row's multi-hot
+target basket (PyTorch `MultiLabelSoftMarginLoss`), weighted-mean over rows. The original's
+loss also counts its padding column as a negative (next-basket spec 2.1); here the padding
+item is not a column. A model with another loss (Sets2Sets) overrides `loss` and declares no
+Gauss-Newton hook (`output_loss = None`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from erase_jax.data.baskets import BasketRows, multi_hot
+
+
+@struct.dataclass
+class BasketShape:
+    """Context of a basket model that needs only the sizes of its data."""
+
+    n_items: int = struct.field(pytree_node=False)
+    max_history_baskets: int = struct.field(pytree_node=False)
+
+
+class BasketModel:
+    """Base of the NBR models: the task, the default loss, and the knobs the methods read
+    (`erase_jax.models.base`). A model defines `logits(params, context, query, key)` [b, n_items]
+    (dropout when `key` is not None) and `init(key, context)`."""
+
+    task: ClassVar[str] = "NBR"
+    trainable: ClassVar[bool] = True
+    output_loss: ClassVar[str | None] = "multilabel_logistic"
+    influence_targets: ClassVar[tuple[tuple[str, ...], ...] | None] = None
+    user_rows_are_local: ClassVar[bool] = False
+    prefers_gauss_newton: ClassVar[bool] = True
+    newton_damping: ClassVar[dict[str, float]] = {"gauss_newton": 1e-2, "hessian": 0.01}
+    scif_damping: ClassVar[float | None] = 1.0
+    representation_paths: ClassVar[tuple[tuple[str, ...], ...] | None] = None
+
+    def prepare(self, train: BasketRows, capacity: int | None = None) -> BasketShape:
+        del capacity
+        return BasketShape(train.n_items, train.max_history_baskets)
+
+    def epoch_context(self, context, key: jax.Array):
+        del key
+        return context
+
+    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        raise NotImplementedError
+
+    def scores(self, params, context, query: dict[str, jax.Array]) -> jax.Array:
+        return self.logits(params, context, query, None)
+
+    def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
+        """(logits [b, n_items], row weights, None): `loss` is the weighted mean over rows of the
+        multi-label soft-margin loss of these logits; the Gauss-Newton hook."""
+        return self.logits(params, context, batch, key), batch["weight"], None
+
+    def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+        logits, weight, _ = self.output_loss_parts(params, context, batch, key)
+        return weighted_mean(multilabel_soft_margin(logits, multi_hot(batch["targets"], logits.shape[-1])), weight)
+
+    def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
+        """The user's representation whose inner products give the scores (Fanchuan); models override."""
+        return self.logits(params, context, batch, key)
+
+
+def multilabel_soft_margin(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per row: mean over columns of -[y log sigmoid(z) + (1 - y) log sigmoid(-z)]."""
+    return jnp.mean(-(targets * jax.nn.log_sigmoid(logits) + (1.0 - targets) * jax.nn.log_sigmoid(-logits)), axis=-1)
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+    return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), 1e-12)
