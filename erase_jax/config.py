@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from erase_jax.data.baskets import BasketConfig
 from erase_jax.data.loading import DataConfig
 from erase_jax.data.sequences import SequenceConfig
 from erase_jax.evaluators.metrics import METRICS
@@ -46,9 +47,10 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     sequence: SequenceConfig | None = None  # SBR models only; their task fills the defaults
+    basket: BasketConfig | None = None  # NBR models only; their task fills the defaults
 
 
-TASK_SECTIONS = ("sequence",)  # RunConfig sections a task plug-in owns (`Task.config_section`)
+TASK_SECTIONS = ("sequence", "basket")  # RunConfig sections a task plug-in owns (`Task.config_section`)
 
 
 ALIASES = {"dataset": "data.dataset", "data_root": "data.data_root"}
@@ -125,8 +127,10 @@ def to_dict(config) -> dict:
     for field in dataclasses.fields(config):
         if field.metadata.get("omit_if_default") and getattr(config, field.name) == _default(field):
             del values[field.name]
-    if isinstance(config, RunConfig) and config.sequence is None:
-        del values["sequence"]  # CF runs: keep config.yaml as before SBR existed, so old runs resume
+    if isinstance(config, RunConfig):  # a task's section appears only in its runs, so older runs resume
+        for section in TASK_SECTIONS:
+            if getattr(config, section) is None:
+                del values[section]
     return values
 
 

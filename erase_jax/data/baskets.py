@@ -27,6 +27,7 @@ A batch of examples (`basket_batch`) is the dict every NBR model and method rece
     lengths    int32 [b]         occurrences in the history (padding rows: 0)
     n_baskets  int32 [b]         baskets in the history (padding rows: 0)
     targets    int32 [b, K]      the target basket's items, padding n_items
+    target_sizes int32 [b]       items in the target basket (padding rows: 0)
     weight     float32 [b]       1 for a real example, 0 for padding
 
 Widths W come from `occurrence_widths` (powers of two from 8, then the rows' maximum), so that
@@ -50,11 +51,14 @@ class BasketConfig:
     min_baskets: users with fewer baskets give no example (the original's MIN_NBR_BASKET_COUNT 4).
     max_history_baskets: the most recent history baskets kept (the original's H - 2).
     max_basket_size: items kept per basket (in id order); None keeps all.
+    mix_lengths: training batches mix history widths, as the original's shuffle does (each
+      runs at its widest example's width); False keeps a batch in one width bucket (cheaper).
     """
 
     min_baskets: int = 4
     max_history_baskets: int = 48
     max_basket_size: int | None = None
+    mix_lengths: bool = False
 
     def __post_init__(self):
         if self.min_baskets < 4:
@@ -151,10 +155,11 @@ def basket_batch(rows: BasketRows, size: int | None = None, width: int | None = 
     items = np.full((size, width), rows.n_items, np.int32)
     baskets = np.full((size, width), rows.max_history_baskets, np.int32)
     targets = np.full((size, k), rows.n_items, np.int32)
-    users, lengths, n_baskets = (np.zeros(size, np.int32) for _ in range(3))
+    users, lengths, n_baskets, target_sizes = (np.zeros(size, np.int32) for _ in range(4))
     m = min(width, rows.items.shape[1])
     items[:n, :m], baskets[:n, :m] = rows.items[:, :m], rows.baskets[:, :m]
     targets[:n], users[:n], lengths[:n], n_baskets[:n] = rows.targets, rows.users, rows.lengths, rows.n_baskets
+    target_sizes[:n] = rows.target_sizes
     return {
         "users": jnp.asarray(users),
         "items": jnp.asarray(items),
@@ -162,6 +167,7 @@ def basket_batch(rows: BasketRows, size: int | None = None, width: int | None = 
         "lengths": jnp.asarray(lengths),
         "n_baskets": jnp.asarray(n_baskets),
         "targets": jnp.asarray(targets),
+        "target_sizes": jnp.asarray(target_sizes),
         "weight": jnp.asarray((np.arange(size) < n).astype(np.float32)),
     }
 

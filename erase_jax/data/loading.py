@@ -29,7 +29,7 @@ from erase_jax.data.userlines import read_train_test
 DATA_ROOT_ENV = "ERASE_JAX_DATA"
 SYNTHETIC = "synthetic"
 SPLITS = ("auto", "chronological", "random", "given")
-SPAM_ATTACKS = ("bandwagon_users", "fraud_sessions")
+SPAM_ATTACKS = ("bandwagon_users", "fraud_sessions", "fraud_baskets")
 ATOMIC_MIN_INTERACTIONS = 5  # the original's user/item_inter_num_interval [5, inf) (spec 1.2)
 
 
@@ -116,7 +116,11 @@ class LoadedData:
         keep = ~np.asarray(removed, bool)
         inter = self.interactions.select(keep)
         is_test = None if self.is_test is None else self.is_test[keep]
-        if self.resolved["split"] == "sequence":  # click data read by the SBR task, which re-splits its rows
+        if self.resolved["split"] == "basket":  # basket data read by the NBR task: whole baskets by position
+            from erase_jax.data.basket_split import basket_split
+
+            split = basket_split(inter, self.resolved["min_baskets"])
+        elif self.resolved["split"] == "sequence":  # click data read by the SBR task, which re-splits its rows
             split = chronological_split(inter, tuple(self.resolved["split_ratios"]))
         else:
             split = _split(inter, self.resolved["split"], DataConfig(**_tupled(self.resolved)), seed, is_test)

@@ -44,12 +44,14 @@ def append_fake_users(
     ratio: float,
     seed: int,
     target_items: np.ndarray,
+    sessions: np.ndarray | None = None,
 ) -> tuple[Interactions, ForgetSet]:
     """The data with `n_fake` new users appended, and the spam forget set that removes them.
 
     Fake row k belongs to new user `fake_of_row[k]` (0-based among the fakes) and clicks
     `items[k]`; `timestamps` and `ratings` are the fake rows' columns (None when the data has
-    none). Real rows, ids and vocabularies are unchanged; fake users get fresh tokens
+    none); `sessions` numbers the fake rows' sessions from 0 (None: one session per fake user;
+    a fake basket user has several). Real rows, ids and vocabularies are unchanged; fake users get fresh tokens
     (`_fake_user_tokens`) and padded user features. Each fake user is one request that
     forgets all of its items.
     """
@@ -60,9 +62,10 @@ def append_fake_users(
         items=np.concatenate([inter.items, items]).astype(np.int32),
         timestamps=None if timestamps is None else np.concatenate([inter.timestamps, timestamps]),
         ratings=None if ratings is None else np.concatenate([inter.ratings, ratings]),
-        # each fake user is one new session
+        # each fake user is one new session unless `sessions` says otherwise
         sessions=None if inter.sessions is None else np.concatenate(
-            [inter.sessions, inter.sessions.max(initial=-1) + 1 + np.asarray(fake_of_row, np.int64)]),
+            [inter.sessions, inter.sessions.max(initial=-1) + 1
+             + np.asarray(fake_of_row if sessions is None else sessions, np.int64)]),
         user_tokens=np.concatenate([inter.user_tokens, _fake_user_tokens(inter.user_tokens, n_fake)]),
         user_features=_extend_user_features(inter.user_features, n_fake),
     )

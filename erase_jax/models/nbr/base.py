@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from erase_jax.data.baskets import BasketRows, multi_hot
+from erase_jax.data.baskets import BasketRows, multi_hot, occurrence_widths
 
 
 @struct.dataclass
@@ -63,8 +63,9 @@ class BasketModel:
 
     def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
         """(logits [b, n_items], row weights, None): `loss` is the weighted mean over rows of the
-        multi-label soft-margin loss of these logits; the Gauss-Newton hook."""
-        return self.logits(params, context, batch, key), batch["weight"], None
+        multi-label soft-margin loss of these logits; the Gauss-Newton hook. A training batch
+        with a "bucket" runs at its bucket's width (`at_bucket_width`)."""
+        return at_bucket_width(self.logits, params, context, batch, key), batch["weight"], None
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         logits, weight, _ = self.output_loss_parts(params, context, batch, key)
@@ -73,6 +74,29 @@ class BasketModel:
     def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
         """The user's representation whose inner products give the scores (Fanchuan); models override."""
         return self.logits(params, context, batch, key)
+
+
+def at_bucket_width(fn, params, context, batch: dict[str, jax.Array], key):
+    """`fn(params, context, batch, key)` on the history columns of the batch's width bucket.
+
+    Training epochs (`erase_jax.batching.baskets`) pad every batch to the widest history and
+    give its bucket; `lax.switch` runs `fn` at that bucket's width (histories are left-aligned,
+    so cutting trailing padding changes nothing), each branch compiled once. Without a
+    "bucket" the batch runs at its own width.
+    """
+    if "bucket" not in batch:
+        return fn(params, context, batch, key)
+    widths = occurrence_widths(batch["items"].shape[-1])
+
+    def at_width(width):
+        def run(params, batch, key):
+            cut = dict(batch, items=batch["items"][:, :width], baskets=batch["baskets"][:, :width])
+            del cut["bucket"]
+            return fn(params, context, cut, key)
+
+        return run
+
+    return jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
 
 
 def multilabel_soft_margin(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -61,9 +61,14 @@ def relative_noise(params, std, key):
 
 def forget_class_factor(task, batch: Batch, forget: Batch, forget_class_weight: float) -> jax.Array:
     """mean_i w_i over the batch's real rows, w_i = forget_class_weight if row i's item
-    (`task.positive_items`, the original's `item_id` field) is one of F's items."""
-    forget_items = jnp.where(forget["weight"] > 0, task.positive_items(forget), -1)
-    in_forget = jnp.any(task.positive_items(batch)[:, None] == forget_items[None, :], axis=1)
+    (`task.positive_items`, the original's `item_id` field) is one of F's items. A task whose
+    rows have several positive items ([b, K], negative entries padding: a target basket)
+    counts a row as forgotten when any of its items is one of F's."""
+    forget_positive = task.positive_items(forget).reshape(forget["weight"].shape[0], -1)
+    forget_items = jnp.where((forget["weight"] > 0)[:, None] & (forget_positive >= 0), forget_positive, -1).reshape(-1)
+    positive = task.positive_items(batch).reshape(batch["weight"].shape[0], -1)
+    matches = (positive[:, :, None] == forget_items[None, None, :]) & (forget_items >= 0)[None, None, :]
+    in_forget = jnp.any(matches, axis=(1, 2))
     w = jnp.where(in_forget, forget_class_weight, 1.0)
     real = batch["weight"] > 0
     return jnp.sum(jnp.where(real, w, 0.0)) / jnp.maximum(jnp.sum(real), 1)

@@ -1,0 +1,191 @@
+"""Next-basket recommendation (NBR) as a task plug-in: history baskets -> the next basket.
+
+* Data: a basket table (`Interactions` with one row per (user, basket, item), the basket id in
+  `sessions`), read from a merged basket JSON or a raw public form
+  (`erase_jax.data.basket_files`); with `data.spam_ratio`, fake basket users are appended
+  (`erase_jax.data.fraud_baskets`, next-basket spec 4.4).
+* Examples: one per user and phase, the original's temporal leave-one-out (spec 1.3;
+  `erase_jax.data.baskets.build_basket_examples`), configured by the `basket` section.
+* Training batches: histories as padded item occurrences in width buckets
+  (`erase_jax.batching.baskets`).
+* Evaluation: every item ranked for every test example, repeat items allowed
+  (`erase_jax.evaluators.basket_ranking`).
+* Unlearning requests: a user's training rows are its train-phase example (one per user). The
+  forget data F are the users' examples built from the full data, the clean data C their
+  examples rebuilt from the data without the removed rows, as the retrain sees them (a basket
+  emptied by the removal disappears, so the target can move; a user left with too few
+  baskets has no C), R other users' examples. The original kept sensitive items in C's
+  history and target (spec 5.8). A model is queried for a user with the user's test
+  example of the data without the removals, for the unlearned model and the retrain alike
+  (the original scored unlearned models on uncleaned histories, spec 5.12).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from erase_jax.batching.baskets import BasketBatcher
+from erase_jax.data.basket_split import basket_split
+from erase_jax.data.baskets import BasketConfig, BasketExamples, BasketRows, basket_batch, build_basket_examples, width_of
+from erase_jax.data.loading import DataConfig, LoadedData
+from erase_jax.data.user_rows import UserRows
+from erase_jax.tasks.base import Batch, Evaluation, register
+
+QUERY_FIELDS = ("users", "items", "baskets", "lengths", "n_baskets")
+
+
+def load_basket_data(data: DataConfig, basket: BasketConfig, seed: int) -> LoadedData:
+    """Reads the configured basket data (and appends fraud baskets with `data.spam_ratio`)."""
+    from erase_jax.data.basket_files import read_basket_data
+    from erase_jax.data.fraud_baskets import fraud_baskets
+
+    inter, source = read_basket_data(data, basket)
+    fraud = None
+    if data.spam_ratio is not None:
+        inter, fraud = fraud_baskets(inter, data.spam_ratio, data.spam_target_items, seed)
+    resolved = dataclasses.asdict(data) | {"split": "basket", "min_baskets": basket.min_baskets, "spam_attack": "fraud_baskets"}
+    resolved = {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
+    return LoadedData(inter, basket_split(inter, basket.min_baskets), source, resolved, fraud=fraud)
+
+
+def summary(loaded: LoadedData, examples: BasketExamples) -> dict[str, Any]:
+    inter = loaded.interactions
+    return {
+        "source": loaded.source,
+        "n_users": inter.n_users,
+        "n_items": inter.n_items,
+        "n_interactions": len(inter),
+        "n_baskets": int(len(np.unique(inter.sessions))) if inter.sessions is not None else 0,
+        "n_train": len(examples.train),
+        "n_valid": len(examples.valid),
+        "n_test": len(examples.test),
+        "resolved_data": loaded.resolved,
+    }
+
+
+class NBRRequestRows:
+    """NBR: each user's train-phase example; C from the data without the removals (module doc)."""
+
+    def __init__(self, experiment):
+        self.experiment = experiment
+        train = experiment.examples.train
+        self.user_rows = UserRows.from_groups(train.users, experiment.data.interactions.n_users)
+
+    def context(self, removed: np.ndarray):
+        del removed  # a basket model's context depends on the training data's sizes only
+        return self.experiment.context
+
+    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
+        del key  # nothing is sampled
+        train = self.experiment.examples.train
+        forget_rows, retain = train.select(self.user_rows.gather(users)), train.select(retain_rows)
+        clean_rows = self.counterfactual_rows(users, removed_after) if with_clean else None
+        # one width for F, C and R (methods may join them into one batch)
+        width = max(width_of(rows) for rows in (forget_rows, retain, clean_rows) if rows is not None and len(rows))
+        forget = basket_batch(forget_rows, width=width)
+        clean = None
+        if clean_rows is not None and len(clean_rows):
+            clean = basket_batch(clean_rows, size=forget["items"].shape[0], width=width)
+        return forget, clean, basket_batch(retain, width=width)
+
+    def counterfactual_rows(self, users, removed_after: np.ndarray) -> BasketRows:
+        """The train-phase examples of `users` rebuilt from their rows minus the removed ones."""
+        experiment = self.experiment
+        inter = experiment.data.interactions
+        rows = np.flatnonzero(np.isin(inter.users, users) & ~removed_after)
+        return build_basket_examples(inter.select(rows), experiment.config.basket).train
+
+    def evaluation(self, data) -> NBREvaluation:
+        return NBREvaluation(self.experiment, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserHistoryQueries:
+    """A basket model asked by user id: the user's query is its stored test-example history.
+
+    Its context is (the model's context, a batch of every user's test history), traced arrays,
+    so one compilation serves every checkpoint; `scores` takes {"users": ids} like a CF model,
+    which lets the exposure measures and top-k lists work unchanged.
+    """
+
+    model: Any
+
+    def scores(self, params, context, query: Batch) -> jax.Array:
+        inner, histories = context
+        users = query["users"]
+        return self.model.scores(params, inner, {name: values[users] for name, values in histories.items()})
+
+
+class NBREvaluation(Evaluation):
+    """NBR: test utility over every user's test example, and that example's history as the
+    user's query (users without a test example are not scorable)."""
+
+    def __post_init__(self):
+        config = self.experiment.config
+        inter = self.data.interactions
+        self.test = build_basket_examples(inter, config.basket).test
+        test = self.test
+        by_user = np.full(inter.n_users, len(test), np.int64)  # len(test): an empty history
+        by_user[test.users] = np.arange(len(test))
+        padded = basket_batch(test, size=len(test) + 1)
+        self.histories = {name: padded[name][by_user] for name in ("items", "baskets", "lengths", "n_baskets")}
+        self.histories["users"] = jnp.arange(inter.n_users, dtype=jnp.int32)
+        self.has_query = np.zeros(inter.n_users, bool)
+        self.has_query[test.users] = True
+
+    def test_metrics(self, model, params, context) -> dict:
+        from erase_jax.evaluators.basket_ranking import evaluate_nbr
+
+        ec = self.experiment.config.eval
+        return evaluate_nbr(model, params, context, self.test, ec.topk, ec.metrics, ec.block_size)
+
+    def by_user(self, model, params, context):
+        return UserHistoryQueries(model), params, (context, self.histories)
+
+    def scorable(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users)
+        return users[self.has_query[users]]
+
+
+@register
+class NextBasket:
+    """The NBR task plug-in (`erase_jax.tasks.base.Task`); owns the `basket` config section."""
+
+    name: ClassVar[str] = "NBR"
+    config_section: ClassVar[str | None] = "basket"
+
+    def check_config(self, config):
+        return config if config.basket is not None else dataclasses.replace(config, basket=BasketConfig())
+
+    def build(self, config, data: LoadedData | None = None):
+        """(examples, loaded data, summary); `data` replaces the configured data."""
+        loaded = data if data is not None else load_basket_data(config.data, config.basket, config.seed)
+        examples = build_basket_examples(loaded.interactions, config.basket)
+        return examples, loaded, summary(loaded, examples)
+
+    def batcher(self, config, train: BasketRows) -> BasketBatcher:
+        if config.train.sampler != "rows":
+            raise ValueError(f"train.sampler={config.train.sampler!r} is for CF models; {config.model} trains on basket examples")
+        return BasketBatcher.build(train, config.train.batch_size, config.basket.mix_lengths)
+
+    def evaluate(self, model, params, context, eval_set, eval_config, per_row: bool = False):
+        from erase_jax.evaluators.basket_ranking import evaluate_nbr
+
+        ec = eval_config
+        return evaluate_nbr(model, params, context, eval_set, ec.topk, ec.metrics, ec.block_size, per_row=per_row)
+
+    def request_rows(self, experiment) -> NBRRequestRows:
+        return NBRRequestRows(experiment)
+
+    def positive_items(self, batch: Batch) -> jax.Array:
+        """The target basket's items [b, K], padding as -1 (several positives per row)."""
+        items = batch["targets"]
+        return jnp.where(jnp.arange(items.shape[1])[None, :] < batch["target_sizes"][:, None], items, -1)
+
+    def query_of(self, batch: Batch) -> Batch:
+        return {name: batch[name] for name in QUERY_FIELDS}
