@@ -124,14 +124,22 @@ def to_dict(config) -> dict:
         return value
 
     values = plain(dataclasses.asdict(config))
-    for field in dataclasses.fields(config):
-        if field.metadata.get("omit_if_default") and getattr(config, field.name) == _default(field):
-            del values[field.name]
+    _omit_defaults(config, values)
     if isinstance(config, RunConfig):  # a task's section appears only in its runs, so older runs resume
         for section in TASK_SECTIONS:
             if getattr(config, section) is None:
                 del values[section]
     return values
+
+
+def _omit_defaults(config, values: dict) -> None:
+    """Drops the `omit_if_default` fields that hold their default, in nested sections too."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.metadata.get("omit_if_default") and value == _default(field):
+            del values[field.name]
+        elif dataclasses.is_dataclass(value) and isinstance(values.get(field.name), dict):
+            _omit_defaults(value, values[field.name])
 
 
 def _default(field: dataclasses.Field):

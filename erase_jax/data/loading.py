@@ -51,6 +51,8 @@ class DataConfig:
       atomic files (the original's [5, inf)), 0 for given splits and synthetic data.
     category_field: the `.item` field with item categories; None = auto (class, category,
       categories, genre).
+    category_file: item categories from a file (basket data: `item,category` CSV lines, or a list
+      of items named after its category, `erase_jax.data.basket_files.read_category_file`).
     synthetic: keyword arguments for `synthetic_interactions` (seed excluded: it is the run's).
     spam_ratio: if set, inject fake users after filtering and before splitting, a bandwagon
       attack with this poisoning ratio promoting `spam_target_items` unpopular items; they
@@ -70,6 +72,7 @@ class DataConfig:
     min_user_interactions: int | None = None
     min_item_interactions: int | None = None
     category_field: str | None = None
+    category_file: str | None = dataclasses.field(default=None, metadata={"omit_if_default": True})
     synthetic: dict = dataclasses.field(default_factory=dict)
     spam_ratio: float | None = None
     spam_target_items: int = 10

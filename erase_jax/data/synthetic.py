@@ -153,3 +153,48 @@ def _cumsum_within_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     offsets = np.repeat(total[starts] - values[starts], np.diff(np.r_[starts, len(values)]))
     return total - offsets
+
+
+def synthetic_baskets(
+    n_users: int = 2000,
+    n_items: int = 1000,
+    n_categories: int = 8,
+    avg_interactions: float = 40,
+    seed: int = 0,
+    name: str = "synthetic",
+    *,
+    avg_baskets: float = 8.0,
+    avg_basket_size: float = 4.0,
+    **preferences,
+) -> Interactions:
+    """A basket table (`erase_jax.data.baskets`) from `synthetic_interactions`: each user's
+    drawn items are the user's repertoire, from which 4 + Poisson(avg_baskets - 4) baskets of
+    1 + Poisson(avg_basket_size - 1) distinct items are bought, so items recur across
+    baskets as groceries do. `sessions` holds the basket id, `timestamps` the basket's
+    position in the user's history. Categories, tokens and ratings-free rows as generated.
+    """
+    pool = synthetic_interactions(n_users, n_items, n_categories, avg_interactions, seed=seed, name=name, **preferences)
+    rng = np.random.default_rng([seed, 1])
+    starts = np.r_[0, np.cumsum(np.bincount(pool.users, minlength=n_users))]
+    users, items, baskets, positions = [], [], [], []
+    basket_id = 0
+    for user in range(n_users):
+        repertoire = pool.items[starts[user] : starts[user + 1]]
+        for position in range(4 + rng.poisson(max(avg_baskets - 4, 0.0))):
+            size = min(len(repertoire), 1 + rng.poisson(max(avg_basket_size - 1, 0.0)))
+            bought = rng.choice(repertoire, size, replace=False)
+            users.append(np.full(size, user))
+            items.append(bought)
+            baskets.append(np.full(size, basket_id))
+            positions.append(np.full(size, position))
+            basket_id += 1
+    return Interactions(
+        users=np.concatenate(users).astype(np.int32),
+        items=np.concatenate(items).astype(np.int32),
+        user_tokens=pool.user_tokens,
+        item_tokens=pool.item_tokens,
+        timestamps=np.concatenate(positions).astype(np.float64),
+        sessions=np.concatenate(baskets).astype(np.int64),
+        item_categories=pool.item_categories,
+        name=name,
+    )

@@ -2,7 +2,7 @@
 
 * Data: a basket table (`Interactions` with one row per (user, basket, item), the basket id in
   `sessions`), read from a merged basket JSON or a raw public form
-  (`erase_jax.data.basket_files`); with `data.spam_ratio`, fake basket users are appended
+  (`erase_jax.data.basket_loading`); with `data.spam_ratio`, fake basket users are appended
   (`erase_jax.data.fraud_baskets`, next-basket spec 4.4).
 * Examples: one per user and phase, the original's temporal leave-one-out (spec 1.3;
   `erase_jax.data.baskets.build_basket_examples`), configured by the `basket` section.
@@ -41,10 +41,10 @@ QUERY_FIELDS = ("users", "items", "baskets", "lengths", "n_baskets")
 
 def load_basket_data(data: DataConfig, basket: BasketConfig, seed: int) -> LoadedData:
     """Reads the configured basket data (and appends fraud baskets with `data.spam_ratio`)."""
-    from erase_jax.data.basket_files import read_basket_data
+    from erase_jax.data.basket_loading import read_basket_data
     from erase_jax.data.fraud_baskets import fraud_baskets
 
-    inter, source = read_basket_data(data, basket)
+    inter, source = read_basket_data(data, seed)
     fraud = None
     if data.spam_ratio is not None:
         inter, fraud = fraud_baskets(inter, data.spam_ratio, data.spam_target_items, seed)
@@ -181,6 +181,18 @@ class NextBasket:
 
     def request_rows(self, experiment) -> NBRRequestRows:
         return NBRRequestRows(experiment)
+
+    def draw_forget_set(self, experiment, config, seed: int):
+        """The sensitive and random scenarios' requests by the basket rules
+        (`erase_jax.data.scenarios.baskets`: only users with enough baskets count and forget)."""
+        from erase_jax.data.scenarios.baskets import random_basket_forget_set, sensitive_basket_forget_set
+
+        inter, min_baskets = experiment.data.interactions, experiment.config.basket.min_baskets
+        if config.scenario == "sensitive":
+            return sensitive_basket_forget_set(inter, config.category, config.fraction, seed, min_baskets)
+        if config.random_unit != "users":
+            raise ValueError(f"random_unit {config.random_unit!r}: basket data forget whole users ('users')")
+        return random_basket_forget_set(inter, config.fraction, seed, min_baskets)
 
     def positive_items(self, batch: Batch) -> jax.Array:
         """The target basket's items [b, K], padding as -1 (several positives per row)."""

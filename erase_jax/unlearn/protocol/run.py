@@ -110,6 +110,11 @@ def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -
         return read_forget_file(config.forget_file, inter, config.scenario, config.category, config.fraction or 0.0, seed)
     if config.fraction is None:
         raise ValueError(f"the {config.scenario} scenario needs --fraction (share of all interactions to forget)")
+    if config.scenario == "sensitive" and not config.category:
+        raise ValueError("the sensitive scenario needs a category (--scenario sensitive:<category>)")
+    draw = getattr(experiment.task, "draw_forget_set", None)
+    if draw is not None:  # a task with its own scenario rules (NBR: only users with enough baskets)
+        return draw(experiment, config, seed)
     source = loaded.unfiltered if loaded.unfiltered is not None else inter
     if config.scenario == "sensitive":
         if not config.category:
