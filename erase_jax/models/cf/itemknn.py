@@ -104,6 +104,11 @@ class ItemKNN(CFModelBase):
     representation_paths: ClassVar[None] = None
     trainable: ClassVar[bool] = False
 
+    def representation(self, params, context, batch, key=None):
+        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
+        del key
+        return self.scores(params, context, {"users": batch["users"]})
+
     k: int = 100
     shrink: float = 0.0
 

@@ -38,6 +38,11 @@ class Pop(CFModelBase):
     representation_paths: ClassVar[None] = None
     trainable: ClassVar[bool] = False
 
+    def representation(self, params, context, batch, key=None):
+        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
+        del key
+        return self.scores(params, context, {"users": batch["users"]})
+
     def prepare(self, train: CFTrainData, capacity: int | None = None) -> PopContext:
         del capacity  # the context's shape depends on n_items only
         counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)

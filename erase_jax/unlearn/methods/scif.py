@@ -29,7 +29,7 @@ Two modes (`compat`):
   of removing u's rows (zero at an exact optimum), +C re-inserts the kept ones, +R corrects the
   retain users' embeddings towards their own optimum (ERASE's retain term). One operator, every
   term with one normaliser: with lambda = 0 and a quadratic loss this lands exactly on the
-  retrained optimum (tests/test_scif.py checks it). It replaces ERASE's separate constants Rc
+  retrained optimum (tests/unlearn/methods/test_scif.py checks it). It replaces ERASE's separate constants Rc
   and tau, whose product (about 1/(8 |F| S |R|)) shrinks the original's step far below a
   Newton step (in that convex test it covers a small fraction of the way); the operator is the
   mean Hessian, not ERASE's H/|b| (detail spec Q-SCIF-1), and CG sees one operator throughout. The
