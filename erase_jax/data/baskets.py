@@ -41,7 +41,10 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from erase_jax.data.interactions import Interactions
+
 SMALLEST_WIDTH = 8
+PHASE_OFFSETS = {"train": 3, "valid": 2, "test": 1}  # target = basket n - offset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,10 @@ class BasketRows:
     def target_list(self, r: int) -> list[int]:
         return [int(i) for i in self.targets[r, : int(self.target_sizes[r])]]
 
+    def rows_of_users(self, users) -> np.ndarray:
+        """Indices of the examples of `users` (e.g. a forget request's), ascending."""
+        return np.flatnonzero(np.isin(self.users, np.asarray(users)))
+
 
 @dataclasses.dataclass(frozen=True)
 class BasketExamples:
@@ -177,3 +184,107 @@ def multi_hot(targets, n_items: int):
     b = targets.shape[0]
     hot = jnp.zeros((b, n_items + 1), jnp.float32).at[jnp.arange(b)[:, None], targets].set(1.0)
     return hot[:, :n_items]
+
+
+def build_basket_examples(inter: Interactions, config: BasketConfig) -> BasketExamples:
+    """One example per user and phase, the temporal leave-one-out of the module doc.
+
+    `inter.sessions` are the basket ids; a basket's time is its earliest row's timestamp
+    (all 0 without timestamps), baskets are ordered by (time, id), and duplicate items in a
+    basket count once. Examples are in ascending user order. Item ids, `n_items` and `n_users`
+    come from `inter`'s vocabularies, so data with rows removed (an unlearning request: empty
+    baskets vanish, a user may drop below `min_baskets` and lose its examples) keeps the ids
+    and shapes of the full data. The target width K is the largest target of all three phases
+    (after `max_basket_size`), so that every phase pads to the same K.
+    """
+    ordered = _ordered_baskets(inter, config.max_basket_size)
+    counts = np.bincount(ordered.run_user, minlength=inter.n_users)
+    first_run = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    users = np.flatnonzero(counts >= config.min_baskets)
+    run_start = np.concatenate([[0], np.cumsum(ordered.run_size)])  # row range of each run, plus the end
+    target_runs = {phase: first_run[users] + counts[users] - offset for phase, offset in PHASE_OFFSETS.items()}
+    widest_target = max([int(ordered.run_size[runs].max()) for runs in target_runs.values() if len(runs)] or [1])
+    phases = {}
+    for phase, target_run in target_runs.items():
+        oldest_run = np.maximum(first_run[users], target_run - config.max_history_baskets)
+        history = _ranges(run_start[oldest_run], run_start[target_run])
+        width = max(int(history.lengths.max()) if len(users) else 1, 1)
+        positions = ordered.row_run[history.rows] - oldest_run[history.example]
+        target = _ranges(run_start[target_run], run_start[target_run + 1])
+        phases[phase] = BasketRows(
+            users=users.astype(np.int32),
+            items=_padded(history, ordered.items[history.rows], inter.n_items, width),
+            baskets=_padded(history, positions, config.max_history_baskets, width),
+            lengths=history.lengths,
+            n_baskets=(target_run - oldest_run).astype(np.int32),
+            targets=_padded(target, ordered.items[target.rows], inter.n_items, widest_target),
+            target_sizes=target.lengths,
+            n_items=inter.n_items,
+            n_users=inter.n_users,
+            max_history_baskets=config.max_history_baskets,
+        )
+    return BasketExamples(**phases)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OrderedBaskets:
+    """Rows sorted by (user, basket time, basket id, item), duplicates and over-size cut."""
+
+    items: np.ndarray  # item per kept row
+    row_run: np.ndarray  # the basket (run index, user by user, oldest first) of each kept row
+    run_user: np.ndarray  # user of each run
+    run_size: np.ndarray  # kept rows of each run
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ranges:
+    """The kept rows [start, end) of each example, flattened example by example."""
+
+    example: np.ndarray  # the example of each gathered row
+    column: np.ndarray  # its position within the example
+    rows: np.ndarray  # its index among the kept rows
+    lengths: np.ndarray  # int32 [n] rows per example
+
+
+def _ordered_baskets(inter: Interactions, max_basket_size: int | None) -> _OrderedBaskets:
+    if inter.sessions is None:
+        raise ValueError(f"{inter.name}: next-basket examples need basket ids (Interactions.sessions); read the "
+                         "data with a basket reader (erase_jax.data.basket_files / basket_csv)")
+    basket_ids, basket = np.unique(inter.sessions, return_inverse=True)
+    basket_time = np.zeros(len(basket_ids))
+    if inter.timestamps is not None and len(inter):
+        basket_time = np.full(len(basket_ids), np.inf)
+        np.minimum.at(basket_time, basket, inter.timestamps)
+    order = np.lexsort((inter.items, basket, basket_time[basket], inter.users))
+    users, basket, items = inter.users[order], basket[order], inter.items[order]
+    new_run = np.ones(len(order), bool)
+    new_run[1:] = (users[1:] != users[:-1]) | (basket[1:] != basket[:-1])
+    keep = new_run.copy()
+    keep[1:] |= items[1:] != items[:-1]  # a repeated item of the same basket is dropped
+    run = np.cumsum(new_run) - 1
+    if len(run) and run[-1] + 1 != len(basket_ids):
+        raise ValueError(f"{inter.name}: a basket id (session) holds rows of more than one user")
+    users, run, items = users[keep], run[keep], items[keep]
+    run_user = np.zeros(len(basket_ids), np.int64)
+    run_user[run] = users
+    run_size = np.bincount(run, minlength=len(basket_ids))
+    if max_basket_size is not None:  # the first max_basket_size items of each basket, in id order
+        position = np.arange(len(run)) - np.concatenate([[0], np.cumsum(run_size)])[run]
+        small = position < max_basket_size
+        run, items = run[small], items[small]
+        run_size = np.minimum(run_size, max_basket_size)
+    return _OrderedBaskets(items.astype(np.int32), run.astype(np.int64), run_user, run_size.astype(np.int64))
+
+
+def _ranges(start: np.ndarray, end: np.ndarray) -> _Ranges:
+    lengths = end - start
+    example = np.repeat(np.arange(len(start)), lengths)
+    column = np.arange(int(lengths.sum())) - (np.cumsum(lengths) - lengths)[example]
+    return _Ranges(example, column, start[example] + column, lengths.astype(np.int32))
+
+
+def _padded(ranges: _Ranges, values: np.ndarray, pad: int, width: int) -> np.ndarray:
+    """int32 [n, width]: each example's values left-aligned, then `pad`."""
+    out = np.full((len(ranges.lengths), width), pad, np.int32)
+    out[ranges.example, ranges.column] = values
+    return out
