@@ -25,7 +25,6 @@ PAGE = REPO_ROOT / "benchmarks" / "RESULTS.md"
 BENCH = "benchmarks/results/"
 EXP = "experiments/results/"
 REFERENCES = BENCH + "published_reference_numbers.json"
-SAME = "same"
 QUIET_LOAD = 2.0  # a speed ratio is shown only when both runs had a 1-minute load average at most this
 PROVENANCE_COLUMNS = ["config", "command", "commit", "machine"]
 PUBLISHED = ["n/a (published)"] * 4
@@ -139,18 +138,22 @@ def source(provenance: dict, step: str | None = None) -> list[str]:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table whose provenance cells (the last four) read "same" when all four repeat the row above."""
+    """A markdown table whose provenance cells (the last four columns, when present) are said
+    under it: once when every row shares them, else as a `run` column of letters with a legend."""
     n_plain = len(header) - len(PROVENANCE_COLUMNS) if header[-len(PROVENANCE_COLUMNS):] == PROVENANCE_COLUMNS else len(header)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    previous = None
+    escape = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    if n_plain == len(header):
+        return [escape(header), "|" + "---|" * len(header), *(escape(row) for row in rows)]
+    runs: dict[tuple[str, ...], str] = {}
     for row in rows:
-        cells = [str(c) for c in row]
-        shown = list(cells)
-        if n_plain < len(cells) and previous is not None and cells[n_plain:] == previous[n_plain:]:
-            shown[n_plain:] = [SAME] * (len(cells) - n_plain)
-        previous = cells
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in shown) + " |")
-    return lines
+        runs.setdefault(tuple(str(c) for c in row[n_plain:]), chr(ord("A") + len(runs)))
+    said = lambda cells: ", ".join(f"{name} {cell}" for name, cell in zip(PROVENANCE_COLUMNS, cells, strict=True) if cell)
+    if len(runs) == 1:
+        plain = [escape(header[:n_plain]), "|" + "---|" * n_plain, *(escape(row[:n_plain]) for row in rows)]
+        return [*plain, "", f"Every row: {said(next(iter(runs)))}."]
+    lines = [escape([*header[:n_plain], "run"]), "|" + "---|" * (n_plain + 1)]
+    lines += [escape([*row[:n_plain], runs[tuple(str(c) for c in row[n_plain:])]]) for row in rows]
+    return [*lines, "", *(f"- {letter}: {said(cells)}" for cells, letter in runs.items())]
 
 
 def files_line(*paths: str) -> str:
@@ -634,7 +637,7 @@ def render() -> str:
         "and measurements since superseded: [docs/notes/](../docs/notes/).",
         "",
         "Every row names its config, command, commit and machine from the `provenance` block of its file "
-        "(`benchmarks/provenance.py`); `same` repeats the row above. \"unknown (recorded in X)\": the run did not record "
+        "(`benchmarks/provenance.py`), said under its table (a `run` letter per row where they differ). \"unknown (recorded in X)\": the run did not record "
         "its commit, and X is the commit that added the result to the repository (the code measured is X or "
         "earlier). The CPU machine's two cores were shared with other jobs during most runs; the load columns give the "
         "1-minute load average where the file records it.",

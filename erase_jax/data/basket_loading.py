@@ -12,7 +12,7 @@ Formats, recognised by file name in this order (`erase_jax.data.basket_files`,
     transactions_*.csv                               Dunnhumby "Let's get sort-of-real"
 
 "synthetic" generates baskets (`erase_jax.data.synthetic.synthetic_baskets`) with the run's
-seed. `data.category_file` adds item categories from a file (`read_category_file`).
+seed. `data.category_file` adds item categories from a file (`basket_files.with_category_files`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def read_basket_data(data: DataConfig, seed: int) -> tuple[Interactions, str]:
     else:
         inter, source = _read(data)
     if data.category_file:
-        from erase_jax.data.basket_files import read_category_file
+        from erase_jax.data.basket_files import with_category_files
 
-        inter = read_category_file(inter, Path(data.category_file).expanduser())
+        inter = with_category_files(inter, Path(data.category_file).expanduser())
     return inter, source
 
 
