@@ -178,13 +178,13 @@ def _convert(path: Path, name: str, kind: str, values: np.ndarray, lines: np.nda
         bad = np.isnan(numbers) | (numbers != np.round(numbers))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataFormatError(path, int(lines[row]), f"{name} {values[row]!r} is not an integer")
+            raise DataFormatError(path, int(lines[row]), f"{name} {str(values[row])!r} is not an integer")
         return numbers.astype(np.int64)
     fmt = kind.removeprefix("date:")
     known = dates.setdefault(name, {})
     unique, inverse = np.unique(values, return_inverse=True)
     ordinals = np.empty(len(unique), np.int64)
-    for k, text in enumerate(unique):
+    for k, text in enumerate(unique.tolist()):
         if text not in known:
             try:
                 known[text] = datetime.datetime.strptime(text, fmt).date().toordinal()
