@@ -9,6 +9,7 @@ import pytest
 
 from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.basket_csv import (
+    read_basket_folder,
     read_dunnhumby_journey,
     read_dunnhumby_sortofreal,
     read_instacart,
@@ -253,3 +254,16 @@ def test_filter_baskets_users_then_items_in_non_last_baskets(tmp_path):
     assert kept.sessions.tolist() == [0, 1, 2, 3] and kept.item_tokens.tolist() == ["1"]
     with pytest.raises(ValueError, match="needs basket ids"):
         filter_baskets(dataclasses.replace(inter, sessions=None))
+
+
+def test_read_basket_folder_recognises_formats_and_sensitive_lists(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="no basket data in"):
+        read_basket_folder(folder)
+    write(folder / "transaction_data.csv", JOURNEY)
+    assert read_basket_folder(folder).name == "dunnhumby"
+    (folder / "shop_merged.json").write_text(json.dumps({"1": [[1, 2], [3]]}))
+    write(folder / "sensitive_products_alcohol.txt", "3\n")
+    inter = read_basket_folder(folder)
+    assert inter.name == "shop" and [str(inter.item_tokens[i]) for i in inter.category_items("alcohol")] == ["3"]
