@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from erase_jax.data.atomic import DataFormatError
-from erase_jax.data.basket_files import basket_interactions
+from erase_jax.data.basket_files import CATEGORY_FILE_PREFIXES, basket_interactions, read_merged_json, with_category_files
 from erase_jax.data.interactions import Interactions
 
 CHUNK_ROWS = 1_000_000
@@ -29,6 +29,37 @@ INSTACART_SENSITIVE_AISLES = {  # aisle_id sets of `products.csv` (next-basket s
     "baby": (82, 92, 102, 56),
 }
 DUNNHUMBY_ORDERS = ("day_time", "time_of_day")
+TAFENG_CSV = "ta_feng_all_months_merged.csv"
+
+
+def read_basket_folder(folder: str | Path) -> Interactions:
+    """The basket data set in `folder`, its format recognised by file name, first match wins:
+    `<folder name>_merged.json` (or a single `*_merged.json`), Instacart's `orders.csv`,
+    Dunnhumby's `transaction_data.csv`, Dunnhumby's `transactions_*.csv`, Ta-Feng's
+    `ta_feng_all_months_merged.csv`. Sensitive item lists beside it
+    (`sensitive_products_<cat>.txt` / `sensitive_asins_<cat>.txt`, spec 1.1) become item
+    categories (`with_category_files`). No filter is applied.
+    """
+    folder = Path(folder)
+    merged = folder / f"{folder.name}_merged.json"
+    candidates = [merged] if merged.is_file() else sorted(folder.glob("*_merged.json"))
+    if len(candidates) == 1:
+        inter = read_merged_json(candidates[0])
+    elif len(candidates) > 1:
+        raise ValueError(f"{folder}: several merged basket files {[c.name for c in candidates]}; expected {merged.name}")
+    elif (folder / "orders.csv").is_file():
+        inter = read_instacart(folder)
+    elif (folder / "transaction_data.csv").is_file():
+        inter = read_dunnhumby_journey(folder / "transaction_data.csv")
+    elif any(folder.glob("transactions_*.csv")):
+        inter = read_dunnhumby_sortofreal(folder)
+    elif (folder / TAFENG_CSV).is_file():
+        inter = read_tafeng_csv(folder / TAFENG_CSV)
+    else:
+        raise FileNotFoundError(f"no basket data in {folder}: looked for {merged.name}, orders.csv (Instacart), "
+                                f"transaction_data.csv or transactions_*.csv (Dunnhumby), {TAFENG_CSV}")
+    lists = sorted(p for prefix in CATEGORY_FILE_PREFIXES for p in folder.glob(f"{prefix}*.txt"))
+    return with_category_files(inter, *lists) if lists else inter
 
 
 def read_tafeng_csv(path: str | Path) -> Interactions:
@@ -178,13 +209,13 @@ def _convert(path: Path, name: str, kind: str, values: np.ndarray, lines: np.nda
         bad = np.isnan(numbers) | (numbers != np.round(numbers))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataFormatError(path, int(lines[row]), f"{name} {values[row]!r} is not an integer")
+            raise DataFormatError(path, int(lines[row]), f"{name} {str(values[row])!r} is not an integer")
         return numbers.astype(np.int64)
     fmt = kind.removeprefix("date:")
     known = dates.setdefault(name, {})
     unique, inverse = np.unique(values, return_inverse=True)
     ordinals = np.empty(len(unique), np.int64)
-    for k, text in enumerate(unique):
+    for k, text in enumerate(unique.tolist()):
         if text not in known:
             try:
                 known[text] = datetime.datetime.strptime(text, fmt).date().toordinal()

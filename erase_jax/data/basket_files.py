@@ -97,7 +97,7 @@ def basket_interactions(users, baskets, times, items, name: str, positions: bool
     owner[basket_rank] = user_rank
     if n and np.any(owner[basket_rank] != user_rank):
         row = int(np.argmax(owner[basket_rank] != user_rank))
-        raise ValueError(f"{name}: basket {baskets[row]!r} holds rows of users {users[row]!r} and another user")
+        raise ValueError(f"{name}: basket {baskets[row]} holds rows of user {str(users[row])!r} and of another user")
     order = np.lexsort((np.arange(n), basket_rank, basket_time[basket_rank], user_rank))
     frame = pd.DataFrame({"basket": basket_rank[order], "item": np.asarray(items)[order]})
     kept = order[~frame.duplicated().to_numpy()]

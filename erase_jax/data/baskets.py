@@ -196,6 +196,11 @@ def build_basket_examples(inter: Interactions, config: BasketConfig) -> BasketEx
     baskets vanish, a user may drop below `min_baskets` and lose its examples) keeps the ids
     and shapes of the full data. The target width K is the largest target of all three phases
     (after `max_basket_size`), so that every phase pads to the same K.
+
+    Deliberate differences from the original `NextBasketDataset` (next-basket spec 5.1-5.3):
+    every item of every basket keeps its id (not only first target items), lengths are raw
+    counts, and padding is `n_items`, never a real item. Basket readers:
+    `erase_jax.data.basket_files` and `erase_jax.data.basket_csv`.
     """
     ordered = _ordered_baskets(inter, config.max_basket_size)
     counts = np.bincount(ordered.run_user, minlength=inter.n_users)
