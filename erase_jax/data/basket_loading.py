@@ -2,14 +2,9 @@
 
     data.dataset -> folder (under the data root, or a path) or a merged JSON file -> reader
 
-Formats, recognised by file name in this order (`erase_jax.data.basket_files`,
-`erase_jax.data.basket_csv`):
-
-    <name>_merged.json (or any *_merged.json)        merged baskets {user: [[items], ...]}
-    ta_feng_all_months_merged.csv                    Ta-Feng transactions
-    orders.csv + order_products__*.csv               Instacart (products.csv: aisle categories)
-    transaction_data.csv                             Dunnhumby "The Complete Journey"
-    transactions_*.csv                               Dunnhumby "Let's get sort-of-real"
+A folder's format is recognised by file name (`erase_jax.data.basket_csv.read_basket_folder`:
+a merged basket JSON, Ta-Feng's transactions, Instacart's orders, either Dunnhumby release);
+a `.json` path is read as a merged basket file.
 
 "synthetic" generates baskets (`erase_jax.data.synthetic.synthetic_baskets`) with the run's
 seed. `data.category_file` adds item categories from a file (`basket_files.with_category_files`).
@@ -23,9 +18,6 @@ from pathlib import Path
 from erase_jax.data.interactions import Interactions
 from erase_jax.data.loading import DATA_ROOT_ENV, SYNTHETIC, DataConfig, resolve_data_root
 from erase_jax.data.synthetic import synthetic_baskets
-
-FORMATS = ("merged JSON (*_merged.json)", "ta_feng_all_months_merged.csv", "orders.csv + order_products__*.csv",
-           "transaction_data.csv", "transactions_*.csv")
 
 
 def read_basket_data(data: DataConfig, seed: int) -> tuple[Interactions, str]:
@@ -46,34 +38,21 @@ def read_basket_data(data: DataConfig, seed: int) -> tuple[Interactions, str]:
 
 
 def _read(data: DataConfig) -> tuple[Interactions, str]:
-    from erase_jax.data import basket_csv, basket_files
+    from erase_jax.data.basket_csv import read_basket_folder
+    from erase_jax.data.basket_files import read_merged_json
 
     root = resolve_data_root(data.data_root)
     candidates = (root / data.dataset, Path(data.dataset).expanduser())
     for path in candidates:
         if path.is_file() and path.suffix == ".json":
-            return basket_files.read_merged_json(path), str(path.resolve())
-    folder = next((path for path in candidates if path.is_dir()), None)
-    if folder is None:
-        raise FileNotFoundError(
-            f"basket data set {data.dataset!r} not found: neither {candidates[0]} (under the data root {root}, "
-            f"set by data_root or ${DATA_ROOT_ENV}) nor {candidates[1].resolve()} exists"
-        )
-    folder = folder.resolve()
-    merged = sorted(folder.glob("*_merged.json"))
-    preferred = folder / f"{folder.name}_merged.json"
-    if merged:
-        path = preferred if preferred in merged else merged[0]
-        return basket_files.read_merged_json(path), str(path)
-    if (folder / "ta_feng_all_months_merged.csv").is_file():
-        return basket_csv.read_tafeng_csv(folder / "ta_feng_all_months_merged.csv"), str(folder)
-    if (folder / "orders.csv").is_file():
-        return basket_csv.read_instacart(folder), str(folder)
-    if (folder / "transaction_data.csv").is_file():
-        return basket_csv.read_dunnhumby_journey(folder / "transaction_data.csv"), str(folder)
-    if sorted(folder.glob("transactions_*.csv")):
-        return basket_csv.read_dunnhumby_sortofreal(folder), str(folder)
-    raise FileNotFoundError(f"no basket data format recognised in {folder}: looked for {', '.join(FORMATS)}")
+            return read_merged_json(path), str(path.resolve())
+    for folder in candidates:
+        if folder.is_dir():
+            return read_basket_folder(folder.resolve()), str(folder.resolve())
+    raise FileNotFoundError(
+        f"basket data set {data.dataset!r} not found: neither {candidates[0]} (under the data root {root}, "
+        f"set by data_root or ${DATA_ROOT_ENV}) nor {candidates[1].resolve()} exists"
+    )
 
 
 def _preference_names() -> set[str]:
