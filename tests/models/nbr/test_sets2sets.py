@@ -18,30 +18,14 @@ import pytest
 from erase_jax.data.baskets import BasketRows, basket_batch
 from erase_jax.models import build_model
 from erase_jax.models.nbr.sets2sets import set_loss
+from tests.models.nbr.hand_rows import basket_rows
 
 N_ITEMS, MAX_BASKETS = 9, 4
 SMALL = dict(embedding_size=4, hidden_size=3)
 
 
-def rows_of(histories, targets, n_items=N_ITEMS, max_baskets=MAX_BASKETS) -> BasketRows:
-    """BasketRows from histories (lists of baskets) and target baskets."""
-    n = len(histories)
-    width = max(1, max(sum(len(b) for b in h) for h in histories))
-    k = max(len(t) for t in targets)
-    items = np.full((n, width), n_items, np.int32)
-    baskets = np.full((n, width), max_baskets, np.int32)
-    padded_targets = np.full((n, k), n_items, np.int32)
-    for r, (history, target) in enumerate(zip(histories, targets, strict=True)):
-        flat = [(item, position) for position, basket in enumerate(history) for item in basket]
-        if flat:
-            items[r, : len(flat)], baskets[r, : len(flat)] = zip(*flat, strict=True)
-        padded_targets[r, : len(target)] = target
-    return BasketRows(
-        users=np.arange(n, dtype=np.int32), items=items, baskets=baskets,
-        lengths=np.array([sum(len(b) for b in h) for h in histories], np.int32),
-        n_baskets=np.array([len(h) for h in histories], np.int32), targets=padded_targets,
-        target_sizes=np.array([len(t) for t in targets], np.int32), n_items=n_items, n_users=n,
-        max_history_baskets=max_baskets)
+def rows_of(histories, targets) -> BasketRows:
+    return basket_rows(histories, targets, N_ITEMS, MAX_BASKETS)
 
 
 HISTORIES = [[[0, 1], [1, 2, 3], [4]], [[5], [5, 6, 7]], [[8, 0, 2], [2], [2, 3], [1, 7, 3]], [[6]]]
