@@ -150,22 +150,25 @@ def width_of(rows: BasketRows) -> int:
     return widths[int(np.searchsorted(np.asarray(widths), longest))]
 
 
-def basket_batch(rows: BasketRows, size: int | None = None, width: int | None = None) -> dict:
+def basket_batch(rows: BasketRows, size: int | None = None, width: int | None = None, target_width: int | None = None) -> dict:
     """Examples as one padded device batch (module doc); `size` defaults to the row count
-    rounded up to a power of two, `width` to `width_of(rows)`."""
+    rounded up to a power of two, `width` to `width_of(rows)`, `target_width` to the rows' own."""
     n = len(rows)
     size = max(1, 1 << max(n - 1, 0).bit_length()) if size is None else size
     width = width_of(rows) if width is None else width
     if size < n or (n and width < int(rows.lengths.max())):
         raise ValueError(f"padded shape ({size}, {width}) is smaller than the rows ({n}, {int(rows.lengths.max())})")
-    k = rows.targets.shape[1]
+    k = rows.targets.shape[1] if target_width is None else target_width
+    if n and k < int(rows.target_sizes.max()):
+        raise ValueError(f"target width {k} is smaller than the largest target basket ({int(rows.target_sizes.max())})")
     items = np.full((size, width), rows.n_items, np.int32)
     baskets = np.full((size, width), rows.max_history_baskets, np.int32)
     targets = np.full((size, k), rows.n_items, np.int32)
     users, lengths, n_baskets, target_sizes = (np.zeros(size, np.int32) for _ in range(4))
     m = min(width, rows.items.shape[1])
     items[:n, :m], baskets[:n, :m] = rows.items[:, :m], rows.baskets[:, :m]
-    targets[:n], users[:n], lengths[:n], n_baskets[:n] = rows.targets, rows.users, rows.lengths, rows.n_baskets
+    kk = min(k, rows.targets.shape[1])
+    targets[:n, :kk], users[:n], lengths[:n], n_baskets[:n] = rows.targets[:, :kk], rows.users, rows.lengths, rows.n_baskets
     target_sizes[:n] = rows.target_sizes
     return {
         "users": jnp.asarray(users),

@@ -87,11 +87,12 @@ class NBRRequestRows:
         clean_rows = self.counterfactual_rows(users, removed_after) if with_clean else None
         # one width for F, C and R (methods may join them into one batch)
         width = max(width_of(rows) for rows in (forget_rows, retain, clean_rows) if rows is not None and len(rows))
-        forget = basket_batch(forget_rows, width=width)
+        k = train.targets.shape[1]  # every phase's target width; a rebuilt C can only be narrower
+        forget = basket_batch(forget_rows, width=width, target_width=k)
         clean = None
         if clean_rows is not None and len(clean_rows):
-            clean = basket_batch(clean_rows, size=forget["items"].shape[0], width=width)
-        return forget, clean, basket_batch(retain, width=width)
+            clean = basket_batch(clean_rows, size=forget["items"].shape[0], width=width, target_width=k)
+        return forget, clean, basket_batch(retain, width=width, target_width=k)
 
     def counterfactual_rows(self, users, removed_after: np.ndarray) -> BasketRows:
         """The train-phase examples of `users` rebuilt from their rows minus the removed ones."""
@@ -139,10 +140,8 @@ class NBREvaluation(Evaluation):
         self.has_query[test.users] = True
 
     def test_metrics(self, model, params, context) -> dict:
-        from erase_jax.evaluators.basket_ranking import evaluate_nbr
-
         ec = self.experiment.config.eval
-        return evaluate_nbr(model, params, context, self.test, ec.topk, ec.metrics, ec.block_size)
+        return self.experiment.task.evaluate(model, params, context, self.test, ec)
 
     def by_user(self, model, params, context):
         return UserHistoryQueries(model), params, (context, self.histories)
@@ -174,10 +173,12 @@ class NextBasket:
         return BasketBatcher.build(train, config.train.batch_size, config.basket.mix_lengths)
 
     def evaluate(self, model, params, context, eval_set, eval_config, per_row: bool = False):
-        from erase_jax.evaluators.basket_ranking import evaluate_nbr
+        """The configured metrics plus the repeat / explore split of recall (always reported)."""
+        from erase_jax.evaluators.basket_ranking import REPEAT_METRICS, evaluate_nbr
 
         ec = eval_config
-        return evaluate_nbr(model, params, context, eval_set, ec.topk, ec.metrics, ec.block_size, per_row=per_row)
+        metrics = (*ec.metrics, *(m for m in REPEAT_METRICS if m not in ec.metrics))
+        return evaluate_nbr(model, params, context, eval_set, ec.topk, metrics, ec.block_size, per_row=per_row)
 
     def request_rows(self, experiment) -> NBRRequestRows:
         return NBRRequestRows(experiment)
