@@ -47,14 +47,15 @@ TARGETS = [[2, 4], [6], [3, 0, 1]]
 
 def test_cooccurrence_graph_of_a_hand_made_user():
     batch = batch_of(HISTORIES[:2], width=10)
-    graph = cooccurrence_graph(batch["items"], batch["baskets"], batch["lengths"], batch["n_baskets"], N_ITEMS, 10)
+    build = jax.jit(cooccurrence_graph, static_argnums=(4, 5))
+    graph = build(batch["items"], batch["baskets"], batch["lengths"], batch["n_baskets"], N_ITEMS, 10)
     # user 0: nodes by first occurrence 1, 2, 3, 4; c(1,2) = c(2,4) = 2, c(1,3) = c(2,3) = c(1,4) = 1, c(3,4) = 0; m = 2
     np.testing.assert_array_equal(graph.node_items[0], [1, 2, 3, 4] + [N_ITEMS] * 6)
     np.testing.assert_array_equal(graph.node_mask[0], [True] * 4 + [False] * 6)
     expected = np.array([[0, 2, 1, 1], [2, 0, 1, 2], [1, 1, 0, 0], [1, 2, 0, 0]]) / 2.0
     np.testing.assert_allclose(graph.weights[0, :4, :4], expected)
     assert float(jnp.abs(graph.weights[0, 4:]).sum() + jnp.abs(graph.weights[0, :, 4:]).sum()) == 0.0
-    adjacency = np.asarray(step_adjacency(graph)[0])
+    adjacency = np.asarray(jax.jit(step_adjacency)(graph)[0])
     for t, basket in enumerate(HISTORIES[0]):
         want = np.eye(10) * 0.5
         for i, j in itertools.permutations(basket, 2):
@@ -131,11 +132,16 @@ def reference_scores(params, histories, norm="layer", n_heads=2, eps=1e-5):
     return np.stack(scores)
 
 
-def random_params(model, seed=0):
-    """Initial parameters with the norm affine terms and biases moved off their 1 / 0 init."""
-    params = model.init(jax.random.PRNGKey(seed), CONTEXT)
-    keys = iter(jax.random.split(jax.random.PRNGKey(seed + 1), 32))
-    return jax.tree.map(lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape), params)
+def random_params(model, seed=0, dtype=jnp.float32):
+    """Initial parameters with the norm affine terms and biases moved off their 1 / 0 init (one jit)."""
+
+    @jax.jit
+    def draw(key):
+        params = model.init(key, CONTEXT)
+        keys = iter(jax.random.split(jax.random.fold_in(key, 1), 32))
+        return jax.tree.map(lambda x: (x + 0.3 * jax.random.normal(next(keys), x.shape)).astype(dtype), params)
+
+    return draw(jax.random.PRNGKey(seed))
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])
@@ -172,20 +178,34 @@ def test_padding_is_inert():
     np.testing.assert_allclose(empty, p["item_embedding"][:N_ITEMS] @ p["output"][:, 0] + p["output_b"][0], rtol=1e-5, atol=1e-6)
 
 
+def test_forward_over_reverse_traces():
+    """Every op has a JVP rule: jax.jvp of jax.grad traces (shapes only, no compile)."""
+    model = build_model("DNNTSP", **SMALL)
+    params = model.init(jax.random.PRNGKey(0), CONTEXT)
+    batch = batch_of(HISTORIES, width=16, targets=TARGETS)
+    grad = jax.grad(lambda p: model.loss(p, CONTEXT, batch, None))
+    shapes = jax.eval_shape(lambda p: jax.jvp(grad, (p,), (p,))[1], params)
+    assert jax.tree.map(lambda s: s.shape, shapes) == jax.tree.map(lambda x: x.shape, params)
+
+
+@pytest.mark.slow  # a float64 forward-over-reverse compile: ~10 s on a loaded 2-core machine
 def test_hessian_vector_product_forward_over_reverse_matches_finite_difference():
     """jax.jvp of jax.grad (what the influence methods run) against central differences of the
     gradient, in float64 so that a small step resolves the curvature."""
     model = build_model("DNNTSP", **SMALL)
     with jax.enable_x64(True):
-        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), random_params(model, seed=5))
+        params = random_params(model, seed=5, dtype=jnp.float64)
         batch = batch_of(HISTORIES, width=16, targets=TARGETS)
         grad = jax.grad(lambda p: model.loss(p, CONTEXT, batch, None))
-        keys = iter(jax.random.split(jax.random.PRNGKey(9), 32))
-        direction = jax.tree.map(lambda x: jax.random.normal(next(keys), x.shape, jnp.float64), params)
-        hvp = jax.jit(lambda p, v: jax.jvp(grad, (p,), (v,))[1])(params, direction)
+        direction = random_params(model, seed=9, dtype=jnp.float64)
         eps = 1e-5
-        step = lambda sign: jax.tree.map(lambda p, v: p + sign * eps * v, params, direction)
-        g_plus, g_minus = jax.jit(grad)(step(1.0)), jax.jit(grad)(step(-1.0))
+
+        @jax.jit
+        def hvp_and_difference(p, v):
+            step = lambda sign: jax.tree.map(lambda p, v: p + sign * eps * v, p, v)
+            return jax.jvp(grad, (p,), (v,))[1], grad(step(1.0)), grad(step(-1.0))
+
+        hvp, g_plus, g_minus = hvp_and_difference(params, direction)
     flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
     difference = (flat(g_plus) - flat(g_minus)) / (2 * eps)
     exact = flat(hvp)
@@ -218,7 +238,6 @@ def test_representation_is_the_frequency_weighted_mean_of_gated_embeddings():
     model = build_model("DNNTSP", **SMALL)
     params = random_params(model, seed=2)
     batch = batch_of(HISTORIES, width=16)
-    representation = model.representation(params, CONTEXT, batch)
     network = model.network(CONTEXT)
     inputs = (batch["items"], batch["baskets"], batch["lengths"], batch["n_baskets"])
 
@@ -226,7 +245,11 @@ def test_representation_is_the_frequency_weighted_mean_of_gated_embeddings():
         graph = net.graph(*inputs)
         return net.gated(graph, net.node_vectors(graph))
 
-    e = network.apply(params, *inputs, method=gated)
+    @jax.jit
+    def both(params, batch):
+        return model.representation(params, CONTEXT, batch), network.apply(params, *inputs, method=gated)
+
+    representation, e = both(params, batch)
     # user 0: nodes 1, 2, 3, 4 in 2, 3, 1, 2 baskets
     want = (2 / 3 * e[0, 0] + e[0, 1] + 1 / 3 * e[0, 2] + 2 / 3 * e[0, 3]) / 4
     np.testing.assert_allclose(representation[0], want, rtol=1e-5, atol=1e-6)
