@@ -18,6 +18,8 @@ TINY_MODELS = {
     "GRU4Rec": (["model_params={embedding_size: 8, hidden_size: 8}"],
                 ["data.min_user_interactions=0", "data.min_item_interactions=0", "train.valid_metric=mrr@10",
                  "train.batch_size=64"]),
+    "DNNTSP": (["model_params={embedding_size: 8, n_heads: 2}"],
+               ["basket.max_history_baskets=8", "train.valid_metric=recall@10", "train.batch_size=32"]),
 }
 SCENARIO = dict(scenario="sensitive", category="Horror", fraction=0.01)  # 1 % of the rows: a few requests
 
