@@ -44,7 +44,7 @@ UNLEARN_CASES = {  # trained case: methods
     "BPR ml-100k": ("scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif"),
     "SASRec ml-100k sequences": ("scif", "gif"),
 }
-SCENARIO = "sensitive:Horror"
+SCENARIO = ("--scenario", "sensitive:Horror", "--fraction", "0.003")  # 98 requests on ML-100K
 VOLATILE = ("second", "memory", "rss", "time", "date")  # result columns that measure the run, not the model
 
 
@@ -71,8 +71,7 @@ def train(tree: Path, config: Path, epochs: int, out: Path, cwd: Path) -> dict:
 
 
 def unlearn(tree: Path, run_dir: Path, method: str, out: Path, cwd: Path) -> list[dict]:
-    run_cli(tree, ["unlearn", "--run", str(run_dir), "--method", method, "--scenario", SCENARIO,
-                   "--out", str(out), "--quiet"], cwd)
+    run_cli(tree, ["unlearn", "--run", str(run_dir), "--method", method, *SCENARIO, "--out", str(out), "--quiet"], cwd)
     with open(out / method / "unlearning.csv") as handle:
         return list(csv.DictReader(handle))
 
@@ -93,12 +92,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/layout_before_after.json"))
     parser.add_argument("--skip-unlearning", action="store_true")
+    parser.add_argument("--training-from", type=Path, default=None,
+                        help="a finished report whose training part (and trained runs, kept in its scratch folder) to reuse")
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     cwd = trees["after"]
     report = {
         "provenance": provenance(config={"train": {k: v for k, v in TRAIN_CASES.items()},
-                                         "unlearn": {"scenario": SCENARIO, "cases": UNLEARN_CASES},
+                                         "unlearn": {"scenario": " ".join(SCENARIO), "cases": UNLEARN_CASES},
                                          "repeats": args.repeats}),
         "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -108,9 +109,15 @@ def main() -> int:
         "training": {},
         "unlearning": {},
     }
-    scratch = Path(tempfile.mkdtemp(prefix="layout_before_after_"))
+    previous = json.loads(args.training_from.read_text()) if args.training_from else None
+    scratch = Path(previous["scratch"]) if previous else Path(tempfile.mkdtemp(prefix="layout_before_after_"))
+    report["scratch"] = str(scratch)
     trained = {}
     for case, (config, epochs) in TRAIN_CASES.items():
+        if previous:  # the trained runs of the earlier report, its numbers carried over
+            report["training"][case] = previous["training"][case]
+            trained.update({(case, name): scratch / f"{case.replace(' ', '_')}_{name}" for name in trees})
+            continue
         epoch_seconds = {name: [] for name in trees}
         results = {}
         for repeat in range(args.repeats):
@@ -144,7 +151,7 @@ def main() -> int:
                     rows[name] = unlearn(trees[name], trained[(case, name)], method, out, cwd)
                     seconds[name] = request_seconds(rows[name])
                 report["unlearning"][f"{case} {method}"] = {
-                    "scenario": SCENARIO, "median_request_seconds": seconds,
+                    "scenario": " ".join(SCENARIO), "median_request_seconds": seconds,
                     "after_over_before": seconds["after"] / seconds["before"],
                     "rows_equal": stable(rows["before"]) == stable(rows["after"]),
                     "rows": stable(rows["after"]),
