@@ -143,6 +143,44 @@ def occurrence_widths(max_length: int) -> tuple[int, ...]:
     return (*widths, max_length)
 
 
+def step_widths(max_steps: int) -> tuple[int, ...]:
+    """Padded history lengths in baskets: powers of two from 1 below `max_steps`, then `max_steps`."""
+    steps, step = [], 1
+    while step < max_steps:
+        steps.append(step)
+        step *= 2
+    return (*steps, max(max_steps, 1))
+
+
+def bucket_shapes(max_length: int, max_steps: int) -> tuple[tuple[int, int], ...]:
+    """Every (occurrence width, basket steps) a batch of histories no wider than `max_length` can
+    run at: each width of `occurrence_widths` with each step count of `step_widths` up to it (a
+    history of W occurrences has at most W baskets). The step counts of a narrower width are a
+    prefix of a wider one's, so the bucket of a mixed batch is (its widest, its longest)."""
+    return tuple((w, t) for w in occurrence_widths(max_length) for t in step_widths(min(w, max_steps)))
+
+
+FULL_BATCH_WIDTH = 64  # histories up to this many occurrences fill whole batches
+
+
+def rows_for_width(batch_size: int, width: int) -> int:
+    """Examples a training batch of `width`-wide histories holds: the batch size up to
+    FULL_BATCH_WIDTH occurrences, then proportionally fewer (at least one), so that a batch's
+    work and memory stay near those of a full batch of FULL_BATCH_WIDTH-wide histories."""
+    return min(batch_size, max(1, batch_size * FULL_BATCH_WIDTH // width))
+
+
+def bucket_index(lengths: np.ndarray, n_baskets: np.ndarray, max_length: int, max_steps: int) -> np.ndarray:
+    """int32: the index into `bucket_shapes` of the smallest (width, steps) holding each history."""
+    widths = np.asarray(occurrence_widths(max_length))
+    shapes = bucket_shapes(max_length, max_steps)
+    w = widths[np.searchsorted(widths, np.maximum(lengths, 1))]
+    steps = np.asarray(step_widths(max_steps))
+    t = np.minimum(steps[np.minimum(np.searchsorted(steps, np.maximum(n_baskets, 1)), len(steps) - 1)], w)
+    lookup = {shape: index for index, shape in enumerate(shapes)}
+    return np.array([lookup[(int(a), int(b))] for a, b in zip(w, t, strict=True)], np.int32)
+
+
 def width_of(rows: BasketRows) -> int:
     """The narrowest of `occurrence_widths(rows.max_length)` that holds every history of `rows`."""
     widths = occurrence_widths(rows.max_length)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from erase_jax.data.baskets import BasketRows, multi_hot, occurrence_widths
+from erase_jax.data.baskets import BasketRows, bucket_shapes, multi_hot, rows_for_width
 
 
 @struct.dataclass
@@ -34,8 +34,8 @@ class BasketShape:
 
 class BasketModel:
     """Base of the NBR models: the task, the default loss, and the knobs the methods read
-    (`erase_jax.models.base`). A model defines `logits(params, context, query, key)` [b, n_items]
-    (dropout when `key` is not None) and `init(key, context)`."""
+    (`erase_jax.models.base`). A model defines `logits(params, context, query, key, n_steps)`
+    [b, n_items] (dropout when `key` is not None) and `init(key, context)`."""
 
     task: ClassVar[str] = "NBR"
     trainable: ClassVar[bool] = True
@@ -55,7 +55,10 @@ class BasketModel:
         del key
         return context
 
-    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None,
+               n_steps: int | None = None) -> jax.Array:
+        """Scores [b, n_items] of the query's histories; `n_steps` a static bound on their baskets
+        (None: min(history width, max_history_baskets))."""
         raise NotImplementedError
 
     def scores(self, params, context, query: dict[str, jax.Array]) -> jax.Array:
@@ -64,8 +67,8 @@ class BasketModel:
     def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
         """(logits [b, n_items], row weights, None): `loss` is the weighted mean over rows of the
         multi-label soft-margin loss of these logits; the Gauss-Newton hook. A training batch
-        with a "bucket" runs at its bucket's width (`at_bucket_width`)."""
-        return at_bucket_width(self.logits, params, context, batch, key), batch["weight"], None
+        with a "bucket" runs at its bucket's shape (`at_bucket_shape`)."""
+        return at_bucket_shape(self.logits, params, context, batch, key), batch["weight"], None
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         logits, weight, _ = self.output_loss_parts(params, context, batch, key)
@@ -76,27 +79,36 @@ class BasketModel:
         return self.logits(params, context, batch, key)
 
 
-def at_bucket_width(fn, params, context, batch: dict[str, jax.Array], key):
-    """`fn(params, context, batch, key)` on the history columns of the batch's width bucket.
+def at_bucket_shape(fn, params, context, batch: dict[str, jax.Array], key):
+    """`fn(params, context, batch, key, n_steps)` at the batch's bucket shape.
 
     Training epochs (`erase_jax.batching.baskets`) pad every batch to the widest history and
-    give its bucket; `lax.switch` runs `fn` at that bucket's width (histories are left-aligned,
-    so cutting trailing padding changes nothing), each branch compiled once. Without a
-    "bucket" the batch runs at its own width.
+    give its bucket, an index into `bucket_shapes(width, context.max_history_baskets)`;
+    `lax.switch` runs `fn` on the history columns of the bucket's width with the bucket's step
+    count as the static bound on baskets (histories are left-aligned, so cutting trailing
+    padding changes nothing), and on the batch's first `rows_for_width` rows unless the batch
+    is "mixed" (the batcher puts a wide bucket's examples there, the rest is padding); the rows
+    left out come back as zeros. Each branch compiles once. Without a "bucket" the batch runs at
+    its own width and `n_steps` None (the model's bound: min(width, max_history_baskets)).
     """
     if "bucket" not in batch:
-        return fn(params, context, batch, key)
-    widths = occurrence_widths(batch["items"].shape[-1])
+        return fn(params, context, batch, key, None)
+    shapes = bucket_shapes(batch["items"].shape[-1], context.max_history_baskets)
 
-    def at_width(width):
+    n_rows = batch["items"].shape[0]
+
+    def at_shape(width, steps):
+        rows = n_rows if "mixed" in batch else rows_for_width(n_rows, width)
+
         def run(params, batch, key):
-            cut = dict(batch, items=batch["items"][:, :width], baskets=batch["baskets"][:, :width])
-            del cut["bucket"]
-            return fn(params, context, cut, key)
+            cut = {name: values[:rows] for name, values in batch.items() if name not in ("bucket", "mixed")}
+            cut["items"], cut["baskets"] = cut["items"][:, :width], cut["baskets"][:, :width]
+            out = fn(params, context, cut, key, steps)
+            return jnp.zeros((n_rows, *out.shape[1:]), out.dtype).at[:rows].set(out)
 
         return run
 
-    return jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+    return jax.lax.switch(batch["bucket"], [at_shape(w, t) for w, t in shapes], params, batch, key)
 
 
 def multilabel_soft_margin(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -248,9 +248,11 @@ class DNNTSP(BasketModel):
         if self.embedding_size % self.n_heads:
             raise ValueError(f"DNNTSP.embedding_size {self.embedding_size} is not a multiple of n_heads {self.n_heads}")
 
-    def network(self, context: BasketShape, init_key: jax.Array | None = None) -> DNNTSPNetwork:
-        return DNNTSPNetwork(context.n_items, self.embedding_size, self.n_layers, self.n_heads, self.norm,
-                             context.max_history_baskets, init_key=init_key)
+    def network(self, context: BasketShape, init_key: jax.Array | None = None, n_steps: int | None = None) -> DNNTSPNetwork:
+        """The module; `n_steps` bounds the time steps below max_history_baskets (parameters unchanged)."""
+        steps = context.max_history_baskets if n_steps is None else min(n_steps, context.max_history_baskets)
+        return DNNTSPNetwork(context.n_items, self.embedding_size, self.n_layers, self.n_heads, self.norm, steps,
+                             init_key=init_key)
 
     def init(self, key: jax.Array, context: BasketShape):
         """{"params": {...}}, created from the shapes of a one-occurrence batch (no forward run)."""
@@ -262,9 +264,10 @@ class DNNTSP(BasketModel):
     def _inputs(query: dict[str, jax.Array]):
         return query["items"], query["baskets"], query["lengths"], query["n_baskets"]
 
-    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None,
+               n_steps: int | None = None) -> jax.Array:
         del key  # no dropout
-        return self.network(context).apply(params, *self._inputs(query))
+        return self.network(context, n_steps=n_steps).apply(params, *self._inputs(query))
 
     def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
         return self.network(context).apply(params, *self._inputs(batch), method="representation")

@@ -53,7 +53,7 @@ from flax import struct
 from erase_jax.data.baskets import BasketRows, multi_hot
 from erase_jax.models.base import register
 from erase_jax.models.layers import dropout, gru_time_major, keyed, normal, split_keys, xavier_uniform
-from erase_jax.models.nbr.base import BasketModel, weighted_mean
+from erase_jax.models.nbr.base import BasketModel, at_bucket_shape, weighted_mean
 
 HISTORY_GATES = ("full", "diagonal")
 COMPAT_MODES = ("correct", "erase")
@@ -141,10 +141,11 @@ class Sets2SetsNetwork(nn.Module):
             self.history_w = self.param("history_w", zeros, (n,))
         self.history_b = self.param("history_b", zeros, (n,))
 
-    def __call__(self, items, baskets, lengths, n_baskets, dropout_key: jax.Array | None) -> jax.Array:
+    def __call__(self, items, baskets, lengths, n_baskets, dropout_key: jax.Array | None, n_steps: int | None = None) -> jax.Array:
         b, width = items.shape
         n = self.n_items
         slots = min(width, self.max_history_baskets)  # a history of `width` occurrences has <= width baskets
+        slots = slots if n_steps is None else min(slots, n_steps)
         rows = jnp.arange(b)[:, None]
         valid = (jnp.arange(width)[None, :] < lengths[:, None]) & (baskets < slots)
         safe_items = jnp.where(valid, items, n)
@@ -215,13 +216,14 @@ class Sets2Sets(BasketModel):
         ints = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
         return self.network(context, key).lazy_init(key, ints(1, 1), ints(1, 1), ints(1), ints(1), None)
 
-    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+    def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None,
+               n_steps: int | None = None) -> jax.Array:
         return self.network(context).apply(params, query["items"], query["baskets"], query["lengths"],
-                                           query["n_baskets"], key)
+                                           query["n_baskets"], key, n_steps)
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         """Weighted mean over rows of sum_i w_i (p_i - y_i)^2 + lambda * set_loss(p, y) (module docstring)."""
-        p = jax.nn.softmax(self.logits(params, context, batch, key), axis=-1)
+        p = jax.nn.softmax(at_bucket_shape(self.logits, params, context, batch, key), axis=-1)
         y = multi_hot(batch["targets"], p.shape[-1])
         squared = jnp.sum(context.item_weights * jnp.square(p - y), axis=-1)
         ranked = jax.lax.stop_gradient(p) if self.compat == "erase" else p

@@ -87,7 +87,7 @@ class GTopFreq(FrequencyBaseline):
 
     name: ClassVar[str] = "GTopFreq"
 
-    def logits(self, params, context, query, key=None):
+    def logits(self, params, context, query, key=None, n_steps=None):
         popularity = context.global_counts / jnp.maximum(jnp.max(context.global_counts), 1.0)
         return jnp.broadcast_to(popularity, (query["items"].shape[0], context.n_items))
 
@@ -99,7 +99,7 @@ class PTopFreq(FrequencyBaseline):
 
     name: ClassVar[str] = "PTopFreq"
 
-    def logits(self, params, context, query, key=None):
+    def logits(self, params, context, query, key=None, n_steps=None):
         counts = history_counts(query, context.n_items)
         return jnp.where(counts > 0, counts + self.tie_breaker(context), 0.0)
 
@@ -111,5 +111,5 @@ class GPTopFreq(FrequencyBaseline):
 
     name: ClassVar[str] = "GPTopFreq"
 
-    def logits(self, params, context, query, key=None):
+    def logits(self, params, context, query, key=None, n_steps=None):
         return history_counts(query, context.n_items) + self.tie_breaker(context)
