@@ -55,7 +55,7 @@ def test_an_epoch_holds_every_example_once_at_a_shape_that_fits(mix_lengths):
 
 @pytest.mark.parametrize("name, params", [("DNNTSP", {"embedding_size": 8, "n_heads": 2}),
                                           ("Sets2Sets", {"embedding_size": 8, "hidden_size": 8})])
-def test_a_bucketed_batch_has_the_loss_of_the_full_shape(name, params, monkeypatch):
+def test_a_bucketed_batch_has_the_loss_and_gradient_of_the_full_shape(name, params, monkeypatch):
     monkeypatch.setattr(baskets, "FULL_BATCH_WIDTH", 4)  # so that wider buckets cut their batches' rows
     train = rows()
     model = build_model(name, **params)
@@ -64,10 +64,12 @@ def test_a_bucketed_batch_has_the_loss_of_the_full_shape(name, params, monkeypat
     batcher = BasketBatcher.build(train, batch_size=16)
     assert rows_for_width(16, train.max_length) < 16  # the widest bucket's batches hold fewer rows
     epoch = batcher.epoch(jax.random.PRNGKey(0), jnp.asarray(batcher.shuffled_order(seed=3, epoch=0)))
-    loss = jax.jit(lambda batch: model.loss(weights, context, batch, jax.random.PRNGKey(2)))
+    loss = jax.jit(jax.value_and_grad(lambda p, batch: model.loss(p, context, batch, jax.random.PRNGKey(2))))
     for batch in range(batcher.n_batches):
         bucketed = {k: v[batch] for k, v in epoch.items()}
         full = {k: v for k, v in bucketed.items() if k != "bucket"}
-        a, b = loss(bucketed), loss(full)
+        (a, grad_a), (b, grad_b) = loss(weights, bucketed), loss(weights, full)
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+        for x, y in zip(jax.tree.leaves(grad_a), jax.tree.leaves(grad_b), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-7)
     assert basket_batch(train)["items"].shape[1] >= train.max_length

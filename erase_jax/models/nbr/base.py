@@ -66,49 +66,72 @@ class BasketModel:
 
     def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
         """(logits [b, n_items], row weights, None): `loss` is the weighted mean over rows of the
-        multi-label soft-margin loss of these logits; the Gauss-Newton hook. A training batch
-        with a "bucket" runs at its bucket's shape (`at_bucket_shape`)."""
-        return at_bucket_shape(self.logits, params, context, batch, key), batch["weight"], None
+        multi-label soft-margin loss of these logits; the Gauss-Newton hook."""
+        return self.logits(params, context, batch, key), batch["weight"], None
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-        logits, weight, _ = self.output_loss_parts(params, context, batch, key)
-        return weighted_mean(multilabel_soft_margin(logits, multi_hot(batch["targets"], logits.shape[-1])), weight)
+        """`loss_at` on the batch; a training batch with a "bucket" at its bucket's shape (`bucketed_loss`)."""
+        if "bucket" in batch:
+            return bucketed_loss(self.loss_at, params, context, batch, key)
+        return self.loss_at(params, context, batch, key, None)
+
+    def loss_at(self, params, context, batch: dict[str, jax.Array], key, n_steps: int | None) -> jax.Array:
+        """The weighted mean over rows of the multi-label soft-margin loss (module docstring)."""
+        logits = self.logits(params, context, batch, key, n_steps)
+        return weighted_mean(multilabel_soft_margin(logits, multi_hot(batch["targets"], logits.shape[-1])), batch["weight"])
 
     def representation(self, params, context, batch: dict[str, jax.Array], key=None) -> jax.Array:
         """The user's representation whose inner products give the scores (Fanchuan); models override."""
         return self.logits(params, context, batch, key)
 
 
-def at_bucket_shape(fn, params, context, batch: dict[str, jax.Array], key):
-    """`fn(params, context, batch, key, n_steps)` at the batch's bucket shape.
+def bucketed_loss(loss_at, params, context, batch: dict[str, jax.Array], key) -> jax.Array:
+    """`loss_at(params, context, cut, key, n_steps)` at the batch's bucket shape, differentiable once.
 
     Training epochs (`erase_jax.batching.baskets`) pad every batch to the widest history and
     give its bucket, an index into `bucket_shapes(width, context.max_history_baskets)`;
-    `lax.switch` runs `fn` on the history columns of the bucket's width with the bucket's step
-    count as the static bound on baskets (histories are left-aligned, so cutting trailing
-    padding changes nothing), and on the batch's first `rows_for_width` rows unless the batch
-    is "mixed" (the batcher puts a wide bucket's examples there, the rest is padding); the rows
-    left out come back as zeros. Each branch compiles once. Without a "bucket" the batch runs at
-    its own width and `n_steps` None (the model's bound: min(width, max_history_baskets)).
-    """
-    if "bucket" not in batch:
-        return fn(params, context, batch, key, None)
-    shapes = bucket_shapes(batch["items"].shape[-1], context.max_history_baskets)
+    `lax.switch` runs the loss on the history columns of the bucket's width with the bucket's
+    step count as the static bound on baskets (histories are left-aligned, so cutting trailing
+    padding changes nothing), and on the batch's first `rows_for_width` rows unless the batch is
+    "mixed" (the batcher puts a wide bucket's examples there, the rest is padding of weight 0,
+    so the weighted mean is unchanged). Each branch compiles once.
 
+    Each branch computes its loss AND its gradient (a custom VJP whose residual is the
+    gradient): differentiating through `lax.switch` itself would make every branch carry the
+    union of all branches' residuals, zero-filled, which on Ta-Feng's 35 buckets cost about
+    the same 3 s per step whatever the bucket. Training needs first derivatives only; the
+    unlearning methods' batches carry no bucket and take the plain path (HVPs included).
+    """
+    shapes = bucket_shapes(batch["items"].shape[-1], context.max_history_baskets)
     n_rows = batch["items"].shape[0]
+    mixed = "mixed" in batch
+    inputs = {name: values for name, values in batch.items() if name not in ("bucket", "mixed")}
 
     def at_shape(width, steps):
-        rows = n_rows if "mixed" in batch else rows_for_width(n_rows, width)
+        rows = n_rows if mixed else rows_for_width(n_rows, width)
 
-        def run(params, batch, key):
-            cut = {name: values[:rows] for name, values in batch.items() if name not in ("bucket", "mixed")}
+        def value_and_grad(params, context, inputs, key):
+            cut = {name: values[:rows] for name, values in inputs.items()}
             cut["items"], cut["baskets"] = cut["items"][:, :width], cut["baskets"][:, :width]
-            out = fn(params, context, cut, key, steps)
-            return jnp.zeros((n_rows, *out.shape[1:]), out.dtype).at[:rows].set(out)
+            return jax.value_and_grad(lambda p: loss_at(p, context, cut, key, steps))(params)
 
-        return run
+        return value_and_grad
 
-    return jax.lax.switch(batch["bucket"], [at_shape(w, t) for w, t in shapes], params, batch, key)
+    branches = [at_shape(w, t) for w, t in shapes]
+
+    @jax.custom_vjp
+    def loss(params, context, inputs, key):
+        return jax.lax.switch(batch["bucket"], branches, params, context, inputs, key)[0]
+
+    def forward(params, context, inputs, key):
+        value, grad = jax.lax.switch(batch["bucket"], branches, params, context, inputs, key)
+        return value, grad
+
+    def backward(grad, cotangent):
+        return jax.tree.map(lambda g: cotangent * g, grad), None, None, None
+
+    loss.defvjp(forward, backward)
+    return loss(params, context, inputs, key)
 
 
 def multilabel_soft_margin(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -53,7 +53,7 @@ from flax import struct
 from erase_jax.data.baskets import BasketRows, multi_hot
 from erase_jax.models.base import register
 from erase_jax.models.layers import dropout, gru_time_major, keyed, normal, split_keys, xavier_uniform
-from erase_jax.models.nbr.base import BasketModel, at_bucket_shape, weighted_mean
+from erase_jax.models.nbr.base import BasketModel, weighted_mean
 
 HISTORY_GATES = ("full", "diagonal")
 COMPAT_MODES = ("correct", "erase")
@@ -221,9 +221,9 @@ class Sets2Sets(BasketModel):
         return self.network(context).apply(params, query["items"], query["baskets"], query["lengths"],
                                            query["n_baskets"], key, n_steps)
 
-    def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+    def loss_at(self, params, context, batch: dict[str, jax.Array], key, n_steps: int | None) -> jax.Array:
         """Weighted mean over rows of sum_i w_i (p_i - y_i)^2 + lambda * set_loss(p, y) (module docstring)."""
-        p = jax.nn.softmax(at_bucket_shape(self.logits, params, context, batch, key), axis=-1)
+        p = jax.nn.softmax(self.logits(params, context, batch, key, n_steps), axis=-1)
         y = multi_hot(batch["targets"], p.shape[-1])
         squared = jnp.sum(context.item_weights * jnp.square(p - y), axis=-1)
         ranked = jax.lax.stop_gradient(p) if self.compat == "erase" else p
