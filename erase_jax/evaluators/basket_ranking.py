@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from erase_jax.data.baskets import BasketRows, basket_batch, occurrence_widths
+from erase_jax.data.baskets import BasketRows, basket_batch, bucket_index, bucket_shapes
 from erase_jax.evaluators.metrics import METRICS, per_row_metrics, ranking_metrics
 
 REPEAT_METRICS = ("recall_repeat", "recall_explore", "repeat_ratio")
@@ -35,44 +35,53 @@ QUERY_KEYS = ("users", "items", "baskets", "lengths", "n_baskets")
 
 
 @dataclasses.dataclass(frozen=True)
-class _WidthBlocks:
+class _ShapeBlocks:
     width: int
+    steps: int
     query: dict  # QUERY_KEYS -> [n_blocks, block, ...] device arrays
-    rows: np.ndarray  # the eval rows at this width, in block order
+    rows: np.ndarray  # the eval rows of this shape, in block order
 
 
 _PREPARED: dict[tuple[int, int], tuple] = {}
+EVAL_CELLS_PER_ROW = 64 * 8  # a block holds block_size rows of up to 64 occurrences in 8 baskets, fewer wider ones
 
 
-def _blocks(rows: BasketRows, block_size: int) -> list[_WidthBlocks]:
-    """Eval rows grouped by occurrence width, each group padded to whole blocks; built once per set."""
+def _blocks(rows: BasketRows, block_size: int) -> list[_ShapeBlocks]:
+    """Eval rows grouped by (occurrence width, basket steps) bucket (`bucket_shapes`), each group
+    padded to whole blocks whose row count shrinks with width x steps (so that a block of wide
+    histories fits in memory); built once per set."""
     key = (id(rows), block_size)
     cached = _PREPARED.get(key)
     if cached is not None and cached[0]() is rows:
         return cached[1]
-    widths = occurrence_widths(rows.max_length)
-    width_index = np.searchsorted(np.asarray(widths), rows.lengths)  # the narrowest width >= the history
+    shapes = bucket_shapes(rows.max_length, rows.max_history_baskets)
+    bucket = bucket_index(rows.lengths, rows.n_baskets, rows.max_length, rows.max_history_baskets)
     out = []
-    for index, width in enumerate(widths):
-        members = np.flatnonzero(width_index == index)
+    for index, (width, steps) in enumerate(shapes):
+        members = np.flatnonzero(bucket == index)
         if not len(members):
             continue
-        block = min(block_size, 1 << max(len(members) - 1, 0).bit_length())
+        cap = min(block_size, max(1, block_size * EVAL_CELLS_PER_ROW // (width * steps)))
+        block = min(cap, 1 << max(len(members) - 1, 0).bit_length())
         n_blocks = -(-len(members) // block)
         batch = basket_batch(rows.select(members), size=n_blocks * block, width=width)
         query = {name: batch[name].reshape(n_blocks, block, *batch[name].shape[1:]) for name in QUERY_KEYS}
-        out.append(_WidthBlocks(width, query, members))
+        out.append(_ShapeBlocks(width, steps, query, members))
     _PREPARED[key] = (weakref.ref(rows), out)
     weakref.finalize(rows, _PREPARED.pop, key, None)
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("model", "k"))
-def _ranked_blocks(model, k, params, context, query):
+@functools.partial(jax.jit, static_argnames=("model", "k", "steps"))
+def _ranked_blocks(model, k, steps, params, context, query):
     """Per block: the top-k item ids [block, k] and whether each is in the row's history."""
 
     def one_block(block):
-        top = jax.lax.top_k(model.scores(params, context, block), k)[1].astype(jnp.int32)
+        if hasattr(model, "logits"):  # a basket model: its histories' step bound is the bucket's
+            scores = model.logits(params, context, block, None, steps)
+        else:
+            scores = model.scores(params, context, block)
+        top = jax.lax.top_k(scores, k)[1].astype(jnp.int32)
         width = block["items"].shape[1]
         history = jnp.where(jnp.arange(width)[None, :] < block["lengths"][:, None], block["items"], -1)
         return top, jnp.any(top[:, :, None] == history[:, None, :], axis=-1)
@@ -85,7 +94,7 @@ def top_k_baskets(model, params, context, rows: BasketRows, k: int, block_size: 
     top = np.zeros((len(rows), k), np.int32)
     in_history = np.zeros((len(rows), k), bool)
     for group in _blocks(rows, block_size):
-        ranked, repeats = _ranked_blocks(model, k, params, context, group.query)
+        ranked, repeats = _ranked_blocks(model, k, group.steps, params, context, group.query)
         top[group.rows] = np.asarray(ranked).reshape(-1, k)[: len(group.rows)]
         in_history[group.rows] = np.asarray(repeats).reshape(-1, k)[: len(group.rows)]
     return top, in_history
