@@ -1,0 +1,84 @@
+"""Next-basket models on Ta-Feng, the original ERASE split: trained, evaluated, recorded side by side.
+
+    python experiments/nbr_tafeng.py [--models PTopFreq GPTopFreq GTopFreq DNNTSP Sets2Sets]
+        [--set key=value ...] [--out runs/experiments/nbr_tafeng]
+
+Each model is trained with `erase-jax train` and its Ta-Feng config (`experiments/configs/
+<model>_tafeng.yaml`; the frequency baselines take DNNTSP's split and evaluation settings),
+into `<out>/<model>_tafeng` (a finished run is not repeated, an interrupted one resumes). The
+split: users with >= 4 baskets, train predicts basket n-3, valid n-2, test n-1 (next-basket
+spec 1.3); full ranking with repeat items allowed; the repeat / explore split of recall.
+
+Writes `experiments/results/nbr_tafeng.json`: per model its provenance (config, overrides,
+command, commit, machine), valid and test metrics, epochs, best epoch and seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
+
+MODELS = ("PTopFreq", "GPTopFreq", "GTopFreq", "DNNTSP", "Sets2Sets")
+BASELINE_CONFIG = "dnntsp_tafeng.yaml"  # the frequency baselines: DNNTSP's split and evaluation
+RESULTS = REPO_ROOT / "experiments" / "results" / "nbr_tafeng.json"
+
+
+def config_of(model: str) -> Path:
+    own = REPO_ROOT / "experiments" / "configs" / f"{model.lower()}_tafeng.yaml"
+    return own if own.exists() else REPO_ROOT / "experiments" / "configs" / BASELINE_CONFIG
+
+
+def train(model: str, out: Path, overrides: list[str]) -> tuple[dict, float | str]:
+    """(result.json of the run, wall seconds or "done earlier")."""
+    run = out / f"{model.lower()}_tafeng"
+    if (run / "result.json").exists():
+        return json.loads((run / "result.json").read_text()), "done earlier"
+    args = ["train", "--config", str(config_of(model)), "--set", f"model={model}", "--out", str(run), "--quiet"]
+    args += [part for override in overrides for part in ("--set", override)]
+    print(f"$ erase-jax {' '.join(args)}", flush=True)
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-m", "erase_jax.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        sys.exit(f"training {model} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+    return json.loads((run / "result.json").read_text()), time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every model trained now (e.g. train.epochs=10)")
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/nbr_tafeng"))
+    args = parser.parse_args()
+    record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
+    for model in args.models:
+        result, seconds = train(model, args.out, args.overrides)
+        config = config_of(model).relative_to(REPO_ROOT)
+        record["models"][model] = {
+            "provenance": provenance(config={"config": str(config), "overrides": [f"model={model}", *args.overrides],
+                                             "resolved": result["config"]}),
+            "valid": result["valid"], "test": result["test"], "epochs": result["epochs"],
+            "best_epoch": result["best_epoch"], "stopped": result["stopped"],
+            "train_seconds_per_epoch": result["timing"]["train_seconds_per_epoch"],
+            "compile_seconds": result["timing"]["compile_seconds"], "eval_seconds": result["timing"]["eval_seconds"],
+            "wall_seconds": seconds, "load_average_at_end": os.getloadavg(), "data": result["data"],
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        temporary = RESULTS.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=2))
+        os.replace(temporary, RESULTS)
+        print(f"{model}: test {json.dumps({k: round(v, 4) for k, v in result['test'].items()})}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
