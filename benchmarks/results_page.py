@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from functools import cache
 from pathlib import Path
@@ -651,7 +652,43 @@ def nbr_tafeng() -> list[str]:
     ]
 
 
-SECTIONS = (cf_quality_ml100k, cf_quality_ml1m, cf_speed, sbr_quality, sbr_speed, nbr_tafeng, approximate_methods, cf_spam_attack,
+def layout_before_after() -> list[str]:
+    path = BENCH + "layout_before_after.json"
+    report = load(path)
+    rows = []
+    for case, run in report["training"].items():
+        medians = run["median_epoch_seconds"]
+        rows.append([f"train {case}", f"{run['epochs']} epochs x {run['repeats']}", seconds(medians["before"]),
+                     seconds(medians["after"]), f"{run['after_over_before']:.2f}",
+                     "yes" if run["test_equal"] and run["loss_equal"] else "NO"])
+    for case, run in report["unlearning"].items():
+        medians = run["median_request_seconds"]
+        rows.append([f"unlearn {case}", "Horror, f 0.003", seconds(medians["before"]), seconds(medians["after"]),
+                     f"{run['after_over_before']:.2f}", "yes" if run["rows_equal"] else "NO"])
+    ratios = [row[4] for row in rows]
+    geometric = math.exp(sum(math.log(float(r)) for r in ratios) / len(ratios))
+    return [
+        "## Did the layout change (tasks as plug-ins, Flax sequence models, `unlearn/` split) change results or speed?",
+        "",
+        f"Two source trees side by side, {report['commits']['before']} (before) and {report['commits']['after']} (after), "
+        "each job through its own command line, alternating which tree goes first. Training: per-epoch seconds "
+        "(median, compilation excluded) and whether the test metrics and every epoch's loss are bitwise equal. "
+        "Unlearning: the Horror scenario (fraction 0.003, 98 requests) from each tree's own trained run, median seconds "
+        "per request, and whether every result row is equal (all columns but timing and memory). "
+        f"Load average {report['load_average_at_start'][0]:.1f} at the start, {report['load_average_at_end'][0]:.1f} at the "
+        "end, other jobs sharing the two cores: single runs of a few seconds vary by tens of per cent either way "
+        f"(geometric mean of the after / before ratios: {geometric:.2f}).",
+        "",
+        *table(["job", "size", "before s", "after s", "after / before", "results equal"], rows),
+        "",
+        f"Every row: command `{report['provenance']['command']}`, commit {commit_cell(report['provenance'])}, "
+        f"machine {machine_cell(report['provenance'])}.",
+        "",
+        files_line(path),
+    ]
+
+
+SECTIONS = (layout_before_after, cf_quality_ml100k, cf_quality_ml1m, cf_speed, sbr_quality, sbr_speed, nbr_tafeng, approximate_methods, cf_spam_attack,
             exact_quality, exact_cost, approximate_cost, influence_core)
 
 
