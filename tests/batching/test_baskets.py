@@ -54,7 +54,8 @@ def test_an_epoch_holds_every_example_once_at_a_shape_that_fits(mix_lengths):
 
 
 @pytest.mark.parametrize("name, params", [("DNNTSP", {"embedding_size": 8, "n_heads": 2}),
-                                          ("Sets2Sets", {"embedding_size": 8, "hidden_size": 8})])
+                                          pytest.param("Sets2Sets", {"embedding_size": 8, "hidden_size": 8},
+                                                       marks=pytest.mark.slow)])
 def test_a_bucketed_batch_has_the_loss_and_gradient_of_the_full_shape(name, params, monkeypatch):
     monkeypatch.setattr(baskets, "FULL_BATCH_WIDTH", 4)  # so that wider buckets cut their batches' rows
     train = rows()
