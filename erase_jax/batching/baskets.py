@@ -1,8 +1,8 @@
 """Width-bucketed batches of next-basket examples, one epoch at a time on device.
 
 Examples (`erase_jax.data.baskets.BasketRows`) store their histories as item occurrences
-padded to the widest history. Most histories are far narrower and shorter (Ta-Feng's training
-histories: median 31 occurrences in 4 baskets, at most 480 in 48), so each example belongs to
+padded to the widest history. Most histories are far narrower and shorter than the widest
+(docs/notes/2026-12-07-next-basket.md), so each example belongs to
 the smallest (occurrence width, basket steps) of `bucket_shapes` that holds it and a batch runs
 at its bucket's shape: `lax.scan` needs one shape for every step, so batches stay
 [batch, max_length] and carry their bucket index, and a model's loss picks the shape with
@@ -11,7 +11,7 @@ Without `mix_lengths` (the default) a batch never mixes buckets and only the ord
 batches is shuffled; a bucket wider than `FULL_BATCH_WIDTH` occurrences puts fewer examples in a
 batch (`rows_for_width`: 32 at width 128, 8 at 512 for batches of 64), its first rows, and the
 model runs on those rows only, so wide histories cost what a full batch of narrow ones does
-(and fit in memory: a full batch of Ta-Feng's widest histories needs over 20 GB). With
+(and fit in memory: a full batch of the widest Ta-Feng histories did not). With
 `mix_lengths` (the original's shuffle of all examples) a batch mixes histories and runs, whole,
 at (its widest, its longest) bucket.
 """

@@ -98,8 +98,8 @@ def bucketed_loss(loss_at, params, context, batch: dict[str, jax.Array], key) ->
 
     Each branch computes its loss AND its gradient (a custom VJP whose residual is the
     gradient): differentiating through `lax.switch` itself would make every branch carry the
-    union of all branches' residuals, zero-filled, which on Ta-Feng's 35 buckets cost about
-    the same 3 s per step whatever the bucket. Training needs first derivatives only; the
+    union of all branches' residuals, zero-filled, so that every step cost what the widest
+    branch's does (docs/notes/2026-12-07-next-basket.md). Training needs first derivatives only; the
     unlearning methods' batches carry no bucket and take the plain path (HVPs included).
     """
     shapes = bucket_shapes(batch["items"].shape[-1], context.max_history_baskets)
