@@ -34,9 +34,10 @@ attention layer has `max_history_baskets` outputs (the original's buffer has 100
 most 98 baskets; with the mask the spare slots never matter). Init as spec 2: embeddings
 N(0, 0.02) (padding rows 0), Linear and GRU weights Xavier-uniform, biases 0; GRU gates in
 torch's order. Cost: W_f has N^2 parameters (Ta-Feng, N = 11,997: 144M, 576 MB in float32,
-three times that with Adam's moments), and every forward is a [b, N] x [N, N] product; the
-option `history_gate="diagonal"` (not the original) replaces it by v = sigmoid(a * f + b),
-a, b in R^N (init 0).
+three times that with Adam's moments). The forward reads only the history's rows of W_f
+(`history_product`: b W N work for W occurrences per row, not a [b, N] x [N, N] product), but
+every Adam step still updates all N^2 entries. The option `history_gate="diagonal"` (not the
+original) replaces W_f by v = sigmoid(a * f + b), a, b in R^N (init 0).
 """
 
 from __future__ import annotations
@@ -172,11 +173,34 @@ class Sets2SetsNetwork(nn.Module):
         z = decoded @ self.output_w + self.output_b  # [b, n]
 
         counts = jnp.zeros((b, n + 1), z.dtype).at[rows, safe_items].add(1.0)[:, :n]
-        f = counts / jnp.maximum(n_baskets, 1)[:, None].astype(z.dtype)
-        gate = f @ self.history_w if self.history_gate == "full" else f * self.history_w
+        per_basket = 1.0 / jnp.maximum(n_baskets, 1)[:, None].astype(z.dtype)
+        f = counts * per_basket
+        if self.history_gate == "full":  # f W_f = sum over the history's occurrences of W_f[item] / m
+            gate = history_product(self.history_w, safe_items, valid * per_basket)
+        else:
+            gate = f * self.history_w
         v = jax.nn.sigmoid(gate + self.history_b)
         r = (f > 0).astype(z.dtype)
         return z * (1.0 - r * v) + f * v
+
+
+HISTORY_CHUNK = 1 << 25  # floats of gathered W_f rows held at once (128 MB)
+
+
+def history_product(w: jax.Array, items: jax.Array, weight: jax.Array) -> jax.Array:
+    """f W_f [b, N] for f = sum_o weight[:, o] e_{items[:, o]}: a weighted sum of the history's W_f
+    rows (padding items, id N, have weight 0), not a [b, N] x [N, N] product: W occurrences per
+    row cost b W N instead of b N^2. Rows run in chunks whose gathered rows hold HISTORY_CHUNK
+    floats at most."""
+    b, width = items.shape
+    n = w.shape[1]
+    chunk = max(1, min(b, HISTORY_CHUNK // max(width * n, 1)))
+    n_chunks = -(-b // chunk)
+    pad = n_chunks * chunk - b
+    items = jnp.pad(jnp.minimum(items, n - 1), ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    weight = jnp.pad(weight, ((0, pad), (0, 0))).reshape(n_chunks, chunk, width)
+    out = jax.lax.map(lambda part: jnp.einsum("co,con->cn", part[1], w[part[0]]), (items, weight))
+    return out.reshape(n_chunks * chunk, n)[:b]
 
 
 @register

@@ -209,3 +209,22 @@ def test_unknown_options_are_rejected():
         build_model("Sets2Sets", history_gate="low_rank")
     with pytest.raises(ValueError, match="compat"):
         build_model("Sets2Sets", compat="paper")
+
+
+def test_history_product_is_the_dense_product_in_any_chunking(monkeypatch):
+    from erase_jax.models.nbr import sets2sets
+
+    rng = np.random.default_rng(0)
+    n, b, width = 13, 5, 6
+    w = jnp.asarray(rng.normal(size=(n, n)).astype(np.float32))
+    items = rng.integers(0, n + 1, size=(b, width))  # n: padding
+    weight = np.where(items < n, rng.random((b, width)), 0.0).astype(np.float32)
+    f = np.zeros((b, n), np.float32)
+    for r in range(b):
+        for item, x in zip(items[r], weight[r], strict=True):
+            if item < n:
+                f[r, item] += x
+    for chunk_floats in (1, 2 * width * n, 1 << 25):
+        monkeypatch.setattr(sets2sets, "HISTORY_CHUNK", chunk_floats)
+        got = sets2sets.history_product(w, jnp.asarray(items), jnp.asarray(weight))
+        np.testing.assert_allclose(np.asarray(got), f @ np.asarray(w), rtol=1e-5, atol=1e-5)
