@@ -25,6 +25,7 @@ from erase_jax.data.basket_split import basket_positions
 from erase_jax.data.interactions import Interactions
 from erase_jax.data.scenarios.forget_set import ForgetSet, forget_set_from_pairs
 from erase_jax.data.scenarios.selection import choose_whole_users, target_rows
+from erase_jax.data.scenarios.sensitive import sensitive_items
 
 
 def trained_users(inter: Interactions, min_baskets: int) -> np.ndarray:
@@ -36,7 +37,7 @@ def sensitive_basket_forget_set(
     inter: Interactions, sensitive: str | np.ndarray, fraction: float, seed: int, min_baskets: int = 4
 ) -> ForgetSet:
     """The sensitive scenario on basket data (module doc)."""
-    category, items = _items(inter, sensitive)
+    category, items = sensitive_items(inter, sensitive)
     counted = trained_users(inter, min_baskets)
     is_sensitive = np.isin(inter.items, items)
     remaining = trained_users(inter.select(~is_sensitive), min_baskets)  # baskets left without the category
@@ -61,15 +62,3 @@ def random_basket_forget_set(inter: Interactions, fraction: float, seed: int, mi
     rows = counted_rows[np.isin(inter.users[counted_rows], chosen)]
     return forget_set_from_pairs(inter, inter.users[rows], inter.items[rows], scenario="random",
                                  category=None, fraction=fraction, seed=seed)
-
-
-def _items(inter: Interactions, sensitive) -> tuple[str | None, np.ndarray]:
-    if isinstance(sensitive, str):
-        items = inter.category_items(sensitive)  # KeyError listing the known categories
-        if not len(items):
-            raise ValueError(f"{inter.name}: category {sensitive!r} has no items")
-        return sensitive, items
-    items = np.unique(np.asarray(sensitive, np.int64))
-    if not len(items):
-        raise ValueError("no sensitive items given")
-    return None, items

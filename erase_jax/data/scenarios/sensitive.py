@@ -49,8 +49,8 @@ def sensitive_forget_set(
     """
     if rule not in STOPPING_RULES:
         raise ValueError(f"rule {rule!r} is not one of {STOPPING_RULES}")
-    category, sensitive_items = _sensitive_items(inter, sensitive)
-    is_candidate = np.isin(inter.items, sensitive_items)
+    category, sensitive_ids = sensitive_items(inter, sensitive)
+    is_candidate = np.isin(inter.items, sensitive_ids)
     if rating_threshold is not None:
         if inter.ratings is None:
             raise ValueError(f"{inter.name}: rating_threshold {rating_threshold} given but the data has no ratings")
@@ -68,7 +68,7 @@ def sensitive_forget_set(
     )
 
 
-def _sensitive_items(inter: Interactions, sensitive) -> tuple[str | None, np.ndarray]:
+def sensitive_items(inter: Interactions, sensitive) -> tuple[str | None, np.ndarray]:
     if isinstance(sensitive, str):
         items = inter.category_items(sensitive)  # KeyError listing the known categories
         if not len(items):
