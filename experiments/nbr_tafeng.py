@@ -11,6 +11,8 @@ spec 1.3); full ranking with repeat items allowed; the repeat / explore split of
 
 Writes `experiments/results/nbr_tafeng.json`: per model its provenance (config, overrides,
 command, commit, machine), valid and test metrics, epochs, best epoch and seconds per epoch.
+`--partial` records a run that is still training (or was stopped) at its best epoch so far,
+marked as such in `stopped`, without continuing it.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def config_of(model: str) -> Path:
     return own if own.exists() else REPO_ROOT / "experiments" / "configs" / BASELINE_CONFIG
 
 
-def train(model: str, out: Path, overrides: list[str]) -> tuple[dict, float | str]:
-    """(result.json of the run, wall seconds or "done earlier")."""
+def train(model: str, out: Path, overrides: list[str], partial: bool = False) -> tuple[dict, float | str]:
+    """(result.json of the run, wall seconds or "done earlier"); with `partial`, an unfinished run
+    is not continued but evaluated at its best epoch so far (`partial_result`)."""
     run = out / f"{model.lower()}_tafeng"
     if (run / "result.json").exists():
         return json.loads((run / "result.json").read_text()), "done earlier"
+    if partial and (run / "config.yaml").exists():
+        return partial_result(run), "in progress"
     args = ["train", "--config", str(config_of(model)), "--set", f"model={model}", "--out", str(run), "--quiet"]
     args += [part for override in overrides for part in ("--set", override)]
     print(f"$ erase-jax {' '.join(args)}", flush=True)
@@ -52,16 +57,53 @@ def train(model: str, out: Path, overrides: list[str]) -> tuple[dict, float | st
     return json.loads((run / "result.json").read_text()), time.perf_counter() - started
 
 
+def partial_result(run: Path) -> dict:
+    """A run still training, as result.json would hold it, at the best epoch of its latest
+    checkpoint; "stopped" says it is unfinished and after how many epochs."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from erase_jax.checkpoint import Checkpointer
+    from erase_jax.run import CHECKPOINT_DIR, build_experiment, evaluate_params, read_run_config, restore_best_params
+
+    experiment = build_experiment(read_run_config(run))
+    checkpointer = Checkpointer(run / CHECKPOINT_DIR)
+    step = checkpointer.latest_step()
+    checkpointer.close()
+    record = json.loads((run / CHECKPOINT_DIR / str(step) / "record" / "metadata").read_text())
+    params = restore_best_params(run, experiment)
+    started = time.perf_counter()
+    test = evaluate_params(experiment, params, "test")
+    eval_seconds = time.perf_counter() - started
+    history = record["valid"]
+    metric = experiment.config.train.valid_metric
+    best = max(history, key=lambda entry: (entry[metric], entry["epoch"])) if history else {}  # ties: the later, as fit
+    return {
+        "config": read_config_dict(run), "valid": {k: v for k, v in best.items() if k != "epoch"},
+        "test": test, "epochs": len(record["epoch_loss"]), "best_epoch": best.get("epoch", -1),
+        "stopped": f"in progress: evaluated after epoch {len(record['epoch_loss'])} of at most {experiment.config.train.epochs}",
+        "timing": {"train_seconds_per_epoch": record["epoch_seconds"], "compile_seconds": record["compile_seconds"],
+                   "eval_seconds": eval_seconds},
+        "data": experiment.data_summary,
+    }
+
+
+def read_config_dict(run: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every model trained now (e.g. train.epochs=10)")
     parser.add_argument("--out", type=Path, default=Path("runs/experiments/nbr_tafeng"))
+    parser.add_argument("--partial", action="store_true",
+                        help="record an unfinished run at its best epoch so far instead of continuing it")
     args = parser.parse_args()
     record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
     for model in args.models:
-        result, seconds = train(model, args.out, args.overrides)
+        result, seconds = train(model, args.out, args.overrides, args.partial)
         config = config_of(model).relative_to(REPO_ROOT)
         record["models"][model] = {
             "provenance": provenance(config={"config": str(config), "overrides": [f"model={model}", *args.overrides],
