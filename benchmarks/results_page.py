@@ -633,6 +633,8 @@ def nbr_tafeng() -> list[str]:
         per_epoch = run["train_seconds_per_epoch"]
         epoch = seconds(sorted(per_epoch)[len(per_epoch) // 2]) if per_epoch else "no training"
         epochs = f"{run['epochs']} ({run['best_epoch']})" if per_epoch else "-"
+        if "in progress" in str(run.get("stopped")):
+            epochs += f", unfinished (of {run['provenance']['config']['resolved']['train']['epochs']})"
         rows.append([name, num(test["recall@10"]), num(test["recall@20"]), num(test["ndcg@10"]), num(test["ndcg@20"]),
                      num(test["hit@10"]), f"{num(test['recall_repeat@10'])} / {num(test['recall_explore@10'])}", epochs, epoch,
                      *source(run["provenance"])])
