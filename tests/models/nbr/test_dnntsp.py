@@ -144,7 +144,7 @@ def random_params(model, seed=0, dtype=jnp.float32):
     return draw(jax.random.PRNGKey(seed))
 
 
-@pytest.mark.parametrize("norm", ["layer", "batch"])
+@pytest.mark.parametrize("norm", ["layer", pytest.param("batch", marks=pytest.mark.slow)])
 def test_forward_matches_loop_implementation(norm):
     model = build_model("DNNTSP", norm=norm, **SMALL)
     params = random_params(model)
