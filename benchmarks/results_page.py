@@ -154,7 +154,13 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
         return [*plain, "", f"Every row: {said(next(iter(runs)))}."]
     lines = [escape([*header[:n_plain], "run"]), "|" + "---|" * (n_plain + 1)]
     lines += [escape([*row[:n_plain], runs[tuple(str(c) for c in row[n_plain:])]]) for row in rows]
-    return [*lines, "", *(f"- {letter}: {said(cells)}" for cells, letter in runs.items())]
+    # a provenance column every run shares is said once, after the legend
+    shared_columns = [i for i in range(len(PROVENANCE_COLUMNS)) if len({cells[i] for cells in runs}) == 1]
+    own = lambda cells: tuple("" if i in shared_columns else cell for i, cell in enumerate(cells))
+    legend = [f"- {letter}: {said(own(cells))}" for cells, letter in runs.items()]
+    first = next(iter(runs))
+    common = ", ".join(f"{PROVENANCE_COLUMNS[i]} {first[i]}" for i in shared_columns if first[i])
+    return [*lines, "", *legend, *([f"- every run: {common}"] if common else [])]
 
 
 def files_line(*paths: str) -> str:
