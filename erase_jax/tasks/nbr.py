@@ -37,6 +37,7 @@ from erase_jax.data.user_rows import UserRows
 from erase_jax.tasks.base import Batch, Evaluation, register
 
 QUERY_FIELDS = ("users", "items", "baskets", "lengths", "n_baskets")
+QUERY_CELLS = 1024 * 64 * 8  # user queries scored at once x history width x basket steps
 
 
 def load_basket_data(data: DataConfig, basket: BasketConfig, seed: int) -> LoadedData:
@@ -117,9 +118,17 @@ class UserHistoryQueries:
     model: Any
 
     def scores(self, params, context, query: Batch) -> jax.Array:
+        """Scores [n, n_items] of the users' stored histories, in chunks of rows small enough that a
+        chunk of the widest histories fits in memory (every user runs at the stored width)."""
         inner, histories = context
         users = query["users"]
-        return self.model.scores(params, inner, {name: values[users] for name, values in histories.items()})
+        n, width = users.shape[0], histories["items"].shape[1]
+        steps = min(width, getattr(inner, "max_history_baskets", width))
+        chunk = max(1, min(n, QUERY_CELLS // (width * steps)))
+        n_chunks = -(-n // chunk)
+        padded = jnp.pad(users, (0, n_chunks * chunk - n)).reshape(n_chunks, chunk)
+        score = lambda ids: self.model.scores(params, inner, {name: values[ids] for name, values in histories.items()})
+        return jax.lax.map(score, padded).reshape(n_chunks * chunk, -1)[:n]
 
 
 class NBREvaluation(Evaluation):

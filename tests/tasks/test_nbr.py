@@ -13,7 +13,7 @@ from erase_jax.data.basket_split import basket_split
 from erase_jax.data.baskets import BasketConfig
 from erase_jax.data.loading import LoadedData
 from erase_jax.run import build_experiment
-from erase_jax.tasks import get_task, task_of
+from erase_jax.tasks import get_task, nbr, task_of
 from tests.data.test_baskets import basket_data
 
 SIX = [[0, 1], [2], [3, 9], [9], [4], [5]]  # basket 3 holds only the "sensitive" item 9
@@ -64,7 +64,7 @@ def test_a_user_left_with_too_few_baskets_has_no_clean_example():
     assert clean is None
 
 
-def test_users_are_queried_with_their_test_history_of_the_cleaned_data():
+def test_users_are_queried_with_their_test_history_of_the_cleaned_data(monkeypatch):
     experiment = hand_experiment({"a": SIX, "b": [[1], [2], [3], [4]]})
     inter = experiment.data.interactions
     removed = (inter.users == 0) & (inter.items == 9)
@@ -77,3 +77,6 @@ def test_users_are_queried_with_their_test_history_of_the_cleaned_data():
     assert set(np.argsort(-scores[1])[:3].tolist()) == {1, 2, 3}
     assert view.scorable(np.array([0, 1])).tolist() == [0, 1]
     assert len(view.test) == 2 and view.test.target_list(0) == [5]
+    monkeypatch.setattr(nbr, "QUERY_CELLS", 1)  # one user per chunk: the same scores
+    chunked = np.asarray(model.scores(params, context, {"users": np.array([0, 1, 0])}))
+    np.testing.assert_array_equal(chunked, scores[[0, 1, 0]])
