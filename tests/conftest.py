@@ -27,6 +27,17 @@ def shared_data_root() -> Path:
     return Path(os.environ.get("ERASE_JAX_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_compilation_caches(request):
+    """In the slow tier, drops JAX's compiled programs after each test module: one process runs the
+    whole tier, and the programs of earlier modules (the NBR models' many bucket branches among
+    them) otherwise accumulate; a slow-tier run once crashed inside XLA's compiler after about a
+    hundred tests' worth of them. The fast tier keeps them (modules share small programs)."""
+    yield
+    if (request.config.option.markexpr or "").strip() == "slow":
+        jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = shared_data_root()
