@@ -15,7 +15,8 @@
 
 It needs only the standard library (the RecBole baselines run in a virtual environment without
 JAX); JAX is described only if the running script has imported it or it imports cleanly.
-`benchmarks/results_page.py` reads these blocks into the `commit` and `machine` columns.
+The results pages (`benchmarks/results_page.py`) read these blocks into each row's `config`, `command`,
+`commit` and `machine` (`benchmarks/results_topics/cells.py`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The results page is generated from the result files, and every result carries its provenance."""
+"""The results pages are generated from the result files, and every result carries its provenance."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import sys
+from functools import cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,19 +25,50 @@ def script(name: str):
         sys.path.remove(str(BENCHMARKS))
 
 
-def test_the_committed_results_page_is_what_the_result_files_give():
+@cache
+def generated() -> tuple[object, dict[str, str]]:
+    """The page generator and the pages it writes, by path from the repository root."""
     page = script("results_page")
-    assert (BENCHMARKS / "RESULTS.md").read_text() == page.render(), (
-        "benchmarks/RESULTS.md differs from the result files: run python benchmarks/results_page.py")
+    return page, page.pages()
 
 
-def test_the_page_links_only_to_files_that_exist():
-    text = (BENCHMARKS / "RESULTS.md").read_text()
-    cited = set(re.findall(r"`((?:benchmarks|experiments)/results/[^`]+)`", text))
-    assert cited, "the page cites no result file"
-    assert sorted(p for p in cited if not (REPO_ROOT / p).is_file()) == []
-    for link in re.findall(r"\]\((\.\./[^)#]+)", text):
-        assert (BENCHMARKS / link).resolve().exists(), link
+def test_every_committed_results_page_is_what_the_result_files_give():
+    page, texts = generated()
+    assert page.INDEX in texts and len(texts) > 1
+    assert page.stale(texts) == [], "a results page differs from the result files: run python benchmarks/results_page.py"
+
+
+def test_a_stale_or_left_over_page_is_found(tmp_path, monkeypatch):
+    page, texts = generated()
+    for path, text in texts.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.setattr(page, "REPO_ROOT", tmp_path)
+    assert page.stale(texts) == []
+    changed = next(path for path in texts if path != page.INDEX)
+    (tmp_path / changed).write_text(texts[changed].replace("0.", "1.", 1))
+    (tmp_path / page.PAGES / "gone.md").write_text("# a topic no module writes\n")
+    assert page.stale(texts) == [changed, f"{page.PAGES}/gone.md"]
+
+
+def headings(text: str) -> set[str]:
+    """The fragments a link may name on a page."""
+    anchor = generated()[0].anchor
+    return {anchor(line.lstrip("#").strip()) for line in text.splitlines() if line.startswith("#")}
+
+
+def test_the_pages_link_only_to_files_and_headings_that_exist():
+    _, texts = generated()
+    for path, text in texts.items():
+        cited = set(re.findall(r"`((?:benchmarks|experiments)/results/[^`]+)`", text))
+        assert sorted(p for p in cited if not (REPO_ROOT / p).is_file()) == [], path
+        folder = (REPO_ROOT / path).parent
+        for link, fragment in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", text):
+            target = (folder / link).resolve() if link else REPO_ROOT / path
+            assert target.exists(), f"{path}: {link}"
+            if fragment:
+                assert fragment in headings(texts[str(target.relative_to(REPO_ROOT))]), f"{path}: {link}#{fragment}"
+    assert any("results/" in text for text in texts.values()), "the pages cite no result file"
 
 
 def provenance_blocks(data: dict) -> list[dict] | None:
