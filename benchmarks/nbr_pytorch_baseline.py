@@ -31,7 +31,13 @@ test n-1; users with >= 4 baskets). Item ids are erase-jax's 0..n_items-1, which
 the RC code expects (no padding id).
 
 `run` trains on the train examples, evaluates valid every epoch and keeps the epoch with the best
-valid Recall@10 (its weights, in memory), then evaluates test with them. Metrics are this script's
+valid Recall@10 (its weights), then evaluates test with them; `--stopping-step N` stops after N
+epochs without a better one (erase-jax's configs use 10; ERASE's 100 never stops). After every
+epoch the whole training state (weights, optimiser moments, random streams, the epochs so far) is
+saved to `--state` (default `<out>.state.pt`), and the same command started again goes on from it:
+an epoch of the PyTorch DNNTSP on all of Ta-Feng takes tens of minutes on this CPU, so a run to
+convergence spans several sessions. Resumed epochs are marked `"resumed": true`; the result is the
+one an uninterrupted run gives (checked: equal losses epoch by epoch). Metrics are this script's
 own, computed from the models' rankings with erase-jax's definitions (spec 3): full ranking over all
 items, repeat items allowed, Recall@k = hits / |target|, NDCG@k with the ideal DCG over
 min(k, |target|) positions, Hit@k; averaged over users. Timings per epoch: wall and CPU seconds of
@@ -57,7 +63,6 @@ What runs, per model (everything inside the model is theirs):
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import os
@@ -71,8 +76,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
-PHASES = ("train", "valid", "test")
-TOPK = (10, 20)
+sys.path.insert(0, str(HERE))
+from nbr_pytorch_models import MODELS, PHASES, TOPK, code_fingerprint  # noqa: E402  (benchmarks/)
 DEFAULTS = {  # ERASE's Ta-Feng settings (next-basket spec 2.1, 2.2)
     "DNNTSP": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "dim": 32, "max_history": 48},
     "Sets2Sets": {"epochs": 20, "batch_size": 1, "lr": 1e-3, "dim": 32, "max_history": 98},
@@ -136,13 +141,6 @@ def rank_metrics(rankings: list[list[int]], targets: list[list[int]], ks=TOPK) -
     return {key: round(value / n, 6) for key, value in sorted(sums.items())}
 
 
-def top_items(scores, k: int = max(TOPK)) -> list[list[int]]:
-    """Top-k item ids of each row of a [b, n_items] torch score matrix (torch.topk's order)."""
-    import torch
-
-    return torch.topk(scores, k, dim=1).indices.tolist()
-
-
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -165,199 +163,6 @@ def load_split(args) -> dict:
         data["history"] = [h[-args.max_history:] for h in data["history"]]
     return split
 
-
-def rc_layout(data: dict, folder: Path, phase: str) -> tuple[Path, Path, Path]:
-    """One phase in RC's json layout: history {uid: [[-1], b1..bm, [-1]]}, future {uid: [[-1], t, [-1]]}, keyset."""
-    keys = [str(u) for u in data["users"]]
-    paths = folder / f"{phase}_history.json", folder / f"{phase}_future.json", folder / f"{phase}_keyset.json"
-    paths[0].write_text(json.dumps({k: [[-1], *h, [-1]] for k, h in zip(keys, data["history"], strict=True)}))
-    paths[1].write_text(json.dumps({k: [[-1], t, [-1]] for k, t in zip(keys, data["target"], strict=True)}))
-    paths[2].write_text(json.dumps({phase: keys}))
-    return paths
-
-
-# ---------------------------------------------------------------------------------------------- models
-
-
-class PTopFreq:
-    """The user's history items by count, ties by first appearance; nothing is trained."""
-
-    name = "PTopFreq"
-
-    def __init__(self, split, args):
-        self.n_items = split["n_items"]
-
-    def train_epoch(self, data) -> float:
-        return 0.0
-
-    def rankings(self, data) -> list[list[int]]:
-        out = []
-        for history in data["history"]:
-            counts: dict[int, int] = {}
-            for basket in history:
-                for item in basket:
-                    counts[item] = counts.get(item, 0) + 1
-            out.append(sorted(counts, key=lambda i: -counts[i])[: max(TOPK)])  # stable: first appearance wins
-        return out
-
-    def state(self):
-        return None
-
-    def load(self, state) -> None:
-        pass
-
-
-class DNNTSP:
-    """RC's `methods/dnntsp`: temporal_set_prediction trained on SetDataset batches."""
-
-    name = "DNNTSP"
-
-    def __init__(self, split, args):
-        import torch
-
-        root = code_dir(args, "methods/dnntsp")
-        sys.path.insert(0, str(root))
-        from utils import load_config  # RC's module-level config dict, read by its data container
-
-        load_config.config.update(items_total=split["n_items"], cuda=-1, item_embed_dim=args.dim, batch_size=args.batch_size)
-        from model.temporal_set_prediction import temporal_set_prediction
-        from utils.data_container import SetDataset, collate_set_across_user
-
-        self.torch, self.SetDataset, self.collate = torch, SetDataset, collate_set_across_user
-        self.model = temporal_set_prediction(items_total=split["n_items"], item_embedding_dim=args.dim)
-        self.loss = torch.nn.MultiLabelSoftMarginLoss(reduction="mean")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, weight_decay=0)
-        self.batch_size, self.eval_batch = args.batch_size, args.eval_batch_size
-        self.folder = Path(tempfile.mkdtemp(prefix="nbr_rc_dnntsp_"))
-        self.datasets = {}
-        for phase in PHASES:
-            paths = rc_layout(split["phases"][phase], self.folder, phase)
-            self.datasets[phase] = SetDataset(*map(str, paths), item_embedding_matrix=self.model.item_embedding, key=phase)
-
-    def _loader(self, phase: str, batch_size: int, shuffle: bool):
-        from torch.utils.data import DataLoader
-
-        return DataLoader(self.datasets[phase], batch_size=batch_size, shuffle=shuffle, drop_last=False, collate_fn=self.collate)
-
-    def train_epoch(self, data) -> float:
-        self.model.train()
-        total, steps, started = 0.0, 0, time.perf_counter()
-        for g, nodes_feature, edges_weight, lengths, nodes, truth, users_frequency in self._loader("train", self.batch_size, True):
-            output = self.model(g, nodes_feature, edges_weight, lengths, nodes, users_frequency)
-            loss = self.loss(output, truth.float())
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-            progress(steps * self.batch_size, len(data["users"]), started, self.batch_size)
-        return total / max(steps, 1)
-
-    def rankings(self, data) -> list[list[int]]:
-        phase = data["phase"]
-        self.model.eval()
-        out = []
-        with self.torch.no_grad():  # the dataset embeds nodes in __getitem__, so the loader runs inside
-            for g, nodes_feature, edges_weight, lengths, nodes, _, users_frequency in self._loader(phase, self.eval_batch, False):
-                out += top_items(self.model(g, nodes_feature, edges_weight, lengths, nodes, users_frequency))
-        return out
-
-    def state(self):
-        return copy.deepcopy(self.model.state_dict())
-
-    def load(self, state) -> None:
-        self.model.load_state_dict(state)
-
-
-class Sets2Sets:
-    """RC's `methods/sets2sets/sets2sets_new.py`: encoder, attention decoder and its train step, batch 1."""
-
-    name = "Sets2Sets"
-
-    def __init__(self, split, args):
-        import torch
-
-        sys.path.insert(0, str(code_dir(args, "methods/sets2sets")))
-        import sets2sets_new as s2s
-
-        s2s.use_cuda = False
-        if args.dim != s2s.hidden_size:
-            raise SystemExit(f"RC's Sets2Sets has hidden_size {s2s.hidden_size} built into its module; --dim {args.dim} unsupported")
-        self.torch, self.s2s, self.n_items = torch, s2s, split["n_items"]
-        self.encoder = s2s.EncoderRNN_new(self.n_items, s2s.hidden_size, s2s.num_layers)
-        self.decoder = s2s.AttnDecoderRNN_new(s2s.hidden_size, self.n_items, s2s.num_layers, dropout_p=0.1)  # as RC's main
-        adam = {"lr": args.lr, "betas": (0.9, 0.98), "eps": 1e-11, "weight_decay": 0}  # RC's trainIters
-        self.enc_opt = torch.optim.Adam(self.encoder.parameters(), **adam)
-        self.dec_opt = torch.optim.Adam(self.decoder.parameters(), **adam)
-        self.criterion = s2s.custom_MultiLabelLoss_torch()
-        counts = np.zeros(self.n_items)
-        for history in split["phases"]["train"]["history"]:
-            for basket in history:
-                np.add.at(counts, basket, 1)
-        self.weights = np.where(counts > 0, counts.max() / np.maximum(counts, 1), 0.0)
-        self.rng = np.random.default_rng(args.seed)
-
-    @staticmethod
-    def _rc(history, target):
-        return [[-1], *history, [-1]], [[-1], target, [-1]]
-
-    def train_epoch(self, data) -> float:
-        self.encoder.train(), self.decoder.train()
-        total = 0.0
-        order = self.rng.permutation(len(data["history"]))
-        started = time.perf_counter()
-        for step, r in enumerate(order, 1):
-            inputs, target = self._rc(data["history"][r], data["target"][r])
-            total += self.s2s.train(inputs, target, self.encoder, self.decoder, self.weights, self.enc_opt, self.dec_opt,
-                                    self.criterion, self.n_items)
-            progress(step, len(order), started)
-        return total / max(len(order), 1)
-
-    def rankings(self, data) -> list[list[int]]:
-        self.encoder.eval(), self.decoder.eval()
-        out = []
-        with self.torch.no_grad():
-            for history, target in zip(data["history"], data["target"], strict=True):
-                inputs, future = self._rc(history, target)
-                _, ranked = self.s2s.decoding_next_k_step(self.encoder, self.decoder, inputs, future, self.n_items, 1, max(TOPK))
-                out.append([int(i) for i in ranked[0][: max(TOPK)]])
-        return out
-
-    def state(self):
-        return copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.decoder.state_dict())
-
-    def load(self, state) -> None:
-        self.encoder.load_state_dict(state[0])
-        self.decoder.load_state_dict(state[1])
-
-
-def progress(done: int, total: int, started: float, step: int = 1, every: int = 500) -> None:
-    """A line on stderr every `every` training examples (an epoch can take an hour)."""
-    if done // every != (done - step) // every or done >= total:
-        print(f"  {min(done, total)}/{total} examples, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-
-
-MODELS = {"DNNTSP": DNNTSP, "Sets2Sets": Sets2Sets, "PTopFreq": PTopFreq}
-
-
-def code_dir(args, sub: str) -> Path:
-    path = Path(args.code_root).expanduser() / sub
-    if not path.is_dir():
-        raise SystemExit(f"{path} not found: point --code-root (or $NBR_TORCH_CODE) at a checkout of "
-                         "liming-7/A-Next-Basket-Recommendation-Reality-Check")
-    return path
-
-
-def code_fingerprint(args, model: str) -> dict:
-    """Which RC code ran: the checkout's REVISION file if any, and a hash of the model's source files."""
-    root = Path(args.code_root).expanduser()
-    sub = {"DNNTSP": "methods/dnntsp", "Sets2Sets": "methods/sets2sets"}.get(model)
-    if sub is None:
-        return {"code": "this script (numpy)"}
-    files = sorted((root / sub).rglob("*.py"))
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    revision = (root / "REVISION").read_text().strip() if (root / "REVISION").exists() else None
-    return {"repository": "liming-7/A-Next-Basket-Recommendation-Reality-Check", "revision": revision, "path": sub,
-            "code_root": str(root), "files": [str(f.relative_to(root)) for f in files], "sha256": digest}
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -393,8 +198,14 @@ def run(args) -> None:
         phases[phase]["phase"] = phase
     load_start = os.getloadavg()
     model, setup_wall, setup_cpu = timed(MODELS[args.model], split, args)
-    epochs, best, best_state = [], None, None
-    for epoch in range(args.epochs if args.model != "PTopFreq" else 1):
+    out = Path(args.out or HERE / "results" / f"nbr_pytorch_{args.model.lower()}_{split['dataset']}.json")
+    state_file = Path(args.state or str(out) + ".state.pt")
+    identity = {"model": args.model, "split_sha256": split["sha256"], "users": args.users,
+                **{k: getattr(args, k) for k in ("batch_size", "lr", "dim", "max_history", "seed")}}
+    epochs, best, best_state = resume(model, state_file, identity)
+    for epoch in range(len(epochs), args.epochs if args.model != "PTopFreq" else 1):
+        if best is not None and args.stopping_step is not None and epoch - best > args.stopping_step:
+            break
         loss, wall, cpu = timed(model.train_epoch, phases["train"])
         ranked, eval_wall, eval_cpu = timed(model.rankings, phases["valid"])
         valid = rank_metrics(ranked, phases["valid"]["target"])
@@ -404,6 +215,8 @@ def run(args) -> None:
         print(json.dumps(row), flush=True)
         if best is None or valid["recall@10"] > epochs[best]["valid"]["recall@10"]:
             best, best_state = epoch, model.state()
+        if args.model != "PTopFreq":
+            save_state(model, state_file, identity, epochs, best, best_state)
     model.load(best_state)
     ranked, test_wall, test_cpu = timed(model.rankings, phases["test"])
     test = rank_metrics(ranked, phases["test"]["target"])
@@ -418,7 +231,9 @@ def run(args) -> None:
         "split": {"file": split["path"], "sha256": split["sha256"], "source": split["source"], "n_items": split["n_items"],
                   "users_per_phase": {p: len(phases[p]["users"]) for p in PHASES}, "subsample_users": args.users,
                   "subsample_seed": args.seed if args.users else None, "max_history_baskets": args.max_history},
-        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "dim", "max_history", "seed")},
+        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "dim", "max_history", "seed",
+                                                         "stopping_step")},
+        "resumed_epochs": sum(1 for e in epochs if e.get("resumed")),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
         "setup_wall_s": setup_wall,
@@ -436,10 +251,40 @@ def run(args) -> None:
                  "train_epoch_wall_s_full_estimate is a linear extrapolation from the subsample, not a measurement"),
     }
     print(json.dumps({"test": test, "best_epoch": best, "train_epoch_wall_s_median": record["train_epoch_wall_s_median"]}))
-    out = Path(args.out or HERE / "results" / f"nbr_pytorch_{args.model.lower()}_{split['dataset']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def save_state(model, path: Path, identity: dict, epochs: list, best, best_state) -> None:
+    """Everything a later session needs to go on after this epoch, written atomically."""
+    import torch
+
+    state = {"identity": identity, "epochs": epochs, "best": best, "best_state": best_state,
+             "train_state": model.train_state(), "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def resume(model, path: Path, identity: dict) -> tuple[list, int | None, object]:
+    """(epochs done, best epoch, its weights) from `path` if a run with the same identity saved
+    there, restoring the model's training state and the random streams; a fresh start otherwise."""
+    if not path.exists():
+        return [], None, None
+    import torch
+
+    state = torch.load(path, weights_only=False)
+    if state["identity"] != identity:
+        changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
+        raise SystemExit(f"{path}: saved by a run with other settings ({', '.join(changed)}); delete it or pass --state")
+    model.load_train_state(state["train_state"])
+    python_state, numpy_state, torch_state = state["rng"]
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    print(f"resumed from {path} after {len(state['epochs'])} epochs", file=sys.stderr)
+    return [dict(e, resumed=True) for e in state["epochs"]], state["best"], state["best_state"]
 
 
 def provenance_block(args, versions: dict) -> dict:
@@ -474,6 +319,10 @@ def main(argv=None) -> None:
     go.add_argument("--max-history", type=int, default=None, help="most recent history baskets (DNNTSP 48, Sets2Sets 98)")
     go.add_argument("--seed", type=int, default=2)
     go.add_argument("--out", default=None)
+    go.add_argument("--state", default=None, help="training state saved after every epoch, resumed from when present "
+                    "(default: <out>.state.pt)")
+    go.add_argument("--stopping-step", type=int, default=None,
+                    help="stop after this many epochs without a better valid Recall@10 (default: never, as ERASE)")
     args = parser.parse_args(argv)
     export(args) if args.mode == "export" else run(args)
 

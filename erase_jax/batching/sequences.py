@@ -20,17 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.data.sequences import SequenceRows
+from erase_jax.data.widths import doubling_widths
 
 SMALLEST_BUCKET = 8
 
 
 def bucket_widths(max_length: int) -> tuple[int, ...]:
     """Padded widths: powers of two from 8 below `max_length`, then `max_length` itself."""
-    widths, width = [], SMALLEST_BUCKET
-    while width < max_length:
-        widths.append(width)
-        width *= 2
-    return (*widths, max_length)
+    return doubling_widths(max_length, SMALLEST_BUCKET)
 
 
 def bucket_of(lengths: np.ndarray, max_length: int) -> np.ndarray:

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.data.interactions import Interactions
+from erase_jax.data.widths import doubling_widths
 
 SMALLEST_WIDTH = 8
 PHASE_OFFSETS = {"train": 3, "valid": 2, "test": 1}  # target = basket n - offset
@@ -136,20 +137,12 @@ class BasketExamples:
 
 def occurrence_widths(max_length: int) -> tuple[int, ...]:
     """Padded history widths: powers of two from 8 below `max_length`, then `max_length`."""
-    widths, width = [], SMALLEST_WIDTH
-    while width < max_length:
-        widths.append(width)
-        width *= 2
-    return (*widths, max_length)
+    return doubling_widths(max_length, SMALLEST_WIDTH)
 
 
 def step_widths(max_steps: int) -> tuple[int, ...]:
     """Padded history lengths in baskets: powers of two from 1 below `max_steps`, then `max_steps`."""
-    steps, step = [], 1
-    while step < max_steps:
-        steps.append(step)
-        step *= 2
-    return (*steps, max(max_steps, 1))
+    return doubling_widths(max_steps, 1)
 
 
 def bucket_shapes(max_length: int, max_steps: int) -> tuple[tuple[int, int], ...]:
