@@ -34,10 +34,10 @@ from erase_jax.data.basket_split import basket_split
 from erase_jax.data.baskets import BasketConfig, BasketExamples, BasketRows, basket_batch, build_basket_examples, width_of
 from erase_jax.data.loading import DataConfig, LoadedData
 from erase_jax.data.user_rows import UserRows
+from erase_jax.evaluators.basket_queries import UserHistoryQueries
 from erase_jax.tasks.base import Batch, Evaluation, register
 
 QUERY_FIELDS = ("users", "items", "baskets", "lengths", "n_baskets")
-QUERY_CELLS = 1024 * 64 * 8  # user queries scored at once x history width x basket steps
 
 
 def load_basket_data(data: DataConfig, basket: BasketConfig, seed: int) -> LoadedData:
@@ -104,31 +104,6 @@ class NBRRequestRows:
 
     def evaluation(self, data) -> NBREvaluation:
         return NBREvaluation(self.experiment, data)
-
-
-@dataclasses.dataclass(frozen=True)
-class UserHistoryQueries:
-    """A basket model asked by user id: the user's query is its stored test-example history.
-
-    Its context is (the model's context, a batch of every user's test history), traced arrays,
-    so one compilation serves every checkpoint; `scores` takes {"users": ids} like a CF model,
-    which lets the exposure measures and top-k lists work unchanged.
-    """
-
-    model: Any
-
-    def scores(self, params, context, query: Batch) -> jax.Array:
-        """Scores [n, n_items] of the users' stored histories, in chunks of rows small enough that a
-        chunk of the widest histories fits in memory (every user runs at the stored width)."""
-        inner, histories = context
-        users = query["users"]
-        n, width = users.shape[0], histories["items"].shape[1]
-        steps = min(width, getattr(inner, "max_history_baskets", width))
-        chunk = max(1, min(n, QUERY_CELLS // (width * steps)))
-        n_chunks = -(-n // chunk)
-        padded = jnp.pad(users, (0, n_chunks * chunk - n)).reshape(n_chunks, chunk)
-        score = lambda ids: self.model.scores(params, inner, {name: values[ids] for name, values in histories.items()})
-        return jax.lax.map(score, padded).reshape(n_chunks * chunk, -1)[:n]
 
 
 class NBREvaluation(Evaluation):

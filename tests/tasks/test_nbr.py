@@ -12,6 +12,7 @@ from erase_jax.config import ConfigError, load_config
 from erase_jax.data.basket_split import basket_split
 from erase_jax.data.baskets import BasketConfig
 from erase_jax.data.loading import LoadedData
+from erase_jax.evaluators import basket_queries
 from erase_jax.run import build_experiment
 from erase_jax.tasks import get_task, nbr, task_of
 from tests.data.test_baskets import basket_data
@@ -77,6 +78,6 @@ def test_users_are_queried_with_their_test_history_of_the_cleaned_data(monkeypat
     assert set(np.argsort(-scores[1])[:3].tolist()) == {1, 2, 3}
     assert view.scorable(np.array([0, 1])).tolist() == [0, 1]
     assert len(view.test) == 2 and view.test.target_list(0) == [5]
-    monkeypatch.setattr(nbr, "QUERY_CELLS", 1)  # one user per chunk: the same scores
+    monkeypatch.setattr(basket_queries, "QUERY_CELLS", 1)  # one user per chunk: the same scores
     chunked = np.asarray(model.scores(params, context, {"users": np.array([0, 1, 0])}))
     np.testing.assert_array_equal(chunked, scores[[0, 1, 0]])
