@@ -2,8 +2,8 @@
 `erase-jax data forget-set` (data-and-evaluation spec sections 1.2-1.5, 3.2).
 
 One module per data-set family, each a registered preparer found by name (`base.py` states the
-interface): `movielens`, `amazon` (Amazon Reviews 2023), `baskets` (Ta-Feng, Instacart,
-Dunnhumby through the readers of `erase_jax.data.basket_csv`). Shared: `streams` (bounded-memory
+interface): `movielens`, `goodreads`, `amazon` (Amazon Reviews 2023: Grocery, Books),
+`baskets` (Ta-Feng, Instacart, Dunnhumby through the readers of `erase_jax.data.basket_csv`). Shared: `streams` (bounded-memory
 readers with progress bars and errors naming file and line), `keywords` (sensitive-item
 rules), `steps` (the original's CF chain and per-step statistics), `output` (the atomic output
 folder, sensitive lists, stats.json) and `forget_sets` (the original's forget files from a

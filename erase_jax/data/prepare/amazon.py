@@ -102,7 +102,7 @@ class AmazonReviews:
         inter = original_cf_steps(inter, log, self.k_core)
         if self.session_gap_ms is not None:
             inter = log.record(f"sessions (gap > {self.session_gap_ms:g} ms)", with_sessions(inter, self.session_gap_ms))
-        kept_parents = parents[_kept_item_ids(rows, inter)]
+        kept_parents = parents[rows.item_ids.ids(inter.item_tokens)]
         sensitive = {c: {**self.rules[c].describe(), "parent_asins_matched": len(matched[c])} for c in self.categories}
         notes = {"asins_with_two_parent_asins": conflicts,
                  "items_without_metadata": int(np.count_nonzero(~np.isin(kept_parents, list(described))))}
@@ -191,12 +191,6 @@ def with_sessions(inter, gap: float):
     new = np.ones(len(inter), bool)
     new[1:] = (inter.users[1:] != inter.users[:-1]) | (np.diff(inter.timestamps) > gap)
     return dataclasses.replace(inter, sessions=np.cumsum(new).astype(np.int64) - 1)
-
-
-def _kept_item_ids(rows: InteractionRows, inter) -> np.ndarray:
-    """The read item ids of `inter`'s (compacted) items, by token."""
-    index = rows.item_ids.index
-    return np.fromiter((index[token] for token in inter.item_tokens), np.int64, inter.n_items)
 
 
 def _number(path: Path, line: int, record: dict, field: str) -> float:

@@ -36,7 +36,7 @@ from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.prepare.base import Prepared, check_categories, register
 from erase_jax.data.prepare.keywords import Keywords, SignalRule
 from erase_jax.data.prepare.steps import K_CORE, StepLog, original_cf_steps
-from erase_jax.data.prepare.streams import InteractionRows, numbers, table_chunks, tokens
+from erase_jax.data.prepare.streams import InteractionRows, numbers, require_columns, table_chunks, tokens
 
 HEALTH = SignalRule(
     signals={
@@ -158,9 +158,7 @@ def read_ratings(raw: Path, release: _Release, quiet: bool = False) -> Interacti
     else:
         chunks = table_chunks(path, names=list(COLUMNS) if release.names else None, sep=release.sep, quiet=quiet)
     for chunk, lines in chunks:
-        missing = [c for c in COLUMNS if c not in chunk.columns]
-        if missing:
-            raise DataFormatError(path, 1, f"header lacks column(s) {missing} (header: {list(chunk.columns)})")
+        require_columns(path, chunk, COLUMNS)
         for gap in ("_1", "_2", "_3"):
             if gap in chunk.columns and (chunk[gap] != "").any():
                 raise DataFormatError(path, int(lines[int(np.argmax((chunk[gap] != "").to_numpy()))]),

@@ -35,6 +35,7 @@ CHUNK_ROWS = 1_000_000
 PROGRESS_EVERY_LINES = 50_000
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _DTYPES = {"q": np.int64, "d": np.float64}
+_PART_DTYPES = (np.int32, np.int32, np.float32, np.float64)  # users, items, ratings, timestamps as kept
 
 
 @contextlib.contextmanager
@@ -148,6 +149,13 @@ def numbers(path: Path, chunk: pd.DataFrame, lines: np.ndarray, column: str, int
     return parsed.astype(np.int64) if integral else parsed
 
 
+def require_columns(path: Path, chunk: pd.DataFrame, columns) -> None:
+    """A DataFormatError on line 1 unless the file's header has every one of `columns`."""
+    missing = [c for c in columns if c not in chunk.columns]
+    if missing:
+        raise DataFormatError(path, 1, f"header lacks column(s) {missing} (header: {list(chunk.columns)})")
+
+
 def tokens(path: Path, chunk: pd.DataFrame, lines: np.ndarray, column: str) -> np.ndarray:
     """Non-empty stripped string values of a column."""
     values = chunk[column].str.strip().to_numpy(dtype=object)
@@ -158,7 +166,8 @@ def tokens(path: Path, chunk: pd.DataFrame, lines: np.ndarray, column: str) -> n
 
 
 class TokenIds:
-    """Dense ids for tokens in first-seen order, grown as rows arrive."""
+    """Dense ids for tokens in first-seen order, grown as rows arrive; `ids` of tokens already
+    seen is the lookup from tokens back to read ids."""
 
     def __init__(self):
         self.index: dict[str, int] = {}
@@ -219,7 +228,7 @@ class InteractionRows:
         )
 
     def _append(self, columns) -> None:
-        self._parts.append(tuple(np.asarray(c) for c in columns))
+        self._parts.append(tuple(np.asarray(c, dtype) for c, dtype in zip(columns, _PART_DTYPES)))
         self._n_parts += len(columns[0])
 
     def _flush(self) -> None:
