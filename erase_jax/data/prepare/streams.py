@@ -138,7 +138,7 @@ def table_chunks(
 def numbers(path: Path, chunk: pd.DataFrame, lines: np.ndarray, column: str, integral: bool = False) -> np.ndarray:
     """float64 values of a column (int64 when `integral`); a missing or bad value is an error."""
     values = chunk[column]
-    parsed = pd.to_numeric(values.str.strip(), errors="coerce").to_numpy(np.float64)
+    parsed = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(parsed)
     if integral:
         bad |= parsed != np.round(parsed)
@@ -157,8 +157,8 @@ def require_columns(path: Path, chunk: pd.DataFrame, columns) -> None:
 
 
 def tokens(path: Path, chunk: pd.DataFrame, lines: np.ndarray, column: str) -> np.ndarray:
-    """Non-empty stripped string values of a column."""
-    values = chunk[column].str.strip().to_numpy(dtype=object)
+    """Non-empty string values of a column."""
+    values = chunk[column].to_numpy(dtype=object)
     empty = values == ""
     if empty.any():
         raise DataFormatError(path, int(lines[int(np.argmax(empty))]), f"empty {column}")
