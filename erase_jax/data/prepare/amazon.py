@@ -31,7 +31,7 @@ import numpy as np
 
 from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.prepare.base import Prepared, check_categories, find_raw_file, register
-from erase_jax.data.prepare.keywords import Keywords, SignalRule
+from erase_jax.data.prepare.keywords import Keywords, SignalRule, match_records
 from erase_jax.data.prepare.steps import K_CORE, StepLog, original_cf_steps
 from erase_jax.data.prepare.streams import InteractionRows, json_records
 
@@ -84,6 +84,12 @@ class AmazonReviews:
     k_core: int = K_CORE
     session_gap_ms: float | None = None  # cut sessions where the gap exceeds this (Books)
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's raw files and known categories follow from its file stem and rules."""
+        super().__init_subclass__(**kwargs)
+        cls.raw_files = f"{cls.file_stem}.jsonl.gz and meta_{cls.file_stem}.jsonl.gz (or .jsonl)"
+        cls.known_categories = tuple(cls.rules)
+
     def __post_init__(self):
         object.__setattr__(self, "categories", check_categories(self, self.categories))
 
@@ -92,7 +98,8 @@ class AmazonReviews:
         meta = find_raw_file(raw, f"meta_{self.file_stem}.jsonl.gz", f"meta_{self.file_stem}.jsonl")
         rows, parents, conflicts = read_reviews(reviews, log.quiet)
         inter = rows.interactions(log.name)
-        matched, described = self.match_metadata(meta, set(parents), log.quiet)
+        rules = {c: self.rules[c] for c in self.categories}
+        matched, described = match_records(meta, "parent_asin", set(parents), rules, self.texts, log.quiet)
         parents = np.asarray(parents, dtype=str)
         inter = dataclasses.replace(inter, item_categories={
             category: np.flatnonzero(np.isin(parents, list(matched[category]))).astype(np.int32)
@@ -108,22 +115,6 @@ class AmazonReviews:
                  "items_without_metadata": int(np.count_nonzero(~np.isin(kept_parents, list(described))))}
         return Prepared(inter, sensitive, "atomic", item_fields={"parent_asin": kept_parents}, notes=notes)
 
-    def match_metadata(self, path: Path, wanted: set[str], quiet: bool) -> tuple[dict[str, set[str]], set[str]]:
-        """(category -> matched parent_asins, parent_asins with a record) over the records of
-        `wanted` parents (the others are skipped unread)."""
-        matched: dict[str, set[str]] = {c: set() for c in self.categories}
-        described: set[str] = set()
-        for _, record in json_records(path, ("parent_asin",), quiet):
-            parent = str(record["parent_asin"])
-            if parent not in wanted:
-                continue
-            described.add(parent)
-            texts = self.texts(record)
-            for category in self.categories:
-                if self.rules[category].matches(texts):
-                    matched[category].add(parent)
-        return matched, described
-
     def texts(self, record: dict) -> dict[str, str]:
         """The metadata record's text per signal of the rules."""
         return {"text": " ".join(_text(record.get(field)) for field in META_TEXT_FIELDS)}
@@ -134,13 +125,11 @@ class AmazonReviews:
 class Grocery(AmazonReviews):
     """`amazon_reviews_grocery_and_gourmet_food` (CF): meat and alcohol."""
 
-    name: ClassVar[str] = "amazon_reviews_grocery_and_gourmet_food"
-    task: ClassVar[str] = "CF"
-    file_stem: ClassVar[str] = "Grocery_and_Gourmet_Food"
-    raw_files: ClassVar[str] = "Grocery_and_Gourmet_Food.jsonl.gz and meta_Grocery_and_Gourmet_Food.jsonl.gz"
-    rules: ClassVar[dict[str, SignalRule]] = GROCERY_RULES
-    known_categories: ClassVar[tuple[str, ...]] = tuple(GROCERY_RULES)
-    forget_defaults: ClassVar[dict] = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
+    name = "amazon_reviews_grocery_and_gourmet_food"
+    task = "CF"
+    file_stem = "Grocery_and_Gourmet_Food"
+    rules = GROCERY_RULES
+    forget_defaults = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
 
     categories: tuple[str, ...] = ("meat", "alcohol")
 
@@ -150,13 +139,11 @@ class Grocery(AmazonReviews):
 class Books(AmazonReviews):
     """`amazon_reviews_books` (SBR): health (the benchmark's), violence, explicit."""
 
-    name: ClassVar[str] = "amazon_reviews_books"
-    task: ClassVar[str] = "SBR"
-    file_stem: ClassVar[str] = "Books"
-    raw_files: ClassVar[str] = "Books.jsonl.gz and meta_Books.jsonl.gz"
-    rules: ClassVar[dict[str, SignalRule]] = BOOKS_RULES
-    known_categories: ClassVar[tuple[str, ...]] = tuple(BOOKS_RULES)
-    forget_defaults: ClassVar[dict] = {"rule": "reach", "rating_threshold": 3.0}  # spec 3.2.2
+    name = "amazon_reviews_books"
+    task = "SBR"
+    file_stem = "Books"
+    rules = BOOKS_RULES
+    forget_defaults = {"rule": "reach", "rating_threshold": 3.0}  # spec 3.2.2
 
     categories: tuple[str, ...] = ("health", "violence", "explicit")
     session_gap_ms: float | None = SESSION_GAP_MS

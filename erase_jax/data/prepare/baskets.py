@@ -117,9 +117,9 @@ class BasketPreparer:
 class TaFeng(BasketPreparer):
     """`tafeng`: RC's Ta-Feng (no sensitive categories in the original)."""
 
-    name: ClassVar[str] = "tafeng"
-    source: ClassVar[str] = "Ta-Feng grocery transactions (Nov 2000 - Feb 2001), e.g. Kaggle's ta-feng-grocery-dataset"
-    raw_files: ClassVar[str] = TAFENG_CSV
+    name = "tafeng"
+    source = "Ta-Feng grocery transactions (Nov 2000 - Feb 2001), e.g. Kaggle's ta-feng-grocery-dataset"
+    raw_files = TAFENG_CSV
     min_item_count: int = 3
 
     def read(self, raw: Path) -> tuple[Interactions, str]:
@@ -131,10 +131,10 @@ class TaFeng(BasketPreparer):
 class Instacart(BasketPreparer):
     """`instacart`: RC's Instacart, aisle categories from `products.csv`."""
 
-    name: ClassVar[str] = "instacart"
-    source: ClassVar[str] = "Instacart Market Basket Analysis (Kaggle, 2017)"
-    raw_files: ClassVar[str] = "orders.csv, order_products__prior.csv, order_products__train.csv, products.csv"
-    known_categories: ClassVar[tuple[str, ...]] = ("alcohol", "meat", "baby")
+    name = "instacart"
+    source = "Instacart Market Basket Analysis (Kaggle, 2017)"
+    raw_files = "orders.csv, order_products__prior.csv, order_products__train.csv, products.csv"
+    known_categories = ("alcohol", "meat", "baby")
 
     categories: tuple[str, ...] = ("alcohol", "meat", "baby")
     user_share: float = 0.1
@@ -160,10 +160,10 @@ class Instacart(BasketPreparer):
 class Dunnhumby(BasketPreparer):
     """`dunnhumby`: The Complete Journey (ERASE's v2 script) or Let's get sort-of-real (RC)."""
 
-    name: ClassVar[str] = "dunnhumby"
-    source: ClassVar[str] = "dunnhumby Source Files: The Complete Journey, or Let's get sort-of-real"
-    raw_files: ClassVar[str] = "transaction_data.csv [+ product.csv] (Complete Journey) or transactions_*.csv (sort-of-real)"
-    known_categories: ClassVar[tuple[str, ...]] = ("alcohol",)
+    name = "dunnhumby"
+    source = "dunnhumby Source Files: The Complete Journey, or Let's get sort-of-real"
+    raw_files = "transaction_data.csv [+ product.csv] (Complete Journey) or transactions_*.csv (sort-of-real)"
+    known_categories = ("alcohol",)
 
     categories: tuple[str, ...] = ("alcohol",)
     min_baskets: int | None = None  # None: the release's script's (4 for Complete Journey, 3 for sort-of-real)

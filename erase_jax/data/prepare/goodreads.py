@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.prepare.base import Prepared, check_categories, find_raw_file, register
-from erase_jax.data.prepare.keywords import Keywords, SignalRule
+from erase_jax.data.prepare.keywords import Keywords, SignalRule, match_records
 from erase_jax.data.prepare.steps import K_CORE, StepLog, original_cf_steps
 from erase_jax.data.prepare.streams import (
     InteractionRows,
-    json_records,
     numbers,
     require_columns,
     table_chunks,
@@ -58,12 +55,12 @@ RULES = {"mental_health": MENTAL_HEALTH}
 class Goodreads:
     """`goodreads`: ratings >= 3 in file order, mental_health by title, description and shelves."""
 
-    name: ClassVar[str] = "goodreads"
-    task: ClassVar[str] = "CF"
-    source: ClassVar[str] = "UCSD Book Graph, https://mengtingwan.github.io/data/goodreads (complete data)"
-    raw_files: ClassVar[str] = "goodreads_interactions.csv, book_id_map.csv, goodreads_books.json.gz"
-    known_categories: ClassVar[tuple[str, ...]] = tuple(RULES)
-    forget_defaults: ClassVar[dict] = {"rule": "fit", "rating_threshold": 3.0}  # spec 3.2.2
+    name = "goodreads"
+    task = "CF"
+    source = "UCSD Book Graph, https://mengtingwan.github.io/data/goodreads (complete data)"
+    raw_files = "goodreads_interactions.csv, book_id_map.csv, goodreads_books.json.gz"
+    known_categories = tuple(RULES)
+    forget_defaults = {"rule": "fit", "rating_threshold": 3.0}  # spec 3.2.2
 
     categories: tuple[str, ...] = ("mental_health",)
     min_rating: float = 3.0
@@ -78,7 +75,8 @@ class Goodreads:
         inter = rows.interactions(log.name)
         real_ids = read_book_map(find_raw_file(raw, "book_id_map.csv"), inter.item_tokens, log.quiet)
         books = find_raw_file(raw, "goodreads_books.json.gz", "goodreads_books.json")
-        matched, described = self.match_books(books, set(real_ids[real_ids != ""]), log.quiet)
+        rules = {c: RULES[c] for c in self.categories}
+        matched, described = match_records(books, "book_id", set(real_ids[real_ids != ""]), rules, self.texts, log.quiet)
         inter = dataclasses.replace(inter, item_categories={
             c: np.flatnonzero(np.isin(real_ids, list(matched[c]))).astype(np.int32) for c in self.categories})
         log.record(f"read ({interactions.name}: {n_read:,} rows; kept rating > 0 and >= {self.min_rating:g})", inter)
@@ -102,24 +100,14 @@ class Goodreads:
             n_read += len(chunk)
         return rows, n_read
 
-    def match_books(self, path: Path, wanted: set[str], quiet: bool) -> tuple[dict[str, set[str]], set[str]]:
-        """(category -> matched real book ids, real ids with a record), over the `wanted` books."""
-        matched: dict[str, set[str]] = {c: set() for c in self.categories}
-        described: set[str] = set()
-        for number, record in json_records(path, ("book_id",), quiet):
-            book = str(record["book_id"])
-            if book not in wanted:
-                continue
-            described.add(book)
-            shelves = record.get("popular_shelves") or []
-            if not isinstance(shelves, list):
-                raise DataFormatError(path, number, f"popular_shelves is a {type(shelves).__name__}, expected a list")
-            texts = {"title": str(record.get("title") or ""), "description": str(record.get("description") or ""),
-                     "shelf": [str(s.get("name", "")) for s in shelves if isinstance(s, dict)]}
-            for category in self.categories:
-                if RULES[category].matches(texts):
-                    matched[category].add(book)
-        return matched, described
+    @staticmethod
+    def texts(record: dict) -> dict:
+        """A book record's text per signal: title, description, popular shelf names."""
+        shelves = record.get("popular_shelves") or []
+        if not isinstance(shelves, list):
+            raise ValueError(f"popular_shelves is a {type(shelves).__name__}, expected a list")
+        return {"title": str(record.get("title") or ""), "description": str(record.get("description") or ""),
+                "shelf": [str(s.get("name", "")) for s in shelves if isinstance(s, dict)]}
 
 
 def read_book_map(path: Path, csv_ids: np.ndarray, quiet: bool = False) -> np.ndarray:

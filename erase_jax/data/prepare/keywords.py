@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from erase_jax.data.atomic import DataFormatError
+from erase_jax.data.prepare.streams import json_records
 
 MATCHING = "case-insensitive; exact keywords match whole words, relaxed keywords any substring"
 
@@ -74,6 +78,30 @@ class SignalRule:
             "min_signals": self.min_signals,
             "signals": {name: keywords.describe() for name, keywords in self.signals.items()},
         }
+
+
+def match_records(
+    path: Path, id_field: str, wanted: set[str], rules: dict[str, SignalRule], texts: Callable[[dict], dict],
+    quiet: bool = False,
+) -> tuple[dict[str, set[str]], set[str]]:
+    """(category -> ids whose record the category's rule matches, ids that have a record) over
+    a JSON-lines metadata file, reading only the records of `wanted` ids. `texts(record)` gives
+    the record's text per signal; a ValueError it raises becomes a DataFormatError on that line."""
+    matched: dict[str, set[str]] = {category: set() for category in rules}
+    described: set[str] = set()
+    for number, record in json_records(path, (id_field,), quiet):
+        key = str(record[id_field])
+        if key not in wanted:
+            continue
+        described.add(key)
+        try:
+            record_texts = texts(record)
+        except ValueError as error:
+            raise DataFormatError(path, number, str(error)) from None
+        for category, rule in rules.items():
+            if rule.matches(record_texts):
+                matched[category].add(key)
+    return matched, described
 
 
 def _alternatives(words: tuple[str, ...]) -> str:

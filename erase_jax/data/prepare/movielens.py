@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -88,13 +87,13 @@ COLUMNS = ("userId", "movieId", "rating", "timestamp")  # the CSV header names; 
 class MovieLens:
     """`movielens`: ratings, genres and the health category from any MovieLens release."""
 
-    name: ClassVar[str] = "movielens"
-    task: ClassVar[str] = "CF"
-    source: ClassVar[str] = "GroupLens, https://grouplens.org/datasets/movielens/ (any release; or Kaggle's ml-20m CSVs)"
-    raw_files: ClassVar[str] = ("an unzipped release: u.data + u.item, ratings.dat + movies.dat [+ tags.dat], "
-                                "ratings.csv + movies.csv [+ tags.csv], or rating.csv + movie.csv [+ tag.csv]")
-    known_categories: ClassVar[tuple[str, ...]] = tuple(RULES)
-    forget_defaults: ClassVar[dict] = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
+    name = "movielens"
+    task = "CF"
+    source = "GroupLens, https://grouplens.org/datasets/movielens/ (any release; or Kaggle's ml-20m CSVs)"
+    raw_files = ("an unzipped release: u.data + u.item, ratings.dat + movies.dat [+ tags.dat], "
+                 "ratings.csv + movies.csv [+ tags.csv], or rating.csv + movie.csv [+ tag.csv]")
+    known_categories = tuple(RULES)
+    forget_defaults = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
 
     categories: tuple[str, ...] = ("health",)
     k_core: int = K_CORE
