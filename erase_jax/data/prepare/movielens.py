@@ -180,6 +180,7 @@ def read_movies(raw: Path, release: _Release) -> tuple[dict[str, str], dict[str,
         chunks = table_chunks(path)
     titles, genres = {}, {}
     for chunk, lines in chunks:
+        require_columns(path, chunk, ("movieId", "title"))
         movies = tokens(path, chunk, lines, "movieId")
         if "genres" in chunk.columns:
             lists = [g.split("|") for g in chunk["genres"].tolist()]
@@ -198,6 +199,7 @@ def tagged_movies(path: Path, rule: SignalRule, quiet: bool = False) -> set[str]
     chunks = table_chunks(path, names=names, sep="::" if names else ",", engine="python" if names else "c", quiet=quiet)
     found: set[str] = set()
     for chunk, lines in chunks:
+        require_columns(path, chunk, ("movieId", "tag"))
         unique_tags = chunk["tag"].unique()
         hits = {tag for tag in unique_tags if rule.signals["tag"].matches(tag)}
         found.update(tokens(path, chunk, lines, "movieId")[chunk["tag"].isin(hits).to_numpy()])

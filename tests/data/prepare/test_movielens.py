@@ -185,6 +185,13 @@ def test_unknown_category_and_missing_files(tmp_path):
         prepare_dataset("movielenz", raw, tmp_path / "out")
 
 
+def test_a_movies_file_without_its_columns(tmp_path):
+    raw = write_release(tmp_path / "raw", "ml-32m")
+    (raw / "movies.csv").write_text("id,name\n1,x\n")
+    with pytest.raises(DataFormatError, match=r"movies.csv, line 1: header lacks column\(s\) \['movieId', 'title'\]"):
+        prepare_dataset("movielens", raw, tmp_path / "movielens", quiet=True)
+
+
 def test_options_and_overwrite(tmp_path):
     raw = write_release(tmp_path / "raw", "ml-1m")
     out = tmp_path / "ml-1m"
