@@ -91,13 +91,18 @@ def atomic_folder(out: Path):
     temporary.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
     try:
         yield temporary
-        if out.exists():
-            previous = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, previous / out.name)
+        if not out.exists():
             os.replace(temporary, out)
-            shutil.rmtree(previous)
-        else:
+            return
+        previous = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+        os.replace(out, previous / out.name)
+        try:
             os.replace(temporary, out)
+        except BaseException:
+            os.replace(previous / out.name, out)  # the previous folder back in place
+            raise
+        finally:
+            shutil.rmtree(previous, ignore_errors=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
