@@ -1,4 +1,4 @@
-"""The `erase-jax` command line: train, evaluate, demo."""
+"""The `erase-jax` command line: train, evaluate, unlearn, retrain, report, demo, data."""
 
 from __future__ import annotations
 
@@ -136,6 +136,61 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_data_prepare(args) -> int:
+    from erase_jax.data.prepare import prepare_dataset
+
+    record = prepare_dataset(args.name, args.raw, args.out, args.options, overwrite=args.overwrite, quiet=args.quiet)
+    if args.quiet:
+        print(record["summary"])
+    return 0
+
+
+def cmd_data_forget_set(args) -> int:
+    from erase_jax.data.prepare import write_forget_sets
+
+    scenario = _parse_scenario(args.scenario)
+    threshold = {} if args.rating_threshold is None else {
+        "rating_threshold": None if args.rating_threshold.lower() == "none" else float(args.rating_threshold)}
+    paths = write_forget_sets(args.prepared, scenario["scenario"], args.fraction, args.seed,
+                              category=scenario.get("category"), random_unit=scenario.get("random_unit", "users"),
+                              rule=args.rule, out=args.out, quiet=args.quiet, **threshold)
+    if args.quiet:
+        print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from erase_jax.data.prepare import PREPARERS
+
+    for cls in PREPARERS.classes():
+        print(f"{cls.name} ({cls.task}): {cls.raw_files}\n    from {cls.source}")
+    return 0
+
+
+def _add_data_commands(sub, common) -> None:
+    data = sub.add_parser("data", help="the benchmark's data sets from their public raw files; forget files")
+    commands = data.add_subparsers(dest="data_command", required=True)
+    prepare = commands.add_parser("prepare", parents=[common], help="raw files -> the benchmark's files, stats.json")
+    prepare.add_argument("name", help="data set (erase-jax data list), e.g. movielens")
+    prepare.add_argument("--raw", required=True, help="folder holding the downloaded raw files")
+    prepare.add_argument("--out", help="output folder, whose name is the data set's (default data/<name>)")
+    prepare.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                         help="a preparer setting, e.g. --option k_core=10 --option categories=[health]")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    prepare.set_defaults(func=cmd_data_prepare)
+    forget = commands.add_parser("forget-set", parents=[common], help="the original's forget files from a prepared folder")
+    forget.add_argument("prepared", help="a folder written by `erase-jax data prepare`")
+    forget.add_argument("--scenario", required=True, help="sensitive:<category> | random[:users|interactions]")
+    forget.add_argument("--fraction", type=float, nargs="+", required=True, help="share(s) of all interactions")
+    forget.add_argument("--seed", type=int, nargs="+", default=[2, 3, 5, 7, 11], help="seed(s) (default: the original's five)")
+    forget.add_argument("--rating-threshold", help="forget only rows rated >= this; 'none' for all (default: the data set's)")
+    forget.add_argument("--rule", choices=["fit", "reach"], help="stopping rule (default: the data set's, spec 3.2.2)")
+    forget.add_argument("--out", help="folder for the files (default: the prepared folder)")
+    forget.set_defaults(func=cmd_data_forget_set)
+    listing = commands.add_parser("list", help="the data sets that can be prepared, with their raw files")
+    listing.set_defaults(func=cmd_data_list, quiet=False)
+
+
 def cmd_demo(args) -> int:
     """The main job on the embedded synthetic data: train, unlearn a category, retrain, compare."""
     from erase_jax.config import load_config
@@ -241,6 +296,8 @@ def main(argv=None) -> int:
     demo.add_argument("--method", help="unlearning method (default: scif when available, else original)")
     demo.add_argument("--fraction", type=float, default=0.003, help="share of interactions to forget")
     demo.set_defaults(func=cmd_demo)
+
+    _add_data_commands(sub, common)
 
     args = parser.parse_args(argv)
     if args.quiet:

@@ -25,6 +25,7 @@ from erase_jax.data.interactions import Interactions, from_tokens
 FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 CATEGORY_FIELD_CANDIDATES = ("class", "category", "categories", "genre")
 SEQ_SEPARATOR = " "
+WRITE_BLOCK_ROWS = 1_000_000
 
 
 class DataFormatError(ValueError):
@@ -146,6 +147,14 @@ def write_atomic_inter(path: str | Path, inter: Interactions, rows: np.ndarray |
         bad = [t for t in vocabulary if any(c in str(t) for c in "\t\r\n")]
         if bad:
             raise ValueError(f"{inter.name}: token {bad[0]!r} contains a tab or line break")
+    with open(path, "w", encoding="utf-8", newline="") as handle:  # in blocks: the text of all rows is never held
+        for start in range(0, max(len(rows), 1), WRITE_BLOCK_ROWS):
+            block = rows[start : start + WRITE_BLOCK_ROWS]
+            _inter_columns(inter, block).to_csv(handle, sep="\t", index=False, header=start == 0,
+                                                quoting=csv.QUOTE_NONE, lineterminator="\n")
+
+
+def _inter_columns(inter: Interactions, rows: np.ndarray) -> pd.DataFrame:
     columns = {
         "user_id:token": inter.user_tokens[inter.users[rows]],
         "item_id:token": inter.item_tokens[inter.items[rows]],
@@ -156,7 +165,7 @@ def write_atomic_inter(path: str | Path, inter: Interactions, rows: np.ndarray |
         columns["timestamp:float"] = _format_floats(inter.timestamps[rows])
     if inter.sessions is not None:  # dense session ids as tokens: the grouping survives, not the names
         columns["session_id:token"] = inter.sessions[rows].astype(str)
-    pd.DataFrame(columns).to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE, lineterminator="\n")
+    return pd.DataFrame(columns)
 
 
 def read_token_list(path: str | Path) -> list[str]:

@@ -4,7 +4,7 @@
 Forget file (CF): a typed header `user_id:token item_id:token rating:float timestamp:float`
 (the columns the data has) and one line per forgotten row. Reading groups the lines by user
 into one request per user with the set of that user's items (spec 3.0), ordered by
-`request_order`. Every write goes to a temporary file in the target folder and is moved into
+`request_order`. Forget file (NBR): a JSON list of user ids (spec 3.2.3). Every write goes to a temporary file in the target folder and is moved into
 place with `os.replace`, so no file is ever half-written.
 """
 
@@ -41,6 +41,11 @@ def forget_file_name(dataset: str, scenario_method: str, seed: int, fraction: fl
     return f"{dataset}_unlearn_pairs_{scenario_method}_seed_{seed}_unlearning_fraction_{float(fraction)}.inter"
 
 
+def basket_forget_file_name(dataset: str, scenario_method: str, seed: int, fraction: float) -> str:
+    """The next-basket forget file: `forget_file_name` ending in `.json` (spec 1.5, 3.2.3)."""
+    return forget_file_name(dataset, scenario_method, seed, fraction).removesuffix(".inter") + ".json"
+
+
 def spam_inter_file_name(dataset: str, ratio: float, seed: int) -> str:
     """`{ds}_fraud_sessions_bandwagon_unpopular_ratio_{r}_seed_{s}.inter` (spec 1.5)."""
     return f"{dataset}_fraud_sessions_{SPAM_ATTACK}_{SPAM_TARGET_STRATEGY}_ratio_{ratio}_seed_{seed}.inter"
@@ -60,6 +65,15 @@ def write_forget_file(path: str | Path, inter: Interactions, forget_set: ForgetS
     rows = rows[np.argsort(request_of_user[inter.users[rows]], kind="stable")]
     with _replaced_atomically(path) as temporary:
         write_atomic_inter(temporary, inter, rows)
+
+
+def write_basket_forget_file(path: str | Path, inter: Interactions, forget_set: ForgetSet) -> None:
+    """The next-basket forget file: a JSON list of the requesting users' ids as strings, in
+    request order (spec 3.2.3; the original also pickles the same list, and its loader reads
+    whichever exists, `.pkl` first). What a request forgets is the scenario's rule, not the file's."""
+    users = [str(t) for t in inter.user_tokens[forget_set.users]]
+    with _replaced_atomically(path) as temporary:
+        temporary.write_text(json.dumps(users) + "\n", encoding="utf-8")
 
 
 def read_forget_file(

@@ -99,6 +99,18 @@ def test_atomic_round_trip(tmp_path):
     assert len(read_atomic(path.parent)) == 2
 
 
+def test_atomic_inter_is_written_in_blocks(tmp_path, monkeypatch):
+    from erase_jax.data import atomic
+
+    inter = from_tokens(list("abcdefg"), list("xyzxyzx"), ratings=np.arange(7) / 2, timestamps=np.arange(7.0))
+    write_atomic_inter(tmp_path / "whole.inter", inter)
+    monkeypatch.setattr(atomic, "WRITE_BLOCK_ROWS", 3)
+    write_atomic_inter(tmp_path / "blocks.inter", inter)
+    assert (tmp_path / "blocks.inter").read_text() == (tmp_path / "whole.inter").read_text()
+    write_atomic_inter(tmp_path / "none.inter", inter, rows=np.zeros(7, bool))
+    assert (tmp_path / "none.inter").read_text() == "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+
+
 def test_atomic_without_optional_columns(tmp_path):
     write(tmp_path / "d.inter", "item_id:token\tuser_id:token\tnote:token_seq\nx\ta\tgood film\ny\tb\t\n")
     inter = read_atomic(tmp_path, name="d")
