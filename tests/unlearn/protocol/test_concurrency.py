@@ -26,6 +26,7 @@ from erase_jax.unlearn.protocol import jobs
 from erase_jax.unlearn.protocol.run import STATE_DIR, UnlearnConfig
 from tests import tiny
 from tests.conftest import REPO_ROOT
+from tests.unlearn.methods.contract import registered_for_module
 
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.01", "--evaluators", "utility"]  # 5 requests
 
@@ -52,11 +53,7 @@ def register_slow() -> None:
     base.register(SlowOriginal)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def slow_method():
-    register_slow()
-    yield
-    base.METHODS.unregister(SlowOriginal.name)
+slow_method = registered_for_module(SlowOriginal)
 
 
 @pytest.fixture(scope="module")
