@@ -66,7 +66,7 @@ def reading_run(run_dir: str | Path, job: str):
 def scenario_job(run_dir: str | Path, scenario_dir: Path, job_dir: Path, job: str):
     """The model check of the scenario folder, then the exclusive lock on `job_dir` (a folder of
     `scenario_dir`); yields the model's fingerprint (`erase_jax.fingerprint.claim`). A job
-    refused for another model or a held lock writes nothing."""
+    refused for another model or a held lock writes no results."""
     with contextlib.ExitStack() as held:
         with FolderLock(scenario_dir, job, wait=True):
             model = fingerprint.claim(scenario_dir, run_dir)
