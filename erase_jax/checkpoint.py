@@ -66,6 +66,13 @@ class Checkpointer:
         self._manager.close()
 
 
+def has_steps(directory: str | Path) -> bool:
+    """Whether a checkpoint folder holds a committed step (a folder named by its number; Orbax
+    renames a step's temporary folder to that when the step is complete), without opening it."""
+    directory = Path(directory)
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
 def _abstract(leaf):
     """Orbax's restore target for one leaf; numpy scalars (np.int32(0)) become 0-d arrays,
     which Orbax accepts (it rejects the scalar types themselves)."""

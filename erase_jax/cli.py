@@ -260,7 +260,8 @@ def main(argv=None) -> int:
     train = sub.add_parser("train", parents=[common], help="train a model and evaluate it (resumes an interrupted run)")
     _add_config_arguments(train)
     train.add_argument("--out", help="run folder (default runs/<model>_<dataset>_seed<seed>)")
-    train.add_argument("--overwrite", action="store_true", help="discard an existing run in --out")
+    train.add_argument("--overwrite", action="store_true",
+                       help="discard an existing run in --out and everything derived from it there (unlearn/)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", parents=[common], help="re-evaluate a saved run on its valid and test splits")
@@ -303,9 +304,11 @@ def main(argv=None) -> int:
     if args.quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _enable_compilation_cache()
+    from erase_jax.folder_lock import FolderInUse
+
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, FolderInUse) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"erase-jax: error: {message}", file=sys.stderr)
         return 2

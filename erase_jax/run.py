@@ -1,16 +1,20 @@
 """The train job: configuration -> data -> model -> training -> evaluation -> result files.
 
 A run folder holds `config.yaml` (fully resolved), `checkpoints/` (Orbax, one step per
-epoch) and, when finished, `result.json`. Starting the same job on an existing folder
-resumes from the last checkpoint; a folder written with a different configuration is
-refused rather than mixed.
+epoch) and, when finished, `result.json`, written last: only a folder with it holds a model
+(`load_run` refuses others). Starting the same job on an existing folder resumes from the
+last checkpoint; a folder holding progress of a different configuration is refused rather
+than mixed. What jobs derive from the model (`unlearn/`) records its fingerprint
+(`erase_jax.fingerprint`) and is discarded with the model by `overwrite`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +22,9 @@ from pathlib import Path
 import yaml
 
 from erase_jax import config as config_lib
-from erase_jax.checkpoint import Checkpointer
+from erase_jax.checkpoint import Checkpointer, has_steps
 from erase_jax.data.loading import LoadedData
+from erase_jax.folder_lock import FolderLock
 from erase_jax.models import build_model
 from erase_jax.tasks import Task, task_of
 from erase_jax.train import FitResult, best_params, fit
@@ -27,6 +32,7 @@ from erase_jax.train import FitResult, best_params, fit
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
 CHECKPOINT_DIR = "checkpoints"
+DERIVED = ("unlearn",)  # what jobs derive from the trained model inside its run folder (erase_jax.fingerprint)
 
 
 @dataclasses.dataclass
@@ -63,30 +69,37 @@ def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, flo
     return experiment.task.evaluate(experiment.model, params, experiment.context, eval_set, experiment.config.eval)
 
 
-def prepare_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) -> None:
-    """Creates the folder, or checks that an existing one belongs to the same configuration."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) -> None:
+    """Refuses a folder holding training progress (a checkpoint or result.json) of another
+    configuration, unless `overwrite`; changes nothing."""
     config_path = out_dir / CONFIG_FILE
-    wanted = config_lib.to_dict(config)
-    if config_path.exists() and not overwrite:
-        existing = yaml.safe_load(config_path.read_text())
-        if existing != wanted:
-            changed = sorted(_diff_keys(existing, wanted))
-            raise FileExistsError(
-                f"{out_dir} holds a run with a different configuration (differs in {changed}); "
-                "choose another output folder or pass --overwrite"
-            )
+    if overwrite or not config_path.exists() or not has_progress(out_dir):
         return
-    if overwrite:
-        import shutil
+    existing = yaml.safe_load(config_path.read_text())
+    if existing != config_lib.to_dict(config):
+        changed = sorted(_diff_keys(existing, config_lib.to_dict(config)))
+        raise FileExistsError(
+            f"{out_dir} holds a run with a different configuration (differs in {changed}); "
+            "choose another output folder or pass --overwrite"
+        )
 
-        for name in (CHECKPOINT_DIR, RESULT_FILE):
+
+def has_progress(out_dir: Path) -> bool:
+    """Whether a run folder holds anything trained: result.json or a committed checkpoint step."""
+    return (out_dir / RESULT_FILE).exists() or has_steps(out_dir / CHECKPOINT_DIR)
+
+
+def reset_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) -> None:
+    """Writes the configuration; with `overwrite`, first discards the old run's checkpoints,
+    result and everything derived from it (`DERIVED`: the default scenario folders)."""
+    if overwrite:
+        for name in (RESULT_FILE, CHECKPOINT_DIR, *DERIVED):  # the result first: no longer a run
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    write_atomically(config_path, yaml.safe_dump(wanted, sort_keys=False))
+    write_atomically(out_dir / CONFIG_FILE, yaml.safe_dump(config_lib.to_dict(config), sort_keys=False))
 
 
 def _diff_keys(a, b, prefix=""):
@@ -99,7 +112,7 @@ def _diff_keys(a, b, prefix=""):
 
 def write_atomically(path: Path, text: str) -> None:
     """Writes via a temporary file and a rename, so a killed process never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
 
@@ -113,11 +126,28 @@ def train_run(
 ) -> dict:
     """Trains (or resumes) one run and writes its result files; returns the result dict.
 
-    `data` overrides the configured data set (retraining without removed interactions).
+    `data` overrides the configured data set (retraining without removed interactions). The job
+    holds the folder's lock (`erase_jax.folder_lock`): a second job on it is refused, and so is
+    training while unlearn / retrain jobs read the run. `overwrite` discards the old run and
+    everything derived from it in the folder (`DERIVED`), once the new experiment is built.
+    `result.json` is written last, atomically: a folder without it is no finished run, and a
+    job that fails before saving anything removes the folder it created.
     """
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, config, overwrite)
+    created = not out_dir.exists()
+    with FolderLock(out_dir, "train"):
+        try:
+            check_run_dir(out_dir, config, overwrite)
+            return _train(config, out_dir, overwrite, quiet, data)
+        except BaseException:
+            if created and not has_progress(out_dir):
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+
+
+def _train(config: config_lib.RunConfig, out_dir: Path, overwrite: bool, quiet: bool, data: LoadedData | None) -> dict:
     experiment = build_experiment(config, data)
+    reset_run_dir(out_dir, config, overwrite)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     s = experiment.data_summary
     log(f"data {s['source']}: {s['n_users']} users, {s['n_items']} items, "
@@ -179,6 +209,7 @@ def finish_result(experiment: Experiment, result: FitResult) -> dict:
         "valid_history": record["valid"],
         "data": experiment.data_summary,
         "config": config_lib.to_dict(experiment.config),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -207,8 +238,22 @@ def restore_best_params(run_dir: str | Path, experiment: Experiment):
     return best_params(FitResult(state, record))
 
 
+def require_finished(run_dir: str | Path) -> Path:
+    """The run's result.json; FileNotFoundError when the run has not finished training."""
+    path = Path(run_dir) / RESULT_FILE
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no such folder)")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} has not finished training (no {RESULT_FILE}): run the same `erase-jax train` "
+            "command to finish it (it resumes)"
+        )
+    return path
+
+
 def load_run(run_dir: str | Path):
-    """Rebuilds a saved run: its experiment and its trained (best) parameters."""
+    """Rebuilds a finished run: its experiment and its trained (best) parameters."""
+    require_finished(run_dir)
     experiment = build_experiment(read_run_config(run_dir))
     return experiment, restore_best_params(run_dir, experiment)
 

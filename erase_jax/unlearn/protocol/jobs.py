@@ -7,18 +7,31 @@ Folder layout under a scenario folder (default `<trained run>/unlearn/<scenario 
     retrain/k<k>/       ordinary run folders trained without the data removed through k
     retrain/            unlearning.csv, unlearning.json of the retrains
     unlearning.csv      every row of every method and retrain run so far, for comparison
+    model.json          the fingerprint of the trained model all of it is derived from
+
+Every job checks the scenario folder's model fingerprint before it writes or reads anything
+in it (`erase_jax.fingerprint`): resuming, re-evaluating or adding to a folder derived from
+another model than the run now holds is refused, saying what changed. Locks
+(`erase_jax.folder_lock`) keep jobs apart: a job holds a shared lock on the trained run (no
+`train` on it meanwhile) and an exclusive one on its own folder (`<method>/`, or `retrain/`
+for the retrains), so a second job on the same folder is refused at once, naming the holder's
+pid; the scenario folder's lock is taken briefly to check the fingerprint and to write the
+combined CSV. A lock dies with its process, SIGKILL included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
 import numpy as np
 
+from erase_jax import fingerprint
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.evaluators.base import ScoredModel
-from erase_jax.run import load_run
+from erase_jax.folder_lock import FolderLock
+from erase_jax.run import DERIVED, load_run, require_finished
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol import results
 from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, load_retrain, retrain
@@ -38,7 +51,27 @@ CHECKPOINTS = (0, 1, 2, 3)
 
 
 def scenario_folder(run_dir: Path, config: UnlearnConfig, out: str | None) -> Path:
-    return Path(out) if out else Path(run_dir) / "unlearn" / config.tag()
+    return Path(out) if out else Path(run_dir) / DERIVED[0] / config.tag()
+
+
+@contextlib.contextmanager
+def reading_run(run_dir: str | Path, job: str):
+    """A shared lock on the finished run `run_dir`: no `train` replaces its model meanwhile."""
+    require_finished(run_dir)
+    with FolderLock(run_dir, job, shared=True):
+        yield
+
+
+@contextlib.contextmanager
+def scenario_job(run_dir: str | Path, scenario_dir: Path, job_dir: Path, job: str):
+    """The model check of the scenario folder, then the exclusive lock on `job_dir` (a folder of
+    `scenario_dir`); yields the model's fingerprint (`erase_jax.fingerprint.claim`). A job
+    refused for another model or a held lock writes no results."""
+    with contextlib.ExitStack() as held:
+        with FolderLock(scenario_dir, job, wait=True):
+            model = fingerprint.claim(scenario_dir, run_dir)
+            held.enter_context(FolderLock(job_dir, job))
+        yield model
 
 
 def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, eval_only=False, quiet=False) -> list[dict]:
@@ -46,13 +79,22 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
     if config.method.lower() == "retrain":
         return retrain_all(run_dir, config, CHECKPOINTS, out, quiet)
     method = build_method(config.method, **config.method_options)  # unknown names and options fail first
-    experiment, params = load_run(run_dir)
-    if hasattr(method, "check_experiment"):
-        method.check_experiment(experiment)  # e.g. sharded retraining supports some models only
-    protocol = build_protocol(experiment, config)
-    scenario_dir = scenario_folder(run_dir, config, out)
-    method_dir = scenario_dir / config.method.lower()
-    prepare_out_dir(method_dir, Path(run_dir), config)
+    job = f"unlearn {config.method.lower()}"
+    with reading_run(run_dir, job):
+        experiment, params = load_run(run_dir)
+        if hasattr(method, "check_experiment"):
+            method.check_experiment(experiment)  # e.g. sharded retraining supports some models only
+        protocol = build_protocol(experiment, config)
+        scenario_dir = scenario_folder(run_dir, config, out)
+        method_dir = scenario_dir / config.method.lower()
+        with scenario_job(run_dir, scenario_dir, method_dir, job) as model:
+            return _unlearn(protocol, method, params, scenario_dir, method_dir, Path(run_dir), model, eval_only, quiet)
+
+
+def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method_dir: Path, run_dir: Path, model: dict,
+             eval_only: bool, quiet: bool) -> list[dict]:
+    experiment, config = protocol.experiment, protocol.config
+    prepare_out_dir(method_dir, run_dir, config)
     if eval_only:
         record = _saved_record(method_dir, protocol)
     else:
@@ -78,7 +120,7 @@ def unlearn(run_dir: str | Path, config: UnlearnConfig, out: str | None = None, 
         row.update(results.evaluate_model(protocol, k, evaluated, reference))
         row.update(cost)
         rows.append(row)
-    results.write_results(method_dir, rows, protocol, {"requests": record["requests"]})
+    results.write_results(method_dir, rows, protocol, {"model": _identity(model), "requests": record["requests"]})
     combine(scenario_dir)
     return rows
 
@@ -111,24 +153,30 @@ def _reference(protocol: UnlearningRun, scenario_dir: Path, k: int):
 
 def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = None, quiet=False) -> list[dict]:
     """Trains the retrains matching the given checkpoints and evaluates them like the others."""
-    experiment, params = load_run(run_dir)
-    protocol = build_protocol(experiment, config)
-    scenario_dir = scenario_folder(run_dir, config, out)
-    rows = []
-    for k in checkpoints:
-        summary = retrain(protocol, scenario_dir, k, quiet)
-        retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
-        row = results.row_header(protocol, "retrain", k, "retraining")
-        evaluated = ScoredModel(retrained.model, retrained_params, retrained.context)
-        row.update(results.evaluate_model(protocol, k, evaluated))
-        row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
-        row.update(results.peak_memory())
-        rows.append(row)
-    out_dir = scenario_dir / RETRAIN_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results.write_results(out_dir, rows, protocol, {})
-    combine(scenario_dir)
+    with reading_run(run_dir, "retrain"):
+        experiment, params = load_run(run_dir)
+        protocol = build_protocol(experiment, config)
+        scenario_dir = scenario_folder(run_dir, config, out)
+        out_dir = scenario_dir / RETRAIN_DIR
+        with scenario_job(run_dir, scenario_dir, out_dir, "retrain") as model:
+            rows = []
+            for k in checkpoints:
+                summary = retrain(protocol, scenario_dir, k, quiet)
+                retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
+                row = results.row_header(protocol, "retrain", k, "retraining")
+                evaluated = ScoredModel(retrained.model, retrained_params, retrained.context)
+                row.update(results.evaluate_model(protocol, k, evaluated))
+                row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
+                row.update(results.peak_memory())
+                rows.append(row)
+            results.write_results(out_dir, rows, protocol, {"model": _identity(model)})
+            combine(scenario_dir)
     return rows
+
+
+def _identity(model: dict) -> dict:
+    """What unlearning.json records of the model: its fingerprint, run folder and finish time."""
+    return {key: model[key] for key in ("fingerprint", "run", "finished_at")}
 
 
 def _saved_record(method_dir: Path, protocol: UnlearningRun) -> dict:
@@ -148,7 +196,13 @@ def _write_requests_csv(method_dir: Path, record: dict) -> None:
 
 
 def combine(scenario_dir: Path) -> None:
-    """All rows of all runs in a scenario folder in one CSV (the original rows once)."""
+    """All rows of all runs in a scenario folder in one CSV (the original rows once), written
+    under the scenario folder's lock (jobs of other methods may finish at the same time)."""
+    with FolderLock(scenario_dir, "combine results", wait=True):
+        _combine(scenario_dir)
+
+
+def _combine(scenario_dir: Path) -> None:
     rows, seen_original = [], set()
     for path in sorted(Path(scenario_dir).glob("*/" + results.CSV_FILE)):
         with path.open() as handle:

@@ -93,7 +93,8 @@ def trajectory(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     return table.reindex([m for m in method_order(rows) if m in table.index])
 
 
-def markdown(rows: pd.DataFrame, k: int, source: str = "") -> str:
+def markdown(rows: pd.DataFrame, k: int, source: str = "", model: dict | None = None) -> str:
+    """The report; `model` is the fingerprint record of the trained model (`erase_jax.fingerprint`)."""
     table = at_checkpoint(rows, k)
     if table.empty:
         raise ValueError(f"no row at checkpoint {k}; checkpoints present: {sorted(set(rows['checkpoint_idx']))}")
@@ -107,6 +108,9 @@ def markdown(rows: pd.DataFrame, k: int, source: str = "") -> str:
            if "n_removed" in table else ""),
         "",
     ]
+    if model:
+        lines += [f"Trained model: `{model['run']}`, finished at {model['finished_at']} "
+                        f"(fingerprint {model['fingerprint'][:12]}).", ""]
     shown = present(table, UTILITY + EXPOSURE + AGREEMENT + COST)
     lines += _table(table, [("method", "model")] + shown)
     gaps = [(f"gap_{key}", f"{title} - retrain") for key, title in present(table, UTILITY + EXPOSURE)]
@@ -162,13 +166,20 @@ def plot(rows: pd.DataFrame, path: Path) -> bool:
 
 
 def write_report(scenario_dir: str | Path, k: int | None = None, out: str | Path | None = None) -> list[Path]:
-    """Writes report.md (and report.png) for a scenario folder; returns the files written."""
+    """Writes report.md (and report.png) for a scenario folder; returns the files written.
+
+    The report names the model the results were derived from; a folder whose run now holds
+    another model is refused (`erase_jax.fingerprint.recorded_model`).
+    """
+    from erase_jax.fingerprint import recorded_model
+
+    model = recorded_model(scenario_dir)
     rows = load(scenario_dir)
     k = int(rows["checkpoint_idx"].max()) if k is None else k
     out = Path(scenario_dir if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / REPORT_FILE]
-    written[0].write_text(markdown(rows, k, str(Path(scenario_dir) / CSV_FILE)))
+    written[0].write_text(markdown(rows, k, str(Path(scenario_dir) / CSV_FILE), model))
     if plot(rows, out / FIGURE_FILE):
         written.append(out / FIGURE_FILE)
     return written

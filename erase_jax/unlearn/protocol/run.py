@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from erase_jax import config as config_lib
-from erase_jax.checkpoint import Checkpointer
+from erase_jax.checkpoint import Checkpointer, has_steps
 from erase_jax.data.forget_files import read_forget_file
 from erase_jax.data.scenarios import (
     ForgetSet,
@@ -41,6 +41,7 @@ from erase_jax.data.scenarios import (
     sensitive_forget_set,
 )
 from erase_jax.evaluators.base import DEFAULT_EVALUATORS, ORIGINAL_FULL_DATA, check_names
+from erase_jax.fingerprint import changed_keys
 from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.methods.base import RequestData, build_method
 from erase_jax.unlearn.protocol.requests import (
@@ -348,17 +349,17 @@ def prepare_out_dir(out_dir: Path, run_dir: Path, config: UnlearnConfig) -> None
     """Creates the folder or checks that it belongs to the same trained run and settings.
 
     The evaluators are not part of the folder's settings: they change what is measured, not
-    the run, so a finished run can be re-evaluated with others.
+    the run, so a finished run can be re-evaluated with others. A folder whose run saved no
+    request yet (it failed on the first) takes the new settings.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config_lib.to_dict(dataclasses.replace(config, evaluators=DEFAULT_EVALUATORS))
     wanted = {"run": str(Path(run_dir).resolve()), **settings}
     path = out_dir / CONFIG_FILE
-    if path.exists():
+    if path.exists() and has_steps(out_dir / STATE_DIR):
         existing = yaml.safe_load(path.read_text())
         if existing != wanted:
-            raise FileExistsError(
-                f"{out_dir} holds an unlearning run with other settings; choose another --out"
-            )
+            changes = "; ".join(f"{key}: {old} -> {new}" for key, old, new in changed_keys(existing, wanted))
+            raise FileExistsError(f"{out_dir} holds an unlearning run with other settings ({changes}); choose another --out")
         return
     write_atomically(path, yaml.safe_dump(wanted, sort_keys=False))

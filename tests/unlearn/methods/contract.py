@@ -15,6 +15,9 @@ request through the method and checks what the runner and the result files rely 
 * the parameters and state survive a checkpoint round trip bit for bit (resume is exact);
 * the unlearned model scores the request's users finitely over every item.
 
+`registered_for_module(method_class)` makes the fixture that registers a test-only method for
+one test module (the protocol tests' probes).
+
 A method that cannot handle a model says so with a ValueError from `check_experiment` that
 names the model, before any work (SISA and RecEraser on session models).
 """
@@ -25,13 +28,29 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.run import load_run
+from erase_jax.unlearn.methods import base
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol.requests import RetainSampler, retain_budget, retain_pool_factor
 from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol, request_data, training_context
 from tests.tiny import SCENARIO
+
+
+def registered_for_module(method_class):
+    """A module-scoped autouse fixture that registers a test-only method for the module that
+    assigns it to a name, and unregisters it afterwards (other tests see the real registry)."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def registered():
+        base.register(method_class)
+        yield
+        base.METHODS.unregister(method_class.name)
+
+    return registered
+
 
 # Fewer solver, fine-tuning and shard-training iterations than the defaults: the contract does
 # not depend on them. A method missing here runs with its defaults.

@@ -44,6 +44,7 @@ from erase_jax.unlearn.protocol.run import (
     load_quarter,
 )
 from tests.conftest import REPO_ROOT
+from tests.unlearn.methods.contract import registered_for_module
 
 SMALL_SYNTHETIC = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.02"]  # 20 requests on this data
@@ -136,12 +137,7 @@ def register_probe() -> None:
     base.register(ProbeFinetune)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def probe_method():
-    """Registers the probe for this module only (other tests see the real registry)."""
-    register_probe()
-    yield
-    base.METHODS.unregister(ProbeFinetune.name)
+probe_method = registered_for_module(ProbeFinetune)
 
 
 # ---------------------------------------------------------------------------------------------
