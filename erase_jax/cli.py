@@ -181,7 +181,7 @@ def _cell(value: str) -> str:
         return value
 
 
-def _enable_compilation_cache() -> None:
+def enable_compilation_cache() -> None:
     """JAX's persistent compilation cache, so repeated runs skip recompiling the same shapes.
 
     Location: $ERASE_JAX_COMPILATION_CACHE (set it to "off" to disable), else
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _enable_compilation_cache()
+    enable_compilation_cache()
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
