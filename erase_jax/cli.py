@@ -136,6 +136,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from erase_jax.grid.command import run_grid
+
+    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet)
+
+
 def cmd_demo(args) -> int:
     """The main job on the embedded synthetic data: train, unlearn a category, retrain, compare."""
     from erase_jax.config import load_config
@@ -234,6 +240,15 @@ def main(argv=None) -> int:
     report.add_argument("--checkpoint", type=int, choices=[0, 1, 2, 3], help="checkpoint of the main table (default: the last)")
     report.add_argument("--out", help="folder for report.md / report.png (default: the scenario folder)")
     report.set_defaults(func=cmd_report)
+
+    grid = sub.add_parser("grid", parents=[common], help="a grid of data sets x models x scenarios x methods x seeds, "
+                          "with the retrains, into one leaderboard (resumes; shares finished tasks)")
+    grid.add_argument("grid", help="grid file, e.g. experiments/grids/smoke.yaml (unknown keys are rejected)")
+    grid.add_argument("--out", default="runs/grids", help="output folder: store/ (shared by grids) and <grid name>/")
+    grid.add_argument("--workers", type=int, default=1, help="tasks at a time (default 1)")
+    grid.add_argument("--executor", default="local", help="where tasks run: local (worker processes, default)")
+    grid.add_argument("--dry-run", action="store_true", help="print the plan and an estimated cost; run nothing")
+    grid.set_defaults(func=cmd_grid)
 
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")

@@ -8,6 +8,7 @@ import copy
 import pytest
 import yaml
 
+from erase_jax.cli import main
 from erase_jax.grid.spec import GridError, build_grid, load_grid
 from erase_jax.unlearn import build_method, method_names
 from tests.conftest import REPO_ROOT
@@ -58,6 +59,14 @@ def test_the_cf_ml100k_grid_has_every_approximate_method():
     assert len({c.seed for c in grid.cells}) == 3
 
 
+def test_the_cf_ml100k_dry_run_prints_the_plan(tmp_path, capsys):
+    assert main(["grid", str(GRIDS / "cf_ml-100k.yaml"), "--dry-run", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    # 3 models x 3 seeds x (clean, poisoned); 27 (model, scenario, seed) with 4 retrains each; 8 methods each
+    assert "369 tasks (18 train, 108 retrain, 27 reference, 216 unlearn)" in text
+    assert "estimated cost" in text and not any(tmp_path.iterdir())  # nothing written
+
+
 BAD_GRIDS = {
     "top-level key": (dict(seed=[2]), "unknown keys ['seed']"),
     "run setting": (dict(models={"BPR": {"train.epoch": 3}}), "unknown config keys ['train.epoch']"),
@@ -78,3 +87,15 @@ def test_a_bad_grid_is_refused_naming_the_key(case):
     with pytest.raises(GridError) as error:
         build_grid(grid_with(**changes), "bad")
     assert message in str(error.value)
+
+
+def test_the_command_refuses_a_bad_grid_before_anything_runs(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    bad = grid_with(methods={"original": {}, "scif": {"damping": 0.1, "cg_iterationz": 5}})
+    path.write_text(yaml.safe_dump(bad))
+    out = tmp_path / "out"
+    assert main(["grid", str(path), "--out", str(out), "--quiet"]) == 2
+    assert "unknown options ['cg_iterationz']" in capsys.readouterr().err
+    assert main(["grid", str(GRIDS / "smoke.yaml"), "--out", str(out), "--executor", "slurm", "--quiet"]) == 2
+    assert "unknown executor 'slurm'; available: ['local']" in capsys.readouterr().err
+    assert not out.exists()
