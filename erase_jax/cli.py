@@ -191,6 +191,12 @@ def _add_data_commands(sub, common) -> None:
     listing.set_defaults(func=cmd_data_list, quiet=False)
 
 
+def cmd_grid(args) -> int:
+    from erase_jax.grid.command import run_grid
+
+    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet)
+
+
 def cmd_demo(args) -> int:
     """The main job on the embedded synthetic data: train, unlearn a category, retrain, compare."""
     from erase_jax.config import load_config
@@ -236,7 +242,7 @@ def _cell(value: str) -> str:
         return value
 
 
-def _enable_compilation_cache() -> None:
+def enable_compilation_cache() -> None:
     """JAX's persistent compilation cache, so repeated runs skip recompiling the same shapes.
 
     Location: $ERASE_JAX_COMPILATION_CACHE (set it to "off" to disable), else
@@ -291,6 +297,15 @@ def main(argv=None) -> int:
     report.add_argument("--out", help="folder for report.md / report.png (default: the scenario folder)")
     report.set_defaults(func=cmd_report)
 
+    grid = sub.add_parser("grid", parents=[common], help="a grid of data sets x models x scenarios x methods x seeds, "
+                          "with the retrains, into one leaderboard (resumes; shares finished tasks)")
+    grid.add_argument("grid", help="grid file, e.g. experiments/grids/smoke.yaml (unknown keys are rejected)")
+    grid.add_argument("--out", default="runs/grids", help="output folder: store/ (shared by grids) and <grid name>/")
+    grid.add_argument("--workers", type=int, default=1, help="tasks at a time (default 1)")
+    grid.add_argument("--executor", default="local", help="where tasks run: local (worker processes, default)")
+    grid.add_argument("--dry-run", action="store_true", help="print the plan and an estimated cost; run nothing")
+    grid.set_defaults(func=cmd_grid)
+
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--seed", type=int, default=2)
@@ -303,7 +318,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _enable_compilation_cache()
+    enable_compilation_cache()
     from erase_jax.folder_lock import FolderInUse
 
     try:

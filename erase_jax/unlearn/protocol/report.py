@@ -123,7 +123,7 @@ def markdown(rows: pd.DataFrame, k: int, source: str = "", model: dict | None = 
         lines += ["| model | " + " | ".join(f"{c + 1}/4 (k={c})" for c in curve.columns) + " |",
                   "|---|" + "---|" * len(curve.columns)]
         for method, values in curve.iterrows():
-            lines.append(f"| {method} | " + " | ".join(_format(v, key) for v in values) + " |")
+            lines.append(f"| {method} | " + " | ".join(format_value(v, key) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +188,7 @@ def write_report(scenario_dir: str | Path, k: int | None = None, out: str | Path
 def _table(table: pd.DataFrame, columns) -> list[str]:
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|---" * len(columns) + "|"]
     for method, row in table.iterrows():
-        cells = [method if key == "method" else _format(row.get(key), key) for key, _ in columns]
+        cells = [method if key == "method" else format_value(row.get(key), key) for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -197,7 +197,8 @@ def _filled(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and value != ""
 
 
-def _format(value, key: str = "") -> str:
+def format_value(value, key: str = "") -> str:
+    """A number for a report cell: percentages with one decimal, others with four (large ones whole)."""
     if not _filled(value):
         return ""
     try:

@@ -1,0 +1,110 @@
+"""A grid's cells as a dependency graph of tasks, each keyed by the content of its settings.
+
+    train (run config) -> retrain k0..k3 (run, scenario) -> reference (run, scenario)
+                                                         -> unlearn (run, scenario, method)
+
+`train` trains the original model; `retrain` k trains it from scratch without the data the
+requests through checkpoint k remove; `reference` evaluates the four retrains (the rows every
+method is judged against); `unlearn` runs one method over the request stream and evaluates
+it next to the original and the retrains. The leaderboard (`erase_jax.grid.leaderboard`)
+aggregates what the tasks wrote.
+
+A task's key is a hash of its spec: the resolved settings it runs with plus the folders of the
+tasks it reads, which are keyed the same way. So cells that differ only in the method share one
+trained original and one set of retrains, a retrain depends on the protocol settings that
+shape the request stream but not on the method, and a grid that overlaps another finds the
+shared tasks finished in the store. The untouched model's rows come from the `original`
+method (the no-op); a grid includes it to show the baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from erase_jax import config as config_lib
+from erase_jax.grid.spec import Cell, Grid
+from erase_jax.unlearn.protocol.jobs import CHECKPOINTS
+
+KINDS = ("train", "retrain", "reference", "unlearn")
+# protocol settings that change a method's run but neither the request stream nor the retrains
+METHOD_ONLY = ("method", "method_options", "max_hours")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One idempotent unit of work.
+
+    `spec` is what the worker runs (`erase_jax.grid.worker`): its kind, settings and folders
+    relative to the store, nothing grid-specific. `deps` are the ids of the tasks whose results
+    it reads. `labels` name the first cell that needs it (for progress, failures, estimates).
+    """
+
+    id: str
+    kind: str
+    spec: dict
+    deps: tuple[str, ...]
+    labels: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class CellTasks:
+    """The tasks behind one cell: where its method's rows and its retrain rows come from."""
+
+    cell: Cell
+    train: str
+    reference: str
+    unlearn: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Every task of a grid once, in an order where each task follows its dependencies."""
+
+    grid: Grid
+    tasks: dict[str, Task]
+    cells: tuple[CellTasks, ...]
+
+    def count(self, kind: str) -> int:
+        return sum(task.kind == kind for task in self.tasks.values())
+
+
+def digest(content: dict) -> str:
+    """A short hash of a JSON-able dict, independent of key order."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def scenario_settings(cell: Cell) -> dict:
+    """The cell's protocol settings that shape its request stream and retrains."""
+    values = config_lib.to_dict(cell.unlearn)
+    return {key: value for key, value in values.items() if key not in METHOD_ONLY}
+
+
+def make_plan(grid: Grid) -> Plan:
+    """The grid's tasks, each once, and which tasks serve each cell."""
+    tasks: dict[str, Task] = {}
+
+    def add(kind: str, content: dict, deps: tuple[str, ...], labels: dict, folder: str | None = None) -> Task:
+        key = digest({"kind": kind, **content})
+        task_id = f"{kind}-{key}"
+        if task_id not in tasks:
+            spec = {"kind": kind, **content, "folder": folder or f"{kind}/{key}"}
+            tasks[task_id] = Task(task_id, kind, spec, deps, labels)
+        return tasks[task_id]
+
+    cells = []
+    for cell in grid.cells:
+        labels = {"dataset": cell.dataset, "model": cell.model, "seed": cell.seed}
+        train = add("train", {"run": config_lib.to_dict(cell.run)}, (), labels)
+        labels = {**labels, "scenario": cell.scenario}
+        inputs = {"run_folder": train.spec["folder"], "unlearn": scenario_settings(cell)}
+        scenario_folder = f"scenario/{digest(inputs)}"  # the retrains, where every method of the cell finds them
+        retrains = tuple(
+            add("retrain", {**inputs, "k": k}, (train.id,), {**labels, "k": k}, scenario_folder).id for k in CHECKPOINTS
+        )
+        reference = add("reference", inputs, retrains, labels, scenario_folder)
+        method = {"run_folder": train.spec["folder"], "unlearn": config_lib.to_dict(cell.unlearn), "retrains": scenario_folder}
+        unlearn = add("unlearn", method, (reference.id,), {**labels, "method": cell.method})
+        cells.append(CellTasks(cell, train.id, reference.id, unlearn.id))
+    return Plan(grid, tasks, tuple(cells))

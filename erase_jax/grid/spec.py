@@ -1,0 +1,205 @@
+"""A grid file: the benchmark's axes in one YAML, validated before anything runs.
+
+    settings:  {train: {epochs: 100}}       # run settings every cell shares (the run config's keys)
+    unlearn:   {evaluators: [utility]}       # protocol settings every cell shares (`UnlearnConfig`)
+    datasets:  {ml-100k: {}}                 # label -> run settings (`dataset:` defaults to the label)
+    models:    {BPR: {}, LightGCN: {model_params: {n_layers: 3}}}   # label -> run settings (`model:` ditto)
+    scenarios:                               # label -> `UnlearnConfig` fields, plus `spam_ratio`
+      horror: {scenario: sensitive, category: Horror, fraction: 0.003, forget_rating_threshold: 3.5}
+      spam:   {scenario: spam, spam_ratio: 0.01}   # spam_ratio poisons the trained model (data.spam_ratio)
+    methods:                                 # label -> the method's options (`method:` defaults to the label)
+      original: {}
+      scif-strong: {method: scif, damping: 0.1}
+    seeds: [2, 3, 4]                         # the run's seed; the forget set draws with the same seed
+
+Run settings take the run configuration's keys, nested or dotted (`train.epochs: 1`), and merge
+in the order settings < data set < model < scenario (`spam_ratio`) < seed. Every cell's run
+configuration is resolved (`erase_jax.config.resolve`), its protocol settings built
+(`UnlearnConfig`) and its method built with its options (`build_method`), so an unknown key, model,
+method or option is a `GridError` naming where it stands, before any task starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+
+import yaml
+
+from erase_jax import config as config_lib
+from erase_jax.unlearn.methods.base import build_method
+from erase_jax.unlearn.protocol.run import UnlearnConfig
+
+AXES = ("datasets", "models", "scenarios", "methods")
+SECTIONS = ("settings", "unlearn", *AXES, "seeds")
+# protocol settings a cell fixes elsewhere: the method comes from the methods axis
+CELL_OWNED = ("method", "method_options")
+
+
+class GridError(config_lib.ConfigError):
+    """A grid file that cannot run: names the section, label and key at fault."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One point of the grid: labels of its axis values and its resolved settings.
+
+    `run` is the resolved run configuration of the trained model (what `erase-jax train` runs),
+    `unlearn` the protocol settings with the method and its options, every option explicit.
+    """
+
+    dataset: str
+    model: str
+    scenario: str
+    method: str
+    seed: int
+    run: config_lib.RunConfig
+    unlearn: UnlearnConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A validated grid: its name (the file's stem) and its cells in axis order."""
+
+    name: str
+    cells: tuple[Cell, ...]
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Reads and validates a grid file; raises GridError naming the first fault."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise GridError(f"{path}: not valid YAML: {error}") from None
+    return build_grid(values, path.stem)
+
+
+def build_grid(values, name: str) -> Grid:
+    """The cells of a grid given as a dict (a parsed grid file)."""
+    if not isinstance(values, dict):
+        raise GridError(f"grid {name}: the top level must be a mapping with {list(SECTIONS)}")
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise GridError(f"grid {name}: unknown keys {unknown}; known: {list(SECTIONS)}")
+    axes = {axis: _axis(values, axis) for axis in AXES}
+    seeds = values.get("seeds", [2])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise GridError(f"grid {name}: seeds must be a non-empty list of integers, got {seeds!r}")
+    shared_run = _mapping(values.get("settings"), "settings")
+    shared_unlearn = _mapping(values.get("unlearn"), "unlearn")
+    bad = sorted(set(shared_unlearn) & set(CELL_OWNED))
+    if bad:
+        raise GridError(f"unlearn: {bad} are set by the methods axis")
+
+    methods = {label: _method(label, entry) for label, entry in axes["methods"].items()}
+    scenarios = {label: _scenario(label, entry, shared_unlearn) for label, entry in axes["scenarios"].items()}
+    runs: dict[str, config_lib.RunConfig] = {}
+    cells = []
+    for dataset, model, scenario, method, seed in itertools.product(
+        axes["datasets"], axes["models"], scenarios, methods, seeds
+    ):
+        spam_ratio, protocol = scenarios[scenario]
+        layers = [
+            ("settings", shared_run),
+            (f"datasets.{dataset}", {"dataset": dataset, **axes["datasets"][dataset]}),
+            (f"models.{model}", {"model": model, **axes["models"][model]}),
+            (f"scenarios.{scenario}", {} if spam_ratio is None else {"data": {"spam_ratio": spam_ratio}}),
+            ("seeds", {"seed": seed}),
+        ]
+        merged = run_values(layers)
+        key = json.dumps(merged, sort_keys=True, default=str)
+        if key not in runs:
+            runs[key] = _resolve(merged, f"datasets.{dataset} x models.{model} x scenarios.{scenario} x seed {seed}")
+        unlearn = dataclasses.replace(protocol, method=methods[method][0], method_options=methods[method][1])
+        cells.append(Cell(dataset, model, scenario, method, seed, runs[key], unlearn))
+    return Grid(name, tuple(cells))
+
+
+def run_values(layers: list[tuple[str, dict]]) -> dict:
+    """Run settings of several layers (where, mapping) merged in order, dotted keys expanded."""
+    merged: dict = {}
+    for where, layer in layers:
+        _merge(merged, _nested(layer, where))
+    return merged
+
+
+def _axis(values: dict, axis: str) -> dict[str, dict]:
+    entries = values.get(axis)
+    if isinstance(entries, list):  # a list of labels: each with no settings of its own
+        entries = {label: {} for label in entries}
+    if not isinstance(entries, dict) or not entries:
+        raise GridError(f"{axis}: expected a non-empty mapping of label -> settings, got {entries!r}")
+    return {str(label): _mapping(entry, f"{axis}.{label}") for label, entry in entries.items()}
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GridError(f"{where}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def _nested(settings: dict, where: str, top: bool = True) -> dict:
+    """Dotted keys (`train.epochs`) and, at the top level, aliases (`dataset`) as nested dicts."""
+    out: dict = {}
+    for key, value in settings.items():
+        *parents, leaf = (config_lib.ALIASES.get(str(key), str(key)) if top else str(key)).split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise GridError(f"{where}: {key}: {part} is set to a value and used as a section")
+        _merge(node, {leaf: _nested(value, where, top=False) if isinstance(value, dict) else value})
+    return out
+
+
+def _merge(into: dict, update: dict) -> dict:
+    """Deep merge: `update`'s leaves replace `into`'s; sections merge key by key."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _resolve(values: dict, where: str) -> config_lib.RunConfig:
+    try:
+        return config_lib.resolve(config_lib.from_dict(config_lib.RunConfig, values))
+    except (ValueError, KeyError) as error:
+        raise GridError(f"{where}: {_message(error)}") from None
+
+
+def _scenario(label: str, entry: dict, shared: dict) -> tuple[float | None, UnlearnConfig]:
+    """(spam ratio of the trained model or None, the protocol settings) of a scenario entry."""
+    entry = dict(entry)
+    spam_ratio = entry.pop("spam_ratio", None)
+    bad = sorted(set(entry) & set(CELL_OWNED))
+    if bad:
+        raise GridError(f"scenarios.{label}: {bad} are set by the methods axis")
+    try:
+        protocol = config_lib.from_dict(UnlearnConfig, {**shared, **entry}, f"scenarios.{label}.")
+    except (ValueError, KeyError) as error:
+        raise GridError(f"scenarios.{label}: {_message(error)}") from None
+    if protocol.scenario == "spam" and spam_ratio is None:
+        raise GridError(f"scenarios.{label}: the spam scenario needs spam_ratio (the share of fake users to inject)")
+    return spam_ratio, protocol
+
+
+def _method(label: str, entry: dict) -> tuple[str, dict]:
+    """(registered name, every option explicit) of a methods entry."""
+    options = dict(entry)
+    name = options.pop("method", label)
+    try:
+        method = build_method(name, **options)
+    except (ValueError, KeyError, TypeError) as error:
+        raise GridError(f"methods.{label}: {_message(error)}") from None
+    return method.name, config_lib.to_dict(method)
+
+
+def _message(error: Exception) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
