@@ -87,7 +87,8 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="trained run folder (erase-jax train --out ...)")
     parser.add_argument("--scenario", required=True, help="sensitive:<category> | spam | random[:users|interactions]")
     parser.add_argument("--fraction", type=float, help="share of all interactions to forget (sensitive, random)")
-    parser.add_argument("--rating-threshold", type=float, help="sensitive: forget only interactions rated >= this")
+    parser.add_argument("--forget-rating-threshold", "--rating-threshold", dest="rating_threshold", type=float,
+                        help="sensitive: forget only interactions rated >= this (UnlearnConfig.forget_rating_threshold)")
     parser.add_argument("--forget-file", help="a forget file in the original's format instead of generating one")
     parser.add_argument("--seed", type=int, help="forget-set seed (default: the trained run's seed)")
     parser.add_argument("--out", help="scenario folder (default <run>/unlearn/<scenario>)")
@@ -210,7 +211,7 @@ def cmd_demo(args) -> int:
     result = train_run(config, out / "bpr", overwrite=True, quiet=args.quiet)
     print(f"trained BPR on synthetic data: {result['epochs']} epochs, test recall@20 {result['test']['recall@20']:.4f}")
 
-    method = args.method or ("scif" if "scif" in method_names() else "original")
+    method = args.method or ("scif" if "scif" in method_names() else "untouched")
     scenario = UnlearnConfig(method=method, scenario="sensitive", category="Horror", fraction=args.fraction)
     scenario_dir = out / "bpr" / "unlearn" / scenario.tag()
     retrain_all(out / "bpr", scenario, CHECKPOINTS, str(scenario_dir), quiet=args.quiet)
@@ -275,11 +276,14 @@ def main(argv=None) -> int:
     evaluate.set_defaults(func=cmd_evaluate)
 
     from erase_jax.unlearn import method_names
+    from erase_jax.unlearn.methods.base import METHODS
 
     unlearn = sub.add_parser("unlearn", parents=[common], help="apply an unlearning method request by request")
     _add_scenario_arguments(unlearn)
-    unlearn.add_argument("--method", required=True, choices=[*method_names(), "retrain"])
-    unlearn.add_argument("--batch-size", type=int, help="users per request (unlearning_batchsize, default 1)")
+    unlearn.add_argument("--method", required=True, choices=[*method_names(), *METHODS.aliases(), "retrain"],
+                         help="a method (`original` is the old name of `untouched`), or retrain")
+    unlearn.add_argument("--unlearning-batchsize", "--batch-size", dest="batch_size", type=int,
+                         help="users per request (UnlearnConfig.unlearning_batchsize, default 1)")
     unlearn.add_argument("--max-hours", type=float, help="total time budget, split evenly over the requests")
     unlearn.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                          help="a method hyperparameter, e.g. --option damping=0.01")
@@ -309,7 +313,7 @@ def main(argv=None) -> int:
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--seed", type=int, default=2)
-    demo.add_argument("--method", help="unlearning method (default: scif when available, else original)")
+    demo.add_argument("--method", help="unlearning method (default: scif when available, else untouched)")
     demo.add_argument("--fraction", type=float, default=0.003, help="share of interactions to forget")
     demo.set_defaults(func=cmd_demo)
 

@@ -17,6 +17,7 @@ explicit.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -33,21 +34,59 @@ from erase_jax.train import TrainConfig
 
 @dataclasses.dataclass
 class EvalConfig:
+    """Evaluation settings (`eval.*` keys).
+
+    Fields:
+        topk: the cut-offs k of every metric@k, each >= 1.
+        metrics: ranking metrics, from `erase_jax.evaluators.metrics.METRICS`.
+        block_size: queries scored per device block (bounds peak memory), >= 1.
+    """
+
     topk: tuple[int, ...] = (10, 20)
     metrics: tuple[str, ...] = METRICS
-    block_size: int = 1024  # queries scored per device block; bounds peak memory
+    block_size: int = 1024
+
+    def __post_init__(self):
+        if not self.topk or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in self.topk):
+            raise ValueError(f"eval.topk must be integers >= 1, got {self.topk!r}")
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(f"eval.metrics: unknown {unknown}; known: {list(METRICS)}")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, numbers.Integral) or self.block_size < 1:
+            raise ValueError(f"eval.block_size must be an integer >= 1, got {self.block_size!r}")
 
 
 @dataclasses.dataclass
 class RunConfig:
+    """One training run's settings; YAML files and `--set key=value` use these dotted names.
+
+    Fields:
+        model: a registered model name (`erase_jax.models`), e.g. "BPR", "LightGCN", "SASRec".
+        seed: the run's seed (initialisation, batches, synthetic data, forget sets), >= 0.
+        data: which data set and how it is filtered and split (`DataConfig`); `dataset=...` is
+            short for `data.dataset`.
+        model_params: the model's hyperparameters by name (its dataclass fields); defaults filled in.
+        train: optimisation (`TrainConfig`).
+        eval: evaluation (`EvalConfig`).
+        sequence: SBR models only (`SequenceConfig`); their task fills the defaults.
+        basket: NBR models only (`BasketConfig`); their task fills the defaults.
+
+    `load_config` builds one from a YAML file and overrides; `resolve` checks the model and
+    the settings that depend on one another.
+    """
+
     model: str = "BPR"
     seed: int = 2
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model_params: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    sequence: SequenceConfig | None = None  # SBR models only; their task fills the defaults
-    basket: BasketConfig | None = None  # NBR models only; their task fills the defaults
+    sequence: SequenceConfig | None = None
+    basket: BasketConfig | None = None
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 
 
 TASK_SECTIONS = ("sequence", "basket")  # RunConfig sections a task plug-in owns (`Task.config_section`)
@@ -151,7 +190,7 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
     for override in overrides:
         if "=" not in override:
-            raise ConfigError(f"--set expects key=value, got {override!r}")
+            raise ConfigError(f"an override is key=value (as --set key=value), got {override!r}")
         key, raw = override.split("=", 1)
         key = ALIASES.get(key.strip(), key.strip())
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -160,12 +199,18 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {override}: {part} is not a section")
+                raise ConfigError(f"override {override!r}: {part} is not a section")
         node[leaf] = value
     return values
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """The resolved `RunConfig` of a YAML file (None: the defaults) with `key=value` overrides
+    (dotted keys, YAML values, as `--set`); unknown keys and invalid values raise ConfigError.
+
+    >>> load_config(None, ["model=BPR", "train.epochs=5"]).train.epochs
+    5
+    """
     values: dict[str, Any] = {}
     if path is not None:
         text = Path(path).read_text()

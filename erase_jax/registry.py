@@ -10,6 +10,9 @@ task or evaluator is found by name as soon as its file exists: there is no impor
     class BPR: name = "BPR"; ...
 
     MODELS.get("bpr")   # case-insensitive; an unknown name raises KeyError listing the known ones
+
+A class may also declare `aliases` (a tuple of older names it is still found by, e.g. the
+method `untouched`, once called `original`); `names()` lists only the `name`s.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.package = package
         self._classes: dict[str, type[T]] = {}
+        self._aliases: dict[str, str] = {}  # alias -> name (lower case)
         self._loaded = False
 
     def register(self, cls: type[T]) -> type[T]:
@@ -37,6 +41,8 @@ class Registry(Generic[T]):
         if other is not None and other.__qualname__ != cls.__qualname__:
             raise ValueError(f"two {self.kind}s are named {cls.name!r}: {other.__module__} and {cls.__module__}")
         self._classes[key] = cls
+        for alias in getattr(cls, "aliases", ()):
+            self._aliases[alias.lower()] = key
         return cls
 
     def unregister(self, name: str) -> None:
@@ -54,8 +60,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> type[T]:
         key = str(name).lower()
-        if key not in self._classes:
+        if key not in self._classes and key not in self._aliases:
             self.load_all()
+        key = self._aliases.get(key, key) if key not in self._classes else key
         try:
             return self._classes[key]
         except KeyError:
@@ -64,6 +71,11 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         self.load_all()
         return sorted(cls.name for cls in self._classes.values())
+
+    def aliases(self) -> list[str]:
+        """The older names that are still found (`aliases` of the classes), lower case."""
+        self.load_all()
+        return sorted(self._aliases)
 
     def classes(self) -> list[type[T]]:
         self.load_all()

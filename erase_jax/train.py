@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,28 +29,48 @@ import optax
 from erase_jax.batching.cf import SAMPLERS
 from erase_jax.checkpoint import Checkpointer
 
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop")
+
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimisation settings; defaults are the original benchmark's CF settings (spec 2.1)."""
+    """Optimisation settings (`train.*` keys); defaults are the original's CF settings (spec 2.1).
+
+    Every field is checked when the object is built (a ValueError naming `train.<field>` and
+    its valid range).
+
+    Fields:
+        epochs: most epochs to train, >= 1 (early stopping may end sooner).
+        batch_size: training examples per step, >= 1.
+        learning_rate: > 0.
+        optimizer: one of OPTIMIZERS ("adam", "sgd", "adagrad", "rmsprop").
+        weight_decay: L2 added to the gradient, as torch's `weight_decay`, >= 0.
+        adam_beta1, adam_beta2, adam_eps: Adam's constants.
+        adagrad_initial_accumulator, adagrad_eps: Adagrad's; optax's (and TF2's) accumulator
+            starts at 0.1, the RecEraser/NGCF TF code's at 1e-8 with no epsilon (set both to match).
+        lr_step_size: multiply the learning rate by `lr_gamma` every this many epochs (>= 1); None: constant.
+        lr_gamma: that factor.
+        sampler: CF only. "rows": every epoch visits each training row once (RecBole); "users":
+            each example draws a user uniformly, then one of the user's rows (the NGCF-family TF
+            code behind the RecEraser paper), so every user weighs the same in the loss.
+        valid_metric: the validation metric that picks the best epoch, `<metric>@<k>`.
+        stopping_step: stop after this many validations without improvement (>= 0; 0: never).
+        eval_step: validate every this many epochs, >= 1.
+        max_training_hours: stop training after this long (> 0); None: no limit.
+    """
 
     epochs: int = 100
     batch_size: int = 2048
     learning_rate: float = 1e-3
-    optimizer: str = "adam"  # adam | sgd | adagrad | rmsprop
-    weight_decay: float = 0.0  # L2 added to the gradient, as torch's `weight_decay`
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
-    # optax's (and TF2's) Adagrad starts its accumulator at 0.1; the RecEraser/NGCF TF code
-    # starts it at 1e-8 with no epsilon, so its first steps are lr-sized (set both to match).
     adagrad_initial_accumulator: float = 0.1
     adagrad_eps: float = 1e-7
-    lr_step_size: int | None = None  # multiply the lr by `lr_gamma` every this many epochs
+    lr_step_size: int | None = None
     lr_gamma: float = 0.1
-    # CF only. "rows": every epoch visits each training row once (RecBole). "users": each
-    # example draws a user uniformly, then one of the user's rows uniformly (the NGCF-family
-    # TF code behind the RecEraser paper), so every user weighs the same in the loss.
     sampler: str = "rows"
     valid_metric: str = "recall@20"
     stopping_step: int = 10
@@ -58,9 +79,23 @@ class TrainConfig:
 
     def __post_init__(self):
         # Checked here, where every training path (a run, the shards, the aggregator) builds its
-        # settings, so a bad name fails when the config is read, not when an epoch is drawn.
+        # settings, so a bad value fails when the config is read, not when an epoch is drawn.
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown train.sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        if str(self.optimizer).lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown train.optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("eval_step", 1), ("stopping_step", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"train.{name} must be an integer >= {low}, got {value!r}")
+        if self.lr_step_size is not None and self.lr_step_size < 1:
+            raise ValueError(f"train.lr_step_size must be >= 1 (or None), got {self.lr_step_size!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.max_training_hours is not None and not self.max_training_hours > 0:
+            raise ValueError(f"train.max_training_hours must be > 0 (or None), got {self.max_training_hours!r}")
 
 
 @flax.struct.dataclass
@@ -91,7 +126,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     elif name == "rmsprop":
         base = optax.rmsprop(learning_rate)
     else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam, sgd, adagrad or rmsprop")
+        raise ValueError(f"unknown train.optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")
     if config.weight_decay:
         return optax.chain(optax.add_decayed_weights(config.weight_decay), base)
     return base

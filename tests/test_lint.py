@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-CHECKED = ("erase_jax", "tests", "benchmarks", "experiments")
+CHECKED = ("erase_jax", "tests", "benchmarks", "experiments", "examples")
 
 
 def test_ruff_finds_nothing():

@@ -57,6 +57,7 @@ class DataConfig:
     spam_ratio: if set, inject fake users after filtering and before splitting, a bandwagon
       attack with this poisoning ratio promoting `spam_target_items` unpopular items; they
       are the forget set of the spam scenario.
+    spam_target_items: how many unpopular items the fake users promote.
     spam_attack: the fakes' shape: "bandwagon_users" (CF user profiles,
       `erase_jax.data.scenarios.spam_users`) or "fraud_sessions" (single-session users,
       `erase_jax.data.fraud_sessions`, spec 3.3.1); None = by task: fraud sessions for SBR

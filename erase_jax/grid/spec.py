@@ -191,14 +191,17 @@ def _scenario(label: str, entry: dict, shared: dict) -> tuple[float | None, Unle
 
 
 def _method(label: str, entry: dict) -> tuple[str, dict]:
-    """(registered name, every option explicit) of a methods entry."""
+    """(registered name, every option explicit) of a methods entry. A name written as one of
+    the method's aliases (`original` for `untouched`) is kept as written, so a grid's task
+    keys and result rows stay those of its earlier runs."""
     options = dict(entry)
     name = options.pop("method", label)
     try:
         method = build_method(name, **options)
     except (ValueError, KeyError, TypeError) as error:
         raise GridError(f"methods.{label}: {_message(error)}") from None
-    return method.name, config_lib.to_dict(method)
+    written = str(name).lower()
+    return (written if written in getattr(method, "aliases", ()) else method.name), config_lib.to_dict(method)
 
 
 def _message(error: Exception) -> str:

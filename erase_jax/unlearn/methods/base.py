@@ -100,6 +100,8 @@ register = METHODS.register  # class decorator: makes a method constructible by 
 
 
 def method_names() -> list[str]:
+    """The registered methods' names (aliases such as `original` are accepted by `build_method`
+    but not listed)."""
     return METHODS.names()
 
 
@@ -114,10 +116,15 @@ def build_method(name: str, **options) -> UnlearningMethod:
 
 @register
 @dataclasses.dataclass(frozen=True)
-class Original:
-    """The reference that changes nothing: what the trained model still shows."""
+class Untouched:
+    """The method that changes nothing: what the trained model still shows.
 
-    name: ClassVar[str] = "original"
+    Named `original` before (still accepted: `build_method("original")`, result files and
+    grids that name it); renamed so it is not confused with the original (PyTorch) benchmark.
+    """
+
+    name: ClassVar[str] = "untouched"
+    aliases: ClassVar[tuple[str, ...]] = ("original",)
 
     def retain_budget(self, n_forget_rows: int) -> int:
         return 0

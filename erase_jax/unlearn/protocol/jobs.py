@@ -34,6 +34,7 @@ from erase_jax.folder_lock import FolderLock
 from erase_jax.run import DERIVED, load_run, require_finished
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol import results
+from erase_jax.unlearn.protocol.loop import run_requests
 from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, load_retrain, retrain
 from erase_jax.unlearn.protocol.run import (
     ORIGINAL_FULL_DATA,
@@ -43,7 +44,6 @@ from erase_jax.unlearn.protocol.run import (
     build_protocol,
     load_quarter,
     prepare_out_dir,
-    run_requests,
     training_context,
 )
 

@@ -26,7 +26,7 @@ REMOVED_FILE = "removed.json"
 
 def removal_mask(protocol: UnlearningRun, k: int):
     """Rows removed by the requests up to checkpoint k."""
-    batch = protocol.stream.checkpoint_batches[k]
+    batch = protocol.checkpoint_batches[k]
     return protocol.stream.removal_mask_through(protocol.experiment.data.interactions, batch)
 
 
@@ -44,7 +44,7 @@ def retrain(protocol: UnlearningRun, out_dir: Path, k: int, quiet: bool = False)
     summary = {
         "checkpoint_idx": k,
         "n_removed": int(removed.sum()),
-        "n_unlearned_users": int(protocol.stream.n_requests_through(protocol.stream.checkpoint_batches[k])),
+        "n_unlearned_users": int(protocol.stream.n_requests_through(protocol.checkpoint_batches[k])),
         "train_seconds": float(sum(result["timing"]["train_seconds_per_epoch"])),
         "compile_seconds": result["timing"]["compile_seconds"],
         "wall_seconds_this_call": time.perf_counter() - started,

@@ -22,12 +22,9 @@ synchronised), with checkpoint writing reported separately.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import yaml
 
@@ -44,42 +41,76 @@ from erase_jax.evaluators.base import DEFAULT_EVALUATORS, ORIGINAL_FULL_DATA, ch
 from erase_jax.fingerprint import changed_keys
 from erase_jax.run import Experiment, write_atomically
 from erase_jax.unlearn.methods.base import RequestData, build_method
-from erase_jax.unlearn.protocol.requests import (
-    RETAIN_CAP_SHARE,
-    RequestStream,
-    RetainSampler,
-    UserRows,
-    retain_pool_factor,
-)
+from erase_jax.unlearn.protocol.requests import RequestStream, UserRows
 
 SCENARIOS = ("sensitive", "spam", "random")
 
 
 @dataclasses.dataclass
 class UnlearnConfig:
-    """Who forgets what, with which method; defaults are the original's where it has one."""
+    """Who forgets what, with which method; defaults are the original's where it has one.
 
-    method: str = "original"
+    Every field is checked when the object is built (a ValueError naming the field and its
+    valid values); the command line's flags set the same fields (`--scenario`, `--fraction`,
+    `--forget-rating-threshold`, `--batch-size`, `--option key=value`).
+
+    Fields:
+        method: a registered method name (`erase_jax.unlearn.method_names()`), or "retrain".
+        method_options: the method's options by name (its dataclass fields), e.g. {"damping": 0.01}.
+        scenario: "sensitive", "spam" or "random"; the command line's spelling is accepted too:
+            "sensitive:Horror" (sets `category`), "random:interactions" (sets `random_unit`).
+        category: sensitive: the item category to forget (a category of the data set).
+        fraction: sensitive / random: share of all interactions to forget, in (0, 1].
+        forget_rating_threshold: sensitive: only interactions rated >= this are forgotten.
+        selection_rule: sensitive: "fit" (the CF scripts) or "reach" (the SBR scripts), spec 3.2.2.
+        random_unit: random: "users" (whole users) or "interactions".
+        forget_file: a forget file in the original's format, instead of drawing the forget set.
+        unlearning_batchsize: users per request, >= 1.
+        max_hours: total time budget (> 0), split evenly over the requests; None: no budget.
+        seed: forget-set and retain-sampling seed; None: the trained run's (the original pairs
+            model seed s with forget set s).
+        evaluators: what is measured at each checkpoint, in column order (`erase_jax.evaluators`);
+            it does not change the run, so a folder can be re-evaluated with others.
+    """
+
+    method: str = "untouched"
     method_options: dict = dataclasses.field(default_factory=dict)
-    scenario: str = "sensitive"  # sensitive | spam | random
-    category: str | None = None  # sensitive scenario: an item category of the data set
-    fraction: float | None = None  # sensitive / random: share of all interactions to forget
-    forget_rating_threshold: float | None = None  # sensitive: only rows rated >= this are forgotten
-    selection_rule: str = "fit"  # sensitive: "fit" (CF scripts) or "reach" (SBR scripts), spec 3.2.2
-    random_unit: str = "users"  # random: "users" (whole users) or "interactions"
-    forget_file: str | None = None  # a forget file in the original's format, instead of generating
+    scenario: str = "sensitive"
+    category: str | None = None
+    fraction: float | None = None
+    forget_rating_threshold: float | None = None
+    selection_rule: str = "fit"
+    random_unit: str = "users"
+    forget_file: str | None = None
     unlearning_batchsize: int = 1
-    max_hours: float | None = None  # total time budget, split evenly over the requests
-    seed: int | None = None  # None: the trained run's seed (the original pairs model s with forget set s)
-    # what is measured at each checkpoint, in column order (`erase_jax.evaluators`); it does not
-    # change the run, so a folder can be re-evaluated with others (`--eval-only`)
+    max_hours: float | None = None
+    seed: int | None = None
     evaluators: tuple[str, ...] = dataclasses.field(default=DEFAULT_EVALUATORS, metadata={"omit_if_default": True})
 
     def __post_init__(self):
+        name, _, detail = str(self.scenario).partition(":")
+        if detail and name == "sensitive":
+            self.scenario, self.category = name, _same("category", self.category, detail)
+        elif detail and name == "random":
+            self.scenario, self.random_unit = name, detail
         if self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
-        if self.unlearning_batchsize < 1:
-            raise ValueError("unlearning_batchsize must be >= 1")
+            raise ValueError(f"scenario must be one of {SCENARIOS} (or 'sensitive:<category>', "
+                             f"'random:<users|interactions>'), got {self.scenario!r}")
+        _check_choice("selection_rule", self.selection_rule, ("fit", "reach"))
+        _check_choice("random_unit", self.random_unit, ("users", "interactions"))
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if isinstance(self.unlearning_batchsize, bool) or self.unlearning_batchsize < 1:
+            raise ValueError(f"unlearning_batchsize must be an integer >= 1, got {self.unlearning_batchsize}")
+        if self.max_hours is not None and not self.max_hours > 0:
+            raise ValueError(f"max_hours must be > 0 (or None), got {self.max_hours}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"seed must be >= 0 (or None), got {self.seed}")
+        if str(self.method).lower() != "retrain":
+            try:
+                build_method(self.method, **self.method_options)
+            except KeyError as error:
+                raise ValueError(f"method: {error.args[0]}") from None
         self.evaluators = check_names(self.evaluators)
 
     def tag(self) -> str:
@@ -89,6 +120,17 @@ class UnlearnConfig:
         what = self.category if self.scenario == "sensitive" else self.random_unit
         size = f"f{self.fraction:g}" if self.fraction is not None else Path(self.forget_file or "file").stem
         return f"{self.scenario}_{what}_{size}"
+
+
+def _check_choice(field: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {choices}, got {value!r}")
+
+
+def _same(field: str, given, parsed):
+    if given is not None and given != parsed:
+        raise ValueError(f"scenario names {field} {parsed!r} but {field}={given!r} was also given")
+    return parsed
 
 
 def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -> ForgetSet:
@@ -104,22 +146,22 @@ def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -
         if loaded.fraud is None:
             raise ValueError(
                 "the spam scenario needs a model trained on poisoned data: train with "
-                "--set data.spam_ratio=0.01 (fake users are injected before the split)"
+                "data.spam_ratio=0.01 (--set data.spam_ratio=0.01; fake users are injected before the split)"
             )
         return loaded.fraud
     if config.forget_file:
         return read_forget_file(config.forget_file, inter, config.scenario, config.category, config.fraction or 0.0, seed)
     if config.fraction is None:
-        raise ValueError(f"the {config.scenario} scenario needs --fraction (share of all interactions to forget)")
+        raise ValueError(f"the {config.scenario} scenario needs fraction (--fraction: the share of all interactions to forget)")
     if config.scenario == "sensitive" and not config.category:
-        raise ValueError("the sensitive scenario needs a category (--scenario sensitive:<category>)")
+        raise ValueError("the sensitive scenario needs category (scenario='sensitive:<category>', --scenario sensitive:<category>)")
     draw = getattr(experiment.task, "draw_forget_set", None)
     if draw is not None:  # a task with its own scenario rules (NBR: only users with enough baskets)
         return draw(experiment, config, seed)
     source = loaded.unfiltered if loaded.unfiltered is not None else inter
     if config.scenario == "sensitive":
         if not config.category:
-            raise ValueError("the sensitive scenario needs a category (--scenario sensitive:<category>)")
+            raise ValueError("the sensitive scenario needs category (scenario='sensitive:<category>', --scenario sensitive:<category>)")
         drawn = sensitive_forget_set(
             source, config.category, config.fraction, seed, config.forget_rating_threshold, config.selection_rule
         )
@@ -156,6 +198,20 @@ class UnlearningRun:
     stream: RequestStream
     rows: Any  # the task's rows per user and request batches (`tasks.CFRequestRows` / `SBRRequestRows`)
     _built: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    # the last request batch of each checkpoint k; None: the stream's quarter checkpoints
+    checkpoints: tuple[int, ...] | None = None
+
+    @property
+    def checkpoint_batches(self) -> list[int]:
+        """The last request batch of each checkpoint k (the quarters, or the view's `checkpoints`)."""
+        return list(self.checkpoints) if self.checkpoints is not None else self.stream.checkpoint_batches
+
+    def after(self, n_batches: int) -> UnlearningRun:
+        """This run seen with one checkpoint (k = 0) after its first `n_batches` request batches:
+        `data_at(0)`, `removed_through(0)` and the evaluators then describe that point."""
+        if not 1 <= n_batches <= len(self.stream):
+            raise ValueError(f"n_requests must be in [1, {len(self.stream)}] (the stream's requests), got {n_batches}")
+        return dataclasses.replace(self, checkpoints=(n_batches - 1,), _built={})
 
     @property
     def train_rows(self) -> UserRows:
@@ -174,13 +230,13 @@ class UnlearningRun:
         """Bool over the interactions: those removed by the requests through checkpoint k (k = -1: none)."""
         if k == ORIGINAL_FULL_DATA:
             return np.zeros(len(self.experiment.data.interactions), bool)
-        return self.stream.removal_mask_through(self.experiment.data.interactions, self.stream.checkpoint_batches[k])
+        return self.stream.removal_mask_through(self.experiment.data.interactions, self.checkpoint_batches[k])
 
     def unlearned_users(self, k: int) -> np.ndarray:
         """The users of the requests through checkpoint k (k = -1: all users of the forget set)."""
         if k == ORIGINAL_FULL_DATA:
             return self.forget_set.users
-        return self.stream.users_through(self.stream.checkpoint_batches[k])
+        return self.stream.users_through(self.checkpoint_batches[k])
 
     def data_at(self, k: int):
         """The data without the removals through checkpoint k (k = -1: all data), split recomputed."""
@@ -237,103 +293,6 @@ def request_data(protocol: UnlearningRun, batch, removed_before, removed_after, 
 STATE_DIR = "state"
 QUARTERS_DIR = "quarters"
 CONFIG_FILE = "unlearn_config.yaml"
-
-
-def run_requests(protocol: UnlearningRun, params, out_dir: Path, quiet: bool = False) -> dict:
-    """Applies the method request by request; returns the per-request record.
-
-    The resumable state is saved after every request under `out_dir/state`, the parameters
-    and removal mask at each quarter point under `out_dir/quarters` (step k = 0..3).
-    """
-    config, stream = protocol.config, protocol.stream
-    method = build_method(config.method, **config.method_options)
-    model = protocol.experiment.model
-    n_rows = len(protocol.experiment.data.interactions)
-    retain_cap = int(RETAIN_CAP_SHARE * n_rows)
-    time_limit = None if config.max_hours is None else config.max_hours * 3600 / len(stream)
-    checkpoint_batches = stream.checkpoint_batches
-
-    sampler = RetainSampler(protocol.train_rows, len(stream), protocol.seed, retain_pool_factor(method))
-    resume = Checkpointer(out_dir / STATE_DIR, max_to_keep=1)
-    quarters = Checkpointer(out_dir / QUARTERS_DIR, max_to_keep=None)
-    if hasattr(method, "start"):  # builds its own model from the data; only its structure when resuming
-        params, method_state = method.start(model, params, protocol.experiment, train=resume.latest_step() is None)
-    else:
-        method_state = method.init(model, params)
-    state = {
-        "params": params,
-        "method_state": method_state,
-        "removed": np.zeros(n_rows, bool),
-        "next_batch": np.int32(0),
-        "sampler": sampler.state_dict(),
-    }
-    record: dict[str, Any] = {"requests": [], "quarters": []}
-    if resume.latest_step() is not None:
-        state, record = resume.restore(resume.latest_step(), state)
-        sampler = RetainSampler.from_state(protocol.train_rows, jax.tree.map(np.asarray, state["sampler"]))
-    params, method_state = state["params"], state["method_state"]
-    removed = np.asarray(state["removed"]).copy()
-    base_key = jax.random.fold_in(jax.random.PRNGKey(protocol.seed), 7)
-    context = training_context(protocol, removed)
-    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-
-    for b in range(int(state["next_batch"]), len(stream)):
-        batch = stream.batch(b)
-        started = time.perf_counter()
-        removed_after = removed.copy()
-        removed_after[removal_rows(protocol, batch)] = True
-        forget_count = len(protocol.train_rows.gather(batch.users))
-        if forget_count == 0:
-            record["requests"].append({"batch": b, "users": batch.users.tolist(), "skipped": "no training rows"})
-            removed = removed_after
-            continue
-        need = min(method.retain_budget(forget_count), retain_cap)
-        retain_rows = sampler.sample(need, stream.users_through(b)) if need > 0 else np.zeros(0, np.int64)
-        key = jax.random.fold_in(base_key, b)
-        request = request_data(protocol, batch, removed, removed_after, retain_rows, key, time_limit, context)
-        prepared = time.perf_counter()
-        params, method_state, diagnostics = method.unlearn(model, params, method_state, request, key)
-        jax.block_until_ready((params, method_state))
-        finished = time.perf_counter()
-        removed, context = removed_after, request.context_after
-
-        row = {
-            "batch": b,
-            "users": batch.users.tolist(),
-            "n_forget_rows": forget_count,
-            "n_removed": request.n_removed,
-            "n_retain_rows": int(len(retain_rows)),
-            "seconds": finished - started,
-            "method_seconds": finished - prepared,
-            **{k: _number(v) for k, v in diagnostics.items()},
-        }
-        if time_limit is not None and row["method_seconds"] > time_limit:
-            row["timeout"] = True
-        if b in checkpoint_batches:
-            k = checkpoint_batches.index(b)
-            saving = time.perf_counter()
-            quarters.save(k, {"params": params, "removed": removed}, {"batch": b, "checkpoint_idx": k})
-            row["checkpoint_idx"] = k
-            row["checkpoint_seconds"] = time.perf_counter() - saving
-            record["quarters"].append(k)
-        record["requests"].append(row)
-        state = {
-            "params": params,
-            "method_state": method_state,
-            "removed": removed,
-            "next_batch": np.int32(b + 1),
-            "sampler": sampler.state_dict(),
-        }
-        resume.save(b + 1, state, record)
-        log(f"request {b + 1}/{len(stream)}: {row['seconds'] * 1000:.1f} ms")
-    resume.close()
-    quarters.close()
-    return record
-
-
-def _number(value):
-    value = np.asarray(value)
-    return value.item() if value.size == 1 else value.tolist()
 
 
 def load_quarter(out_dir: Path, k: int, params_like, n_rows: int):
