@@ -80,7 +80,7 @@ def check_run_dir(out_dir: Path, config: config_lib.RunConfig, overwrite: bool) 
         changed = sorted(_diff_keys(existing, config_lib.to_dict(config)))
         raise FileExistsError(
             f"{out_dir} holds a run with a different configuration (differs in {changed}); "
-            "choose another output folder or pass --overwrite"
+            "choose another output folder or pass overwrite=True (--overwrite)"
         )
 
 

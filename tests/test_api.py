@@ -87,9 +87,22 @@ def test_the_first_requests_agree_exactly_with_the_cli(folder, run, tmp_path):
             np.testing.assert_equal({key: row[key] for key in evaluated}, evaluated)
     untimed = lambda row: {key: value for key, value in row.items() if key not in TIMING}  # noqa: E731
     assert [untimed(row) for row in document["requests"]] == [untimed(row) for row in loop.rows]
-    assert np.testing.assert_equal(ej.evaluate(ej.requests(run, "sensitive:Horror", "scif", fraction=0.01),
-                                              params=run.params), {
-        key: cli_rows["original", -1][key] for key in ej.evaluate(loop)}) is None
+    fresh = ej.requests(run, "sensitive:Horror", "scif", fraction=0.01)  # no request yet: the original on all data
+    evaluated = ej.evaluate(fresh, params=run.params)
+    np.testing.assert_equal({key: cli_rows["original", -1][key] for key in evaluated}, evaluated)
+
+
+def test_a_retrain_agrees_exactly_with_the_cli_retrain(folder, run, tmp_path):
+    """`ej.retrain` after the requests through checkpoint 0 is `erase-jax retrain --checkpoint-idx 0`."""
+    from erase_jax.run import restore_best_params
+
+    scenario_dir = tmp_path / "scenario"
+    assert main(["retrain", "--quiet", "--run", str(folder), *SCENARIO, "--checkpoint-idx", "0", "--out", str(scenario_dir)]) == 0
+    after = ej.unlearn_requests(run, "sensitive:Horror", "untouched", fraction=0.01,
+                                n_requests=ej.requests(run, "sensitive:Horror", fraction=0.01).protocol.checkpoint_batches[0] + 1)
+    reference = ej.retrain(run, after)
+    saved = restore_best_params(scenario_dir / "retrain" / "k0", reference.experiment)
+    assert jax.tree.all(jax.tree.map(np.array_equal, saved, reference.params))
 
 
 def test_settings_are_checked_when_built_naming_python_parameters():

@@ -8,7 +8,8 @@
 rows, the cell's `reference` task), dataset / model / scenario / method the grid's labels,
 `value` the number as the protocol wrote it, commit and machine where that task ran. Rows are
 each method's evaluated checkpoints (`eval_type` unlearning) and the matched retrains
-(`retraining`); the untouched model is the `original` method's rows.
+(`retraining`); the untouched model is the
+`untouched` method's rows (named `original`, its old name, in the grids).
 
 `leaderboard.md` has a section per scenario, data set and model: at the last checkpoint the
 methods side by side (mean +/- std over the seeds), then each measure's gap to the retrain of

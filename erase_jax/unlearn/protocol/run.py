@@ -17,6 +17,10 @@ removal mask, retain-pool cursor) is checkpointed after every request, so a kill
 continues after its last completed request and ends bit-identical to an uninterrupted one;
 the per-request time is measured around data preparation and the method only (device-
 synchronised), with checkpoint writing reported separately.
+
+This module holds what is fixed for a run (`UnlearnConfig`, the forget set, `UnlearningRun`)
+and one request's data (`request_data`); the loop itself, which the `unlearn` job and the
+Python API (`erase_jax.api`) share, is `loop.RequestLoop`.
 """
 
 from __future__ import annotations
@@ -319,6 +323,6 @@ def prepare_out_dir(out_dir: Path, run_dir: Path, config: UnlearnConfig) -> None
         existing = yaml.safe_load(path.read_text())
         if existing != wanted:
             changes = "; ".join(f"{key}: {old} -> {new}" for key, old, new in changed_keys(existing, wanted))
-            raise FileExistsError(f"{out_dir} holds an unlearning run with other settings ({changes}); choose another --out")
+            raise FileExistsError(f"{out_dir} holds an unlearning run with other settings ({changes}); choose another out folder (--out)")
         return
     write_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
