@@ -48,7 +48,7 @@ def task_batches():
             model_name = next(m for m in TINY_MODELS if get_model_class(m).task.lower() == task_name.lower())
             experiment = build_experiment(tiny_config(model_name))
             protocol = build_protocol(experiment, UnlearnConfig(**SCENARIO))
-            request, _ = first_request(protocol, build_method("original"))
+            request, _ = first_request(protocol, build_method("untouched"))
             built[task_name] = experiment, request.forget
         return built[task_name]
 

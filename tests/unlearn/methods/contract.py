@@ -34,8 +34,9 @@ from erase_jax.checkpoint import Checkpointer
 from erase_jax.run import load_run
 from erase_jax.unlearn.methods import base
 from erase_jax.unlearn.methods.base import build_method
-from erase_jax.unlearn.protocol.requests import RetainSampler, retain_budget, retain_pool_factor
-from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol, request_data, training_context
+from erase_jax.unlearn.protocol.loop import RequestLoop
+from erase_jax.unlearn.protocol.requests import RetainSampler, retain_pool_factor
+from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol
 from tests.tiny import SCENARIO
 
 
@@ -72,19 +73,13 @@ def cheap_method(name: str, **options):
 
 
 def first_request(protocol, method):
-    """The stream's first request, built as `run_requests` builds it."""
-    stream, inter = protocol.stream, protocol.experiment.data.interactions
-    batch = stream.batch(0)
-    removed_before = np.zeros(len(inter), bool)
-    removed_after = removed_before.copy()
-    removed_after[np.concatenate([protocol.forget_set.rows_of_request(inter, r) for r in batch.requests])] = True
-    n_forget = len(protocol.train_rows.gather(batch.users))
-    need = retain_budget(method, n_forget, len(inter))
-    sampler = RetainSampler(protocol.train_rows, len(stream), protocol.seed, retain_pool_factor(method))
-    retain_rows = sampler.sample(need, stream.users_through(0)) if need > 0 else np.zeros(0, np.int64)
-    key = jax.random.fold_in(jax.random.PRNGKey(protocol.seed), 0)
-    context = training_context(protocol, removed_before)
-    return request_data(protocol, batch, removed_before, removed_after, retain_rows, key, None, context), key
+    """The stream's first request and its key, built by the protocol's own loop
+    (`RequestLoop.prepare`) from the state before any request; no model state is needed."""
+    sampler = RetainSampler(protocol.train_rows, len(protocol.stream), protocol.seed, retain_pool_factor(method))
+    before = {"params": None, "method_state": None, "removed": np.zeros(len(protocol.experiment.data.interactions), bool),
+              "next_batch": 0, "sampler": sampler.state_dict()}
+    prepared = RequestLoop(protocol, None, method, state=before).prepare()
+    return prepared.request, prepared.key
 
 
 def refusal(method, experiment) -> str | None:
