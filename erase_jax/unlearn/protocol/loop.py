@@ -68,6 +68,10 @@ class RequestLoop:
     `method_state`, `removed` (bool over the interactions), `context` (the model's data context
     without the removed rows) and `next_batch` describe the model after the requests served so
     far; `rows` holds the record rows of the requests this object served.
+
+    >>> loop = ej.requests(run, "sensitive:Horror", "scif", fraction=0.01)   # a RequestLoop
+    >>> len(loop) > 2, [row["batch"] for row in loop.take(2)], loop.next_batch, int(loop.removed.sum()) > 0
+    (True, [0, 1], 2, True)
     """
 
     def __init__(self, protocol: UnlearningRun, params, method: UnlearningMethod | None = None,

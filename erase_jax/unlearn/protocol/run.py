@@ -75,6 +75,13 @@ class UnlearnConfig:
             model seed s with forget set s).
         evaluators: what is measured at each checkpoint, in column order (`erase_jax.evaluators`);
             it does not change the run, so a folder can be re-evaluated with others.
+
+    >>> config = ej.UnlearnConfig(method="scif", scenario="sensitive:Horror", fraction=0.003)
+    >>> config.scenario, config.category, config.tag()
+    ('sensitive', 'Horror', 'sensitive_Horror_f0.003')
+    >>> ej.UnlearnConfig(method="scfi")
+    Traceback (most recent call last):
+    ValueError: method: unknown unlearning method 'scfi'; available: [...]
     """
 
     method: str = "untouched"
