@@ -87,7 +87,7 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="trained run folder (erase-jax train --out ...)")
     parser.add_argument("--scenario", required=True, help="sensitive:<category> | spam | random[:users|interactions]")
     parser.add_argument("--fraction", type=float, help="share of all interactions to forget (sensitive, random)")
-    parser.add_argument("--forget-rating-threshold", "--rating-threshold", dest="rating_threshold", type=float,
+    parser.add_argument("--forget-rating-threshold", "--rating-threshold", dest="rating_threshold", type=float, metavar="RATING",
                         help="sensitive: forget only interactions rated >= this (UnlearnConfig.forget_rating_threshold)")
     parser.add_argument("--forget-file", help="a forget file in the original's format instead of generating one")
     parser.add_argument("--seed", type=int, help="forget-set seed (default: the trained run's seed)")
@@ -282,7 +282,7 @@ def main(argv=None) -> int:
     _add_scenario_arguments(unlearn)
     unlearn.add_argument("--method", required=True, choices=[*method_names(), *METHODS.aliases(), "retrain"],
                          help="a method (`original` is the old name of `untouched`), or retrain")
-    unlearn.add_argument("--unlearning-batchsize", "--batch-size", dest="batch_size", type=int,
+    unlearn.add_argument("--unlearning-batchsize", "--batch-size", dest="batch_size", type=int, metavar="N",
                          help="users per request (UnlearnConfig.unlearning_batchsize, default 1)")
     unlearn.add_argument("--max-hours", type=float, help="total time budget, split evenly over the requests")
     unlearn.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",

@@ -56,7 +56,7 @@ class UnlearnConfig:
 
     Every field is checked when the object is built (a ValueError naming the field and its
     valid values); the command line's flags set the same fields (`--scenario`, `--fraction`,
-    `--forget-rating-threshold`, `--batch-size`, `--option key=value`).
+    `--forget-rating-threshold`, `--unlearning-batchsize`, `--option key=value`).
 
     Fields:
         method: a registered method name (`erase_jax.unlearn.method_names()`), or "retrain".
