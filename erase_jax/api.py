@@ -9,6 +9,9 @@ the first n requests are the `unlearn` job's numbers for those requests.
     after = ej.unlearn_requests(run, "sensitive:Horror", "scif", n_requests=5, fraction=0.01)
     ej.evaluate(after)                                                  # utility, exposure, ...
 
+Counting: a request is one step of the loop, `unlearning_batchsize` users (one by default), as
+the `batch` column of `requests.csv` counts them; `n_requests` and `request` count these steps.
+
 Names: a scenario is spelled as on the command line ("sensitive:Horror", "spam", "random",
 "random:interactions") or as an `UnlearnConfig`; its other fields (`fraction`,
 `forget_rating_threshold`, `seed`, ...) are keyword arguments with the `UnlearnConfig` names,
