@@ -20,27 +20,8 @@ from erase_jax.cli import main
 from erase_jax.grid.command import STORE_DIR, execute_grid
 from erase_jax.grid.leaderboard import COLUMNS
 from tests.conftest import REPO_ROOT
-from tests.grid.test_spec import GRIDS, SMOKE
-
-SMOKE_FILE = GRIDS / "smoke.yaml"
-TIMING = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout")  # measures that differ between runs
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke grid run once, uninterrupted, with two workers: (out folder, plan, summary)."""
-    out = tmp_path_factory.mktemp("grid")
-    plan, summary, _ = execute_grid(SMOKE_FILE, out, workers=2, quiet=True)
-    return out, plan, summary
-
-
-def leaderboard(out, name="smoke") -> pd.DataFrame:
-    return pd.read_csv(out / name / "leaderboard.csv", dtype=str, keep_default_na=False)
-
-
-def without_timing(frame: pd.DataFrame) -> pd.DataFrame:
-    kept = frame[~frame["metric"].str.contains("|".join(TIMING), regex=True)]
-    return kept.sort_values(["cell", "method", "checkpoint", "metric"]).reset_index(drop=True)
+from tests.grid.conftest import SMOKE_FILE, leaderboard, without_timing
+from tests.grid.test_spec import SMOKE
 
 
 def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
