@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from erase_jax.cli import main
+from erase_jax.grid import page
 from erase_jax.grid.command import STORE_DIR, execute_grid
 from erase_jax.grid.leaderboard import COLUMNS
 from tests.conftest import REPO_ROOT
@@ -42,6 +43,9 @@ def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
     assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "method" not in line][:3] == [
         "| original", "| scif", "| retrain"]
     assert (out / "smoke" / "failures.csv").read_text().count("\n") == 1  # the header only
+    html = (out / "smoke" / "leaderboard.html").read_text()  # the page of the CSV (tests/grid/test_page.py)
+    assert html == page.render(board, pd.read_csv(out / "smoke" / "failures.csv", dtype=str), "smoke")
+    assert "horror: BPR on synthetic" in html and html.count("<svg ") == 4  # NDCG, Recall, % sensitive, forgotten hit
 
 
 def test_running_the_grid_again_runs_nothing(smoke):
