@@ -1,4 +1,4 @@
-"""The grid's results in one table: a long CSV of every measure, and a markdown view of it.
+"""The grid's results in one table: a long CSV of every measure, and its markdown and HTML views.
 
 `leaderboard.csv` has one row per (cell, method, checkpoint, measure):
 
