@@ -78,6 +78,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from nbr_pytorch_models import MODELS, PHASES, TOPK, code_fingerprint  # noqa: E402  (benchmarks/)
+
 DEFAULTS = {  # ERASE's Ta-Feng settings (next-basket spec 2.1, 2.2)
     "DNNTSP": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "dim": 32, "max_history": 48},
     "Sets2Sets": {"epochs": 20, "batch_size": 1, "lr": 1e-3, "dim": 32, "max_history": 98},

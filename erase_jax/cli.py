@@ -195,7 +195,7 @@ def _add_data_commands(sub, common) -> None:
 def cmd_grid(args) -> int:
     from erase_jax.grid.command import run_grid
 
-    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet)
+    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet, args.address)
 
 
 def cmd_demo(args) -> int:
@@ -306,7 +306,10 @@ def main(argv=None) -> int:
     grid.add_argument("grid", help="grid file, e.g. experiments/grids/smoke.yaml (unknown keys are rejected)")
     grid.add_argument("--out", default="runs/grids", help="output folder: store/ (shared by grids) and <grid name>/")
     grid.add_argument("--workers", type=int, default=1, help="tasks at a time (default 1)")
-    grid.add_argument("--executor", default="local", help="where tasks run: local (worker processes, default)")
+    grid.add_argument("--executor", default="local",
+                      help="where tasks run: local (worker processes, default) or ray (Ray tasks; pip install -e '.[ray]')")
+    grid.add_argument("--address", default=None,
+                      help="--executor ray: join this Ray cluster (auto: the one on this machine) instead of starting one")
     grid.add_argument("--dry-run", action="store_true", help="print the plan and an estimated cost; run nothing")
     grid.set_defaults(func=cmd_grid)
 

@@ -17,15 +17,16 @@
 
 Scenarios:
 * random: whole users among those with >= 4 baskets until their items fit `--fraction` of all
-  occurrences (default 0.003: 19 users); a request forgets one user.
+  occurrences (default 0.003: 29 users); a request forgets one user.
 * category: Ta-Feng's merged file has no categories (its items are renumbered). The synthetic
   category "synthetic" is drawn by a fixed rule from the data's own popularity: items sorted by
   occurrences in `tafeng_merged.json` (descending, ties by ascending id), every 50th item from
-  the 25th on (2 % of the catalogue, 1.9 % of the occurrences, spread evenly over head and tail, so that it is bought by
-  many users as a real category is). It is written as a list file and passed as
-  `data.category_file`. A request forgets the category's items from all of one user's baskets
-  (history and targets alike) until `--fraction` of occurrences (default 0.0001) is reached (28 users).
-* fraud: each fake user is one request.
+  the 25th on (240 items, 2 % of the catalogue and 1.9 % of the occurrences, spread evenly over
+  head and tail, so that many users buy it as they would a real category). It is written as a
+  list file and passed as `data.category_file`. A request forgets the category's items from all
+  of one user's baskets (history and targets alike); users are drawn until their category
+  occurrences reach `--fraction` of all occurrences (default 0.0001: 28 users).
+* fraud: each of the ceil(0.01 x 13,858 / 0.99) = 140 fake users is one request.
 
 Writes `experiments/results/nbr_unlearning_tafeng_<scenario>.md` (the report: each method's
 gap to the retrain at the last checkpoint and the trajectory over the four) and `.json` (the

@@ -1,10 +1,10 @@
-"""`erase-jax grid GRID.yaml [--workers N] [--executor local] [--dry-run] [--out DIR]`.
+"""`erase-jax grid GRID.yaml [--workers N] [--executor local|ray [--address A]] [--dry-run] [--out DIR]`.
 
 Validates the grid file, plans its tasks, and either prints the plan with an estimate of what
 is left (`--dry-run`) or runs it and writes the leaderboard:
 
     <out>/store/            the content-addressed store every grid under <out> shares
-    <out>/<grid name>/      leaderboard.csv, leaderboard.md, failures.csv
+    <out>/<grid name>/      leaderboard.csv, leaderboard.md, leaderboard.html, failures.csv
 
 Running the same command again after a kill, a failure or a change of the grid runs only the
 tasks without a done marker. The exit status is 0 when every task is done, 1 when some failed.
@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from erase_jax.grid.executors import get_executor
+from erase_jax.grid.executors import check_executor, get_executor
 from erase_jax.grid.leaderboard import write_leaderboard
 from erase_jax.grid.planner import KINDS, Plan, make_plan
 from erase_jax.grid.schedule import Summary, execute
@@ -27,14 +27,14 @@ STORE_DIR = "store"
 
 
 def run_grid(path: str | Path, out: str | Path, workers: int = 1, executor: str = "local",
-             dry_run: bool = False, quiet: bool = False) -> int:
+             dry_run: bool = False, quiet: bool = False, address: str | None = None) -> int:
     """The grid command; returns its exit status. Every check happens before any task starts."""
     if dry_run:
         plan = make_plan(load_grid(path))
-        get_executor(executor, workers).shutdown()  # a bad executor or worker count fails here too
+        check_executor(executor, workers, address)  # a bad executor or worker count fails here too
         print(describe(plan, Store(Path(out) / STORE_DIR), workers))
         return 0
-    plan, summary, written = execute_grid(path, out, workers, executor, quiet)
+    plan, summary, written = execute_grid(path, out, workers, executor, quiet, address)
     print(f"grid {plan.grid.name}: {summary.line()}")
     for outcome in summary.failed.values():
         print(f"  failed {outcome.task_id}: {outcome.error} (log: {outcome.log})", file=sys.stderr)
@@ -43,11 +43,12 @@ def run_grid(path: str | Path, out: str | Path, workers: int = 1, executor: str 
 
 
 def execute_grid(path: str | Path, out: str | Path, workers: int = 1, executor: str = "local",
-                 quiet: bool = False) -> tuple[Plan, Summary, list[Path]]:
-    """Validates and plans the grid, runs what is not done, writes the leaderboard into
-    `<out>/<grid name>/`; returns the plan, what happened to its tasks and the files written."""
+                 quiet: bool = False, address: str | None = None) -> tuple[Plan, Summary, list[Path]]:
+    """Validates and plans the grid, runs what is not done on the executor (`address`: the
+    cluster the Ray executor joins), writes the leaderboard into `<out>/<grid name>/`; returns
+    the plan, what happened to its tasks and the files written."""
     plan = make_plan(load_grid(path))
-    runner = get_executor(executor, workers)
+    runner = get_executor(executor, workers, address)
     store = Store(Path(out) / STORE_DIR)
     summary = execute(plan, store, runner, progress=not quiet)
     return plan, summary, write_leaderboard(plan, store, summary, Path(out) / plan.grid.name)

@@ -1,4 +1,4 @@
-"""The grid's results in one table: a long CSV of every measure, and a markdown view of it.
+"""The grid's results in one table: a long CSV of every measure, and its markdown and HTML views.
 
 `leaderboard.csv` has one row per (cell, method, checkpoint, measure):
 
@@ -11,11 +11,12 @@ each method's evaluated checkpoints (`eval_type` unlearning) and the matched ret
 (`retraining`); the untouched model is the
 `untouched` method's rows (named `original`, its old name, in the grids).
 
-`leaderboard.md` has a section per scenario, data set and model: at the last checkpoint the
-methods side by side (mean +/- std over the seeds), then each measure's gap to the retrain of
-the same seed (mean +/- std), the yardstick of the benchmark: an exact method has gap 0. Its
-measures are those of `erase-jax report` (`erase_jax.unlearn.protocol.report`). Failed and
-blocked tasks are listed in `failures.csv` and at the end of the markdown.
+`leaderboard.md` and `leaderboard.html` are generated from the CSV alone (`views`, `page`): per
+scenario, data set and model, at the last checkpoint the methods side by side (mean +/- std over
+the seeds), each measure's gap to the retrain of the same seed (the benchmark's yardstick: an
+exact method has gap 0) and the cost, also as a share of one retrain; the page adds each
+measure's trajectory over the four checkpoints as a figure. Failed and blocked tasks are listed
+in `failures.csv` and at the end of both.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from erase_jax.grid import page, views
 from erase_jax.grid.planner import Plan
 from erase_jax.grid.schedule import Summary
 from erase_jax.grid.store import Store
@@ -82,45 +84,42 @@ def failure_rows(plan: Plan, summary: Summary) -> list[dict]:
 
 
 def write_leaderboard(plan: Plan, store: Store, summary: Summary, folder: str | Path) -> list[Path]:
-    """Writes leaderboard.csv, leaderboard.md and failures.csv into `folder`; returns their paths."""
+    """Writes leaderboard.csv, then from it (`views`) leaderboard.md and leaderboard.html, and
+    failures.csv into `folder`; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = long_rows(plan, store)
     failures = failure_rows(plan, summary)
-    paths = [folder / "leaderboard.csv", folder / "leaderboard.md", folder / "failures.csv"]
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    frame.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(plan, frame, failures))
+    paths = [folder / "leaderboard.csv", folder / "leaderboard.md", folder / page.PAGE_FILE, folder / "failures.csv"]
+    pd.DataFrame(long_rows(plan, store), columns=list(COLUMNS)).to_csv(paths[0], index=False)
     if failures:
-        write_csv(paths[2], failures)
+        write_csv(paths[3], failures)
     else:
-        paths[2].write_text(",".join(FAILURE_COLUMNS) + "\n")
+        paths[3].write_text(",".join(FAILURE_COLUMNS) + "\n")
+    board = read_leaderboard(paths[0])
+    paths[1].write_text(markdown(plan.grid.name, views.sections(board), failures))
+    page.write_page(folder, plan.grid.name)
     return paths
 
 
-def markdown(plan: Plan, frame: pd.DataFrame, failures: list[dict]) -> str:
-    """The leaderboard's markdown view (see the module docstring)."""
-    lines = [f"# Leaderboard: grid {plan.grid.name}", ""]
-    if frame.empty:
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    """A leaderboard.csv as written: every column a string, empty cells empty."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def markdown(grid_name: str, sections: list[views.Section], failures: list[dict]) -> str:
+    """The leaderboard's markdown view: per section, its tables (see `views`), then failures."""
+    lines = [f"# Leaderboard: grid {grid_name}", ""]
+    if not sections:
         lines += ["No finished cell yet.", ""]
-    methods = list(dict.fromkeys(cell.method for cell in plan.grid.cells))
-    order = [report.BASELINE] + [m for m in methods if m != report.BASELINE] + [report.REFERENCE]
-    values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"))
-    for (scenario, dataset, model), group in values.groupby(["scenario", "dataset", "model"], sort=False):
-        k = int(group["checkpoint"].max())
-        at_k = group[group["checkpoint"] == k].pivot_table(index=["method", "seed"], columns="metric", values="value")
-        seeds = sorted(set(group["seed"]))
-        lines += [f"## {scenario}: {model} on {dataset}", "",
-                  f"Checkpoint {k} (all requests); mean +/- std over seeds {seeds}.", ""]
-        shown = report.present(at_k, report.UTILITY + report.EXPOSURE + report.AGREEMENT + report.COST)
-        lines += _table(at_k, [m for m in order if m in at_k.index.get_level_values(0)], shown)
-        if report.REFERENCE in at_k.index.get_level_values(0):
-            gaps = at_k - at_k.xs(report.REFERENCE, level="method").reindex(at_k.index, level="seed")
-            gap_measures = [(key, f"{title} - retrain") for key, title in report.present(at_k, report.UTILITY + report.EXPOSURE)]
-            lines += ["", "Gap to the retrain of the same seed (0 = what exact unlearning gives):", ""]
-            lines += _table(gaps, [m for m in order if m in at_k.index.get_level_values(0) and m != report.REFERENCE],
-                            gap_measures)
-        lines.append("")
+    for section in sections:
+        lines += [f"## {section.title}", "",
+                  f"Checkpoint {section.checkpoint} (all requests); mean +/- std over seeds {', '.join(section.seeds)}.", ""]
+        for table in section.tables:
+            lines += [f"{table.caption}:", "", "| method | " + " | ".join(table.titles) + " |",
+                      "|---" * (len(table.titles) + 1) + "|"]
+            lines += [f"| {method} | " + " | ".join(cell.text() if cell else "" for cell in cells) + " |"
+                      for method, cells in table.rows]
+            lines.append("")
     if failures:
         lines += ["## Failures", "", "| task | status | where | error |", "|---|---|---|---|"]
         for row in failures:
@@ -128,21 +127,3 @@ def markdown(plan: Plan, frame: pd.DataFrame, failures: list[dict]) -> str:
             lines.append(f"| {row['task']} | {row['status']} | {where} | {row['error'].replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _table(values: pd.DataFrame, methods: list[str], measures: list[tuple[str, str]]) -> list[str]:
-    """Methods (rows) x measures (columns), each cell mean +/- std over the seeds."""
-    lines = ["| method | " + " | ".join(title for _, title in measures) + " |", "|---" * (len(measures) + 1) + "|"]
-    for method in methods:
-        per_seed = values.xs(method, level="method")
-        cells = [_mean_std(per_seed[key] if key in per_seed else pd.Series(dtype=float), key) for key, _ in measures]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _mean_std(series: pd.Series, key: str) -> str:
-    series = series.dropna()
-    if series.empty:
-        return ""
-    mean = report.format_value(series.mean(), key)
-    return mean if len(series) == 1 else f"{mean} +/- {report.format_value(series.std(), key)}"

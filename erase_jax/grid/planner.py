@@ -33,12 +33,26 @@ METHOD_ONLY = ("method", "method_options", "max_hours")
 
 
 @dataclasses.dataclass(frozen=True)
+class Needs:
+    """What a task asks of the machine that runs it: `cpus` cores, and `accelerator`: whether its
+    JAX work runs on a GPU where the executor has one (the Ray executor then asks for a GPU)."""
+
+    cpus: int = 1
+    accelerator: bool = True
+
+
+# every kind trains or evaluates with jitted JAX code, so every kind is happiest on a GPU
+NEEDS = {kind: Needs() for kind in KINDS}
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     """One idempotent unit of work.
 
     `spec` is what the worker runs (`erase_jax.grid.worker`): its kind, settings and folders
     relative to the store, nothing grid-specific. `deps` are the ids of the tasks whose results
     it reads. `labels` name the first cell that needs it (for progress, failures, estimates).
+    `needs` is what it asks of the machine (where an executor places it).
     """
 
     id: str
@@ -46,6 +60,7 @@ class Task:
     spec: dict
     deps: tuple[str, ...]
     labels: dict
+    needs: Needs = Needs()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +105,7 @@ def make_plan(grid: Grid) -> Plan:
         task_id = f"{kind}-{key}"
         if task_id not in tasks:
             spec = {"kind": kind, **content, "folder": folder or f"{kind}/{key}"}
-            tasks[task_id] = Task(task_id, kind, spec, deps, labels)
+            tasks[task_id] = Task(task_id, kind, spec, deps, labels, NEEDS[kind])
         return tasks[task_id]
 
     cells = []

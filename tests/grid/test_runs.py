@@ -17,30 +17,12 @@ import pytest
 import yaml
 
 from erase_jax.cli import main
+from erase_jax.grid import page
 from erase_jax.grid.command import STORE_DIR, execute_grid
 from erase_jax.grid.leaderboard import COLUMNS
 from tests.conftest import REPO_ROOT
-from tests.grid.test_spec import GRIDS, SMOKE
-
-SMOKE_FILE = GRIDS / "smoke.yaml"
-TIMING = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout")  # measures that differ between runs
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke grid run once, uninterrupted, with two workers: (out folder, plan, summary)."""
-    out = tmp_path_factory.mktemp("grid")
-    plan, summary, _ = execute_grid(SMOKE_FILE, out, workers=2, quiet=True)
-    return out, plan, summary
-
-
-def leaderboard(out, name="smoke") -> pd.DataFrame:
-    return pd.read_csv(out / name / "leaderboard.csv", dtype=str, keep_default_na=False)
-
-
-def without_timing(frame: pd.DataFrame) -> pd.DataFrame:
-    kept = frame[~frame["metric"].str.contains("|".join(TIMING), regex=True)]
-    return kept.sort_values(["cell", "method", "checkpoint", "metric"]).reset_index(drop=True)
+from tests.grid.conftest import SMOKE_FILE, leaderboard, without_timing
+from tests.grid.test_spec import SMOKE
 
 
 def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
@@ -61,6 +43,9 @@ def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
     assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "method" not in line][:3] == [
         "| original", "| scif", "| retrain"]
     assert (out / "smoke" / "failures.csv").read_text().count("\n") == 1  # the header only
+    html = (out / "smoke" / "leaderboard.html").read_text()  # the page of the CSV (tests/grid/test_page.py)
+    assert html == page.render(board, pd.read_csv(out / "smoke" / "failures.csv", dtype=str), "smoke")
+    assert "horror: BPR on synthetic" in html and html.count("<svg ") == 4  # NDCG, Recall, % sensitive, forgotten hit
 
 
 def test_running_the_grid_again_runs_nothing(smoke):

@@ -97,5 +97,7 @@ def test_the_command_refuses_a_bad_grid_before_anything_runs(tmp_path, capsys):
     assert main(["grid", str(path), "--out", str(out), "--quiet"]) == 2
     assert "unknown options ['cg_iterationz']" in capsys.readouterr().err
     assert main(["grid", str(GRIDS / "smoke.yaml"), "--out", str(out), "--executor", "slurm", "--quiet"]) == 2
-    assert "unknown executor 'slurm'; available: ['local']" in capsys.readouterr().err
+    assert "unknown executor 'slurm'; available: ['local', 'ray']" in capsys.readouterr().err
+    assert main(["grid", str(GRIDS / "smoke.yaml"), "--out", str(out), "--address", "auto", "--quiet"]) == 2
+    assert "only --executor ray joins one" in capsys.readouterr().err
     assert not out.exists()

@@ -14,7 +14,7 @@ from erase_jax.data.baskets import BasketConfig
 from erase_jax.data.loading import LoadedData
 from erase_jax.evaluators import basket_queries
 from erase_jax.run import build_experiment
-from erase_jax.tasks import get_task, nbr, task_of
+from erase_jax.tasks import get_task, task_of
 from tests.data.test_baskets import basket_data
 
 SIX = [[0, 1], [2], [3, 9], [9], [4], [5]]  # basket 3 holds only the "sensitive" item 9

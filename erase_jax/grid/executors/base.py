@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
+import time
 from concurrent.futures import Future
 from typing import Protocol
 
@@ -43,6 +45,12 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
+def no_address(address: str | None) -> None:
+    """For executors that run on this machine only: `--address` (a cluster to join) is an error."""
+    if address is not None:
+        raise ValueError(f"--address {address} names a cluster to join; only --executor ray joins one")
+
+
 def worker_command(store: Store, task_id: str) -> list[str]:
     """The worker's command line: this interpreter, the worker module, the store and the task."""
     return [sys.executable, "-m", "erase_jax.grid.worker", str(store.root), task_id]
@@ -55,6 +63,16 @@ def worker_env(workers: int) -> dict[str, str]:
     if workers > 1:
         env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / workers:.2f}")
     return env
+
+
+def run_worker(store: Store, task_id: str, workers: int) -> Outcome:
+    """Runs the task's worker process here and waits for it; its output goes to the task's log.
+    `workers` is how many tasks share this machine (`worker_env`)."""
+    started = time.perf_counter()
+    with store.log_path(task_id).open("w") as log:
+        process = subprocess.run(worker_command(store, task_id), stdout=log, stderr=subprocess.STDOUT,
+                                 env=worker_env(workers))
+    return outcome(store, task_id, process.returncode, time.perf_counter() - started)
 
 
 def outcome(store: Store, task_id: str, returncode: int, seconds: float) -> Outcome:

@@ -7,11 +7,9 @@ its process; output goes to the task's log in the store.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from erase_jax.grid.executors.base import Outcome, outcome, worker_command, worker_env
+from erase_jax.grid.executors.base import no_address, run_worker
 from erase_jax.grid.planner import Task
 from erase_jax.grid.store import Store
 
@@ -24,18 +22,17 @@ class LocalExecutor:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grid-worker")
 
     def submit(self, task: Task, store: Store) -> Future:
-        return self.pool.submit(self._run, task.id, store)
-
-    def _run(self, task_id: str, store: Store) -> Outcome:
-        started = time.perf_counter()
-        with store.log_path(task_id).open("w") as log:
-            process = subprocess.run(worker_command(store, task_id), stdout=log, stderr=subprocess.STDOUT,
-                                     env=worker_env(self.workers))
-        return outcome(store, task_id, process.returncode, time.perf_counter() - started)
+        return self.pool.submit(run_worker, store, task.id, self.workers)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make(workers: int) -> LocalExecutor:
+def check(workers: int, address: str | None) -> None:
+    """Runs on this machine only: an `--address` is an error."""
+    no_address(address)
+
+
+def make(workers: int, address: str | None = None) -> LocalExecutor:
+    check(workers, address)
     return LocalExecutor(workers)

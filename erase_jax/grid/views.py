@@ -1,0 +1,135 @@
+"""What the leaderboard's pages show, computed once from `leaderboard.csv` (the long table).
+
+One `Section` per (scenario, data set, model), in the order the CSV first names them, with at
+the last checkpoint (all requests):
+
+* the methods side by side: utility, exposure, agreement and cost measures, mean +/- std over
+  the seeds (`erase_jax.unlearn.protocol.report` names and orders the measures);
+* each utility and exposure measure's gap to the retrain of the same seed (0 = exact);
+* the cost: seconds per request (median) and all requests' seconds, each also as a share of
+  one retrain of the same seed (`retrain_seconds`: what retraining from scratch once costs);
+
+and the trajectories: per utility / exposure measure, each method's mean over the seeds at
+the four checkpoints. Methods come in the report's order: the original first, the other
+methods as the CSV first names them, the retrain last. The markdown (`leaderboard.py`) and the
+HTML page (`page.py`) render these; neither computes anything of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+
+from erase_jax.unlearn.protocol import report
+
+GAP_MEASURES = report.UTILITY + report.EXPOSURE
+SIDE_BY_SIDE = report.UTILITY + report.EXPOSURE + report.AGREEMENT + report.COST
+# (key, title, numerator, denominator: the retrain's column, or None for the numerator itself)
+COST = (
+    ("request_seconds_median", "s/request (median)", "request_seconds_median", None),
+    ("pct_request_of_retrain", "% of one retrain per request", "request_seconds_median", "retrain_seconds"),
+    ("request_seconds_total", "s for all requests", "request_seconds_total", None),
+    ("pct_total_of_retrain", "% of one retrain for all requests", "request_seconds_total", "retrain_seconds"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    """One table cell: a measure's mean and std over the seeds (std None with one seed)."""
+
+    key: str
+    mean: float
+    std: float | None
+
+    def text(self, plus_minus: str = "+/-") -> str:
+        mean = report.format_value(self.mean, self.key)
+        return mean if self.std is None else f"{mean} {plus_minus} {report.format_value(self.std, self.key)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """Methods (rows) x measures (columns); a cell is None where a method lacks the measure."""
+
+    caption: str
+    titles: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[Stat | None, ...]], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One scenario of one model on one data set (see the module docstring)."""
+
+    scenario: str
+    dataset: str
+    model: str
+    checkpoint: int
+    seeds: tuple[str, ...]
+    tables: tuple[Table, ...]
+    # measure title -> method -> mean at checkpoints 0 .. checkpoint (None where not evaluated)
+    trajectories: dict[str, dict[str, tuple[float | None, ...]]]
+
+    @property
+    def title(self) -> str:
+        return f"{self.scenario}: {self.model} on {self.dataset}"
+
+
+def sections(frame: pd.DataFrame) -> list[Section]:
+    """The views of a leaderboard (the CSV's columns, values as written) in the CSV's order."""
+    values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"), seed=frame["seed"].astype(str),
+                          checkpoint=frame["checkpoint"].astype(int))
+    others = [m for m in dict.fromkeys(values["method"]) if m not in (report.BASELINE, report.REFERENCE)]
+    order = [m for m in (report.BASELINE, *others, report.REFERENCE) if m in set(values["method"])]
+    return [_section(keys, group, order) for keys, group in values.groupby(["scenario", "dataset", "model"], sort=False)]
+
+
+def _section(keys: tuple, group: pd.DataFrame, order: list[str]) -> Section:
+    k = int(group["checkpoint"].max())
+    wide = group.pivot_table(index=["method", "seed", "checkpoint"], columns="metric", values="value")
+    at_k = wide.xs(k, level="checkpoint") if k in wide.index.get_level_values("checkpoint") else wide.iloc[:0]
+    at_k.index = at_k.index.set_names(["method", "seed"])
+    methods = [m for m in order if m in at_k.index.get_level_values("method")]
+    tables = [_table("The methods side by side", at_k, methods, report.present(at_k, SIDE_BY_SIDE))]
+    if report.REFERENCE in methods:
+        retrain = at_k.xs(report.REFERENCE, level="method").reindex(at_k.index, level="seed")
+        measures = report.present(at_k, GAP_MEASURES)
+        gaps = at_k - retrain
+        tables.append(_table("Gap to the retrain of the same seed (0 = what exact unlearning gives)", gaps,
+                             methods[:-1], [(key, f"{title} - retrain") for key, title in measures]))
+        cost = pd.DataFrame(index=at_k.index)
+        for key, _, numerator, denominator in COST:
+            if numerator in at_k and denominator is None:
+                cost[key] = at_k[numerator]
+            elif numerator in at_k and denominator in retrain:
+                cost[key] = 100 * at_k[numerator] / retrain[denominator]
+        tables.append(_table("Cost, also as a share of one retrain of the same seed", cost, methods[:-1],
+                             report.present(cost, [(key, title) for key, title, _, _ in COST])))
+    trajectories = {}
+    for key, title in report.present(wide, GAP_MEASURES):
+        means = wide[key].groupby(level=["method", "checkpoint"]).mean()
+        trajectories[title] = {
+            method: tuple(_number(means.get((method, c))) for c in range(k + 1))
+            for method in order if method in means.index.get_level_values("method")
+        }
+    seeds = tuple(sorted(set(group["seed"]), key=lambda s: (len(s), s)))
+    return Section(*keys, k, seeds, tuple(tables), trajectories)
+
+
+def _table(caption: str, values: pd.DataFrame, methods: list[str], measures: list[tuple[str, str]]) -> Table:
+    rows = []
+    for method in methods:
+        per_seed = values.xs(method, level="method")
+        rows.append((method, tuple(_stat(per_seed[key], key) if key in per_seed else None for key, _ in measures)))
+    return Table(caption, tuple(title for _, title in measures), tuple(rows))
+
+
+def _stat(series: pd.Series, key: str) -> Stat | None:
+    series = series.dropna()
+    if series.empty:
+        return None
+    return Stat(key, float(series.mean()), None if len(series) == 1 else float(series.std()))
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
