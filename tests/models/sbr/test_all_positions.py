@@ -5,6 +5,8 @@ For a causal model without dropout, the all-positions loss of a set of sequences
 prefix rows within the length cap, the chunk contexts beyond it (`erase_jax.data.positions`).
 """
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,8 @@ from erase_jax.data.positions import chunk_contexts, position_rows
 from erase_jax.data.sequences import augment
 from erase_jax.models import build_model
 from erase_jax.models.sbr.base import SequenceShape
-from erase_jax.tasks.sbr import sequence_batch
+from erase_jax.data.sequences import SequenceConfig
+from erase_jax.tasks.sbr import SBRRequestRows, sequence_batch, task_from_interactions
 from tests.tiny import tiny_config, tiny_run
 
 N_ITEMS = 11
@@ -27,12 +30,15 @@ CAUSAL = {
 }
 
 
-def _rows(lengths, max_length, seed=0):
+def _interactions(lengths, seed=0):
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(len(lengths)), lengths)
-    inter = from_tokens(users.astype(str), rng.integers(0, N_ITEMS, len(users)).astype(str),
-                        timestamps=np.arange(len(users), dtype=float))
-    return augment(inter, max_length=max_length)
+    return from_tokens(users.astype(str), rng.integers(0, N_ITEMS, len(users)).astype(str),
+                       timestamps=np.arange(len(users), dtype=float))
+
+
+def _rows(lengths, max_length, seed=0):
+    return augment(_interactions(lengths, seed), max_length=max_length)
 
 
 def _position_batch(rows):
@@ -47,7 +53,10 @@ def _model(name, rows):
     return model, context, model.init(jax.random.PRNGKey(3), context)
 
 
-@pytest.mark.parametrize("name", sorted(CAUSAL))
+SASREC_SLOW = [pytest.param(n, marks=pytest.mark.slow) if n == "SASRec" else n for n in sorted(CAUSAL)]
+
+
+@pytest.mark.parametrize("name", SASREC_SLOW)
 @pytest.mark.parametrize("case", ["within_cap", "beyond_cap"])
 def test_all_positions_loss_and_gradient_equal_the_prefix_rows(name, case):
     # within the cap (8): every pair is its prefix row's; beyond it (cap 4, sequences up to 12):
@@ -67,7 +76,7 @@ def test_all_positions_loss_and_gradient_equal_the_prefix_rows(name, case):
         assert np.array_equal(prefix_rows.prefixes[rows.ranks <= max_length], rows.prefixes[rows.ranks <= max_length])
 
 
-@pytest.mark.parametrize("name", sorted(CAUSAL))
+@pytest.mark.parametrize("name", SASREC_SLOW)
 def test_bucketed_position_batches_give_the_same_loss(name):
     rows = _rows((3, 4, 2, 20, 6), max_length=16)
     model, context, params = _model(name, rows)
@@ -99,3 +108,26 @@ def test_a_tiny_gru4rec_trains_with_all_positions(tmp_path):
     result = json.loads((folder / "result.json").read_text())
     losses = result["record"]["epoch_loss"] if "record" in result else result["epoch_loss"]
     assert len(losses) == 2 and all(np.isfinite(losses)) and losses[1] < losses[0]
+
+
+def test_request_rows_hold_the_chunk_contexts_of_the_objective():
+    inter = _interactions((7, 12, 9))
+    sequence = SequenceConfig(max_length=4, objective="all_positions")
+    examples = task_from_interactions(inter, sequence)
+    config = SimpleNamespace(sequence=sequence, data=SimpleNamespace(split_ratios=(0.8, 0.1, 0.1)))
+    experiment = SimpleNamespace(examples=examples, data=SimpleNamespace(interactions=inter), config=config, context=None)
+    requests = SBRRequestRows(experiment)
+    user = np.array([1])
+    removed = np.zeros(len(inter), bool)
+    removed[np.flatnonzero(inter.users == 1)[2]] = True  # the user's third item
+    retain = np.flatnonzero(examples.train.sequences != 1)
+    forget, clean, kept = requests.request_batches(user, removed, retain, None, with_clean=True)
+    rows = examples.train.select(np.flatnonzero(examples.train.sequences == 1))
+    counterfactual = task_from_interactions(inter.select(np.flatnonzero((inter.users == 1) & ~removed)), sequence).train
+    for batch, expected in ((forget, rows), (clean, counterfactual), (kept, examples.train.select(retain))):
+        cut = chunk_contexts(expected)
+        n = len(cut)
+        assert np.array_equal(np.asarray(batch["lengths"][:n]), cut.lengths)
+        assert np.array_equal(np.asarray(batch["items"][:n, :4]), cut.prefixes)
+        assert float(jnp.sum(batch["weight"])) == n
+    assert rows.ranks.max() > 4  # some contexts were cut
