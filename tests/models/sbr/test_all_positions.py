@@ -72,6 +72,11 @@ def test_all_positions_loss_and_gradient_equal_the_prefix_rows(name, case):
     np.testing.assert_allclose(loss * len(rows), expected * len(rows), rtol=1e-5)  # the sum over the prefix rows
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # the Gauss-Newton hook: one logits row per position, the loss their weighted mean CE
+    logits, weight, _ = model.output_loss_parts(params, context, _position_batch(rows), key)
+    targets = _position_batch(rows)["targets"].reshape(-1)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[:, None], axis=1)[:, 0]
+    np.testing.assert_allclose(jnp.sum(weight * nll) / jnp.sum(weight), loss, rtol=1e-5)
     if case == "beyond_cap":  # the chunk-0 pairs are the untouched prefix rows
         assert np.array_equal(prefix_rows.prefixes[rows.ranks <= max_length], rows.prefixes[rows.ranks <= max_length])
 
