@@ -16,10 +16,9 @@ from erase_jax.batching.sequences import SequenceBatcher
 from erase_jax.config import ConfigError
 from erase_jax.data.interactions import from_tokens
 from erase_jax.data.positions import chunk_contexts, position_rows
-from erase_jax.data.sequences import augment
+from erase_jax.data.sequences import SequenceConfig, augment
 from erase_jax.models import build_model
 from erase_jax.models.sbr.base import SequenceShape
-from erase_jax.data.sequences import SequenceConfig
 from erase_jax.tasks.sbr import SBRRequestRows, sequence_batch, task_from_interactions
 from tests.tiny import tiny_config, tiny_run
 
