@@ -1,8 +1,9 @@
 """Unlearning on session-based (sequence) models: request rows, evaluation queries, SCIF's
 math on a sequence model, and every method through the sequential protocol.
 
-A tiny GRU4Rec is trained for one epoch (and once with `sequence.objective: all_positions`) on a small synthetic data set (timestamps and item
-categories, one sequence per user); the scenario is the sensitive category "Horror". (SASRec
+A tiny GRU4Rec is trained for one epoch (and once with `sequence.objective: all_positions`) on
+a small synthetic data set (timestamps and item categories, one sequence per user); the
+scenario is the sensitive category "Horror". (SASRec
 runs the same protocol in experiments/sbr_unlearning_ml-100k.py; kept out of the unit tests
 for time.)
 """
