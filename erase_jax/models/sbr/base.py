@@ -126,7 +126,6 @@ class SequenceModel:
             representation = jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
         return representation @ self.output_items(params).T, batch["weight"], None
 
-
     def _all_positions_loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         """`loss` of all-positions rows; a bucketed batch runs at its bucket's width (`lax.switch`)."""
         widths = bucket_widths(batch["items"].shape[-1])
