@@ -8,7 +8,9 @@ bucket's width only. `lax.scan` needs one shape for every step, so batches stay
 `lax.switch`, whose branches are compiled once each. `SequenceBatcher.build(...,
 mix_lengths=True)` draws RecBole's batches (any lengths together, run at the longest one's
 bucket width; what `erase-jax train` uses by default, `sequence.mix_lengths`); without it a
-batch never mixes buckets, cheaper per epoch but slower to learn.
+batch never mixes buckets, cheaper per epoch but slower to learn. The same batcher carries
+all-positions rows (`build_positions`, `sequence.objective: all_positions`), whose targets and
+weights have a position axis.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from erase_jax.data.positions import PositionRows
 from erase_jax.data.sequences import SequenceRows
 from erase_jax.data.widths import doubling_widths
 
@@ -47,8 +50,8 @@ class SequenceBatcher:
 
     prefixes: jax.Array  # int32 [n_rows + 1, max_length]
     lengths: jax.Array  # int32 [n_rows + 1]
-    targets: jax.Array  # int32 [n_rows + 1]
-    row_weight: jax.Array  # float32 [n_rows + 1]; 0 for the padding row and removed rows
+    targets: jax.Array  # int32 [n_rows + 1], or [n_rows + 1, max_length] for all-positions rows
+    row_weight: jax.Array  # float32, shaped like targets; 0 for the padding row and removed rows
     row_bucket: jax.Array  # int32 [n_rows + 1]
     bucket_sizes: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
     batch_size: int = dataclasses.field(metadata=dict(static=True))
@@ -63,16 +66,30 @@ class SequenceBatcher:
         6.63 and 0.0158 with mixed batches (RecBole: 6.61, 0.0165)."""
         if len(train) == 0:
             raise ValueError("no training rows (every sequence is shorter than 2 interactions?)")
-        buckets = bucket_of(train.lengths, train.max_length)
+        weights = np.ones(len(train), np.float32)
+        return cls._bucketed(train.prefixes, train.lengths, train.targets, weights, train.n_items, batch_size, mix_lengths)
+
+    @classmethod
+    def build_positions(cls, rows: PositionRows, batch_size: int, mix_lengths: bool = False) -> SequenceBatcher:
+        """Batches of all-positions rows (`erase_jax.data.positions`): targets and weights
+        [batch, max_length] per batch; `batch_size` counts chunk rows, not prefixes."""
+        if len(rows) == 0:
+            raise ValueError("no training rows (every sequence is shorter than 2 interactions?)")
+        return cls._bucketed(rows.items, rows.lengths, rows.targets, rows.weights, rows.n_items, batch_size, mix_lengths)
+
+    @classmethod
+    def _bucketed(cls, prefixes, lengths, targets, weights, n_items: int, batch_size: int, mix_lengths: bool):
+        max_length = prefixes.shape[1]
+        buckets = bucket_of(lengths, max_length)
         order = np.argsort(buckets, kind="stable")
-        n_buckets = len(bucket_widths(train.max_length))
-        pad_prefix = np.full((1, train.max_length), train.n_items, np.int32)
+        n_buckets = len(bucket_widths(max_length))
+        with_padding = lambda values, pad: np.concatenate([values[order], np.full((1, *values.shape[1:]), pad, values.dtype)])
         return cls(
-            prefixes=jnp.asarray(np.concatenate([train.prefixes[order], pad_prefix])),
-            lengths=jnp.asarray(np.r_[train.lengths[order], 1].astype(np.int32)),
-            targets=jnp.asarray(np.r_[train.targets[order], 0].astype(np.int32)),
-            row_weight=jnp.asarray(np.r_[np.ones(len(train)), 0.0].astype(np.float32)),
-            row_bucket=jnp.asarray(np.r_[buckets[order], 0].astype(np.int32)),
+            prefixes=jnp.asarray(with_padding(prefixes.astype(np.int32), n_items)),
+            lengths=jnp.asarray(with_padding(lengths.astype(np.int32), 1)),
+            targets=jnp.asarray(with_padding(targets.astype(np.int32), 0)),
+            row_weight=jnp.asarray(with_padding(weights.astype(np.float32), 0.0)),
+            row_bucket=jnp.asarray(with_padding(buckets.astype(np.int32), 0)),
             bucket_sizes=tuple(int(c) for c in np.bincount(buckets, minlength=n_buckets)),
             batch_size=batch_size,
             mix_lengths=mix_lengths,
@@ -112,8 +129,8 @@ class SequenceBatcher:
         return {
             "items": self.prefixes[order].reshape(*shape, -1),
             "lengths": self.lengths[order].reshape(shape),
-            "targets": self.targets[order].reshape(shape),
-            "weight": self.row_weight[order].reshape(shape),
+            "targets": self.targets[order].reshape(*shape, *self.targets.shape[1:]),
+            "weight": self.row_weight[order].reshape(*shape, *self.row_weight.shape[1:]),
             "bucket": jnp.max(self.row_bucket[order].reshape(shape), axis=1),
         }
 

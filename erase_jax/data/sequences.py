@@ -33,6 +33,7 @@ from erase_jax.data.splits import TEST, TRAIN, VALID, _cut_each_user
 
 MAX_LENGTH = 50  # RecBole's MAX_ITEM_LIST_LENGTH default, used by every ERASE SBR config
 GROUP_BY = ("user", "session")
+OBJECTIVES = ("prefixes", "all_positions")
 DIGINETICA_HEADER = ("session_id", "user_id", "item_id", "timeframe", "eventdate")
 
 
@@ -48,14 +49,21 @@ class SequenceConfig:
       a batch runs at its longest row's width). False: each batch holds one length bucket,
       cheaper per epoch but slower to learn (GRU4Rec on ml-100k ends epoch 1 at loss 6.72
       against 6.63 mixed and RecBole's 6.61; `erase_jax.sbr.SequenceBatcher`).
+    objective: "prefixes" (the original: every prefix row is its own example) or
+      "all_positions" (causal models only: one pass over each chunk of a sequence scores every
+      position, `erase_jax.data.positions`; used alike by the original run, its retrains and
+      the unlearning requests).
     """
 
     group_by: str = "user"
     session_gap: float | None = None
     max_length: int = MAX_LENGTH
     mix_lengths: bool = True
+    objective: str = "prefixes"
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"sequence objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.group_by not in GROUP_BY:
             raise ValueError(f"sequence group_by must be one of {GROUP_BY}, got {self.group_by!r}")
         if self.max_length < 1:
@@ -74,6 +82,7 @@ class SequenceRows:
     targets: int32 [n_rows], the next item.
     target_rows: int64 [n_rows], the `Interactions` row of the target (for removal masks).
     target_times: float64 [n_rows], the target's timestamp (recency for session-kNN).
+    ranks: int32 [n_rows], the target's position in its sequence (1: the sequence's second item).
     """
 
     n_items: int
@@ -83,6 +92,7 @@ class SequenceRows:
     targets: np.ndarray
     target_rows: np.ndarray
     target_times: np.ndarray
+    ranks: np.ndarray
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -100,6 +110,7 @@ class SequenceRows:
             targets=self.targets[rows],
             target_rows=self.target_rows[rows],
             target_times=self.target_times[rows],
+            ranks=self.ranks[rows],
         )
 
     def prefix_lists(self) -> list[list[int]]:
@@ -147,6 +158,7 @@ def augment(inter: Interactions, groups: np.ndarray | None = None, max_length: i
         targets=sorted_items[positions].astype(np.int32),
         target_rows=order[positions].astype(np.int64),
         target_times=np.asarray(inter.timestamps, np.float64)[order[positions]],
+        ranks=rank[positions].astype(np.int32),
     )
 
 

@@ -13,6 +13,10 @@
   sensitive exposure is measured on the history with the forgotten items removed, for the
   unlearned model and the retrain alike. The original fed its unlearning runs histories that
   still held the sensitive items and its retrain runs cleaned ones (docs/differences.md).
+* `sequence.objective: all_positions` (causal models): training batches are chunk rows scored
+  at every position (`erase_jax.data.positions`); the retrains train the same way (they run the
+  same config), and a request's F, C and R are prefix rows cut to the chunk contexts, the same
+  (context, target) pairs and the same mean loss, one row per pair.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from erase_jax.data.loading import (
     load_dataset,
     resolve_data_root,
 )
+from erase_jax.data.positions import chunk_contexts, position_rows
 from erase_jax.data.sequences import (
     SequenceConfig,
     SequenceRows,
@@ -135,7 +140,8 @@ class SBRRequestRows:
     def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
         del key  # nothing is sampled: CE over all items needs no negatives
         train = self.experiment.examples.train
-        forget_rows, retain = train.select(self.user_rows.gather(users)), train.select(retain_rows)
+        forget_rows = self.in_objective(train.select(self.user_rows.gather(users)))
+        retain = self.in_objective(train.select(retain_rows))
         # one width for F, C and R (methods may join them into one batch); removing items
         # never adds rows or lengthens a prefix, so C fits F's shape
         width = max(prefix_width(forget_rows), prefix_width(retain))
@@ -154,7 +160,13 @@ class SBRRequestRows:
         experiment = self.experiment
         inter = experiment.data.interactions
         rows = np.flatnonzero(np.isin(inter.users, users) & ~removed_after)
-        return build_sequences(inter.select(rows), experiment.config.sequence, experiment.config.data.split_ratios).train
+        return self.in_objective(build_sequences(inter.select(rows), experiment.config.sequence, experiment.config.data.split_ratios).train)
+
+    def in_objective(self, rows: SequenceRows) -> SequenceRows:
+        """Prefix rows as the configured objective sees them: with all_positions, each context
+        cut to its chunk's (`chunk_contexts`), so F, C and R are prefix-row batches of exactly
+        the training objective's (context, target) pairs and every method runs unchanged."""
+        return chunk_contexts(rows) if self.experiment.config.sequence.objective == "all_positions" else rows
 
     def evaluation(self, data) -> SBREvaluation:
         return SBREvaluation(self.experiment, data)
@@ -254,7 +266,14 @@ class SessionBased:
     config_section: ClassVar[str | None] = "sequence"
 
     def check_config(self, config):
-        return config if config.sequence is not None else dataclasses.replace(config, sequence=SequenceConfig())
+        from erase_jax.config import ConfigError
+        from erase_jax.models import get_model_class
+
+        config = config if config.sequence is not None else dataclasses.replace(config, sequence=SequenceConfig())
+        if config.sequence.objective == "all_positions" and not getattr(get_model_class(config.model), "causal", False):
+            raise ConfigError(f"sequence.objective=all_positions needs a causal model (GRU4Rec, SASRec); "
+                              f"{config.model} is not causal: train it with objective=prefixes")
+        return config
 
     def build(self, config, data: LoadedData | None = None):
         """(examples, loaded data, summary); `data` replaces the configured data."""
@@ -264,6 +283,8 @@ class SessionBased:
     def batcher(self, config, train: SequenceRows) -> SequenceBatcher:
         if config.train.sampler != "rows":
             raise ValueError(f"train.sampler={config.train.sampler!r} is for CF models; {config.model} trains on sequence rows")
+        if config.sequence.objective == "all_positions":
+            return SequenceBatcher.build_positions(position_rows(train), config.train.batch_size, config.sequence.mix_lengths)
         return SequenceBatcher.build(train, config.train.batch_size, config.sequence.mix_lengths)
 
     def evaluate(self, model, params, context, eval_set, eval_config, per_row: bool = False):

@@ -1,8 +1,9 @@
 """Unlearning on session-based (sequence) models: request rows, evaluation queries, SCIF's
 math on a sequence model, and every method through the sequential protocol.
 
-A tiny GRU4Rec is trained for one epoch on a small synthetic data set (timestamps and item
-categories, one sequence per user); the scenario is the sensitive category "Horror". (SASRec
+A tiny GRU4Rec is trained for one epoch (and once with `sequence.objective: all_positions`) on
+a small synthetic data set (timestamps and item categories, one sequence per user); the
+scenario is the sensitive category "Horror". (SASRec
 runs the same protocol in experiments/sbr_unlearning_ml-100k.py; kept out of the unit tests
 for time.)
 """
@@ -277,3 +278,24 @@ def test_fraud_sessions_are_forgotten_through_the_protocol(tmp_path):
         assert 0.0 <= row["spam_users_with_target@20"] <= 1.0 and row["spam_scored_users"] > 0
     retrained = [r for r in rows if r["eval_type"] == "retraining"][0]
     assert retrained["n_removed"] == int(fraud.removal_mask(experiment.data.interactions).sum())
+
+
+def test_all_positions_runs_the_protocol_and_its_retrain_in_the_same_objective(tmp_path):
+    """`sequence.objective: all_positions`: the original, a method's requests and the retrain."""
+    folder = tmp_path / "run"
+    train_run(sbr_config("GRU4Rec", ["sequence.objective=all_positions", "sequence.max_length=4"]), folder, quiet=True)
+    experiment, _ = load_run(folder)
+    rows = get_task("SBR").request_rows(experiment)
+    protocol = build_protocol(experiment, UnlearnConfig(method="scif", **SCENARIO))
+    batch, _, removed_after = first_request(protocol)
+    forget, _, _ = rows.request_batches(batch.users, removed_after, np.zeros(0, np.int64), None, with_clean=False)
+    ranks = experiment.examples.train.select(rows.user_rows.gather(batch.users)).ranks
+    assert ranks.max() > 4  # F holds targets past the cap: their contexts are cut to their chunk's
+    assert np.asarray(forget["lengths"][: len(ranks)]).tolist() == ((ranks - 1) % 4 + 1).tolist()
+    config = UnlearnConfig(method="scif", method_options=CHEAP["scif"], **SCENARIO)
+    unlearned = jobs.unlearn(folder, config, out=str(tmp_path / "scenario"), quiet=True)
+    assert all(np.isfinite(r["test_ndcg@10"]) for r in unlearned)
+    retrained = jobs.retrain_all(folder, dataclasses.replace(config, method="retrain"), (3,),
+                                 out=str(tmp_path / "scenario"), quiet=True)
+    assert np.isfinite(retrained[0]["test_ndcg@10"])
+    assert load_config(tmp_path / "scenario" / "retrain" / "k3" / "config.yaml").sequence.objective == "all_positions"

@@ -48,6 +48,9 @@ class SequenceModel:
     newton_damping: ClassVar[dict[str, float]] = {"gauss_newton": 1e-2, "hessian": 0.01}
     scif_damping: ClassVar[float | None] = 1.0
     representation_paths: ClassVar[tuple[tuple[str, ...], ...] | None] = None  # the sequence encoder reads all
+    # Causal: the representation at position t depends on positions <= t only, so one pass gives
+    # every prefix's (`represent_positions`; `sequence.objective: all_positions` needs it).
+    causal: ClassVar[bool] = False
 
     def prepare(self, train: SequenceRows, capacity: int | None = None) -> SequenceShape:
         del capacity
@@ -72,6 +75,11 @@ class SequenceModel:
         """The representation [n, d] of the prefixes `items` [n, L] of `lengths` (dropout when `key`)."""
         return self.network(context).apply(params, items, lengths, key)
 
+    def represent_positions(self, params, context, items: jax.Array, lengths: jax.Array, key: jax.Array | None) -> jax.Array:
+        """[n, L, d]: at position t the representation of the prefix items[:, :t + 1] (causal
+        models only; positions at or past `lengths` are unspecified)."""
+        raise NotImplementedError(f"{type(self).__name__} is not causal: it has no all-positions representation")
+
     def output_items(self, params) -> jax.Array:
         """The item embeddings [n_items, d] the representation is scored against (no padding row)."""
         return params["params"]["item_embedding"][:-1]
@@ -85,7 +93,14 @@ class SequenceModel:
         return representation @ self.output_items(params).T
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-        """Weighted mean cross-entropy of the next item over all items (RecBole `CE` loss)."""
+        """Weighted mean cross-entropy of the next item over all items (RecBole `CE` loss).
+
+        A batch of all-positions rows (targets and weight [n, L], `erase_jax.data.positions`)
+        gives the weighted mean over its (position, target) pairs: with unit weights, the mean of
+        the prefix rows' losses of the same pairs.
+        """
+        if batch["targets"].ndim == 2:
+            return self._all_positions_loss(params, context, batch, key)
         logits, weight, _ = self.output_loss_parts(params, context, batch, key)
         log_p = jax.nn.log_softmax(logits, axis=-1)
         nll = -jnp.take_along_axis(log_p, batch["targets"][:, None], axis=1)[:, 0]
@@ -97,6 +112,9 @@ class SequenceModel:
         bucket's width (`lax.switch`). Also the hook of the Gauss-Newton curvature
         (`erase_jax.unlearn.influence.gauss_newton_operator`), which needs the logits apart.
         """
+        if batch["targets"].ndim == 2:  # all-positions rows: one output per position, full width
+            representation = self.represent_positions(params, context, batch["items"], batch["lengths"], key)
+            return representation.reshape(-1, representation.shape[-1]) @ self.output_items(params).T, batch["weight"].reshape(-1), None
         widths = bucket_widths(batch["items"].shape[-1])
 
         def at_width(width):
@@ -108,3 +126,22 @@ class SequenceModel:
             representation = jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
         return representation @ self.output_items(params).T, batch["weight"], None
 
+    def _all_positions_loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+        """`loss` of all-positions rows; a bucketed batch runs at its bucket's width (`lax.switch`)."""
+        widths = bucket_widths(batch["items"].shape[-1])
+
+        def at_width(width):
+            def weighted_nll(params, batch, key):
+                representation = self.represent_positions(params, context, batch["items"][:, :width], batch["lengths"], key)
+                log_p = jax.nn.log_softmax(representation @ self.output_items(params).T, axis=-1)
+                nll = -jnp.take_along_axis(log_p, batch["targets"][:, :width, None], axis=2)[..., 0]
+                weight = batch["weight"][:, :width]
+                return jnp.sum(weight * nll), jnp.sum(weight)
+
+            return weighted_nll
+
+        if "bucket" not in batch:
+            total, weight = at_width(batch["items"].shape[-1])(params, batch, key)
+        else:
+            total, weight = jax.lax.switch(batch["bucket"], [at_width(w) for w in widths], params, batch, key)
+        return total / jnp.maximum(weight, 1e-12)

@@ -26,6 +26,7 @@ import numpy as np
 
 from erase_jax.models.base import register
 from erase_jax.models.layers import (
+    dense,
     dropout,
     gru_time_major,
     keyed,
@@ -65,11 +66,20 @@ class GRU4RecNetwork(nn.Module):
         # Dense after the gather: RecBole applies it to every step, then gathers; same result.
         return last @ self.dense_w + self.dense_b
 
+    def every_position(self, items: jax.Array, lengths: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+        """[n, L, d]: the representation after each position (the GRU is causal)."""
+        del lengths  # a state depends on earlier items only; padding comes after the last item
+        embedded = dropout(self.item_embedding[items.T], self.dropout_prob, dropout_key)
+        zeros = jnp.zeros(3 * self.hidden_size)
+        states = gru_time_major(self.w_ih, self.w_hh, zeros, zeros, embedded, self.hidden_size)  # [L, n, h]
+        return jnp.swapaxes(dense(states, self.dense_w) + self.dense_b, 0, 1)
+
 
 @register
 @dataclasses.dataclass(frozen=True)
 class GRU4Rec(SequenceModel):
     name: ClassVar[str] = "GRU4Rec"
+    causal: ClassVar[bool] = True  # `represent_positions`: every prefix in one pass
     influence_targets: ClassVar[tuple] = (  # the original's SCIF target_params
         ("params", "item_embedding"), ("params", "dense_w"), ("params", "dense_b"))
 
@@ -79,3 +89,6 @@ class GRU4Rec(SequenceModel):
 
     def network(self, context: SequenceShape, init_key: jax.Array | None = None) -> GRU4RecNetwork:
         return GRU4RecNetwork(context.n_items, self.embedding_size, self.hidden_size, self.dropout_prob, init_key)
+
+    def represent_positions(self, params, context: SequenceShape, items, lengths, key):
+        return self.network(context).apply(params, items, lengths, key, method=GRU4RecNetwork.every_position)

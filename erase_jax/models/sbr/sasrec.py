@@ -13,7 +13,8 @@ with MultiHead(q, k, v) = concat_h softmax(q W_Q^h (k W_K^h)^T / sqrt(d_h) + mas
 dropout also on the attention weights. Hidden 32, 2 layers of 2 heads, a 128-wide exact-GELU
 feed-forward, layer-norm eps 1e-12, dropout 0.5 on hidden states and attention weights,
 normal(0, 0.02) weights, zero biases, unit layer-norm scales. The training objective is
-RecBole's (last position only), not the paper's every-position loss.
+RecBole's (last position only) by default; `sequence.objective: all_positions` trains the
+paper's every-position loss (eq. 7) on chunks of the sequence (`erase_jax.data.positions`).
 
 Masking: position i attends to position j only if j <= i (causal) and j holds an item
 (padding), with RecBole's additive -10000, so no position sees the future or padding.
@@ -148,6 +149,7 @@ class SASRecNetwork(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class SASRec(SequenceModel):
     name: ClassVar[str] = "SASRec"
+    causal: ClassVar[bool] = True  # `represent_positions`: every prefix in one pass
     influence_targets: ClassVar[tuple] = (("params", "item_embedding"),)  # the original's SCIF target_params
 
     hidden_size: int = 32
@@ -167,6 +169,9 @@ class SASRec(SequenceModel):
     def encode(self, params, context: SequenceShape, items, lengths, key, last_only: bool = False):
         """`SASRecNetwork.encode`: hidden states at every position [n, L, hidden] (or the last)."""
         return self.network(context).apply(params, items, lengths, key, last_only, method=SASRecNetwork.encode)
+
+    def represent_positions(self, params, context: SequenceShape, items, lengths, key):
+        return self.encode(params, context, items, lengths, key)
 
 
 def _gelu(x: jax.Array) -> jax.Array:
