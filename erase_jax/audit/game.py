@@ -54,6 +54,9 @@ def play(game: str, phi_trained: np.ndarray, phi_unlearned: np.ndarray, states: 
          variance: str = "global", alphas=(0.01, 0.001)) -> dict:
     """The game's ROC summary over all (target shadow, pair) examples (`roc.summary`)."""
     scores, labels, used = game_examples(game, phi_trained, phi_unlearned, states, variance)
+    if not labels[used].any() or labels[used].all():
+        raise ValueError(f"{game}: no scorable examples of both labels; a fit needs two other shadows per state "
+                         f"(K = {states.shape[0]} shadows)")
     return roc.summary(scores[used], labels[used], alphas)
 
 

@@ -13,13 +13,21 @@ two reference sets and the observation.
 
 Evaluation: each of the K shadows is in turn the target, and its pairs are scored with fits
 over the other K - 1 shadows only (leave-one-out), LiRA's own evaluation protocol (section
-5.1): every (shadow, pair) with a known state becomes one labelled example. The leave-one-out
-fits are computed for all targets at once from per-pair sums, in float64.
+5.1): every (shadow, pair) with a known state becomes one labelled example.
+
+Deviation (`balanced=True`, the default): leaving the target out leaves one value fewer in
+the fit of the target's own state, and a Gaussian fitted to fewer values gives a fresh value
+of its own distribution a lower density on average; so, with nothing to detect, members score
+low and non-members high, and the AUC falls below 0.5 (about 0.4 with K = 9 shadows on
+synthetic data, `tests/audit/test_lira.py`). Balanced fits use the same number of values in
+both reference sets: the first (by shadow index, which is independent of the values) m of each,
+m the smaller count. Then target and references are exchangeable under the null hypothesis
+and its AUC is 0.5 in expectation.
 
 `variance="pair"`: each pair's own variances (unbiased, floored at `min_std`^2); `"global"`:
-one variance per reference set, the mean over pairs of the per-pair variances (LiRA's "fixed
-variance", recommended with fewer than about 64 shadows: each per-pair fit here rests on about
-K / 3 values).
+one variance per target and reference set, the mean over pairs of the per-pair variances
+(LiRA's "fixed variance", recommended with fewer than about 64 shadows: each per-pair fit here
+rests on about K / 3 values).
 """
 
 from __future__ import annotations
@@ -29,20 +37,36 @@ import numpy as np
 VARIANCES = ("pair", "global")
 
 
-def leave_one_out_fits(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, unbiased variance, count), each [K, P]: entry (t, p) fits values[s, p] over the
-    shadows s != t with mask[s, p]. Variance is NaN with fewer than two values."""
-    values = np.asarray(values, np.float64)
-    mask = np.asarray(mask, bool)
-    weighted = np.where(mask, values, 0.0)
-    count = mask.sum(0)[None, :] - mask
-    total = weighted.sum(0)[None, :] - weighted
-    squares = (weighted ** 2).sum(0)[None, :] - weighted ** 2
+def reference_weights(member_mask: np.ndarray, nonmember_mask: np.ndarray, balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """bool [K_target, K_reference, P] each: which shadows' values enter target t's fits for pair
+    p: those in the state, other than t; with `balanced`, only the first m of each (see above)."""
+    member_mask, nonmember_mask = np.asarray(member_mask, bool), np.asarray(nonmember_mask, bool)
+    n_shadows = member_mask.shape[0]
+    others = ~np.eye(n_shadows, dtype=bool)[:, :, None]
+    member, nonmember = member_mask[None] & others, nonmember_mask[None] & others
+    if balanced:
+        m = np.minimum(member.sum(1), nonmember.sum(1))[:, None, :]
+        member &= _rank_without_target(member_mask) <= m
+        nonmember &= _rank_without_target(nonmember_mask) <= m
+    return member, nonmember
+
+
+def _rank_without_target(mask: np.ndarray) -> np.ndarray:
+    """int [t, s, P]: 1-based rank of shadow s among the shadows in `mask` for pair p, target t left out."""
+    n_shadows = mask.shape[0]
+    target_before = (np.arange(n_shadows)[:, None] < np.arange(n_shadows)[None, :])[:, :, None] & mask[:, None, :]
+    return np.cumsum(mask, 0)[None] - target_before
+
+
+def fits(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, unbiased variance, count), each [K_target, P]: target t's fit of values[s, p] over
+    the shadows s with weights[t, s, p]. Variance is NaN with fewer than two values."""
+    values = np.asarray(values, np.float64)[None]
+    count = weights.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-        variance = np.maximum(squares - count * mean ** 2, 0.0) / (count - 1)
-    variance = np.where(count >= 2, variance, np.nan)
-    return mean, variance, count
+        mean = np.where(weights, values, 0.0).sum(1) / count
+        variance = np.where(weights, (values - mean[:, None]) ** 2, 0.0).sum(1) / (count - 1)
+    return mean, np.where(count >= 2, variance, np.nan), count
 
 
 def gaussian_log_density(x, mean, variance):
@@ -59,12 +83,14 @@ def _variance(variance: np.ndarray, kind: str, min_std: float) -> np.ndarray:
 
 def leave_one_out_scores(observed: np.ndarray, member_values: np.ndarray, member_mask: np.ndarray,
                          nonmember_values: np.ndarray, nonmember_mask: np.ndarray, variance: str = "pair",
-                         min_std: float = 1e-3) -> np.ndarray:
-    """float64 [K, P]: Lambda(observed[t, p]) with the "member" Gaussian fitted to
-    member_values[s, p] over s != t with member_mask, the "non-member" one likewise; NaN where
-    either fit has fewer than two values."""
-    member_mean, member_var, _ = leave_one_out_fits(member_values, member_mask)
-    other_mean, other_var, _ = leave_one_out_fits(nonmember_values, nonmember_mask)
+                         min_std: float = 1e-3, balanced: bool = True) -> np.ndarray:
+    """float64 [K, P]: Lambda(observed[t, p]), the "member" Gaussian fitted to member_values[s, p]
+    over the shadows s != t with member_mask (`reference_weights`), the "non-member" one
+    likewise; NaN where either fit has fewer than two values."""
+    member_weights, nonmember_weights = reference_weights(member_mask, nonmember_mask, balanced)
+    member_mean, member_var, _ = fits(member_values, member_weights)
+    other_mean, other_var, _ = fits(nonmember_values, nonmember_weights)
     member_var, other_var = _variance(member_var, variance, min_std), _variance(other_var, variance, min_std)
     observed = np.asarray(observed, np.float64)
-    return gaussian_log_density(observed, member_mean, member_var) - gaussian_log_density(observed, other_mean, other_var)
+    with np.errstate(invalid="ignore"):
+        return gaussian_log_density(observed, member_mean, member_var) - gaussian_log_density(observed, other_mean, other_var)

@@ -9,13 +9,15 @@ import pytest
 from erase_jax.audit.assignment import OUT, UNLEARN, assign_states
 from erase_jax.audit.confidence import logit_confidence
 from erase_jax.audit.game import game_examples, per_pair_auc, play
-from erase_jax.audit.lira import gaussian_log_density, leave_one_out_fits, leave_one_out_scores
+from erase_jax.audit.roc import roc_auc
+from erase_jax.audit.lira import fits, gaussian_log_density, leave_one_out_scores, reference_weights
 
 
 def test_leave_one_out_fits_equal_fits_without_the_target():
     rng = np.random.default_rng(0)
     values, mask = rng.normal(size=(7, 5)), rng.random((7, 5)) < 0.6
-    mean, variance, count = leave_one_out_fits(values, mask)
+    weights, _ = reference_weights(mask, ~mask, balanced=False)
+    mean, variance, count = fits(values, weights)
     for t in range(7):
         for p in range(5):
             others = values[np.arange(7) != t, p][mask[np.arange(7) != t, p]]
@@ -25,6 +27,28 @@ def test_leave_one_out_fits_equal_fits_without_the_target():
                 assert variance[t, p] == pytest.approx(others.var(ddof=1))
             else:
                 assert np.isnan(variance[t, p])
+
+
+def test_balanced_fits_take_the_first_equally_many_of_each_state():
+    member = np.array([[True], [False], [True], [False], [True], [False], [False]])
+    weights_member, weights_other = reference_weights(member, ~member)
+    # target 0 (member): 2 other members (2, 4) and the first 2 of 4 non-members (1, 3)
+    np.testing.assert_array_equal(np.nonzero(weights_member[0, :, 0])[0], [2, 4])
+    np.testing.assert_array_equal(np.nonzero(weights_other[0, :, 0])[0], [1, 3])
+    # target 3 (non-member): 3 members, and 3 of the other non-members (1, 5, 6)
+    np.testing.assert_array_equal(np.nonzero(weights_member[3, :, 0])[0], [0, 2, 4])
+    np.testing.assert_array_equal(np.nonzero(weights_other[3, :, 0])[0], [1, 5, 6])
+
+
+def test_balanced_fits_keep_the_null_at_chance_where_plain_leave_one_out_does_not():
+    trained, unlearned, states = synthetic_phi(shift=0.0, n_shadows=9, n_pairs=2000, seed=1)
+    unlearn, out = states == UNLEARN, states == OUT
+    aucs = {}
+    for balanced in (True, False):
+        scores = leave_one_out_scores(unlearned, unlearned, unlearn, unlearned, out, "global", balanced=balanced)
+        used = (unlearn | out) & np.isfinite(scores)
+        aucs[balanced] = roc_auc(scores[used], unlearn[used])
+    assert abs(aucs[True] - 0.5) < 0.02 and aucs[False] < 0.46
 
 
 def test_score_is_the_log_density_ratio():
