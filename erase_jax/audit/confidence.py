@@ -8,7 +8,8 @@ item, with nothing masked (the same everywhere: target, shadows, every method):
     phi(u, i) = log p - log(1 - p) = s_ui - logsumexp_{j != i} s_uj,
 
 computed in that second form, which is exact and stable (no 1 - p underflow). The original's
-RULI evaluator used log p without the (1 - p) term and without any masking either.
+RULI evaluator used log p without the (1 - p) term and without any masking either; RMIA
+(`rmia.py`) reads log p itself (`log_probability`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,26 @@ def logit_confidence(scores: jax.Array, items: jax.Array) -> jax.Array:
     return own - jax.nn.logsumexp(others, axis=1)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def stacked_confidence(model, stacked_params, context, users: jax.Array, items: jax.Array) -> jax.Array:
-    """float32 [K, P]: phi of every audited pair (users[p], items[p]) under each of K stacked
-    parameter sets (shadows), one vmapped call."""
+def log_probability(scores: jax.Array, items: jax.Array) -> jax.Array:
+    """[P]: log p of row p's item `items[p]`, p the softmax over all items of `scores[p]`."""
+    return jnp.take_along_axis(scores, items[:, None], axis=1)[:, 0] - jax.nn.logsumexp(scores, axis=1)
+
+
+OBSERVATIONS = {"phi": logit_confidence, "log_p": log_probability}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def stacked_observation(model, stacked_params, context, users: jax.Array, items: jax.Array, kind: str = "phi") -> jax.Array:
+    """float32 [K, P]: an observation (`OBSERVATIONS`: phi or log p) of every audited pair
+    (users[p], items[p]) under each of K stacked parameter sets (shadows), one vmapped call."""
+    observe = OBSERVATIONS[kind]
 
     def one(params):
-        return logit_confidence(model.scores(params, context, {"users": users}), items)
+        return observe(model.scores(params, context, {"users": users}), items)
 
     return jax.vmap(one)(stacked_params)
+
+
+def stacked_confidence(model, stacked_params, context, users: jax.Array, items: jax.Array) -> jax.Array:
+    """float32 [K, P]: phi of every audited pair under each of K stacked parameter sets."""
+    return stacked_observation(model, stacked_params, context, users, items, "phi")

@@ -22,6 +22,9 @@ pairs. Pooled over pairs, it hides which pairs leak: `per_pair_auc` keeps that.
 
 `variance` defaults to "global" (`lira.py`): with K = 12 shadows on the tiny test problem the
 per-pair fits (3-4 values each) lose most of the TPR at 1 % FPR (0.06 against 0.94).
+
+`play_rmia` scores game 2 with RMIA's offline score instead (`rmia.py`): log p instead of phi,
+a few OUT shadows as reference models, a population of pairs no model trained on.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from erase_jax.audit import roc
 from erase_jax.audit.assignment import OUT, UNLEARN
 from erase_jax.audit.lira import leave_one_out_scores
+from erase_jax.audit.rmia import offline_scores
 
 GAMES = ("game1", "game2")
 
@@ -54,9 +58,22 @@ def play(game: str, phi_trained: np.ndarray, phi_unlearned: np.ndarray, states: 
          variance: str = "global", alphas=(0.01, 0.001)) -> dict:
     """The game's ROC summary over all (target shadow, pair) examples (`roc.summary`)."""
     scores, labels, used = game_examples(game, phi_trained, phi_unlearned, states, variance)
+    return _summary(game, scores, labels, used, alphas)
+
+
+def play_rmia(log_p_unlearned: np.ndarray, states: np.ndarray, log_p_population: np.ndarray, n_references: int = 2,
+              a: float = 1.0, gamma: float = 1.0, alphas=(0.01, 0.001)) -> dict:
+    """Game 2 with RMIA's offline score (`rmia.offline_scores`): UNLEARN pairs (label 1)
+    against OUT pairs (label 0), observed after unlearning, each shadow in turn the target."""
+    scores = offline_scores(log_p_unlearned, states == OUT, log_p_population, n_references, a, gamma)
+    labels = states == UNLEARN
+    return _summary("rmia", scores, labels, (labels | (states == OUT)) & np.isfinite(scores), alphas)
+
+
+def _summary(game: str, scores: np.ndarray, labels: np.ndarray, used: np.ndarray, alphas) -> dict:
     if not labels[used].any() or labels[used].all():
         raise ValueError(f"{game}: no scorable examples of both labels; a fit needs two other shadows per state "
-                         f"(K = {states.shape[0]} shadows)")
+                         f"(K = {labels.shape[0]} shadows)")
     return roc.summary(scores[used], labels[used], alphas)
 
 

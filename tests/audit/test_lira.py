@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from erase_jax.audit.assignment import OUT, UNLEARN, assign_states
-from erase_jax.audit.confidence import logit_confidence
+from erase_jax.audit.confidence import log_probability, logit_confidence
 from erase_jax.audit.game import game_examples, per_pair_auc, play
-from erase_jax.audit.roc import roc_auc
 from erase_jax.audit.lira import fits, gaussian_log_density, leave_one_out_scores, reference_weights
+from erase_jax.audit.roc import roc_auc
 
 
 def test_leave_one_out_fits_equal_fits_without_the_target():
@@ -67,6 +67,7 @@ def test_logit_confidence_is_log_p_over_one_minus_p():
     p = np.exp(np.asarray(scores)) / np.exp(np.asarray(scores)).sum(1, keepdims=True)
     own = p[[0, 1], [1, 0]]
     np.testing.assert_allclose(logit_confidence(scores, items), np.log(own / (1 - own)), rtol=1e-5)
+    np.testing.assert_allclose(log_probability(scores, items), np.log(own), rtol=1e-5)
 
 
 def synthetic_phi(shift: float, n_shadows=30, n_pairs=200, seed=0):
