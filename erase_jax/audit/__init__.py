@@ -7,6 +7,8 @@ section A5). One concern per module: `pairs` (which (user, item) training rows a
 `assignment` (each audited pair IN / UNLEARN / OUT in each shadow), `shadows` (K BPR shadows
 trained as one vmap with the sharded-ensemble machinery, and each audited removal applied to
 all of them), `confidence` (the logit-scaled confidence of a pair), `lira` (per-pair Gaussian
-likelihood ratios, each shadow in turn the target), `roc` (exact ROC AUC and TPR at a fixed
-FPR), `game` (the two games end to end on a set of shadows).
+likelihood ratios, each shadow in turn the target), `rmia` (RMIA's offline score with a few
+reference shadows, the cheaper option), `roc` (exact ROC AUC and TPR at a fixed FPR), `game`
+(the two games, and game 2 with RMIA, on a set of shadows). What a score means and what it
+cannot show: docs/privacy_audit.md.
 """
