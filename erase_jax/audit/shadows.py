@@ -1,0 +1,140 @@
+"""K shadow recommenders trained as one vmap, and the audited removals applied to all of them.
+
+Every shadow trains on the same training rows except the audited pairs that its row of the
+assignment (`assignment.py`) marks OUT: all users stay in every shadow, so every user row is
+trained (spec A4 #8: dropping whole users leaves their embeddings at initialisation). The K
+shadows are stacked and trained by the sharded-ensemble trainer (`unlearn/exact/training.py`:
+one `jax.vmap`ped, jitted epoch for all of them, padding rows weighted 0), each from its own
+seed, for a fixed number of epochs without early stopping (a validation-based stop would
+make a shadow depend on the validation rows, the same for all states). Shadow data are padded
+to all training rows, so the trained shadows and their exact retrains share one compiled epoch.
+
+Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
+
+* `original`: nothing removed (the ceiling: UNLEARN pairs are simply IN).
+* `retrain`: exact unlearning, each shadow retrained from scratch with its own seed on its
+  rows minus its UNLEARN (and OUT) pairs: the floor, a model that never saw them.
+
+Not yet here: the approximate methods (SCIF, Fanchuan, ...), which run per request on one model
+(`unlearn/methods/`) and need a batched form over the shadows' different UNLEARN sets.
+Deviation from the protocol's retrain: the split stays fixed (rows are dropped from the
+training split; the protocol recomputes the split after removing rows before splitting).
+Only models whose context is only the data's shape (BPR) can be stacked this way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from erase_jax.audit.assignment import kept_mask, trained_mask
+from erase_jax.train import TrainConfig
+from erase_jax.unlearn.exact.shards import ShardData
+from erase_jax.unlearn.exact.training import compile_epoch, train_shards
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowSet:
+    """What every shadow shares and where they differ.
+
+    `train_users`, `train_items` are the training rows (the split's), `audited` indexes the
+    audited pairs among them, `states` [K, P] is each audited pair's state per shadow, `seeds`
+    [K] each shadow's seed; `config.epochs` is every shadow's fixed number of epochs.
+    """
+
+    model: Any
+    context: Any
+    config: TrainConfig
+    n_users: int
+    n_items: int
+    train_users: np.ndarray
+    train_items: np.ndarray
+    audited: np.ndarray
+    states: np.ndarray
+    seeds: np.ndarray
+
+    def __post_init__(self):
+        if self.states.shape != (len(self.seeds), len(self.audited)):
+            raise ValueError(f"states {self.states.shape} do not match {len(self.seeds)} seeds x {len(self.audited)} audited pairs")
+        if len(np.unique(self.audited)) != len(self.audited):
+            raise ValueError("audited pairs must be distinct rows")
+
+    @property
+    def n_shadows(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def audited_users(self) -> np.ndarray:
+        return self.train_users[self.audited]
+
+    @property
+    def audited_items(self) -> np.ndarray:
+        return self.train_items[self.audited]
+
+    def data(self, audited_kept: np.ndarray) -> ShardData:
+        """Every shadow's training rows: all rows, minus the audited pairs where
+        `audited_kept[s, p]` is False; padded to all training rows."""
+        return self._data_of(audited_kept, np.arange(self.n_shadows))
+
+    def _data_of(self, audited_kept: np.ndarray, shadows: np.ndarray) -> ShardData:
+        shadow_users, shadow_items = [], []
+        for s in shadows:
+            keep = np.ones(len(self.train_users), bool)
+            keep[self.audited[~audited_kept[s]]] = False
+            shadow_users.append(self.train_users[keep])
+            shadow_items.append(self.train_items[keep])
+        return ShardData.build(self.n_users, self.n_items, shadow_users, shadow_items, len(self.train_users))
+
+    def train(self, audited_kept: np.ndarray, shadows: np.ndarray | None = None) -> tuple[Any, dict]:
+        """(stacked parameters [K', ...], record) of the shadows `shadows` (default all) trained
+        from scratch on `data(audited_kept)`; the record separates compilation from training."""
+        shadows = np.arange(self.n_shadows) if shadows is None else np.asarray(shadows)
+        data = self._data_of(audited_kept, shadows)
+        compile_seconds = compile_epoch(self.model, self.context, data, self.seeds[shadows], self.config, self.n_items)
+        started = time.perf_counter()
+        fit = train_shards(self.model, self.context, data, self.seeds[shadows], self.config, None, self.n_items)
+        jax.block_until_ready(fit.params)
+        return fit.params, {"n_shadows": len(shadows), "epochs": self.config.epochs, "compile_seconds": compile_seconds,
+                            "train_seconds": time.perf_counter() - started}
+
+    def train_shadows(self) -> tuple[Any, dict]:
+        """All shadows on their IN and UNLEARN pairs (before any removal)."""
+        return self.train(trained_mask(self.states))
+
+
+def remove_nothing(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
+    """The do-nothing "unlearning": the trained shadows themselves."""
+    return trained_params, {"seconds": 0.0}
+
+
+def retrain(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
+    """Exact unlearning: every shadow retrained from scratch on its IN pairs only."""
+    del trained_params
+    params, record = shadow_set.train(kept_mask(shadow_set.states))
+    return params, {"seconds": record["train_seconds"], "compile_seconds": record["compile_seconds"]}
+
+
+REMOVALS = {"original": remove_nothing, "retrain": retrain}
+
+
+def apply_removal(name: str, shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
+    """The shadows after removal `name` (one of `REMOVALS`) of their UNLEARN pairs."""
+    if name not in REMOVALS:
+        raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)}")
+    return REMOVALS[name](shadow_set, trained_params)
+
+
+def shadow_seeds(seed: int, n_shadows: int) -> np.ndarray:
+    """One seed per shadow, fixed by the audit's seed."""
+    return np.array([seed * 1000 + s for s in range(n_shadows)], np.int64)
+
+
+def training_rows(experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row indices into the interactions, users, items) of the experiment's training split."""
+    rows = np.asarray(experiment.data.split.train)
+    inter = experiment.data.interactions
+    return rows, np.asarray(inter.users[rows], np.int32), np.asarray(inter.items[rows], np.int32)
