@@ -42,7 +42,7 @@ class TrainConfig:
     Fields:
         epochs: most epochs to train, >= 1 (early stopping may end sooner).
         batch_size: training examples per step, >= 1.
-        learning_rate: > 0.
+        learning_rate: >= 0 (0 leaves the parameters where they start).
         optimizer: one of OPTIMIZERS ("adam", "sgd", "adagrad", "rmsprop").
         weight_decay: L2 added to the gradient, as torch's `weight_decay`, >= 0.
         adam_beta1, adam_beta2, adam_eps: Adam's constants.
@@ -90,8 +90,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be an integer >= {low}, got {value!r}")
         if self.lr_step_size is not None and self.lr_step_size < 1:
             raise ValueError(f"train.lr_step_size must be >= 1 (or None), got {self.lr_step_size!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.learning_rate >= 0:  # 0 freezes the parameters (a test of the loop itself)
+            raise ValueError(f"train.learning_rate must be >= 0, got {self.learning_rate!r}")
         if self.weight_decay < 0:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.max_training_hours is not None and not self.max_training_hours > 0:
