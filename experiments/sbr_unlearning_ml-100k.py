@@ -30,13 +30,12 @@ import csv
 import datetime
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from cli_steps import erase_jax  # noqa: E402  (experiments/cli_steps.py)
 from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 METHODS = ("original", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
@@ -52,17 +51,6 @@ COLUMNS = (
     ("request_seconds_mean", "s/request mean"),
     ("retrain_seconds", "retrain s"),
 )
-
-
-def erase_jax(args: list[str], log: Path) -> float:
-    command = [sys.executable, "-m", "erase_jax.cli", *args, "--quiet"]
-    print(f"$ erase-jax {' '.join(args)}", flush=True)
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    if result.returncode != 0:
-        sys.exit(f"erase-jax {args[0]} failed (exit {result.returncode}); see {log}")
-    return time.perf_counter() - started
 
 
 def main() -> int:

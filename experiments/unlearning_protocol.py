@@ -51,6 +51,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from cli_steps import erase_jax  # noqa: E402  (experiments/cli_steps.py)
 from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 DATASET = "ml-100k"
@@ -66,16 +67,9 @@ TIMING_PARTS = ("seconds", "_rss_", "_mib", "n_timeouts")
 # running the CLI
 
 
-def erase_jax(args: list[str], log: Path, timings: dict, name: str) -> None:
-    """Runs `erase-jax ARGS --quiet`, output to `log`; stops the script if it fails."""
-    command = [sys.executable, "-m", "erase_jax.cli", *args, "--quiet"]
-    print(f"$ erase-jax {' '.join(args)}", flush=True)
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    timings[name] = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"erase-jax {args[0]} failed (exit {result.returncode}); see {log}")
+def step(args: list[str], log: Path, timings: dict, name: str) -> None:
+    """Runs `erase-jax ARGS --quiet`, output to `log`, its seconds into `timings[name]`; stops the script if it fails."""
+    timings[name] = erase_jax(args, log)
 
 
 def killed_then_resumed(args: list[str], method_dir: Path, log: Path, timings: dict) -> dict:
@@ -94,7 +88,7 @@ def killed_then_resumed(args: list[str], method_dir: Path, log: Path, timings: d
     state = Checkpointer(method_dir / "state", max_to_keep=1)
     killed_at = state.latest_step()
     state.close()
-    erase_jax(args, log.with_name(log.stem + "_rerun.log"), timings, "resume_rerun")
+    step(args, log.with_name(log.stem + "_rerun.log"), timings, "resume_rerun")
     return {"killed_after_requests": killed_at, "finished_before_kill": finished_early}
 
 
@@ -359,7 +353,7 @@ def main(argv=None) -> int:
 
     # --- sensitive scenario ------------------------------------------------------------------
     clean_run = out / "bpr_clean"
-    erase_jax(["train", *train_settings, "--out", str(clean_run)], logs / "train_clean.log", timings, "train_clean")
+    step(["train", *train_settings, "--out", str(clean_run)], logs / "train_clean.log", timings, "train_clean")
     forget_file, forget = write_reference_forget_file(out / "forget_sets", args.seed)
     scenario = ["--scenario", f"sensitive:{CATEGORY}", "--fraction", str(FRACTION),
                 "--rating-threshold", str(RATING_THRESHOLD), "--seed", str(args.seed)]
@@ -367,8 +361,8 @@ def main(argv=None) -> int:
         scenario += ["--forget-file", str(forget_file)]
     sensitive_dir = out / "bpr_clean" / "unlearn" / "sensitive"
     common = ["--run", str(clean_run), *scenario, "--out", str(sensitive_dir)]
-    erase_jax(["retrain", *common, "--checkpoint-idx", "all"], logs / "retrain_sensitive.log", timings, "retrain_sensitive")
-    erase_jax(["unlearn", *common, "--method", "original"], logs / "unlearn_original.log", timings, "unlearn_original")
+    step(["retrain", *common, "--checkpoint-idx", "all"], logs / "retrain_sensitive.log", timings, "retrain_sensitive")
+    step(["unlearn", *common, "--method", "original"], logs / "unlearn_original.log", timings, "unlearn_original")
 
     rows = read_rows(sensitive_dir / "unlearning.csv")
     resume = None
@@ -387,12 +381,12 @@ def main(argv=None) -> int:
 
     # --- spam scenario -----------------------------------------------------------------------
     poisoned_run = out / "bpr_poisoned"
-    erase_jax(["train", *train_settings, "--set", f"data.spam_ratio={SPAM_RATIO}", "--out", str(poisoned_run)],
-              logs / "train_poisoned.log", timings, "train_poisoned")
+    step(["train", *train_settings, "--set", f"data.spam_ratio={SPAM_RATIO}", "--out", str(poisoned_run)],
+         logs / "train_poisoned.log", timings, "train_poisoned")
     spam_dir = poisoned_run / "unlearn" / "spam"
     spam_common = ["--run", str(poisoned_run), "--scenario", "spam", "--out", str(spam_dir)]
-    erase_jax(["retrain", *spam_common, "--checkpoint-idx", "all"], logs / "retrain_spam.log", timings, "retrain_spam")
-    erase_jax(["unlearn", *spam_common, "--method", "original"], logs / "unlearn_spam_original.log", timings,
+    step(["retrain", *spam_common, "--checkpoint-idx", "all"], logs / "retrain_spam.log", timings, "retrain_spam")
+    step(["unlearn", *spam_common, "--method", "original"], logs / "unlearn_spam_original.log", timings,
               "unlearn_spam_original")
     clean_spam = clean_model_spam_exposure(clean_run, poisoned_run)
     spam_rows = read_rows(spam_dir / "unlearning.csv")
@@ -402,11 +396,11 @@ def main(argv=None) -> int:
     if not args.skip_controls:
         other_seed_run = out / f"bpr_clean_seed{args.seed + 1}"
         other_settings = [f"seed={args.seed + 1}" if a == f"seed={args.seed}" else a for a in train_settings]
-        erase_jax(["train", *other_settings, "--out", str(other_seed_run)], logs / "train_other_seed.log", timings,
+        step(["train", *other_settings, "--out", str(other_seed_run)], logs / "train_other_seed.log", timings,
                   "train_other_seed")
         longer_run = out / "bpr_poisoned_no_early_stopping"
-        erase_jax(["train", *train_settings, "--set", f"data.spam_ratio={SPAM_RATIO}", "--set", "train.stopping_step=1000",
-                   "--out", str(longer_run)], logs / "train_poisoned_long.log", timings, "train_poisoned_long")
+        step(["train", *train_settings, "--set", f"data.spam_ratio={SPAM_RATIO}", "--set", "train.stopping_step=1000",
+              "--out", str(longer_run)], logs / "train_poisoned_long.log", timings, "train_poisoned_long")
     control_rows, support = spam_controls(clean_run, poisoned_run, spam_dir, longer_run)
     total_minutes = (time.perf_counter() - started) / 60
 
