@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +160,7 @@ def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = N
         scenario_dir = scenario_folder(run_dir, config, out)
         out_dir = scenario_dir / RETRAIN_DIR
         with scenario_job(run_dir, scenario_dir, out_dir, "retrain") as model:
-            rows = []
+            rows = _earlier_retrain_rows(out_dir, checkpoints)
             for k in checkpoints:
                 summary = retrain(protocol, scenario_dir, k, quiet)
                 retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
@@ -169,9 +170,21 @@ def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = N
                 row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
                 row.update(results.peak_memory())
                 rows.append(row)
+            rows.sort(key=lambda row: int(row["checkpoint_idx"]))
             results.write_results(out_dir, rows, protocol, {"model": _identity(model)})
             combine(scenario_dir)
     return rows
+
+
+def _earlier_retrain_rows(out_dir: Path, checkpoints) -> list[dict]:
+    """The rows an earlier `retrain` call wrote for checkpoints other than these, so that
+    retrains run one checkpoint at a time add up in `retrain/unlearning.csv` (the folder's
+    model fingerprint was checked by `scenario_job`: they are the same model's)."""
+    path = Path(out_dir) / results.JSON_FILE
+    if not path.exists():
+        return []
+    wanted = {int(k) for k in checkpoints}
+    return [row for row in json.loads(path.read_text())["rows"] if int(row["checkpoint_idx"]) not in wanted]
 
 
 def _identity(model: dict) -> dict:

@@ -130,3 +130,17 @@ def test_an_unlearning_run_that_saved_no_request_takes_new_settings(tmp_path):
     (method_dir / STATE_DIR / "1").mkdir(parents=True)  # a saved request
     with pytest.raises(FileExistsError, match=r"holds an unlearning run with other settings \(fraction: 0.02 -> 0.01\)"):
         prepare_out_dir(method_dir, run, SCENARIO)
+
+
+def test_retrains_run_one_checkpoint_at_a_time_add_up(tmp_path):
+    """`retrain --checkpoint-idx k` for k = 0, then 1: retrain/unlearning.csv holds both rows
+    (it used to hold only the last call's)."""
+    run = tmp_path / "run"
+    train_run(bpr_config(1), run, quiet=True)
+    scenario = ["--run", str(run), "--scenario", "sensitive:Horror", "--fraction", "0.01", "--evaluators", "utility"]
+    for k in ("1", "0"):
+        assert main(["retrain", *scenario, "--checkpoint-idx", k, "--quiet"]) == 0
+    folder = next((run / "unlearn").iterdir()) / "retrain"
+    rows = json.loads((folder / "unlearning.json").read_text())["rows"]
+    assert [row["checkpoint_idx"] for row in rows] == [0, 1]
+    assert (folder / "unlearning.csv").read_text().count("\n") == 3  # header + two rows
