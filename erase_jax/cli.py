@@ -334,6 +334,13 @@ def main(argv=None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"erase-jax: error: {message}", file=sys.stderr)
         return 2
+    except Exception as error:  # an accelerator or host out of memory: said plainly, the rest is a bug
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        print(f"erase-jax {args.command}: out of memory ({str(error).strip()}). What finished is saved and the "
+              "same command resumes from it; make the work smaller (e.g. a method's retain-sample or batch option, "
+              "eval.block_size) or run on a machine with more memory.", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
