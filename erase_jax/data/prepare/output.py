@@ -61,6 +61,8 @@ def prepare_dataset(
     with atomic_folder(out) as folder:
         written = _LAYOUT_WRITERS[prepared.layout](folder, out.name, prepared)
         lists = write_sensitive_lists(folder, written, prepared.sensitive)
+        for file_name, columns in prepared.tables.items():
+            pd.DataFrame(columns).to_csv(folder / file_name, index=False, lineterminator="\n")
         record = {
             "dataset": out.name,
             "preparer": preparer.name,
