@@ -11,7 +11,6 @@ input, and errors naming file and line.
 from __future__ import annotations
 
 import gzip
-import json
 
 import numpy as np
 import pytest
@@ -19,47 +18,31 @@ import pytest
 from erase_jax.data.atomic import DataFormatError, read_atomic
 from erase_jax.data.prepare import prepare_dataset, read_stats
 from erase_jax.data.prepare.thirtymusic import TAG_RULES
+from tests.data.prepare.raw_files import idomaar_session, idomaar_track, write_thirtymusic
 
 T0 = 1_390_000_000
 EXPLICIT, HEALTH = "77138", "59294"  # tag ids of the original's rule (nsfw-like, depression)
 
 
-def session_line(session, start, user, tracks, separator=" "):
-    """An idomaar session line; `tracks` = [(track id, playstart or None for none)]."""
-    played = [{"type": "track", "id": t, **({} if p is None else {"playstart": p}), "playtime": 100,
-               "playratio": 1.0, "action": "play"} for t, p in tracks]
-    linked = {"subjects": [] if user is None else [{"type": "user", "id": user}], "objects": played}
-    properties = {"numtracks": len(tracks), "playtime": 100 * len(tracks)}
-    return f"event.session\t{session}\t{start}\t{json.dumps(properties)}{separator}{json.dumps(linked)}\n"
-
-
-def track_line(track, tags=(), name="song"):
-    linked = {"artists": [{"type": "person", "id": 1}], "albums": [], "tags": [{"type": "tag", "id": int(t)} for t in tags]}
-    return f"track\t{track}\t-1\t{json.dumps({'duration': 200, 'playcount': 3, 'MBID': '', 'name': name})}\t{json.dumps(linked)}\n"
-
-
 SESSIONS = [
-    session_line(500, T0, 10, [(1, 0), (2, 200), (1, 400)]),  # track 1 twice: both rows kept
-    session_line(501, T0 + 100, 2, [(3, 0), (4, 0), (5, None)], separator="\t"),  # a tie in time: file order
-    session_line(502, T0 + 1000, 7, [(1, 0), (3, 300)]),
-    session_line(503, T0 + 1100, 7, [(2, 0)]),  # interleaves with session 502 of the same user
-    session_line(504, T0 + 50, 2, [(6, 0)]),  # earlier than 501: first in user 2's rows
-    session_line(505, T0, None, [(1, 0)]),  # no user: skipped
-    session_line(506, T0, 10, []),  # no tracks: skipped
+    idomaar_session(500, T0, 10, [(1, 0), (2, 200), (1, 400)]),  # track 1 twice: both rows kept
+    idomaar_session(501, T0 + 100, 2, [(3, 0), (4, 0), (5, None)], separator="\t"),  # a tie in time: file order
+    idomaar_session(502, T0 + 1000, 7, [(1, 0), (3, 300)]),
+    idomaar_session(503, T0 + 1100, 7, [(2, 0)]),  # interleaves with session 502 of the same user
+    idomaar_session(504, T0 + 50, 2, [(6, 0)]),  # earlier than 501: first in user 2's rows
+    idomaar_session(505, T0, None, [(1, 0)]),  # no user: skipped
+    idomaar_session(506, T0, 10, []),  # no tracks: skipped
 ]
-TRACKS = [track_line(1, [EXPLICIT, "12"]), track_line(2, [HEALTH]), track_line(3, ["193026", "15345"]),
-          track_line(4), track_line(5, ["999"]), track_line(99, [EXPLICIT])]  # no line for track 6; 99 never played
+TRACKS = [idomaar_track(1, [EXPLICIT, "12"]), idomaar_track(2, [HEALTH]), idomaar_track(3, ["193026", "15345"]),
+          idomaar_track(4), idomaar_track(5, ["999"]), idomaar_track(99, [EXPLICIT])]  # no line for track 6; 99 never played
 
 
 def thirtymusic_raw(folder, sessions=SESSIONS, tracks=TRACKS, compress=False):
-    (folder / "relations").mkdir(parents=True, exist_ok=True)
-    (folder / "entities").mkdir(parents=True, exist_ok=True)
-    for path, lines in ((folder / "relations" / "sessions.idomaar", sessions), (folder / "entities" / "tracks.idomaar", tracks)):
-        text = "".join(lines).encode()
-        if compress:
-            path.with_name(path.name + ".gz").write_bytes(gzip.compress(text))
-        else:
-            path.write_bytes(text)
+    write_thirtymusic(folder, sessions, tracks)
+    if compress:
+        for path in folder.rglob("*.idomaar"):
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
     return folder
 
 
