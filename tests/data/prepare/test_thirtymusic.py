@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from erase_jax.data.atomic import DataFormatError, read_atomic
-from erase_jax.data.prepare import prepare_dataset, read_stats
+from erase_jax.data.prepare import prepare_dataset, read_stats, write_forget_sets
 from erase_jax.data.prepare.thirtymusic import TAG_RULES
 from tests.data.prepare.raw_files import idomaar_session, idomaar_track, write_thirtymusic
 
@@ -124,3 +124,17 @@ def test_unknown_category_and_missing_tracks_file(tmp_path):
     (raw / "entities" / "tracks.idomaar").unlink()
     with pytest.raises(FileNotFoundError, match="tracks.idomaar"):
         prepare_dataset("30music", raw, tmp_path / "out", quiet=True)
+
+
+def test_forget_set_only_draws_eligible_users(tmp_path):
+    """Users 2 (two explicit rows) and 3 (two other rows) fail the original's filter; T = 6 is
+    reached only with both eligible users, 1 (3 + 3 rows) and 4 (4 + 3), whichever comes first."""
+    plays = {1: [1, 1, 1, 5, 5, 5], 2: [1, 1, 5, 5, 5, 5], 3: [1, 1, 1, 5, 5], 4: [3, 3, 3, 3, 6, 6, 6]}
+    sessions = [idomaar_session(100 + user, T0, user, [(t, 10 * k) for k, t in enumerate(tracks)])
+                for user, tracks in plays.items()]
+    raw = write_thirtymusic(tmp_path / "raw", sessions, [idomaar_track(1, [EXPLICIT]), idomaar_track(3, [EXPLICIT])])
+    prepare_dataset("30music", raw, tmp_path / "30music", quiet=True)
+    [path] = write_forget_sets(tmp_path / "30music", "sensitive", [0.25], [2], category="explicit", quiet=True)
+    assert path.name == "30music_unlearn_pairs_sensitive_category_explicit_seed_2_unlearning_fraction_0.25.inter"
+    rows = sorted(tuple(line.split("\t")[:2]) for line in path.read_text().splitlines()[1:])
+    assert rows == [("1", "1")] * 3 + [("4", "3")] * 4
