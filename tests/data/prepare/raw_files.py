@@ -83,3 +83,20 @@ def random_nowp(folder, n_users: int = 40, n_tracks: int = 30, seed: int = 0):
             lines.append(f"user{user:03d},twitter,{when},{title},Artist,mbid-{track},s{session}\n")
     (folder / "sessions_2018.csv").write_text("".join(lines))
     return folder
+
+
+TAFENG_HEADER = "TRANSACTION_DT,CUSTOMER_ID,AGE_GROUP,PIN_CODE,PRODUCT_SUBCLASS,PRODUCT_ID,AMOUNT,ASSET,SALES_PRICE\n"
+
+
+def tafeng_with_alcohol(folder, customers: int = 12, days: int = 6):
+    """Ta-Feng raw csv under `folder/raw` and a given alcohol list `folder/alcohol.txt` ("A1"):
+    every customer buys C1 and C2 each day; customers 1..customers/2 also buy A1 on days 1 and 3.
+    Returns the `--option` that passes the list."""
+    raw = folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    lines = [f"11/{day}/2000,{customer},35-39,115,100205,{item},1,57,70\n"
+             for customer in range(1, customers + 1) for day in range(1, days + 1)
+             for item in ("C1", "C2", *(("A1",) if customer <= customers // 2 and day in (1, 3) else ()))]
+    (raw / "ta_feng_all_months_merged.csv").write_text(TAFENG_HEADER + "".join(lines))
+    (folder / "alcohol.txt").write_text("A1\n")
+    return f"category_lists={{alcohol: {folder / 'alcohol.txt'}}}"
