@@ -71,7 +71,8 @@ class NowPlaying:
 
     name = "nowp"
     task = "SBR"
-    source = "#nowplaying-RS (Poddar et al., 2018), sessions_2018.csv"
+    source = ("#nowplaying listening sessions (Zangerle et al., 2014; #nowplaying-RS, Poddar et al., 2018): "
+              "the session file the original reads, which names no download address")
     raw_files = "sessions_2018.csv (or .csv.gz)"
     known_categories = tuple(RULES)
     forget_defaults = {"rule": "reach"}  # spec 3.2.2: no rating threshold, no eligibility filter

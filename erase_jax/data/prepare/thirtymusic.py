@@ -58,7 +58,8 @@ class ThirtyMusic:
 
     name = "30music"
     task = "SBR"
-    source = "30Music (Turrin et al., RecSys 2015 poster), ThirtyMusic.tar.gz of the idomaar framework"
+    source = ("30Music (Turrin et al., RecSys 2015 poster, https://ceur-ws.org/Vol-1441/recsys2015_poster13.pdf, "
+              "which gives the download address): ThirtyMusic.tar.gz")
     raw_files = "relations/sessions.idomaar and entities/tracks.idomaar (or .gz; in --raw or its sub-folders)"
     known_categories = tuple(TAG_RULES)
     forget_defaults = {"rule": "reach", "min_sensitive_rows": 3, "min_other_rows": 3}  # spec 3.2.2

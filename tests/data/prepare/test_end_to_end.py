@@ -13,9 +13,9 @@ import pytest
 from erase_jax.config import load_config
 from erase_jax.data.atomic import read_atomic
 from erase_jax.data.prepare import prepare_dataset, write_forget_sets
+from erase_jax.data.scenarios.baskets import sensitive_basket_forget_set
 from erase_jax.run import load_run, train_run
 from erase_jax.unlearn.protocol.run import UnlearnConfig, build_protocol
-from erase_jax.data.scenarios.baskets import sensitive_basket_forget_set
 from tests.data.prepare.raw_files import random_movielens, tafeng_with_alcohol
 from tests.unlearn.methods.contract import assert_finite, cheap_method, first_request
 

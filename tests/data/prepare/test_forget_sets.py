@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from erase_jax.cli import main
-from erase_jax.data.atomic import read_atomic
+from erase_jax.data.atomic import DataFormatError, read_atomic
 from erase_jax.data.basket_csv import read_basket_folder
-from erase_jax.data.atomic import DataFormatError
 from erase_jax.data.forget_files import read_basket_forget_file, read_forget_file
 from erase_jax.data.prepare import prepare_dataset, write_forget_sets
 from erase_jax.data.scenarios import random_forget_set, sensitive_forget_set
