@@ -91,13 +91,9 @@ class NowPlaying:
             c: np.flatnonzero(np.isin(inter.item_tokens, list(matched[c]))).astype(np.int32) for c in self.categories})
         log.record(f"read ({path.name}: {notes['lines_read']:,} lines)", inter)
         inter = log.record("deduplicated (identical user, session, item, timestamp)", deduplicated(inter))
-        inter = ordered(inter, rows.session_ids.vocabulary())
-        raw_sessions = rows.session_tokens(inter)
-        inter = renumbered_sessions(inter)
-        _, first = np.unique(inter.sessions, return_index=True)
+        inter, tables = renumbered_sessions(ordered(inter, rows.session_ids.vocabulary()), rows)
         sensitive = {c: {**RULES[c].describe(), "tracks_matched": len(matched[c])} for c in self.categories}
-        return Prepared(inter, sensitive, "atomic", notes=notes,
-                        tables={"sessions.csv": {"session_id": np.arange(len(first)), "raw_session_id": raw_sessions[first]}})
+        return Prepared(inter, sensitive, "atomic", notes=notes, tables=tables)
 
 
 def read_sessions(path: Path, rules: dict[str, SignalRule], quiet: bool = False):

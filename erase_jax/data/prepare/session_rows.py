@@ -4,7 +4,8 @@
 dense ids on arrival (`streams.TokenIds`), numbers into typed arrays, so memory grows with the
 rows, not the text. `interactions` gives them as `Interactions` without ratings, the session
 column holding dense ids in order of first appearance in the rows as given; `renumbered_sessions`
-renumbers them after a reordering, so that the written session ids count up down the file.
+renumbers them after a reordering, so that the written session ids count up down the file, and
+gives the table of written id -> raw id (`sessions.csv`).
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ class SessionRows:
                             user_tokens=self.user_ids.vocabulary(), item_tokens=self.item_ids.vocabulary(),
                             timestamps=timestamps.copy(), sessions=sessions.copy(), name=name)
 
-    def session_tokens(self, inter: Interactions) -> np.ndarray:
-        """The raw session token of each row of `inter` (read ids, before `renumbered_sessions`)."""
-        return self.session_ids.vocabulary()[inter.sessions]
+
+SESSION_TABLE = "sessions.csv"
 
 
-def renumbered_sessions(inter: Interactions) -> Interactions:
-    """Session ids 0, 1, ... in order of each session's first row (the grouping is unchanged)."""
-    _, first, inverse = np.unique(inter.sessions, return_index=True, return_inverse=True)
+def renumbered_sessions(inter: Interactions, rows: SessionRows) -> tuple[Interactions, dict[str, dict]]:
+    """Session ids 0, 1, ... in order of each session's first row (the grouping is unchanged), and
+    the `Prepared.tables` entry naming each one's raw id. `inter.sessions` must hold read ids."""
+    read_ids, first, inverse = np.unique(inter.sessions, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
     rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return dataclasses.replace(inter, sessions=rank[inverse.ravel()])
+    rank[order] = np.arange(len(first))
+    raw = rows.session_ids.vocabulary()[read_ids[order]]
+    table = {SESSION_TABLE: {"session_id": np.arange(len(first)), "raw_session_id": raw}}
+    return dataclasses.replace(inter, sessions=rank[inverse.ravel()]), table

@@ -78,15 +78,12 @@ class ThirtyMusic:
         matched, described = match_tracks(tracks, set(rows.item_ids.index), tags, log.quiet)
         inter = dataclasses.replace(inter, item_categories={
             c: np.flatnonzero(np.isin(inter.item_tokens, list(matched[c]))).astype(np.int32) for c in self.categories})
-        inter = by_user_then_time(inter)
-        raw_sessions = rows.session_tokens(inter)
-        inter = log.record(f"read ({sessions.name}), sorted by user then time", renumbered_sessions(inter))
+        inter, tables = renumbered_sessions(by_user_then_time(inter), rows)
+        log.record(f"read ({sessions.name}), sorted by user then time", inter)
         sensitive = {c: {"source": RULE_SOURCE, "tag_ids": sorted(tags[c], key=int), "tag_names": list(tags[c].values()),
                          "tracks_matched": len(matched[c])} for c in self.categories}
         notes["items_without_metadata"] = int(np.count_nonzero(~np.isin(inter.item_tokens, list(described))))
-        _, first = np.unique(inter.sessions, return_index=True)
-        return Prepared(inter, sensitive, "atomic", notes=notes,
-                        tables={"sessions.csv": {"session_id": np.arange(len(first)), "raw_session_id": raw_sessions[first]}})
+        return Prepared(inter, sensitive, "atomic", notes=notes, tables=tables)
 
 
 def _candidates(folder: str, name: str) -> tuple[str, ...]:

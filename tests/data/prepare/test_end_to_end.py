@@ -20,6 +20,18 @@ from tests.data.prepare.raw_files import random_movielens, tafeng_with_alcohol
 from tests.unlearn.methods.contract import assert_finite, cheap_method, first_request
 
 
+def unlearn_first_request(experiment, params, protocol) -> int:
+    """The protocol's first request through SCIF (few solver iterations): the new parameters must
+    be finite and differ from the trained ones. Returns the rows the request removes."""
+    method = cheap_method("scif")
+    request, key = first_request(protocol, method)
+    new_params, _, _ = method.unlearn(experiment.model, params, method.init(experiment.model, params), request, key)
+    jax.block_until_ready(new_params)
+    assert_finite(new_params, "params")
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(params)))
+    return request.n_removed
+
+
 def test_prepared_movielens_trains_and_unlearns(tmp_path):
     data_root = tmp_path / "data"
     prepare_dataset("movielens", random_movielens(tmp_path / "raw"), data_root / "movielens", quiet=True)
@@ -39,13 +51,7 @@ def test_prepared_movielens_trains_and_unlearns(tmp_path):
     unlearn = UnlearnConfig(method="scif", scenario="sensitive", category="health", forget_file=str(forget_file))
     protocol = build_protocol(experiment, unlearn)
     assert len(protocol.forget_set) >= 1
-    method = cheap_method("scif")
-    request, key = first_request(protocol, method)
-    assert request.n_removed > 0
-    new_params, _, diagnostics = method.unlearn(experiment.model, params, method.init(experiment.model, params), request, key)
-    jax.block_until_ready(new_params)
-    assert_finite(new_params, "params")
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(params)))
+    assert unlearn_first_request(experiment, params, protocol) > 0
 
 
 @pytest.mark.slow  # DNNTSP's compilation: about 30 s on 2 shared cores
@@ -69,8 +75,4 @@ def test_prepared_tafeng_unlearns_its_basket_forget_file(tmp_path):
     expected = sensitive_basket_forget_set(inter, "alcohol", 0.05, 5)
     assert np.array_equal(protocol.forget_set.users, expected.users) and len(expected) == 7  # T = 13
     assert np.array_equal(protocol.forget_set.items, expected.items)
-    method = cheap_method("scif")
-    request, key = first_request(protocol, method)
-    assert request.n_removed == 2  # A1 in two of the user's baskets
-    new_params, _, _ = method.unlearn(experiment.model, params, method.init(experiment.model, params), request, key)
-    assert_finite(jax.block_until_ready(new_params), "params")
+    assert unlearn_first_request(experiment, params, protocol) == 2  # A1 in two of the user's baskets
