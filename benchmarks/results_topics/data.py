@@ -3,7 +3,7 @@ realistic size (`benchmarks/prepare_memory.py`)."""
 
 from __future__ import annotations
 
-from results_topics.cells import Section, commit_cell, files_line, load_cell, machine_cell, seconds, table
+from results_topics.cells import PROVENANCE_COLUMNS, Section, files_line, load_cell, seconds, source, table
 from results_topics.read import BENCH, load
 
 TITLE = "Data preparation"
@@ -21,8 +21,8 @@ def prepare_memory() -> Section:
             f"{last['interactions']:,} ({last['users']:,} users, {last['items']:,} items)",
             seconds(prepared["wall_seconds"]), f"{prepared['peak_rss_mib'] / 1024:.2f}",
             load_cell(report["load_average_at_start"], report["load_average_at_end"]),
+            *source(report["provenance"]),
         ])
-        provenance = report["provenance"]
     (small, large), (n_small, n_large) = (float(r[4]) for r in rows), (load(f)["generated"]["reviews"] for f in FILES)
     per_million = (large - small) * 1024 / ((n_large - n_small) / 1e6)
     return Section(
@@ -39,10 +39,8 @@ def prepare_memory() -> Section:
             "sizes (the increase of the peak over the increase of the reviews), on top of what the process holds "
             "before reading.",
             "",
-            *table(["review file", "reviews read", "rows kept (5-core)", "seconds", "peak RSS GiB", "load"], rows),
-            "",
-            f"Every row: command `{provenance['command']}`, commit {commit_cell(provenance)}, "
-            f"machine {machine_cell(provenance)}.",
+            *table(["review file", "reviews read", "rows kept (5-core)", "seconds", "peak RSS GiB", "load",
+                    *PROVENANCE_COLUMNS], rows),
             "",
             files_line(*FILES),
         ])
