@@ -68,14 +68,14 @@ def prepared(tmp_path_factory):
 
 def test_rows_one_by_one(prepared):
     header, *lines = (prepared / "nowp.inter").read_text().splitlines()
-    assert header.split("\t") == ["user_id:token", "item_id:token", "timestamp:float", "session_id:token"]
+    assert header.split("\t") == ["user_id:token", "session_id:token", "item_id:token", "timestamp:float"]
     t = lambda offset: str(T0 + offset)
     assert [line.split("\t") for line in lines] == [
-        ["u1", "m-damn", t(0), "0"],  # session s09 before s10 at the same time
-        ["u1", "m-damn", t(0), "1"], ["u1", "m-gun", t(0), "1"],  # then items as text
-        ["u1", "m-quiet", t(30), "1"], ["u1", "m-damn", t(90), "2"],
-        ["u2", "m-bells", t(60), "3"], ["u2", "m-pain", t(120), "3"], ["u2", "m-weed", t(180), "4"],
-        ["u3", "m-die", t(5), "5"],
+        ["u1", "0", "m-damn", t(0)],  # session s09 before s10 at the same time
+        ["u1", "1", "m-damn", t(0)], ["u1", "1", "m-gun", t(0)],  # then items as text
+        ["u1", "1", "m-quiet", t(30)], ["u1", "2", "m-damn", t(90)],
+        ["u2", "3", "m-bells", t(60)], ["u2", "3", "m-pain", t(120)], ["u2", "4", "m-weed", t(180)],
+        ["u3", "5", "m-die", t(5)],
     ]
     assert (prepared / "sessions.csv").read_text().splitlines()[1:] == [
         "0,s09", "1,s10", "2,s11", "3,s20", "4,s21", "5,s30"]

@@ -55,14 +55,14 @@ def prepared(tmp_path_factory):
 
 def test_rows_one_by_one(prepared):
     header, *lines = (prepared / "30music.inter").read_text().splitlines()
-    assert header.split("\t") == ["user_id:token", "item_id:token", "timestamp:float", "session_id:token"]
+    assert header.split("\t") == ["user_id:token", "session_id:token", "item_id:token", "timestamp:float"]
     rows = [line.split("\t") for line in lines]
     t = lambda offset: str(T0 + offset)
     assert rows == [
-        ["2", "6", t(50), "0"],
-        ["2", "3", t(100), "1"], ["2", "4", t(100), "1"], ["2", "5", t(100), "1"],  # tie: file order
-        ["7", "1", t(1000), "2"], ["7", "2", t(1100), "3"], ["7", "3", t(1300), "2"],  # interleaved sessions
-        ["10", "1", t(0), "4"], ["10", "2", t(200), "4"], ["10", "1", t(400), "4"],  # the repeat kept
+        ["2", "0", "6", t(50)],
+        ["2", "1", "3", t(100)], ["2", "1", "4", t(100)], ["2", "1", "5", t(100)],  # tie: file order
+        ["7", "2", "1", t(1000)], ["7", "3", "2", t(1100)], ["7", "2", "3", t(1300)],  # interleaved sessions
+        ["10", "4", "1", t(0)], ["10", "4", "2", t(200)], ["10", "4", "1", t(400)],  # the repeat kept
     ]
     raw_ids = (prepared / "sessions.csv").read_text().splitlines()
     assert raw_ids == ["session_id,raw_session_id", "0,504", "1,501", "2,502", "3,503", "4,500"]
@@ -136,5 +136,5 @@ def test_forget_set_only_draws_eligible_users(tmp_path):
     prepare_dataset("30music", raw, tmp_path / "30music", quiet=True)
     [path] = write_forget_sets(tmp_path / "30music", "sensitive", [0.25], [2], category="explicit", quiet=True)
     assert path.name == "30music_unlearn_pairs_sensitive_category_explicit_seed_2_unlearning_fraction_0.25.inter"
-    rows = sorted(tuple(line.split("\t")[:2]) for line in path.read_text().splitlines()[1:])
+    rows = sorted(tuple(line.split("\t")[0:3:2]) for line in path.read_text().splitlines()[1:])  # user, item
     assert rows == [("1", "1")] * 3 + [("4", "3")] * 4
