@@ -12,7 +12,9 @@
   queried for a user with the user's last test prefix of the data without the removals, so
   sensitive exposure is measured on the history with the forgotten items removed, for the
   unlearned model and the retrain alike. The original fed its unlearning runs histories that
-  still held the sensitive items and its retrain runs cleaned ones (docs/differences.md).
+  still held the sensitive items and its retrain runs cleaned ones (docs/differences.md). A user
+  the removals took out altogether is queried with its last test prefix of the full data (what
+  the model still predicts from the forgotten history; `SBREvaluation`).
 * `sequence.objective: all_positions` (causal models): training batches are chunk rows scored
   at every position (`erase_jax.data.positions`); the retrains train the same way (they run the
   same config), and a request's F, C and R are prefix rows cut to the chunk contexts, the same
@@ -132,6 +134,7 @@ class SBRRequestRows:
         # rows = indices into task.train, grouped by the user of their target interaction
         # (with per-session sequences a user owns several sequences)
         self.user_rows = UserRows.from_groups(inter.users[train.target_rows], inter.n_users)
+        self._full_queries = None  # (has_query, prefixes, lengths) of the full data, built once
 
     def context(self, removed: np.ndarray):
         del removed  # a sequence model's context is its sizes
@@ -169,7 +172,10 @@ class SBRRequestRows:
         return chunk_contexts(rows) if self.experiment.config.sequence.objective == "all_positions" else rows
 
     def evaluation(self, data) -> SBREvaluation:
-        return SBREvaluation(self.experiment, data)
+        if self._full_queries is None:
+            full = SBREvaluation(self.experiment, self.experiment.data)
+            self._full_queries = (full.has_query, full.prefixes, full.lengths)
+        return SBREvaluation(self.experiment, data, self._full_queries)
 
 
 def sequence_batch(rows, size: int | None = None, width: int | None = None) -> Batch:
@@ -222,9 +228,14 @@ class LastPrefixQueries:
         return self.model.scores(params, inner, {"items": prefixes[users], "lengths": lengths[users]})
 
 
+@dataclasses.dataclass
 class SBREvaluation(Evaluation):
     """SBR: test utility over all test prefixes, and each user's last test prefix as the
-    user's query (users without a test row are not scorable)."""
+    user's query; a user without a test row here (the random scenario removes whole users) is
+    queried with its last test prefix of the full data, `full_queries` (has_query, prefixes,
+    lengths), as in `erase_jax.tasks.nbr`; a user with neither is not scorable."""
+
+    full_queries: tuple | None = None
 
     def __post_init__(self):
         from erase_jax.tasks.sbr import task_from_interactions
@@ -242,6 +253,14 @@ class SBREvaluation(Evaluation):
         lengths[owners[last]] = test.lengths[last]
         self.has_query = np.zeros(inter.n_users, bool)
         self.has_query[owners[last]] = True
+        if self.full_queries is not None:
+            full_has, full_prefixes, full_lengths = (np.asarray(a) for a in self.full_queries)
+            missing = full_has & ~self.has_query
+            width = max(prefixes.shape[1], full_prefixes.shape[1])
+            prefixes = np.pad(prefixes, ((0, 0), (0, width - prefixes.shape[1])), constant_values=inter.n_items)
+            prefixes[missing, : full_prefixes.shape[1]] = full_prefixes[missing]
+            lengths[missing] = full_lengths[missing]
+            self.has_query |= missing
         self.prefixes, self.lengths = jnp.asarray(prefixes), jnp.asarray(lengths)
 
     def test_metrics(self, model, params, context) -> dict:

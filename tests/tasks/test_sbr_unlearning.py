@@ -146,8 +146,25 @@ def test_users_are_queried_with_their_last_test_prefix_of_the_cleaned_data(train
     np.testing.assert_allclose(by_id, direct, rtol=1e-5, atol=1e-6)
     forgotten = set(experiment.data.interactions.items[removed_after].tolist())
     assert not forgotten & set(test.prefix_lists()[last])
-    without_test = np.setdiff1d(np.arange(data.interactions.n_users), data.interactions.users[test.target_rows])
-    assert len(view.scorable(without_test)) == 0
+    full_test = protocol.rows.evaluation(experiment.data).test
+    with_test = np.union1d(data.interactions.users[test.target_rows], experiment.data.interactions.users[full_test.target_rows])
+    assert len(view.scorable(np.setdiff1d(np.arange(data.interactions.n_users), with_test))) == 0
+
+
+def test_a_user_removed_altogether_is_queried_with_its_full_data_prefix(trained):
+    """Random users: all of a user's rows go; its query is its last test prefix of the full data."""
+    experiment, params = load_run(trained["GRU4Rec"])
+    protocol = build_protocol(experiment, UnlearnConfig(method="scif", **SCENARIO))
+    inter = experiment.data.interactions
+    full = protocol.rows.evaluation(experiment.data)
+    user = int(inter.users[full.test.target_rows[0]])
+    view = protocol.rows.evaluation(experiment.data.without(inter.users == user, experiment.config.seed))
+    assert user not in view.data.interactions.users[view.test.target_rows]
+    assert view.scorable(np.array([user])).tolist() == [user]
+    model, query_params, context = view.by_user(experiment.model, params, experiment.context)
+    full_model, full_params, full_context = full.by_user(experiment.model, params, experiment.context)
+    np.testing.assert_allclose(model.scores(query_params, context, {"users": jnp.array([user])}),
+                               full_model.scores(full_params, full_context, {"users": jnp.array([user])}), rtol=1e-6)
 
 
 def cross_entropy_of_logits(batch):
