@@ -5,6 +5,7 @@ code (`load_config` with the overrides the old experiment scripts passed)."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from erase_jax import config as config_lib
 from erase_jax.grid.planner import make_plan
@@ -17,6 +18,7 @@ CONFIGS = REPO_ROOT / "experiments" / "configs"
 CITED = {
     "cf_ml-100k": ("{model}_ml-100k.yaml", []),
     "cf_ml-100k_full": ("{model}_ml-100k.yaml", []),
+    "cf_exact_ml-100k": ("{model}_ml-100k.yaml", []),
     "sbr_ml-100k": ("{model}_ml-100k-seq.yaml", ["train.epochs=12"]),
     "nbr_tafeng": ("{model}_tafeng.yaml", ["train.epochs=20", "train.eval_step=5",
                                            "data.category_file=experiments/grids/tafeng/synthetic.txt"]),
@@ -43,3 +45,13 @@ def test_a_shipped_grid_trains_as_the_configuration_it_cites(name):
         expected = config_lib.resolve(config_lib.load_config(CONFIGS / pattern.format(model=cell.model.lower()),
                                                              overrides + extra))
         assert config_lib.to_dict(cell.run) == config_lib.to_dict(expected), (cell.model, cell.scenario)
+
+
+def test_the_exact_grid_runs_the_chosen_shard_options_on_the_cf_grids_model_and_retrains():
+    exact, cf = (make_plan(load_grid(GRIDS / f"{name}.yaml")) for name in ("cf_exact_ml-100k", "cf_ml-100k"))
+    chosen = yaml.safe_load((CONFIGS / "bpr_ml-100k-shards-methods.yaml").read_text())
+    for cell in exact.grid.cells:
+        if cell.method in chosen:
+            assert {k: cell.unlearn.method_options[k] for k in chosen[cell.method]} == chosen[cell.method]
+    shared = {task for task in exact.tasks if not task.startswith("unlearn")}
+    assert shared <= set(cf.tasks)  # only the methods' own tasks are new
