@@ -75,9 +75,12 @@ def approximate_methods() -> Section:
         "metrics on the split recomputed without the removed rows. Per-request seconds were measured on a shared "
         "machine: upper bounds.",
         "",
-        "**BPR, ML-100K, Horror (98 requests).** No result file: the measurements (in "
-        "[docs/notes/2026-11-23-influence-methods-bpr-horror.md](../../docs/notes/2026-11-23-influence-methods-bpr-horror.md)) "
-        "were read from run folders that were not kept, and no script under `experiments/` reruns all methods on it yet.",
+        "**BPR, ML-100K, Horror, spam and random.** Every method, from the grid `cf_ml-100k` "
+        "(`erase-jax grid experiments/grids/cf_ml-100k.yaml`): its gaps to the retrain and costs are on "
+        "[the grids' page](grids.md), the whole leaderboard in "
+        "[experiments/results/grids/cf_ml-100k/leaderboard.html](../../experiments/results/grids/cf_ml-100k/leaderboard.html). "
+        "Earlier measurements of BPR on Horror, from run folders that were not kept: "
+        "[docs/notes/2026-11-23-influence-methods-bpr-horror.md](../../docs/notes/2026-11-23-influence-methods-bpr-horror.md).",
     ]
     sensitive_header = ["method", "test NDCG@10", "Recall@20", "% unlearned users with Horror @20", "forgotten items hit@20",
                         "Jaccard@20 vs retrain", "s/request median / mean", *PROVENANCE_COLUMNS]

@@ -50,8 +50,8 @@ def test_layers_merge_in_order_and_spam_ratio_poisons_the_trained_model():
     assert [c.method for c in grid.cells] == ["original", "original"]
 
 
-def test_the_cf_ml100k_grid_has_every_approximate_method():
-    grid = load_grid(GRIDS / "cf_ml-100k.yaml")
+def test_the_full_cf_ml100k_grid_has_every_approximate_method():
+    grid = load_grid(GRIDS / "cf_ml-100k_full.yaml")
     approximate = {name for name in method_names() if not hasattr(build_method(name), "start")}  # exact ones build shards
     assert {build_method(c.unlearn.method).name for c in grid.cells} == approximate  # `original`: untouched
     assert {c.model for c in grid.cells} == {"BPR", "LightGCN", "SGL"}
@@ -59,8 +59,8 @@ def test_the_cf_ml100k_grid_has_every_approximate_method():
     assert len({c.seed for c in grid.cells}) == 3
 
 
-def test_the_cf_ml100k_dry_run_prints_the_plan(tmp_path, capsys):
-    assert main(["grid", str(GRIDS / "cf_ml-100k.yaml"), "--dry-run", "--out", str(tmp_path)]) == 0
+def test_the_full_cf_ml100k_dry_run_prints_the_plan(tmp_path, capsys):
+    assert main(["grid", str(GRIDS / "cf_ml-100k_full.yaml"), "--dry-run", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     # 3 models x 3 seeds x (clean, poisoned); 27 (model, scenario, seed) with 4 retrains each; 8 methods each
     assert "369 tasks (18 train, 108 retrain, 27 reference, 216 unlearn)" in text

@@ -4,7 +4,7 @@ math on a sequence model, and every method through the sequential protocol.
 A tiny GRU4Rec is trained for one epoch (and once with `sequence.objective: all_positions`) on
 a small synthetic data set (timestamps and item categories, one sequence per user); the
 scenario is the sensitive category "Horror". (SASRec
-runs the same protocol in experiments/sbr_unlearning_ml-100k.py; kept out of the unit tests
+runs the same protocol in experiments/grids/sbr_ml-100k.yaml; kept out of the unit tests
 for time.)
 """
 
@@ -44,7 +44,7 @@ TINY = {
 SCENARIO = dict(scenario="sensitive", category="Horror", fraction=0.01)
 APPROXIMATE = ("scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
 # fewer solver / fine-tuning iterations than the defaults: these tests check that each method
-# runs the protocol on sequence models; the defaults run in experiments/sbr_unlearning_ml-100k.py
+# runs the protocol on sequence models; the defaults run in experiments/grids/sbr_ml-100k.yaml
 CHEAP = {
     "scif": {"cg_iterations": 20},
     "gif": {"gif_iterations": 5},

@@ -1,0 +1,88 @@
+"""The benchmark grids: every approximate method next to the retrain, per scenario and model, from
+the leaderboard that `erase-jax grid` wrote (`experiments/results/grids/<grid>/`). The tables are
+the leaderboard's own views (`erase_jax.grid.views`) at the last checkpoint: each measure's gap
+to the retrain, and the cost per request as a share of one retrain; the page beside the CSV
+(`leaderboard.html`) has every table, sortable, and the trajectories over the four checkpoints."""
+
+from __future__ import annotations
+
+from erase_jax.grid import views
+from erase_jax.grid.leaderboard import read_leaderboard
+from erase_jax.unlearn.protocol import report
+from results_topics.cells import PROVENANCE_COLUMNS, Section, commit_cell, config_cell, machine_cell, table
+from results_topics.read import EXP, REPO_ROOT, load
+
+TITLE = "The benchmark grids: every method next to the retrain"
+GRIDS = EXP + "grids/"
+# the measure each scenario is about: its gap to the retrain answers "did the method forget?"
+FOCUS = {"horror": "pct_users_with_sensitive@20", "spam": "spam_users_with_target@20", "random": "forgotten_hit@20"}
+RECALL = "test_recall@20"
+TITLES = dict(report.EXPOSURE)
+KEPT_RECALL = 0.05  # a method that loses more test Recall@20 than this against the retrain has not unlearned well
+
+
+def gaps(section: views.Section) -> dict[str, dict[str, views.Stat]]:
+    """method -> measure -> its gap to the retrain at the last checkpoint (none without a retrain)."""
+    found = [t for t in section.tables if t.caption.startswith("Gap")]
+    return {method: {stat.key: stat for stat in cells if stat is not None} for method, cells in found[0].rows} if found else {}
+
+
+def closest(section: views.Section) -> str:
+    """The method (not the untouched model) whose focus measure is closest to the retrain's, among
+    those that keep test Recall@20 within `KEPT_RECALL` of the retrain's; "tied" when they all are."""
+    focus = FOCUS.get(section.scenario, RECALL)
+    candidates = {m: abs(g[focus].mean) for m, g in gaps(section).items()
+                  if m != "original" and focus in g and RECALL in g and g[RECALL].mean >= -KEPT_RECALL}
+    if not candidates:
+        return "none"
+    best = min(candidates.values())
+    winners = [m for m, gap in candidates.items() if gap == best]
+    return winners[0] if len(winners) == 1 else f"{len(winners)} methods tied"
+
+
+def grid_section(name: str, what: str) -> Section:
+    folder = GRIDS + name
+    frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
+    sections = views.sections(frame)
+    failures = (REPO_ROOT / folder / "failures.csv").read_text().strip().splitlines()[1:]
+    run = load(folder + "/run.json")
+    block = run["provenance"]
+    provenance = [config_cell(block["config"]), f"`{block['command']}`", commit_cell(block), machine_cell(block)]
+    header = ["scenario", "model", "method", "Recall@20 - retrain", "focus measure", "focus - retrain",
+              "s/request (median)", "% of one retrain per request", *PROVENANCE_COLUMNS]
+    rows = []
+    for section in sections:
+        focus = FOCUS.get(section.scenario, RECALL)
+        cost = {m: dict(zip(t.titles, cells)) for t in section.tables if t.caption.startswith("Cost") for m, cells in t.rows}
+        for method, gap in gaps(section).items():
+            spent = cost.get(method, {})
+            cell = lambda title: spent[title].text() if spent.get(title) else ""
+            rows.append([section.scenario, section.model, method, gap[RECALL].text() if RECALL in gap else "", TITLES[focus],
+                         gap[focus].text() if focus in gap else "", cell("s/request (median)"),
+                         cell("% of one retrain per request"), *provenance])
+    answer = (f"the method closest to the retrain on what the scenario is about, among those within {KEPT_RECALL} of its "
+              "Recall@20: ") + "; ".join(
+        f"{s.scenario} {s.model}: {closest(s)}" for s in sections)
+    lines = [
+        f"{what} {run['cells']} cells, {run['tasks']} tasks ({', '.join(f'{n} {k}' for k, n in run['tasks_by_kind'].items())}), "
+        f"{len(frame)} leaderboard rows, {len(failures)} failed or blocked tasks; {run['task_seconds_total'] / 3600:.1f} h of "
+        f"task time with one worker ({run['wall']}). Last checkpoint (every request done), one seed; the gap is the "
+        "method's value minus the retrain's (0 = what exact unlearning gives). The focus measure is what the scenario "
+        "is about: Horror: share of the unlearned users with a Horror item in their top 20; spam: share of genuine "
+        "users with a spam target in their top 20; random: the forgotten items' hit@20 for their users. Times were "
+        "measured on the shared 2-core machine (load average about 11): upper bounds.",
+        "",
+        f"The whole leaderboard: [leaderboard.html](../../{folder}/leaderboard.html) (sortable tables, trajectories over "
+        f"the four checkpoints; open the file in a browser), [leaderboard.md](../../{folder}/leaderboard.md), "
+        f"[leaderboard.csv](../../{folder}/leaderboard.csv); how it ran: `{folder}/run.json`.",
+        "",
+        *table(header, rows),
+    ]
+    return Section(f"{what.split(':')[0]}: the grid {name}", answer, lines)
+
+
+def cf_ml100k() -> Section:
+    return grid_section("cf_ml-100k", "CF on MovieLens-100K: BPR x every approximate method x Horror, spam and random.")
+
+
+SECTIONS = (cf_ml100k,)
