@@ -57,5 +57,13 @@ def table_shardings(tree, mesh: Mesh, tables=TABLES):
 
 
 def shard_tables(tree, mesh: Mesh, tables=TABLES):
-    """`tree` placed by `table_shardings` (single-process: from host or one device)."""
-    return jax.device_put(tree, table_shardings(tree, mesh, tables))
+    """`tree` placed by `table_shardings`: each process builds, from its own full copy of every
+    leaf (host or device; the same values in every process), the slices its devices hold. Works
+    with one process and with several (`jax.distributed`), where `jax.device_put` cannot place
+    onto another process's devices."""
+    return jax.tree.map(_global_array, tree, table_shardings(tree, mesh, tables))
+
+
+def _global_array(leaf, sharding: NamedSharding) -> jax.Array:
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
