@@ -24,6 +24,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,7 +116,13 @@ def request_cost(experiment, params, method_name: str) -> dict:
             "warm_seconds": seconds[1], "peak_rss_gb": peak_rss_gb()}
 
 
-def measure_size(size: str, model_name: str, batch_size: int, max_batches: int | None, methods, cache: Path) -> dict:
+def report(result: dict) -> None:
+    """Prints the result so far as one JSON line: what the parent keeps if this process dies."""
+    print(json.dumps(result), flush=True)
+
+
+def measure_size(size: str, model_name: str, batch_size: int, max_batches: int | None, methods, cache: Path):
+    """Measures one (size, model), reporting the result after every phase (`report`)."""
     n_users, n_items, per_user = SIZES[size]
     config = load_config(None, [
         f"model={model_name}", "dataset=synthetic", f"train.batch_size={batch_size}",
@@ -135,18 +142,50 @@ def measure_size(size: str, model_name: str, batch_size: int, max_batches: int |
         "data_generated": data is None,
         "peak_rss_gb_after_data": peak_rss_gb(),
     }
+    report(result)
     result["train"], params = train_epoch_cost(experiment, batch_size, max_batches)
+    report(result)
     evaluation = [timed(lambda: evaluate_params(experiment, params, "test")["recall@20"]) for _ in range(2)]
     result["evaluation"] = {"cold_seconds": evaluation[0][1], "warm_seconds": evaluation[1][1],
                             "recall@20": float(evaluation[1][0]), "peak_rss_gb": peak_rss_gb()}
     result["requests"] = {}
     for name in methods:
+        report(result)
         try:
             result["requests"][name] = request_cost(experiment, params, name)
         except Exception as error:  # recorded, not hidden: what did not fit and why
             result["requests"][name] = {"failed": f"{type(error).__name__}: {str(error)[:300]}"}
     result["peak_rss_gb"] = peak_rss_gb()
-    return result
+    report(result)
+
+
+def run_capped(command: list[str], cap_gb: float, row: dict) -> dict:
+    """Runs one child; stops it when its resident memory passes `cap_gb`. Returns its last
+    reported result (what it finished), with `stopped` saying why it ended early, if it did."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        while child.poll() is None:
+            if resident_gb(child.pid) > cap_gb:
+                child.kill()
+                row["stopped"] = f"resident memory passed {cap_gb} GB"
+            time.sleep(0.5)
+        out.seek(0)
+        lines = [line for line in out.read().splitlines() if line.startswith("{")]
+        if lines:
+            row = {**json.loads(lines[-1]), **row}
+        if child.returncode != 0 and "stopped" not in row:
+            err.seek(0)
+            row["stopped"] = (err.read().strip().splitlines() or ["exit status %d" % child.returncode])[-1][:400]
+    return row
+
+
+def resident_gb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return kib / 2**20
 
 
 def main(argv=None) -> int:
@@ -156,6 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--max-batches", type=int, default=None, help="LightGCN: batches timed per epoch")
+    parser.add_argument("--memory-cap-gb", type=float, default=6.0, help="a child above it is stopped")
     parser.add_argument("--cache", default="/tmp/erase_jax_scale_growth", help="folder for the generated data")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
@@ -163,7 +203,7 @@ def main(argv=None) -> int:
     if args.one:
         size, model = args.one
         max_batches = args.max_batches if model != "BPR" else None
-        print(json.dumps(measure_size(size, model, args.batch_size, max_batches, args.methods, Path(args.cache))))
+        measure_size(size, model, args.batch_size, max_batches, args.methods, Path(args.cache))
         return 0
 
     result = result_header(config=vars(args), rows=[])
@@ -173,12 +213,8 @@ def main(argv=None) -> int:
                        "--cache", args.cache, "--methods", *args.methods]
             if args.max_batches is not None:
                 command += ["--max-batches", str(args.max_batches)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode == 0:
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-            else:
-                row = {"model": model, "size": size, "failed": done.stderr.strip().splitlines()[-1:]}
-            result["rows"].append(row)
+            result["rows"].append(run_capped(command, args.memory_cap_gb, {"model": model, "size": size}))
+            row = result["rows"][-1]
             print(json.dumps(row)[:400], file=sys.stderr)
             if args.out:  # partial results survive a later size that does not finish
                 write_result(dict(result), args.out)
