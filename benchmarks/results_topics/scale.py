@@ -4,7 +4,7 @@ ML-20M size and to a 1M-item catalogue (`benchmarks/scale_growth.py`, synthetic 
 from __future__ import annotations
 
 from results_topics.cells import Section, commit_cell, files_line, load_cell, machine_cell, seconds, table
-from results_topics.read import BENCH, load
+from results_topics.read import BENCH, REPO_ROOT, load
 
 TITLE = "Scale"
 SIZE_ORDER = ("ml-100k", "ml-1m", "ml-20m", "catalogue-1m")
@@ -65,9 +65,9 @@ def _growth_rows(rows: list[dict]) -> list[list[str]]:
 
 
 def growth() -> Section:
-    path = BENCH + "scale_growth.json"
-    report = load(path)
-    rows = _rows(report)
+    paths = sorted(BENCH + p.name for p in (REPO_ROOT / BENCH).glob("scale_growth*.json"))  # one file per run
+    reports = [load(path) for path in paths]
+    rows = _rows({"rows": [row for report in reports for row in report["rows"]]})
     big = [r for r in rows if r["size"] == "ml-20m" and "train" in r]
     answer = "; ".join(
         f"{r['model']} at ML-20M size: epoch {seconds(r['train']['epoch_seconds'])} s"
@@ -76,20 +76,23 @@ def growth() -> Section:
         + f", peak {r.get('peak_rss_gb', r['train']['peak_rss_gb']):.1f} GB"
         for r in big
     ) or "not measured at ML-20M size"
-    provenance = report["provenance"]
+    runs = [
+        f"`{p}`: command `{r['provenance']['command']}`, commit {commit_cell(r['provenance'])}, machine "
+        f"{machine_cell(r['provenance'])}, load average {load_cell(r['load_average_start'], r.get('load_average_end'))}"
+        for p, r in zip(paths, reports)
+    ]
     return Section(
         "How do epoch time, full ranking, one SCIF / GIF request and memory grow from ML-100K to ML-20M size and a 1M-item catalogue?",
         answer + " (2 shared CPU cores)",
         [
             "Synthetic data (`erase_jax.data.synthetic`) with the users, items and interactions per user of ML-100K, ML-1M "
-            "and ML-20M, and a 1M-item catalogue with 2,048 users; chronological 80/10/10 split; batch 2048. Epoch: one "
+            "and ML-20M, and a 1M-item catalogue with 1,024 users; chronological 80/10/10 split; batch 2048. Epoch: one "
             "jitted epoch after compilation; where it says \"from n of N batches\" the time of n batches is scaled to the "
             "epoch (LightGCN propagates the whole graph at every step). Evaluation: full ranking of every test user "
             "(history masked, top 20) in user blocks sized to the catalogue (`cf_ranking.block_for`: 32 users a block at 1M "
             "items), cold (compilation included) / warm. Requests: one SCIF and one GIF request (defaults) of the user "
             "with the median row count, a third of its rows removed, cold / warm. Peak: the process's peak resident "
-            "memory (data generation included; each size and model in its own process, stopped above 6 GB). "
-            f"Load average {load_cell(report['load_average_start'], report.get('load_average_end', report['load_average_start']))}.",
+            "memory (data generation included; each size and model in its own process, stopped above 6 GB).",
             "",
             *table(["size", "model", "users", "items", "interactions", "epoch s", "compile s", "evaluation s cold / warm",
                     "SCIF s cold / warm", "GIF s cold / warm", "peak GB", "stopped / failed"], [_cost_row(r) for r in rows]),
@@ -99,9 +102,11 @@ def growth() -> Section:
             *table(["size", "model", "interactions", "items", "epoch", "evaluation", "SCIF", "GIF", "peak memory"],
                    _growth_rows(rows)),
             "",
-            f"Every row: command `{provenance['command']}`, commit {commit_cell(provenance)}, machine {machine_cell(provenance)}.",
+            "Runs (the rows of each file):",
             "",
-            files_line(path),
+            *(f"- {run}" for run in runs),
+            "",
+            files_line(*paths),
         ],
     )
 
