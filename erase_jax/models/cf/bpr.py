@@ -154,6 +154,10 @@ class BPR(CFModelBase):
         batch_embeddings = (user_emb[batch["users"]], item_emb[batch["pos"]], item_emb[batch["neg"]])
         return self.reg_weight * emb_loss(batch_embeddings, batch["weight"], self.reg_require_pow)
 
+    def score_factors(self, params, context: CFShape) -> tuple[jax.Array, jax.Array]:
+        """(user table, item table): scores are their inner products (`evaluators.sharded_ranking`)."""
+        return self._embeddings(context).apply(params)
+
     def scores(self, params, context: CFShape, query: Batch) -> jax.Array:
-        user_emb, item_emb = self._embeddings(context).apply(params)
+        user_emb, item_emb = self.score_factors(params, context)
         return user_emb[query["users"]] @ item_emb.T

@@ -92,8 +92,12 @@ class LightGCN(CFModelBase):
         penalty = self.reg_weight * emb_loss(ego_batch, batch["weight"], self.require_pow)
         return pos_scores - neg_scores, batch["weight"], penalty
 
+    def score_factors(self, params, context: BipartiteGraph) -> tuple[jax.Array, jax.Array]:
+        """(final user table, final item table): scores are their inner products."""
+        return self._forward(params, context)[1]
+
     def scores(self, params, context: BipartiteGraph, query: Batch) -> jax.Array:
-        _, (user_emb, item_emb) = self._forward(params, context)
+        user_emb, item_emb = self.score_factors(params, context)
         return user_emb[query["users"]] @ item_emb.T
 
 

@@ -166,8 +166,12 @@ class SGL(CFModelBase):
         ssl_item = info_nce(items1[pos], items2[pos], items2, self.ssl_tau, weight)
         return bpr + self.reg_weight * regularizer + self.ssl_weight * (ssl_user + ssl_item)
 
-    def scores(self, params, context: SGLContext, query: Batch) -> jax.Array:
+    def score_factors(self, params, context: SGLContext) -> tuple[jax.Array, jax.Array]:
+        """(final user table, final item table) on the training graph: scores are their inner products."""
         graph = context.graph
         ego_users, ego_items = self._embeddings(graph).apply(params)
-        user_emb, item_emb = light_gcn_embeddings(graph, graph.weights, ego_users, ego_items, self.n_layers)
+        return light_gcn_embeddings(graph, graph.weights, ego_users, ego_items, self.n_layers)
+
+    def scores(self, params, context: SGLContext, query: Batch) -> jax.Array:
+        user_emb, item_emb = self.score_factors(params, context)
         return user_emb[query["users"]] @ item_emb.T
