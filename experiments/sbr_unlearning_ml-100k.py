@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from cli_steps import erase_jax  # noqa: E402  (experiments/cli_steps.py)
 from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
-METHODS = ("original", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
+METHODS = ("untouched", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
 COLUMNS = (
     ("test_ndcg@10", "NDCG@10"),
     ("test_recall@20", "Recall@20"),
@@ -128,7 +128,7 @@ def markdown(record: dict, rows: list[dict]) -> str:
         "| method | k | " + " | ".join(title for _, title in present) + " |",
         "|---|---|" + "---|" * len(present),
     ]
-    # the combined csv repeats the original's rows (once per method folder): one row per (method, k)
+    # the combined csv holds the trained model's rows once per checkpoint and every method's: one row per (method, k)
     unique = {(row["method"], row["checkpoint_idx"]): row for row in rows if row["checkpoint_idx"] != "-1"}
     for row in unique.values():
         cells = [_cell(row.get(key, "")) for key, _ in present]

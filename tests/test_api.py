@@ -89,13 +89,13 @@ def test_the_first_requests_agree_exactly_with_the_cli(folder, run, tmp_path):
         assert jax.tree.all(jax.tree.map(np.array_equal, params, loop.params)), f"parameters at checkpoint {k}"
         assert np.array_equal(removed, loop.removed)
         for row, evaluated in ((cli_rows["unlearning", k], ej.evaluate(loop)),
-                               (cli_rows["original", k], ej.evaluate(loop, params=run.params))):
+                               (cli_rows["trained", k], ej.evaluate(loop, params=run.params))):
             np.testing.assert_equal({key: row[key] for key in evaluated}, evaluated)
     untimed = lambda row: {key: value for key, value in row.items() if key not in TIMING}  # noqa: E731
     assert [untimed(row) for row in document["requests"]] == [untimed(row) for row in loop.rows]
-    fresh = ej.requests(run, "sensitive:Horror", "scif", fraction=0.01)  # no request yet: the original on all data
+    fresh = ej.requests(run, "sensitive:Horror", "scif", fraction=0.01)  # no request yet: the trained model on all data
     evaluated = ej.evaluate(fresh, params=run.params)
-    np.testing.assert_equal({key: cli_rows["original", -1][key] for key in evaluated}, evaluated)
+    np.testing.assert_equal({key: cli_rows["trained", -1][key] for key in evaluated}, evaluated)
 
 
 def test_a_retrain_agrees_exactly_with_the_cli_retrain(folder, run, tmp_path):
