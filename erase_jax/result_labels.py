@@ -15,6 +15,7 @@ and for the do-nothing method (method "original", eval_type "unlearning"): "orig
 confusable with the original (PyTorch) benchmark. Readers pass rows through `current_row` /
 `current_frame`, so old and new files read alike.
 
+>>> from erase_jax.result_labels import current_row
 >>> current_row({"method": "original", "eval_type": "original", "checkpoint_idx": "3"})
 {'method': 'trained', 'eval_type': 'trained', 'checkpoint_idx': '3'}
 >>> current_row({"method": "original", "eval_type": "unlearning"})["method"]

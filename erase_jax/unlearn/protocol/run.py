@@ -232,7 +232,7 @@ class UnlearningRun:
 
     def once(self, key, build):
         """`build()`, computed once per key for this protocol (the data and evaluation view of a
-        checkpoint, a loaded retrain): a run evaluates the original, the method and the retrain
+        checkpoint, a loaded retrain): a run evaluates the trained model, the method and the retrain
         at each checkpoint on the same data, which is deterministic from the seed."""
         if key not in self._built:
             self._built[key] = build()
