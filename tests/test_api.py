@@ -56,6 +56,18 @@ def test_every_docstring_example_runs(module, run, folder):
     assert runner.failures == 0, f"{runner.failures} docstring examples of {module.__name__} failed (output above)"
 
 
+def test_the_readme_shows_the_python_api_next_to_the_command_line():
+    """Every `ej.<name>` the README's table names is public, and the table pairs each command."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("| command line | Python |"):].split("\n\n")[0]
+    named = set(re.findall(r"\bej\.(\w+)", table))
+    assert {"train_model", "load", "evaluate", "forget_set", "requests", "unlearn_requests", "retrain", "protocol",
+            "time_request", "time_stream"} <= named
+    assert named <= set(ej.__all__), named - set(ej.__all__)
+    for command in ("erase-jax train", "erase-jax evaluate", "erase-jax retrain", "erase-jax unlearn"):
+        assert command in table
+
+
 def test_every_public_api_function_has_an_example():
     plain_records = {"Run", "Timing", "RunConfig"}  # data holders, documented by their fields
     missing = [name for name in ej.__all__ if name != "__version__" and name not in plain_records

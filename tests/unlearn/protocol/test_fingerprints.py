@@ -55,17 +55,21 @@ def snapshot(folder) -> dict[str, str]:
 
 
 def test_overwritten_run_is_unlearned_from_the_new_model(tmp_path):
-    """The user's report: 5 epochs, unlearn, --overwrite with 2 epochs, unlearn again. The old
-    code kept `unlearn/`, "resumed" the finished stream and paired the old model's checkpoints
+    """The user's report: 5 epochs, unlearn, `train --overwrite` with 2 epochs, `unlearn` again
+    (here 3 and 1 epochs). The old code kept `unlearn/`, "resumed" the finished stream and paired the old model's checkpoints
     with the new trained model."""
     run = tmp_path / "bpr"
     train_run(bpr_config(3), run, quiet=True)
     scenario_dir = run / "unlearn" / SCENARIO.tag()
     assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "untouched")
 
-    train_run(bpr_config(1), run, overwrite=True, quiet=True)
+    assert main(["train", "--quiet", *sum((["--set", s] for s in SETTINGS), []), "--set", "train.epochs=1",
+                 "--out", str(run), "--overwrite"]) == 0  # the command line's --overwrite
     assert not (run / "unlearn").exists()
-    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "untouched")
+    assert main(["unlearn", "--quiet", "--run", str(run), *CLI_SCENARIO]) == 0
+    rows = json.loads((scenario_dir / "untouched" / "unlearning.json").read_text())["rows"]
+    assert_rows_of_the_model_in(run, rows, scenario_dir / "untouched")
+    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "untouched")  # Python: the same
     recorded = json.loads((scenario_dir / fingerprint.MODEL_FILE).read_text())
     assert recorded["fingerprint"] == fingerprint.run_fingerprint(run)["fingerprint"]
     assert recorded["config"]["train"]["epochs"] == 1
