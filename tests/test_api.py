@@ -180,6 +180,11 @@ def test_settings_are_checked_when_built_naming_python_parameters():
         ej.scenario_config("sensitive:Horror", "scif", fractoin=0.01)
     with pytest.raises(ValueError, match=r"method scif: unknown options \['dampin'\]"):
         ej.scenario_config("sensitive:Horror", "scif", options={"dampin": 0.1})
+    with pytest.raises(ValueError, match=r"method scif: option damping must be a number >= 0 \(or None\), got -1"):
+        ej.UnlearnConfig(method="scif", method_options={"damping": -1})
+    with pytest.raises(ValueError, match=r"method gif: option gif_iterations must be an integer >= 0, got 2.5"):
+        ej.scenario_config("sensitive:Horror", "gif", options={"gif_iterations": 2.5})
+    assert ej.UnlearnConfig(method="scif", method_options={"damping": "1e-3"}).method_options == {"damping": "1e-3"}
     assert ej.UnlearnConfig(method="original").method == "untouched"  # an old name becomes today's
     assert ej.UnlearnConfig(method="SCIF").method == "scif"
 
