@@ -176,6 +176,8 @@ def test_settings_are_checked_when_built_naming_python_parameters():
         ej.load_config(None, ["model=BPR", "model_params.embedding_size=-3"])
     with pytest.raises(ValueError, match=r"model_params.hidden_dropout of SASRec must be a number >= 0, got -0.1"):
         ej.load_config(None, ["model=SASRec", "model_params.hidden_dropout=-0.1"])
+    with pytest.raises(ValueError, match=r"data.min_user_interactions must be an integer >= 0 \(or None: auto\), got -5"):
+        ej.load_config(None, ["data.min_user_interactions=-5"])
     with pytest.raises(ValueError, match=r"unknown scenario settings \['fractoin'\]; the UnlearnConfig fields are \["):
         ej.scenario_config("sensitive:Horror", "scif", fractoin=0.01)
     with pytest.raises(ValueError, match=r"method scif: unknown options \['dampin'\]"):
