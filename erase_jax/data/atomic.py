@@ -136,8 +136,10 @@ def resolve_category_field(folder: str | Path, name: str | None = None, requeste
 def write_atomic_inter(path: str | Path, inter: Interactions, rows: np.ndarray | None = None) -> None:
     """Writes rows (all, an index array or a boolean mask) as a typed `.inter` file.
 
-    Columns: user_id and item_id with the original tokens, then rating and timestamp when
-    present. Floats are written so that they read back identically; integral values without
+    Columns: user_id, session_id when the data have sessions (dense ids), item_id, then rating
+    and timestamp when present: the original's column order (CF `user_id item_id rating
+    timestamp`, SBR `user_id session_id item_id [rating] timestamp`, which its 30music and nowp
+    scripts read by position). Floats are written so that they read back identically; integral values without
     a trailing ".0", like the original files (`881250949`).
     """
     rows = np.arange(len(inter)) if rows is None else np.asarray(rows)
@@ -155,16 +157,14 @@ def write_atomic_inter(path: str | Path, inter: Interactions, rows: np.ndarray |
 
 
 def _inter_columns(inter: Interactions, rows: np.ndarray) -> pd.DataFrame:
-    columns = {
-        "user_id:token": inter.user_tokens[inter.users[rows]],
-        "item_id:token": inter.item_tokens[inter.items[rows]],
-    }
+    columns = {"user_id:token": inter.user_tokens[inter.users[rows]]}
+    if inter.sessions is not None:  # dense session ids as tokens: the grouping survives, not the names;
+        columns["session_id:token"] = inter.sessions[rows].astype(str)  # second, as the original's SBR files
+    columns["item_id:token"] = inter.item_tokens[inter.items[rows]]
     if inter.ratings is not None:
         columns["rating:float"] = _format_floats(inter.ratings[rows])
     if inter.timestamps is not None:
         columns["timestamp:float"] = _format_floats(inter.timestamps[rows])
-    if inter.sessions is not None:  # dense session ids as tokens: the grouping survives, not the names
-        columns["session_id:token"] = inter.sessions[rows].astype(str)
     return pd.DataFrame(columns)
 
 

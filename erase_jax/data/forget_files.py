@@ -4,7 +4,8 @@
 Forget file (CF): a typed header `user_id:token item_id:token rating:float timestamp:float`
 (the columns the data has) and one line per forgotten row. Reading groups the lines by user
 into one request per user with the set of that user's items (spec 3.0), ordered by
-`request_order`. Forget file (NBR): a JSON list of user ids (spec 3.2.3). Every write goes to a temporary file in the target folder and is moved into
+`request_order`. Forget file (NBR): a JSON list of user ids (spec 3.2.3), read into requests by
+the scenario's rule (`read_basket_forget_file`). Every write goes to a temporary file in the target folder and is moved into
 place with `os.replace`, so no file is ever half-written.
 """
 
@@ -17,6 +18,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,48 @@ def read_forget_file(
         inter, users, items,
         scenario=scenario, category=category, fraction=fraction, seed=seed, target_items=target_items,
     )
+
+
+def read_basket_forget_file(
+    path: str | Path, inter: Interactions, scenario: str, category: str | None, fraction: float, seed: int
+) -> ForgetSet:
+    """A next-basket forget file (a JSON list of user ids, spec 3.2.3) as requests.
+
+    What a request forgets is the scenario's rule, as the original's loader applies it: for
+    "sensitive", every item of `category` in all of the user's baskets (a listed user without
+    any makes no request, with a warning); for "random", all of the user's items.
+    Requests come in `request_order` of the user ids; a user listed twice is one request.
+    The original also writes the list as a pickle (`.pkl`); pickles are not read here (loading
+    one can run code): use the `.json` file it writes beside it (`--output_format both`, its default).
+    """
+    path = Path(path)
+    if path.suffix == ".pkl":
+        raise DataFormatError(path, None, "pickled forget files are not read (unsafe); use the .json file the "
+                                          "original writes beside it")
+    try:
+        users = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataFormatError(path, None, f"not a JSON list of user ids ({error})") from None
+    if not isinstance(users, list) or not users or not all(isinstance(u, (str, int)) for u in users):
+        raise DataFormatError(path, None, "expected a non-empty JSON list of user ids")
+    tokens = np.asarray([str(u) for u in users])
+    unknown = tokens[~np.isin(tokens, inter.user_tokens)]
+    if len(unknown):
+        raise DataFormatError(path, None, f"user {str(unknown[0])!r} is not in {inter.name}")
+    listed = np.isin(inter.users, inter.user_ids(tokens))
+    if scenario == "sensitive":
+        if not category:
+            raise ValueError("a sensitive next-basket forget file needs the category (--scenario sensitive:<category>)")
+        listed &= np.isin(inter.items, inter.category_items(category))
+        empty = np.setdiff1d(inter.user_ids(tokens), inter.users[listed])
+        if len(empty):
+            warnings.warn(f"{path.name}: {len(empty)} listed user(s) without an item of {category!r} in {inter.name} "
+                          f"(e.g. {str(inter.user_tokens[empty[0]])!r}): no request for them", stacklevel=2)
+    elif scenario != "random":
+        raise ValueError(f"next-basket forget files hold the sensitive or random scenario, not {scenario!r}")
+    rows = np.flatnonzero(listed)
+    return forget_set_from_pairs(inter, inter.users[rows], inter.items[rows], scenario=scenario,
+                                 category=category, fraction=fraction, seed=seed)
 
 
 def write_spam_files(

@@ -21,31 +21,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from erase_jax.data.baskets import bucket_shapes, occurrence_widths, step_widths
+from erase_jax.models.nbr.row_chunks import chunk_bucket, chunk_buckets  # noqa: F401 (chunk_buckets: re-exported)
 
 QUERY_CELLS = 1024 * 64 * 8  # user queries scored at once x history width x basket steps
-
-
-def chunk_buckets(width: int, max_steps: int) -> tuple[tuple[tuple[int, int], ...], np.ndarray, np.ndarray, np.ndarray]:
-    """(bucket shapes, widths ladder, steps ladder, table [n_widths, n_steps] -> shape index).
-
-    A chunk whose longest history has length L and most baskets B runs at width
-    w = widths[searchsorted(widths, L)] and steps t = steps[searchsorted(steps, B)] (B <= L <= w,
-    so t <= w whenever w is on the ladder below `max_steps`; otherwise t <= max_steps): the
-    table maps (w, t) to the index of that shape in `bucket_shapes(width, max_steps)`.
-    """
-    shapes = bucket_shapes(width, max_steps)
-    widths, steps = np.asarray(occurrence_widths(width)), np.asarray(step_widths(max_steps))
-    index = {shape: i for i, shape in enumerate(shapes)}
-    table = np.zeros((len(widths), len(steps)), np.int32)
-    for wi, w in enumerate(widths):
-        allowed = [s for s in steps if (int(w), int(s)) in index]
-        for ti, t in enumerate(steps):
-            fitting = [s for s in allowed if s >= t] or allowed[-1:]  # t > w cannot happen (B <= w)
-            table[wi, ti] = index[(int(w), int(fitting[0]))]
-    return shapes, widths, steps, table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +48,8 @@ class UserHistoryQueries:
         n_chunks = -(-n // chunk)
         if not hasattr(self.model, "logits"):  # not a basket model: one shape
             return self._chunked(lambda ids: self.model.scores(params, inner, _gather(histories, ids)), users, chunk, n_chunks)
-        shapes, widths, steps, table = chunk_buckets(width, max_steps)
+        shapes = chunk_buckets(width, max_steps)[0]
         order = jnp.argsort(histories["lengths"][users], stable=True)
-        widths, steps, table = jnp.asarray(widths), jnp.asarray(steps), jnp.asarray(table)
 
         def at_shape(w, t):
             def run(h):
@@ -84,9 +62,7 @@ class UserHistoryQueries:
 
         def score(ids):
             h = _gather(histories, ids)
-            wi = jnp.searchsorted(widths, jnp.maximum(h["lengths"].max(), 1))
-            ti = jnp.minimum(jnp.searchsorted(steps, jnp.maximum(h["n_baskets"].max(), 1)), len(steps) - 1)
-            return jax.lax.switch(table[wi, ti], branches, h)
+            return jax.lax.switch(chunk_bucket(h["lengths"], h["n_baskets"], width, max_steps), branches, h)
 
         ranked = self._chunked(score, users[order], chunk, n_chunks)
         return jnp.zeros_like(ranked).at[order].set(ranked)

@@ -75,9 +75,15 @@ def as_pytree(scores_fn: ScoresFn) -> jax.tree_util.Partial:
     return jax.tree_util.Partial(scores_fn)
 
 
+SMALLEST_BLOCK = 64  # users: checkpoints with 7, 16 or 29 unlearned users share one compiled shape
+SMALLEST_PAIR_WIDTH = 256  # pairs per block, likewise
+
+
 def user_blocks(users: np.ndarray, block_size: int) -> tuple[np.ndarray, int]:
-    """Users as [n_blocks, block] (padded with the first user), block bucketed to 2^j."""
-    block = min(block_size, _next_power_of_two(len(users)))
+    """Users as [n_blocks, block] (padded with the first user), block bucketed to 2^j, at least
+    SMALLEST_BLOCK (fewer shapes, so fewer compilations of a scoring program that can take
+    minutes to compile, e.g. a basket model's bucket branches) and at most `block_size`."""
+    block = min(block_size, max(_next_power_of_two(len(users)), SMALLEST_BLOCK))
     n_blocks = -(-len(users) // block)
     padded = np.full(n_blocks * block, users[0], np.int32)
     padded[: len(users)] = users
@@ -88,12 +94,13 @@ def pack_by_block(rows: np.ndarray, items: np.ndarray, block: int, n_blocks: int
     """Groups (row, item) pairs by the block of their row.
 
     Returns [n_blocks, width] rows within the block (padding: row = block, out of range, so
-    scatters drop it) and items, width a power of two, and each pair's slot in its block.
+    scatters drop it) and items, width a power of two of at least SMALLEST_PAIR_WIDTH, and each
+    pair's slot in its block.
     """
     block_of = rows // block
     order = np.argsort(block_of, kind="stable")
     counts = np.bincount(block_of, minlength=n_blocks)
-    width = _next_power_of_two(max(int(counts.max(initial=0)), 1))
+    width = _next_power_of_two(max(int(counts.max(initial=0)), SMALLEST_PAIR_WIDTH))
     slots = np.empty(len(rows), np.int64)
     slots[order] = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     packed_rows = np.full((n_blocks, width), block, np.int32)

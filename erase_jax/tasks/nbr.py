@@ -17,7 +17,11 @@
   baskets has no C), R other users' examples. The original kept sensitive items in C's
   history and target (spec 5.8). A model is queried for a user with the user's test
   example of the data without the removals, for the unlearned model and the retrain alike
-  (the original scored unlearned models on uncleaned histories, spec 5.12).
+  (the original scored unlearned models on uncleaned histories, spec 5.12). A user the
+  removals took out altogether (the random scenario forgets whole users) is queried with the
+  test example of the full data: what the model still predicts from the history it was asked
+  to forget, next to what the retrain predicts from it (the forgetting measures of
+  `erase_jax.evaluators.forgetting`); utility counts only the users left.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class NBRRequestRows:
         self.experiment = experiment
         train = experiment.examples.train
         self.user_rows = UserRows.from_groups(train.users, experiment.data.interactions.n_users)
+        self._full_test: BasketRows | None = None  # the full data's test examples, built once
 
     def context(self, removed: np.ndarray):
         del removed  # a basket model's context depends on the training data's sizes only
@@ -103,25 +108,41 @@ class NBRRequestRows:
         return build_basket_examples(inter.select(rows), experiment.config.basket).train
 
     def evaluation(self, data) -> NBREvaluation:
-        return NBREvaluation(self.experiment, data)
+        if self._full_test is None:
+            self._full_test = build_basket_examples(self.experiment.data.interactions, self.experiment.config.basket).test
+        return NBREvaluation(self.experiment, data, self._full_test)
 
 
+@dataclasses.dataclass
 class NBREvaluation(Evaluation):
     """NBR: test utility over every user's test example, and that example's history as the
-    user's query (users without a test example are not scorable)."""
+    user's query; a user without one here is queried with its example in `full_test` (the full
+    data's, module doc), a user with neither is not scorable."""
+
+    full_test: BasketRows | None = None
 
     def __post_init__(self):
         config = self.experiment.config
         inter = self.data.interactions
         self.test = build_basket_examples(inter, config.basket).test
-        test = self.test
-        by_user = np.full(inter.n_users, len(test), np.int64)  # len(test): an empty history
-        by_user[test.users] = np.arange(len(test))
-        padded = basket_batch(test, size=len(test) + 1)
-        self.histories = {name: padded[name][by_user] for name in ("items", "baskets", "lengths", "n_baskets")}
+        test, queries = self.test, [self.test]
+        if self.full_test is not None:
+            queries.append(self.full_test.select(np.flatnonzero(~np.isin(self.full_test.users, test.users))))
+        width = max(width_of(rows) for rows in queries)
+        by_user = np.full(inter.n_users, sum(map(len, queries)), np.int64)  # the last row: an empty history
+        padded, start = [], 0
+        for rows in queries:
+            by_user[rows.users] = start + np.arange(len(rows))
+            padded.append(basket_batch(rows, size=len(rows), width=width) if len(rows) else None)
+            start += len(rows)
+        padded.append(basket_batch(test.select(np.zeros(0, np.int64)), size=1, width=width))
+        fields = ("items", "baskets", "lengths", "n_baskets")
+        stacked = {name: jnp.concatenate([batch[name] for batch in padded if batch is not None]) for name in fields}
+        self.histories = {name: stacked[name][by_user] for name in fields}
         self.histories["users"] = jnp.arange(inter.n_users, dtype=jnp.int32)
         self.has_query = np.zeros(inter.n_users, bool)
-        self.has_query[test.users] = True
+        for rows in queries:
+            self.has_query[rows.users] = True
 
     def test_metrics(self, model, params, context) -> dict:
         ec = self.experiment.config.eval

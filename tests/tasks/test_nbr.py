@@ -81,3 +81,17 @@ def test_users_are_queried_with_their_test_history_of_the_cleaned_data(monkeypat
     monkeypatch.setattr(basket_queries, "QUERY_CELLS", 1)  # one user per chunk: the same scores
     chunked = np.asarray(model.scores(params, context, {"users": np.array([0, 1, 0])}))
     np.testing.assert_array_equal(chunked, scores[[0, 1, 0]])
+
+
+def test_a_user_removed_altogether_is_queried_with_the_full_data_history():
+    """Random users: a's rows all go; a keeps a query (the full data's test history), left out of utility."""
+    experiment = hand_experiment({"a": SIX, "b": [[1], [2], [3], [4]]})
+    inter = experiment.data.interactions
+    view = experiment.task.request_rows(experiment).evaluation(experiment.data.without(inter.users == 0, 2))
+    model, params, context = view.by_user(experiment.model, {}, experiment.context)
+    scores = np.asarray(model.scores(params, context, {"users": np.array([0, 1])}))
+    # a's full test history: [0, 1], [2], [3, 9], [9], [4] (item 9 twice: ranked first), target [5]
+    assert int(np.argmax(scores[0])) == 9 and set(np.argsort(-scores[0])[:6].tolist()) == {0, 1, 2, 3, 4, 9}
+    assert set(np.argsort(-scores[1])[:3].tolist()) == {1, 2, 3}
+    assert view.scorable(np.array([0, 1])).tolist() == [0, 1]
+    assert view.test.users.tolist() == [1]  # utility: only b's test example

@@ -17,8 +17,8 @@ record are not sensitive (counted in stats.json's notes).
 
 Deviations from the original: the Books detector wrote parent_asins, which the interactions
 (asins) never match (spec section 7 item 4); here Books maps them to asins as the grocery
-chain does. Books' session ids are written as dense integers in a `session_id` column after
-the others, not as `{user_id}_session_{k}` before item_id: the grouping is the same.
+chain does. Books' session ids are written as dense integers in the `session_id` column (second,
+as the original's), not as `{user_id}_session_{k}`: the grouping is the same.
 """
 
 from __future__ import annotations

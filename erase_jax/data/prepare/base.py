@@ -45,6 +45,7 @@ class Prepared:
     layout: one of LAYOUTS.
     item_fields: extra `.item` token columns aligned to item ids (e.g. Amazon's parent_asin).
     notes: counts for stats.json that belong to no step (items without metadata, ...).
+    tables: extra CSV files for the folder, file name -> columns (e.g. raw session ids).
     """
 
     interactions: Interactions
@@ -52,6 +53,7 @@ class Prepared:
     layout: str
     item_fields: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tables: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:

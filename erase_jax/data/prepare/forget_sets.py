@@ -19,7 +19,8 @@ random generator for the benchmark's data sets, spec 3.1).
 
 The rule and rating threshold default to the `forget_defaults` the preparer recorded in
 stats.json (grocery and MovieLens: "fit", rating >= 3.5; spec 3.2.2); a folder without
-stats.json gets "fit" and no threshold. Every forget set of the grid is drawn before the first
+stats.json gets "fit" and no threshold. A recorded eligibility filter (30music: users with >= 3
+sensitive and >= 3 other rows) always applies. Every forget set of the grid is drawn before the first
 file is written, so a failing combination (T = 0, no candidates) writes nothing.
 """
 
@@ -75,7 +76,9 @@ def write_forget_sets(
         if baskets:
             draw = lambda f, s: sensitive_basket_forget_set(inter, category, f, s, MIN_BASKETS)
         else:
-            draw = lambda f, s: sensitive_forget_set(inter, category, f, s, rating_threshold=threshold, rule=rule)
+            eligibility = {k: defaults[k] for k in ("min_sensitive_rows", "min_other_rows") if k in defaults}
+            draw = lambda f, s: sensitive_forget_set(inter, category, f, s, rating_threshold=threshold, rule=rule,
+                                                     **eligibility)
     else:
         method = "random_users" if random_unit == "users" else "random"
         if baskets:

@@ -16,6 +16,8 @@ What a prepared folder holds (data-and-evaluation spec 1.2-1.5):
   `item_map.csv` / `user_map.csv` (new id -> raw id, the mapping the original never saved);
 * `sensitive_asins_{category}.txt`: the sensitive items present in the data, one token per line,
   in the written id space (the original's names, spec 1.5);
+* extra CSV tables a preparer adds (`Prepared.tables`; the session data sets' `sessions.csv`,
+  written session id -> raw session id);
 * `stats.json`: the preparer and its options, the steps with their statistics, each sensitive
   category's rule and counts, the `data forget-set` defaults, and the one-line summary.
 """
@@ -61,6 +63,8 @@ def prepare_dataset(
     with atomic_folder(out) as folder:
         written = _LAYOUT_WRITERS[prepared.layout](folder, out.name, prepared)
         lists = write_sensitive_lists(folder, written, prepared.sensitive)
+        for file_name, columns in prepared.tables.items():
+            pd.DataFrame(columns).to_csv(folder / file_name, index=False, lineterminator="\n")
         record = {
             "dataset": out.name,
             "preparer": preparer.name,

@@ -17,6 +17,8 @@ def sensitive_forget_set(
     rating_threshold: float | None = None,
     rule: str = "fit",
     pre_shuffle_order: str = "token",
+    min_sensitive_rows: int = 0,
+    min_other_rows: int = 0,
 ) -> ForgetSet:
     """The sensitive-category scenario, user-centric (spec 3.2.2).
 
@@ -41,6 +43,10 @@ def sensitive_forget_set(
       order of the published grocery script, which reads the file with `csv`).
     * "parsed": `request_order` (numeric for integer tokens, like a pandas groupby).
 
+    `min_sensitive_rows` / `min_other_rows`: only users with at least this many rows of a
+    sensitive item, and at least this many other rows, are candidates (the 30music script's
+    eligibility filter, 3 and 3; the other scripts have none).
+
     To reproduce the original, pass the data as read from `{ds}.inter`, before any
     filtering: the original's T counts all rows of that file.
 
@@ -51,6 +57,10 @@ def sensitive_forget_set(
         raise ValueError(f"rule {rule!r} is not one of {STOPPING_RULES}")
     category, sensitive_ids = sensitive_items(inter, sensitive)
     is_candidate = np.isin(inter.items, sensitive_ids)
+    if min_sensitive_rows or min_other_rows:
+        sensitive_rows = np.bincount(inter.users[is_candidate], minlength=inter.n_users)
+        other_rows = np.bincount(inter.users, minlength=inter.n_users) - sensitive_rows
+        is_candidate &= ((sensitive_rows >= min_sensitive_rows) & (other_rows >= min_other_rows))[inter.users]
     if rating_threshold is not None:
         if inter.ratings is None:
             raise ValueError(f"{inter.name}: rating_threshold {rating_threshold} given but the data has no ratings")
@@ -58,7 +68,9 @@ def sensitive_forget_set(
     candidate_rows = np.flatnonzero(is_candidate)
     if not len(candidate_rows):
         threshold = "" if rating_threshold is None else f" with rating >= {rating_threshold}"
-        raise ValueError(f"{inter.name}: no row has a sensitive item of {category or 'the given items'}{threshold}")
+        eligible = (f" among users with >= {min_sensitive_rows} sensitive and >= {min_other_rows} other rows"
+                    if min_sensitive_rows or min_other_rows else "")
+        raise ValueError(f"{inter.name}: no row has a sensitive item of {category or 'the given items'}{threshold}{eligible}")
     target = target_rows(len(inter), fraction)
     chosen = choose_whole_users(inter, candidate_rows, target, seed, rule, pre_shuffle_order)
     rows = candidate_rows[np.isin(inter.users[candidate_rows], chosen)]

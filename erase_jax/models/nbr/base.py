@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from erase_jax.data.baskets import BasketRows, bucket_shapes, multi_hot, rows_for_width
+from erase_jax.models.nbr import row_chunks
 
 
 @struct.dataclass
@@ -64,16 +65,27 @@ class BasketModel:
     def scores(self, params, context, query: dict[str, jax.Array]) -> jax.Array:
         return self.logits(params, context, query, None)
 
-    def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array):
+    def output_loss_parts(self, params, context, batch: dict[str, jax.Array], key: jax.Array, n_steps: int | None = None):
         """(logits [b, n_items], row weights, None): `loss` is the weighted mean over rows of the
         multi-label soft-margin loss of these logits; the Gauss-Newton hook."""
-        return self.logits(params, context, batch, key), batch["weight"], None
+        return self.logits(params, context, batch, key, n_steps), batch["weight"], None
 
     def loss(self, params, context, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-        """`loss_at` on the batch; a training batch with a "bucket" at its bucket's shape (`bucketed_loss`)."""
+        """`loss_at` on the batch: a training batch with a "bucket" at its bucket's shape
+        (`bucketed_loss`), a batch larger than one chunk in chunks of rows sorted by history length
+        (`row_chunks.chunked_loss`, the unlearning methods' padded row sets), else in one piece."""
         if "bucket" in batch:
             return bucketed_loss(self.loss_at, params, context, batch, key)
+        if row_chunks.is_large(batch, context.max_history_baskets):
+            return row_chunks.chunked_loss(self.loss_at, params, context, batch, key)
         return self.loss_at(params, context, batch, key, None)
+
+    def chunked_rows(self, context, batch: dict[str, jax.Array]) -> row_chunks.RowChunks | None:
+        """The batch in chunks for the curvature products (`row_chunks.RowChunks`), None when it
+        fits one chunk."""
+        if not row_chunks.is_large(batch, context.max_history_baskets):
+            return None
+        return row_chunks.RowChunks.of(batch, context.max_history_baskets)
 
     def loss_at(self, params, context, batch: dict[str, jax.Array], key, n_steps: int | None) -> jax.Array:
         """The weighted mean over rows of the multi-label soft-margin loss (module docstring)."""

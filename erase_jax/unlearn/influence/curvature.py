@@ -152,11 +152,16 @@ def curvature_operator(curvature: str, model, context, batch, key, params, block
     C is the exact Hessian ("hessian", `hvp_operator`) or the generalised Gauss-Newton matrix
     ("gauss_newton"), of all parameters (`block` None; v shaped like `params`) or of the
     block's values (v shaped like `block.values(params)`). Rows are split over devices where
-    the loss is a row mean (`data_parallel_loss`), for either curvature.
+    the loss is a row mean (`data_parallel_loss`), for either curvature. A model that cuts large
+    batches into row chunks (`chunked_rows`, the next-basket models) gets the chunked products
+    of `chunked_curvature_operator` instead.
     """
     model = forward_mode_twin(model)
     values = params if block is None else block.values(params)
     with_values = (lambda v: v) if block is None else (lambda v: block.insert(params, v))
+    chunks = model.chunked_rows(context, batch) if hasattr(model, "chunked_rows") else None
+    if chunks is not None:
+        return chunked_curvature_operator(curvature, model, context, chunks, key, values, with_values)
     if curvature == "hessian":
         loss = data_parallel_loss(model, context, key)
         return hvp_operator(lambda v: loss(with_values(v), batch), values)
@@ -168,6 +173,30 @@ def curvature_operator(curvature: str, model, context, batch, key, params, block
     if n_devices == 1:
         return gauss_newton_operator(lambda v: parts(v, batch), values, model.output_loss)
     return sharded_gauss_newton_operator(parts, values, pad_rows(batch, n_devices), model.output_loss, n_devices)
+
+
+def chunked_curvature_operator(curvature: str, model, context, chunks, key, values, with_values) -> Callable:
+    """v -> C v summed over a batch's row chunks (`erase_jax.models.nbr.row_chunks.RowChunks`).
+
+    C is the curvature of the weighted-mean loss over all rows: each chunk's product is that of its
+    own rows' weighted mean, weighted by the chunk's share of the weight. Each chunk is linearised
+    inside the scan, per product (one forward pass more per product than `hvp_operator`'s single
+    linearisation), so memory is one chunk's. Runs unsharded. The model gives `loss_at(params,
+    context, rows, key, n_steps)` and, for Gauss-Newton, `output_loss_parts(..., n_steps)`.
+    """
+    total = jnp.maximum(jnp.sum(chunks.chunks["weight"]), 1e-12)
+
+    def matvec(v):
+        def chunk_product(rows, steps):
+            if curvature == "hessian":
+                loss = lambda u: model.loss_at(with_values(u), context, rows, key, steps)
+                return hvp_operator(loss, values)(v)
+            parts = lambda u: model.output_loss_parts(with_values(u), context, rows, key, steps)
+            return gauss_newton_operator(parts, values, model.output_loss)(v)
+
+        return tree_scale(1.0 / total, chunks.weighted_sum(chunk_product, values))
+
+    return matvec
 
 
 ORIGINAL_NEWTON_DAMPING = 0.01  # ceu_lambda, idea_damping: the original's default (compat="erase")

@@ -34,7 +34,7 @@ import yaml
 
 from erase_jax import config as config_lib
 from erase_jax.checkpoint import Checkpointer, has_steps
-from erase_jax.data.forget_files import read_forget_file
+from erase_jax.data.forget_files import read_basket_forget_file, read_forget_file
 from erase_jax.data.scenarios import (
     ForgetSet,
     forget_set_from_pairs,
@@ -161,6 +161,9 @@ def build_forget_set(experiment: Experiment, config: UnlearnConfig, seed: int) -
                 "data.spam_ratio=0.01 (--set data.spam_ratio=0.01; fake users are injected before the split)"
             )
         return loaded.fraud
+    if config.forget_file and Path(config.forget_file).suffix in (".json", ".pkl"):  # next-basket: user ids
+        return read_basket_forget_file(config.forget_file, inter, config.scenario, config.category,
+                                       config.fraction or 0.0, seed)
     if config.forget_file:
         return read_forget_file(config.forget_file, inter, config.scenario, config.category, config.fraction or 0.0, seed)
     if config.fraction is None:

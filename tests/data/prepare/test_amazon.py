@@ -174,10 +174,10 @@ def test_books_sessions_and_multi_signal_rules(tmp_path):
     assert (out / "sensitive_asins_explicit.txt").read_text() == "3\n"
     assert (out / "sensitive_asins_violence.txt").read_text() == ""  # one signal of the two needed
     header, *lines = (out / f"{out.name}.inter").read_text().splitlines()
-    assert header.split("\t") == ["user_id:token", "item_id:token", "rating:float", "timestamp:float", "session_id:token"]
+    assert header.split("\t") == ["user_id:token", "session_id:token", "item_id:token", "rating:float", "timestamp:float"]
     sessions = {}
     for line in lines:
-        user, _, _, _, session = line.split("\t")
+        user, session, _, _, _ = line.split("\t")
         sessions.setdefault(user, []).append(session)
     # AU: gaps 30, 60, 1, 59 minutes -> one session (a gap must EXCEED one hour); BU: exactly one hour each
     assert len(set(sessions["AU"])) == 1 and len(set(sessions["BU"])) == 1

@@ -15,8 +15,8 @@ import pytest
 
 from erase_jax.data.basket_csv import read_basket_folder
 from erase_jax.data.prepare import prepare_dataset, read_stats
+from tests.data.prepare.raw_files import TAFENG_HEADER
 
-TAFENG_HEADER = "TRANSACTION_DT,CUSTOMER_ID,AGE_GROUP,PIN_CODE,PRODUCT_SUBCLASS,PRODUCT_ID,AMOUNT,ASSET,SALES_PRICE\n"
 TAFENG_BASKETS = {  # customer -> baskets (one per day, days 1, 2, ...)
     "01": [["p1", "p2"], ["p1", "p3"], ["p1", "p2", "p1"], ["p9"]],  # the last basket empties (p9 only there)
     "02": [["p2", "p1"], ["p2"], ["p3", "p8"], ["p1"]],  # the third basket empties (p3, p8 rare)

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from erase_jax.cli import main
-from erase_jax.data.atomic import read_atomic
+from erase_jax.data.atomic import DataFormatError, read_atomic
 from erase_jax.data.basket_csv import read_basket_folder
-from erase_jax.data.forget_files import read_forget_file
+from erase_jax.data.forget_files import read_basket_forget_file, read_forget_file
 from erase_jax.data.prepare import prepare_dataset, write_forget_sets
 from erase_jax.data.scenarios import random_forget_set, sensitive_forget_set
 from erase_jax.data.scenarios.baskets import sensitive_basket_forget_set
-from tests.data.prepare.raw_files import random_movielens
-from tests.data.prepare.test_baskets import TAFENG_HEADER
+from tests.data.prepare.raw_files import random_movielens, tafeng_with_alcohol
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +69,10 @@ def test_a_failing_combination_writes_nothing(movielens, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_basket_forget_file_lists_user_ids(tmp_path):
+def test_basket_forget_file_lists_user_ids_and_reads_back(tmp_path):
     """Ta-Feng with a given alcohol list: customers 1-6 buy A1 on two of their six days."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    lines = [f"11/{day}/2000,{customer},35-39,115,100205,{item},1,57,70\n"
-             for customer in range(1, 13) for day in range(1, 7)
-             for item in ("C1", "C2", *(("A1",) if customer <= 6 and day in (1, 3) else ()))]
-    (raw / "ta_feng_all_months_merged.csv").write_text(TAFENG_HEADER + "".join(lines))
-    (tmp_path / "alcohol.txt").write_text("A1\n")
     out = tmp_path / "tafeng"
-    prepare_dataset("tafeng", raw, out, options=[f"category_lists={{alcohol: {tmp_path / 'alcohol.txt'}}}"], quiet=True)
+    prepare_dataset("tafeng", tmp_path / "raw", out, options=[tafeng_with_alcohol(tmp_path)], quiet=True)
     [path] = write_forget_sets(out, "sensitive", [0.05], [5], category="alcohol", quiet=True)
     assert path.name == "tafeng_unlearn_pairs_sensitive_category_alcohol_seed_5_unlearning_fraction_0.05.json"
     inter = read_basket_folder(out)
@@ -88,6 +80,27 @@ def test_basket_forget_file_lists_user_ids(tmp_path):
     users = json.loads(path.read_text())
     assert users == inter.user_tokens[expected.users].tolist() and len(users) == 4  # T = 7, 2 rows a user: "reach"
     assert set(users) <= {"0", "1", "2", "3", "4", "5"}  # re-indexed customers 1-6
+    assert same_requests(read_basket_forget_file(path, inter, "sensitive", "alcohol", 0.05, 5), expected)
+    everything = read_basket_forget_file(path, inter, "random", None, 0.05, 5)
+    assert np.array_equal(everything.users, expected.users)
+    assert [len(everything.request_items(k)) for k in range(len(everything))] == [3] * 4  # C1, C2, A1
+
+
+def test_bad_basket_forget_files(tmp_path):
+    out = tmp_path / "tafeng"
+    prepare_dataset("tafeng", tmp_path / "raw", out, options=[tafeng_with_alcohol(tmp_path)], quiet=True)
+    inter = read_basket_folder(out)
+    for text, problem in (('["0", "99"]', "user '99' is not in"), ("{}", "expected a non-empty JSON list"),
+                          ("[0, ", "not a JSON list of user ids")):
+        (tmp_path / "f.json").write_text(text)
+        with pytest.raises(DataFormatError, match=f"f.json: {problem}"):
+            read_basket_forget_file(tmp_path / "f.json", inter, "sensitive", "alcohol", 0.05, 5)
+    (tmp_path / "f.pkl").write_bytes(b"")
+    with pytest.raises(DataFormatError, match="pickled forget files are not read"):
+        read_basket_forget_file(tmp_path / "f.pkl", inter, "sensitive", "alcohol", 0.05, 5)
+    (tmp_path / "f.json").write_text('["0", "11"]')  # customer 12 bought no alcohol
+    with pytest.warns(UserWarning, match="1 listed user.* without an item of 'alcohol'"):
+        assert len(read_basket_forget_file(tmp_path / "f.json", inter, "sensitive", "alcohol", 0.05, 5)) == 1
 
 
 def test_data_commands(tmp_path, capsys):
