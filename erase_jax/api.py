@@ -21,6 +21,8 @@ and a method's options are `options={...}` (the command line's `--option key=val
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,35 @@ from erase_jax.unlearn.protocol.loop import RequestLoop
 from erase_jax.unlearn.protocol.run import UnlearnConfig, UnlearningRun, build_protocol, training_context
 
 Scenario = UnlearnConfig | str
+
+
+def _fields_block(cls) -> str:
+    """The `Fields:` list of a config dataclass's docstring (what `help(cls)` shows)."""
+    text = inspect.getdoc(cls)
+    return text[text.index("Fields:") + len("Fields:"):].split("\n\n")[0].strip("\n")
+
+
+def takes_scenario_settings(function):
+    """Appends the `UnlearnConfig` fields to the docstring of a function that takes them as
+    keyword arguments, so that `help(ej.<function>)` lists them."""
+    function.__doc__ = (inspect.cleandoc(function.__doc__) + "\n\nKeyword arguments (`**settings`): the scenario's "
+                        "`UnlearnConfig` fields (`method` and `method_options` are the parameters `method` and `options` "
+                        "where the function has them), checked when built:\n" + _fields_block(UnlearnConfig) + "\n")
+    return function
+
+
+def _takes_run_settings(function):
+    """Appends the run configuration's keys to `train_model`'s docstring."""
+    from erase_jax.data.loading import DataConfig
+    from erase_jax.train import TrainConfig
+
+    sections = "\n".join(textwrap.fill(f"{name}.*: {', '.join(f.name for f in dataclasses.fields(cls))} (`{cls.__name__}`)",
+                                        94, initial_indent="    ", subsequent_indent="        ")
+                          for name, cls in (("train", TrainConfig), ("data", DataConfig), ("eval", config_lib.EvalConfig)))
+    function.__doc__ = (inspect.cleandoc(function.__doc__) + "\n\nSettings (`key=value`): the `RunConfig` fields and "
+                        "its sections' (`help()` on each class says more), checked when built:\n"
+                        + _fields_block(config_lib.RunConfig) + "\n" + sections + "\n")
+    return function
 
 
 @dataclasses.dataclass
@@ -50,6 +81,7 @@ class Run:
         return self.experiment.config
 
 
+@_takes_run_settings
 def train_model(settings: Sequence[str] | config_lib.RunConfig = (), *, config: str | Path | None = None,
           out: str | Path | None = None, overwrite: bool = False, quiet: bool = True) -> Run:
     """Trains a model; returns the `Run`.
@@ -98,6 +130,7 @@ def load(folder: str | Path) -> Run:
     return Run(experiment, params, json.loads((Path(folder) / "result.json").read_text()), Path(folder))
 
 
+@takes_scenario_settings
 def scenario_config(scenario: Scenario, method: str | None = None, options: dict | None = None,
                     **settings) -> UnlearnConfig:
     """An `UnlearnConfig` from a scenario spelling and its fields; `method` / `options` replace
@@ -106,6 +139,10 @@ def scenario_config(scenario: Scenario, method: str | None = None, options: dict
     >>> ej.scenario_config("sensitive:Horror", "scif", fraction=0.01).category
     'Horror'
     """
+    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(UnlearnConfig)})
+    if unknown:
+        raise ValueError(f"unknown scenario settings {unknown}; the UnlearnConfig fields are "
+                         f"{[field.name for field in dataclasses.fields(UnlearnConfig)]}")
     base = scenario if isinstance(scenario, UnlearnConfig) else UnlearnConfig(scenario=scenario)
     changes = dict(settings)
     if method is not None:
@@ -115,6 +152,7 @@ def scenario_config(scenario: Scenario, method: str | None = None, options: dict
     return dataclasses.replace(base, **changes) if changes else base
 
 
+@takes_scenario_settings
 def forget_set(run: Run, scenario: Scenario, **settings) -> ForgetSet:
     """The scenario's forget set on the run's data: its requests, one user each, in the order
     the protocol serves them (`ForgetSet.users`, `.items`), drawn as `erase-jax unlearn` draws it.
@@ -131,6 +169,7 @@ def protocol_of(run: Run, scenario: UnlearnConfig) -> UnlearningRun:
     return build_protocol(run.experiment, scenario)
 
 
+@takes_scenario_settings
 def requests(run: Run, scenario: Scenario, method: str = "untouched", options: dict | None = None,
              **settings) -> RequestLoop:
     """The scenario's request loop for `method`, before its first request: the loop the
@@ -145,6 +184,7 @@ def requests(run: Run, scenario: Scenario, method: str = "untouched", options: d
     return RequestLoop(protocol_of(run, scenario_config(scenario, method, options, **settings)), run.params)
 
 
+@takes_scenario_settings
 def unlearn_requests(run: Run, scenario: Scenario, method: str, n_requests: int | None = None,
             options: dict | None = None, **settings) -> RequestLoop:
     """Applies `method` to the scenario's first `n_requests` requests (all when None), in
@@ -188,7 +228,7 @@ def evaluate(target: Run | RequestLoop, params=None, reference: Run | None = Non
     exposure, forgotten-pair ranks, agreement with `reference`, a `retrain` of the same
     requests) on the split without the rows removed so far, for the loop's model, or for
     `params` of the base model instead (the trained parameters give the `unlearn` job's
-    "original" row); before the first request, the original on all data (checkpoint -1).
+    `trained` row); before the first request, the trained model on all data (checkpoint -1).
 
     >>> ej.evaluate(run)["test"]["recall@20"] > 0
     True
@@ -220,13 +260,14 @@ def evaluate(target: Run | RequestLoop, params=None, reference: Run | None = Non
     return evaluate_model(view, k, evaluated, ref)
 
 
+@takes_scenario_settings
 def protocol(folder: str | Path, scenario: Scenario, method: str, options: dict | None = None,
              out: str | Path | None = None, with_retrains: bool = True, quiet: bool = True,
              **settings) -> list[dict]:
     """The full protocol on a trained run folder, as `erase-jax retrain` then `erase-jax
     unlearn`: every request, the four quarter checkpoints, the matched retrains, result files
     under the scenario folder (`out`, default `<folder>/unlearn/<scenario>`); returns the
-    method's result rows (the original's, then the method's at k = 0..3).
+    method's result rows (the trained model's, labelled `trained`, then the method's at k = 0..3).
 
     >>> rows = ej.protocol(folder, "sensitive:Horror", "untouched", fraction=0.01, with_retrains=False)
     >>> [row["checkpoint_idx"] for row in rows if row["eval_type"] == "unlearning"]

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from erase_jax.api import Run, Scenario, requests
+from erase_jax.api import Run, Scenario, requests, takes_scenario_settings
 from erase_jax.unlearn.protocol.loop import RequestLoop
 
 
@@ -69,6 +69,7 @@ class Timing:
                 "prepare_median_seconds": float(np.median(self.prepare_seconds)), "repeats": len(self.method_seconds)}
 
 
+@takes_scenario_settings
 def time_request(run: Run, scenario: Scenario, method: str, request: int = 0, repeats: int = 5,
                  warmup: int = 1, options: dict | None = None, **settings) -> Timing:
     """Times request `request` (0-based) of the scenario's stream for `method`.
@@ -102,6 +103,7 @@ def time_request(run: Run, scenario: Scenario, method: str, request: int = 0, re
                   tuple(t[0] for t in timed), tuple(t[1] for t in timed))
 
 
+@takes_scenario_settings
 def time_stream(run: Run, scenario: Scenario, method: str, n_requests: int | None = None,
                 options: dict | None = None, **settings) -> dict:
     """Serves the first `n_requests` requests (all when None) once, as the `unlearn` job does;

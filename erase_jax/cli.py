@@ -215,7 +215,7 @@ def cmd_demo(args) -> int:
     scenario = UnlearnConfig(method=method, scenario="sensitive", category="Horror", fraction=args.fraction)
     scenario_dir = out / "bpr" / "unlearn" / scenario.tag()
     retrain_all(out / "bpr", scenario, CHECKPOINTS, str(scenario_dir), quiet=args.quiet)
-    unlearn(out / "bpr", scenario, str(scenario_dir), quiet=args.quiet)  # also evaluates the original
+    unlearn(out / "bpr", scenario, str(scenario_dir), quiet=args.quiet)  # also evaluates the trained model
 
     import csv
 

@@ -87,6 +87,12 @@ class RunConfig:
     def __post_init__(self):
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        from erase_jax.models.base import get_model_class
+
+        try:
+            get_model_class(self.model)
+        except KeyError as error:
+            raise ValueError(f"model: {error.args[0]}") from None
 
 
 TASK_SECTIONS = ("sequence", "basket")  # RunConfig sections a task plug-in owns (`Task.config_section`)
@@ -228,6 +234,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
     return resolve(from_dict(RunConfig, values))
 
 
+def _check_hyperparameter(model: str, name: str, default, value) -> None:
+    """A numeric hyperparameter (every model's are sizes, counts, rates or weights) is a number
+    >= 0, an integer where its default is one."""
+    if isinstance(default, bool) or not isinstance(default, numbers.Real):
+        return
+    integral = isinstance(default, numbers.Integral)
+    kind = "an integer" if integral else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real) or not value >= 0:
+        raise ConfigError(f"model_params.{name} of {model} must be {kind} >= 0, got {value!r}")
+
+
 def resolve(config: RunConfig) -> RunConfig:
     """Fills the model's hyperparameter defaults and checks cross-field consistency."""
     from erase_jax.models import get_model_class
@@ -242,6 +259,7 @@ def resolve(config: RunConfig) -> RunConfig:
     for name, default in defaults.items():
         if isinstance(default, float) and isinstance(model_params[name], (str, int)) and not isinstance(model_params[name], bool):
             model_params[name] = _yaml_float(str(model_params[name]), f"model_params.{name}")
+        _check_hyperparameter(cls.name, name, default, model_params[name])
     metric, _, k = config.train.valid_metric.partition("@")
     if metric not in config.eval.metrics or not k.isdigit() or int(k) not in config.eval.topk:
         raise ConfigError(

@@ -2,7 +2,7 @@
 import erase_jax as ej
 
 run = ej.train_model(["model=BPR", "dataset=synthetic", "data.synthetic={n_users: 300, n_items: 150}", "train.epochs=5"])
-after = ej.unlearn_requests(run, "sensitive:Horror", "scif", n_requests=5, fraction=0.02)
+after = ej.unlearn_requests(run, "sensitive:Horror", "scif", n_requests=5, fraction=0.01)
 before = ej.evaluate(after, params=run.params)  # the trained model, on the same data without the removed rows
 for name, row in (("trained", before), ("scif", ej.evaluate(after))):
     print(f"{name:>8}: test recall@20 {row['test_recall@20']:.4f}, Horror items in the 5 users' top-20 "

@@ -2,7 +2,7 @@
 
     python experiments/nbr_unlearning_tafeng.py --scenario random|fraud|category
         [--model DNNTSP] [--epochs 20] [--eval-step 5] [--fraction F]
-        [--methods original scif gif ...] [--out runs/experiments/nbr_unlearning_tafeng]
+        [--methods untouched scif gif ...] [--out runs/experiments/nbr_unlearning_tafeng]
 
 1. `erase-jax train` with `experiments/configs/<model>_tafeng.yaml` (the original's NBR split:
    users with >= 4 baskets, train target basket n-3, valid n-2, test n-1, 48 history baskets)
@@ -12,7 +12,7 @@
    (`data.spam_ratio=0.01`: ceil(0.01 U / 0.99) fake users, next-basket spec 4.4).
 2. `erase-jax retrain --checkpoint-idx all`: the four matched retrains, same settings, each
    really without the first k requests' data (for fraud: without those fake users).
-3. `erase-jax unlearn --method M` for every approximate method and `original` (do nothing),
+3. `erase-jax unlearn --method M` for every approximate method and `untouched` (do nothing),
    each evaluated against the retrains, then `erase-jax report` on the scenario folder.
 
 Scenarios:
@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from cli_steps import erase_jax  # noqa: E402  (experiments/cli_steps.py)
 from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
-METHODS = ("original", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
+METHODS = ("untouched", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
 MERGED = REPO_ROOT.parent / "shared" / "data" / "tafeng" / "tafeng_merged.json"
 CATEGORY_STRIDE = 50
 CATEGORY_OFFSET = 25

@@ -8,7 +8,7 @@ forgotten pairs of the sensitive scenario (Horror, fraction 0.003, ratings >= 3.
 protocol's forget set) that lie in the training split: the pairs the last checkpoint (3) has
 removed. K shadows train as one vmap (`erase_jax/audit/shadows.py`) for a fixed number of
 epochs (the original's run trained 100), each audited pair IN / UNLEARN / OUT in a third of
-them; then each removal (`original`: nothing, the ceiling; `retrain`: exact, the floor) is
+them; then each removal (`untouched`: nothing, the ceiling; `retrain`: exact, the floor) is
 applied to every shadow, and both games are scored with each shadow in turn the target
 (`erase_jax/audit/game.py`), with global and per-pair variances, and game 2 also with RMIA's
 offline score (`erase_jax/audit/rmia.py`; 1, 2 and 4 reference shadows, a population of

@@ -12,7 +12,7 @@ rows from 98 users = 98 sequential requests, checkpoints after requests [24, 49,
    5-core filter: T = int(100000 x 0.003) = 300), and written as the original's forget file
    (all its rows survive the 5-core filter). `--generated-forget-set` lets the runner draw it
    from the filtered data instead (T = int(99287 x 0.003) = 297, other users).
-3. `erase-jax retrain --checkpoint-idx all`, then `erase-jax unlearn --method original`
+3. `erase-jax retrain --checkpoint-idx all`, then `erase-jax unlearn --method untouched`
    (evaluated against the retrains), then the same `unlearn` again into a second folder,
    killed with SIGKILL once its second checkpoint exists and rerun: its rows must equal the
    uninterrupted run's (timing and memory columns aside).
@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from erase_jax.result_labels import current_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -102,7 +104,7 @@ def without_timing(row: dict) -> dict:
 
 
 def pick(rows: list[dict], eval_type: str, k: int, method: str | None = None) -> dict:
-    for row in rows:
+    for row in current_rows(rows):  # older files' labels too (`erase_jax.result_labels`)
         if row["eval_type"] == eval_type and int(row["checkpoint_idx"]) == k and (method is None or row["method"] == method):
             return row
     raise KeyError(f"no {eval_type} row at checkpoint {k}")
@@ -245,7 +247,7 @@ def sensitive_section(rows: list[dict], checkpoints: list[int]) -> tuple[str, di
         header += [f"users with Horror in top-{k}", f"% users @{k}", f"avg Horror items @{k}"]
     body = []
     for k_idx in range(4):
-        for label, eval_type in (("original", "original"), ("retrain", "retraining")):
+        for label, eval_type in (("trained", "trained"), ("retrain", "retraining")):
             row = pick(rows, eval_type, k_idx)
             cells = [k_idx, checkpoints[k_idx] + 1, label]
             for k in KS:
@@ -255,12 +257,12 @@ def sensitive_section(rows: list[dict], checkpoints: list[int]) -> tuple[str, di
                     f"{float(row[f'avg_sensitive_per_user@{k}']):.3f}",
                 ]
             body.append(cells)
-    k3_original, k3_retrain = pick(rows, "original", 3), pick(rows, "retraining", 3)
+    k3_trained, k3_retrain = pick(rows, "trained", 3), pick(rows, "retraining", 3)
     checks = {}
     for k in KS:
         for metric in ("avg_sensitive_per_user", "pct_users_with_sensitive"):
             name = f"{metric}@{k}"
-            checks[name] = (float(k3_retrain[name]), float(k3_original[name]))
+            checks[name] = (float(k3_retrain[name]), float(k3_trained[name]))
     return table(header, body), checks
 
 
@@ -269,7 +271,7 @@ def utility_section(rows: list[dict]) -> str:
               "forgotten pairs in top-20", "forgotten mean rank", "top-20 Jaccard with retrain (unlearned users)"]
     body = []
     for k_idx in range(-1, 4):
-        pairs = (("original", "original"),) if k_idx == -1 else (("original", "original"), ("retrain", "retraining"))
+        pairs = (("trained", "trained"),) if k_idx == -1 else (("trained", "trained"), ("retrain", "retraining"))
         for label, eval_type in pairs:
             row = pick(rows, eval_type, k_idx)
             body.append([
@@ -282,16 +284,16 @@ def utility_section(rows: list[dict]) -> str:
 
 
 def cost_section(rows: list[dict], train_result: dict, timings: dict) -> str:
-    unlearning = pick(rows, "unlearning", 3, "original")
+    unlearning = pick(rows, "unlearning", 3, "untouched")
     header = ["what", "seconds"]
     body = [
         [f"train clean BPR ({train_result['epochs']} epochs, best {train_result['best_epoch']}), sum of epoch times",
          f"{sum(train_result['timing']['train_seconds_per_epoch']):.1f}"],
-        ["per request, `original` (data preparation + retain sampling + no-op method): median",
+        ["per request, `untouched` (data preparation + retain sampling + no-op method): median",
          f"{float(unlearning['request_seconds_median']):.4f}"],
-        ["per request, `original`: mean / p90 / max",
+        ["per request, `untouched`: mean / p90 / max",
          " / ".join(f"{float(unlearning[f'request_seconds_{s}']):.4f}" for s in ("mean", "p90", "max"))],
-        [f"all {unlearning['n_requests']} requests, `original` (excluding checkpoint writing)",
+        [f"all {unlearning['n_requests']} requests, `untouched` (excluding checkpoint writing)",
          f"{float(unlearning['request_seconds_total']):.2f}"],
     ]
     for k_idx in range(4):
@@ -314,7 +316,7 @@ SPAM_COLUMNS = [("users_with_target@10", "share of users with a target in top-10
 
 def spam_section(clean: dict, clean_result: dict, spam_rows: list[dict], n_fake: list[int]) -> tuple[str, dict]:
     header = ["model", "fake users removed"] + [title for _, title, _ in SPAM_COLUMNS] + ["test Recall@20"]
-    poisoned = pick(spam_rows, "original", -1)
+    poisoned = pick(spam_rows, "trained", -1)
     body = [["clean BPR (never saw fakes)", "-"] + [f"{clean[key]:.{d}f}" for key, _, d in SPAM_COLUMNS]
             + [f"{clean_result['test']['recall@20']:.4f}"]]
     body.append(["poisoned BPR", "0"] + [f"{float(poisoned['spam_' + key]):.{d}f}" for key, _, d in SPAM_COLUMNS]
@@ -362,20 +364,20 @@ def main(argv=None) -> int:
     sensitive_dir = out / "bpr_clean" / "unlearn" / "sensitive"
     common = ["--run", str(clean_run), *scenario, "--out", str(sensitive_dir)]
     step(["retrain", *common, "--checkpoint-idx", "all"], logs / "retrain_sensitive.log", timings, "retrain_sensitive")
-    step(["unlearn", *common, "--method", "original"], logs / "unlearn_original.log", timings, "unlearn_original")
+    step(["unlearn", *common, "--method", "untouched"], logs / "unlearn_untouched.log", timings, "unlearn_untouched")
 
     rows = read_rows(sensitive_dir / "unlearning.csv")
     resume = None
     if not args.skip_resume_check:
         resume_dir = out / "bpr_clean" / "unlearn" / "sensitive_resume_check"
-        shutil.rmtree(resume_dir / "original", ignore_errors=True)  # always a fresh run to kill
+        shutil.rmtree(resume_dir / "untouched", ignore_errors=True)  # always a fresh run to kill
         resume_dir.mkdir(parents=True, exist_ok=True)
         if not (resume_dir / "retrain").exists():
             (resume_dir / "retrain").symlink_to(sensitive_dir / "retrain", target_is_directory=True)
-        resume_args = ["unlearn", "--run", str(clean_run), *scenario, "--out", str(resume_dir), "--method", "original"]
-        resume = killed_then_resumed(resume_args, resume_dir / "original", logs / "unlearn_killed.log", timings)
-        straight_rows = [without_timing(r) for r in read_rows(sensitive_dir / "original" / "unlearning.csv")]
-        resumed_rows = [without_timing(r) for r in read_rows(resume_dir / "original" / "unlearning.csv")]
+        resume_args = ["unlearn", "--run", str(clean_run), *scenario, "--out", str(resume_dir), "--method", "untouched"]
+        resume = killed_then_resumed(resume_args, resume_dir / "untouched", logs / "unlearn_killed.log", timings)
+        straight_rows = [without_timing(r) for r in read_rows(sensitive_dir / "untouched" / "unlearning.csv")]
+        resumed_rows = [without_timing(r) for r in read_rows(resume_dir / "untouched" / "unlearning.csv")]
         resume["identical_rows"] = straight_rows == resumed_rows
         resume["rows_compared"] = len(straight_rows)
 
@@ -386,8 +388,8 @@ def main(argv=None) -> int:
     spam_dir = poisoned_run / "unlearn" / "spam"
     spam_common = ["--run", str(poisoned_run), "--scenario", "spam", "--out", str(spam_dir)]
     step(["retrain", *spam_common, "--checkpoint-idx", "all"], logs / "retrain_spam.log", timings, "retrain_spam")
-    step(["unlearn", *spam_common, "--method", "original"], logs / "unlearn_spam_original.log", timings,
-              "unlearn_spam_original")
+    step(["unlearn", *spam_common, "--method", "untouched"], logs / "unlearn_spam_untouched.log", timings,
+              "unlearn_spam_untouched")
     clean_spam = clean_model_spam_exposure(clean_run, poisoned_run)
     spam_rows = read_rows(spam_dir / "unlearning.csv")
 
@@ -410,13 +412,13 @@ def main(argv=None) -> int:
     spam_json = json.loads((spam_dir / "retrain" / "unlearning.json").read_text())
     n_fake_requests = spam_json["n_requests"]
     n_fake = [c + 1 for c in spam_json["checkpoint_requests"]]
-    unlearning_json = json.loads((sensitive_dir / "original" / "unlearning.json").read_text())
+    unlearning_json = json.loads((sensitive_dir / "untouched" / "unlearning.json").read_text())
     checkpoints = unlearning_json["checkpoint_requests"]
-    unlearned_k3 = pick(rows, "unlearning", 3, "original")
+    unlearned_k3 = pick(rows, "unlearning", 3, "untouched")
     sensitive_table, sensitive_checks = sensitive_section(rows, checkpoints)
     spam_table, spam_values = spam_section(clean_spam, clean_result, spam_rows, n_fake)
 
-    below = {name: retrain < original for name, (retrain, original) in sensitive_checks.items()}
+    below = {name: retrain < trained for name, (retrain, trained) in sensitive_checks.items()}
     spam_ratio = spam_values["poisoned"] / spam_values["clean"] if spam_values["clean"] else float("inf")
     spam_effect = spam_values["poisoned"] > 0 and spam_values["poisoned"] >= 3 * spam_values["clean"]
     removed = spam_values["retrain_k3"] <= max(1.5 * spam_values["clean"], spam_values["clean"] + 0.01)
@@ -453,12 +455,12 @@ def main(argv=None) -> int:
     # Horror exposure of all unlearned users: the original, a model of the same data with another
     # seed (how much exposure moves without any removal) and the retrain at k = 3.
     unlearned = np.array([u for request in unlearning_json["requests"] for u in request["users"]], np.int32)
-    horror_rows = [["original (seed %d)" % args.seed, *horror_cells(pick(rows, "original", 3))],
+    horror_rows = [["trained (seed %d)" % args.seed, *horror_cells(pick(rows, "trained", 3))],
                    ["retrain k=3 (seed %d)" % args.seed, *horror_cells(pick(rows, "retraining", 3))]]
     if other_seed_run is not None:
         control = horror_exposure_of(other_seed_run, unlearned)
         other_result = json.loads((other_seed_run / "result.json").read_text())
-        horror_rows.insert(1, [f"original trained with seed {args.seed + 1} ({other_result['epochs']} epochs; control)",
+        horror_rows.insert(1, [f"trained with seed {args.seed + 1} ({other_result['epochs']} epochs; control)",
                                *horror_cells(control)])
 
     # Facts a reader needs to weigh the tables, stated only when they apply.
@@ -493,8 +495,8 @@ def main(argv=None) -> int:
     forget_source = ("drawn by the runner from the 5-core data" if args.generated_forget_set else
                      f"the original's rule on `{DATASET}.inter` as read ({forget['raw_rows']} rows, before the "
                      f"5-core filter), written as the forget file `{forget_file.name}`")
-    csv_paths = [sensitive_dir / "unlearning.csv", sensitive_dir / "original" / "unlearning.csv",
-                 sensitive_dir / "retrain" / "unlearning.csv", sensitive_dir / "original" / "requests.csv",
+    csv_paths = [sensitive_dir / "unlearning.csv", sensitive_dir / "untouched" / "unlearning.csv",
+                 sensitive_dir / "retrain" / "unlearning.csv", sensitive_dir / "untouched" / "requests.csv",
                  spam_dir / "unlearning.csv"]
     lines = [
         f"# Unlearning protocol on {DATASET}: BPR, sensitive (Horror) and spam scenarios",
@@ -517,7 +519,7 @@ def main(argv=None) -> int:
         "",
         "### What the unlearned users are shown (raw scores, nothing masked; spec 5.2)",
         "",
-        "Users = the requests processed through checkpoint k. `original` = the trained model, "
+        "Users = the requests processed through checkpoint k. `trained` = the trained model, "
         "`retrain` = BPR trained from scratch without the interactions removed through k. Lower is better.",
         "",
         sensitive_table,
@@ -532,7 +534,7 @@ def main(argv=None) -> int:
         "",
         "### Cost",
         "",
-        "Only the `original` reference method exists so far, so the per-request time is the protocol's "
+        "Only the `untouched` reference method exists so far, so the per-request time is the protocol's "
         "own overhead (request data, negatives, context, timing) around a method that does nothing; "
         "the resumable state and the quarter checkpoints are written after the timed section.",
         "",
@@ -551,7 +553,7 @@ def main(argv=None) -> int:
         "## Controls",
         "",
         "Horror exposure of all unlearned users (checkpoint 3) under models of the full data with "
-        "different seeds, next to the retrain: the gap between original and retrain should exceed "
+        "different seeds, next to the retrain: the gap between trained and retrain should exceed "
         "the seed-to-seed spread.",
         "",
         table(["model", *[f"{m} @{k}" for k in KS for m in ("% users with Horror", "avg Horror items")]], horror_rows),
@@ -571,7 +573,7 @@ def main(argv=None) -> int:
         "",
     ]
     if resume is not None:
-        lines[-1:-1] = [f"- `{out / 'bpr_clean' / 'unlearn' / 'sensitive_resume_check' / 'original' / 'unlearning.csv'}`"
+        lines[-1:-1] = [f"- `{out / 'bpr_clean' / 'unlearn' / 'sensitive_resume_check' / 'untouched' / 'unlearning.csv'}`"
                         " (the killed-and-rerun run)"]
     text = "\n".join(lines)
     markdown = Path(args.markdown)
@@ -582,7 +584,7 @@ def main(argv=None) -> int:
                                          "category": CATEGORY, "fraction": FRACTION, "rating_threshold": RATING_THRESHOLD,
                                          "spam_ratio": SPAM_RATIO, "generated_forget_set": args.generated_forget_set}),
         "checks": [{"claim": claim, "holds": ok, "measured": measured} for claim, ok, measured in checks],
-        "sensitive_k3_retrain_vs_original": sensitive_checks, "spam_users_with_target@20": spam_values,
+        "sensitive_k3_retrain_vs_trained": sensitive_checks, "spam_users_with_target@20": spam_values,
         "resume": resume, "timings_seconds": timings, "notes": notes,
         "sensitive_rows": rows, "spam_rows": spam_rows, "run_folders": str(out),
     }

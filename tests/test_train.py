@@ -99,7 +99,7 @@ def test_unknown_config_keys_are_named():
         load_config(None, ["train.learnin_rate=0.1"])
     with pytest.raises(ConfigError, match=r"unknown model_params \['n_layer'\]"):
         load_config(None, ["model=LightGCN", "model_params.n_layer=3"])
-    with pytest.raises(KeyError, match="unknown model 'Bert'"):
+    with pytest.raises(ValueError, match="model: unknown model 'Bert'; available: "):
         load_config(None, ["model=Bert"])
 
 

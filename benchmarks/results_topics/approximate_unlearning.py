@@ -4,11 +4,12 @@ users at all; and what a request and the influence core underneath it cost."""
 
 from __future__ import annotations
 
+from erase_jax.result_labels import OLD_NAME, TRAINED, UNTOUCHED, current_rows
 from results_topics.cells import PROVENANCE_COLUMNS, Section, files_line, load_cell, num, seconds, section, source, table, times
 from results_topics.read import BENCH, EXP, REFERENCES, load, pick, references
 
 TITLE = "Approximate unlearning: effect and cost"
-METHOD_ORDER = ["original", "retrain", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif"]
+METHOD_ORDER = [TRAINED, "retrain", "scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif"]
 SBR_CASES = (("SASRec", "sensitive"), ("GRU4Rec", "sensitive"), ("SASRec", "spam"), ("GRU4Rec", "spam"))
 COST_FILES = {"BPR": BENCH + "unlearning_cost_ml-100k_bpr.json", "LightGCN": BENCH + "unlearning_cost_ml-100k_lightgcn.json"}
 KOOKMIN_FILES = (("kookmin, before the selection shortcut", BENCH + "unlearning_cost_kookmin_before_shortcut_ml-100k.json"),
@@ -16,16 +17,22 @@ KOOKMIN_FILES = (("kookmin, before the selection shortcut", BENCH + "unlearning_
 
 
 def present_methods(rows: list[dict]) -> list[str]:
-    found = {row["method"] for row in rows}
+    found = {row["method"] for row in current_rows(rows)}
     return [m for m in METHOD_ORDER if m in found]
 
 
 def request_seconds(row: dict) -> str:
     if row["method"] == "retrain":
         return f"{seconds(row['retrain_seconds'])} per retrain" if row.get("retrain_seconds") else ""
-    if row["method"] == "original" or not row.get("request_seconds_median"):
+    if row["method"] == TRAINED or not row.get("request_seconds_median"):
         return ""
     return f"{seconds(row['request_seconds_median'])} / {seconds(row['request_seconds_mean'])}"
+
+
+def trained_step(provenance: dict) -> str:
+    """The step whose job wrote the trained model's rows: the do-nothing method's (`untouched`;
+    `original` in files written before the rename)."""
+    return next((step for step in (UNTOUCHED, OLD_NAME) if step in provenance.get("commits", {})), UNTOUCHED)
 
 
 def setting(config: dict, key: str):
@@ -43,7 +50,7 @@ def sbr_unlearning(model: str, scenario: str) -> tuple[list[list[str]], list[dic
     body = []
     for method in present_methods(rows):
         row = pick(rows, method)
-        step = "retrain" if method == "retrain" else method
+        step = trained_step(record["provenance"]) if method == TRAINED else method
         if scenario == "sensitive":
             measures = [num(row["pct_users_with_sensitive@20"], 1), num(row["forgotten_hit@20"], 3),
                         num(row["agree_unlearned_jaccard@20"], 3) if method != "retrain" else "1"]
@@ -56,7 +63,7 @@ def sbr_unlearning(model: str, scenario: str) -> tuple[list[list[str]], list[dic
 
 def methods_answer(protocol_rows: dict[tuple[str, str], list[dict]]) -> str:
     """The method closest to the retrain's top 20 on Horror, and the methods that lose most utility everywhere."""
-    unlearning = lambda rows: [m for m in present_methods(rows) if m not in ("original", "retrain")]
+    unlearning = lambda rows: [m for m in present_methods(rows) if m not in (TRAINED, "retrain")]
     closest = []
     for (model, scenario), rows in protocol_rows.items():
         if scenario == "sensitive":

@@ -4,6 +4,7 @@ shard retrain's time goes?"""
 
 from __future__ import annotations
 
+from erase_jax.result_labels import TRAINED
 from results_topics.cells import (
     PROVENANCE_COLUMNS,
     PUBLISHED,
@@ -125,7 +126,7 @@ def shard_time() -> list[str]:
 def ml100k_quality(record: dict) -> list[str]:
     quality = rows_of(EXP + record["unlearning_csv"])
     rows = []
-    for method in ("original", "retrain", "receraser", "sisa"):
+    for method in (TRAINED, "retrain", "receraser", "sisa"):
         row = pick(quality, method)
         rows.append([method, num(row["test_recall@20"]), num(row["test_ndcg@20"]), num(row["pct_users_with_sensitive@20"], 1),
                      num(row["forgotten_hit@20"], 3), *source(record["provenance"])])

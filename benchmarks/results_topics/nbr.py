@@ -3,7 +3,8 @@ split), on repeat and on new items? And what does each unlearning method do to i
 
 from __future__ import annotations
 
-from results_topics.approximate_unlearning import present_methods, request_seconds
+from erase_jax.result_labels import BASELINES, TRAINED
+from results_topics.approximate_unlearning import present_methods, request_seconds, trained_step
 from results_topics.cells import PROVENANCE_COLUMNS, Section, code, files_line, num, seconds, section, source, table
 from results_topics.read import EXP, REPO_ROOT, load, pick
 
@@ -50,7 +51,7 @@ def unlearning_rows(rows: list[dict], record: dict) -> list[list[str]]:
     body = []
     for method in present_methods(rows):
         row = pick(rows, method)
-        step = "retrain" if method == "retrain" else method
+        step = trained_step(record["provenance"]) if method == TRAINED else method
         own = "1" if method == "retrain" else num(row.get("agree_unlearned_jaccard@20"), 3)
         others = "1" if method == "retrain" else num(row.get("agree_other_jaccard@20"), 3)
         body.append([method, num(row["test_recall@10"]), num(row["test_ndcg@10"]),
@@ -82,7 +83,7 @@ def unlearning() -> Section:
         requests = pick(rows, "retrain").get("n_requests") or record.get("n_requests", "")
         lines += ["", f"**{what.capitalize()}, fraction {record.get('fraction', '')} ({requests} requests).**", "",
                   *table(header, unlearning_rows(rows, record)), "", files_line(path)]
-        methods = [m for m in present_methods(rows) if m not in ("original", "untouched", "trained", "retrain")]
+        methods = [m for m in present_methods(rows) if m not in (*BASELINES, "retrain")]
         if methods:
             closest = max(methods, key=lambda m: float(pick(rows, m).get("agree_other_jaccard@20") or "nan"))
             answers.append(f"{what}: closest to the retrain's top 20 for other users {closest}")

@@ -7,6 +7,8 @@ import json
 from functools import cache
 from pathlib import Path
 
+from erase_jax.result_labels import current_rows, eval_type_of
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH = "benchmarks/results/"
 EXP = "experiments/results/"
@@ -33,9 +35,10 @@ def paper_recall(model: str, method: str) -> float:
 
 
 def pick(rows: list[dict], method: str, checkpoint: str = "3") -> dict:
-    """The row of a method at a checkpoint in a protocol's combined unlearning.csv rows."""
-    eval_type = {"original": "original", "retrain": "retraining"}.get(method, "unlearning")
-    for row in rows:
+    """The row of a method at a checkpoint in a protocol's combined unlearning.csv rows (labels
+    as `erase_jax.result_labels`: `trained` for the trained model; older files' "original" too)."""
+    eval_type = eval_type_of(method)
+    for row in current_rows(rows):
         if row["method"] == method and row["checkpoint_idx"] == checkpoint and row["eval_type"] == eval_type:
             return row
     raise KeyError(f"no {method} row at checkpoint {checkpoint}")

@@ -11,7 +11,8 @@ to all training rows, so the trained shadows and their exact retrains share one 
 
 Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
 
-* `original`: nothing removed (the ceiling: UNLEARN pairs are simply IN).
+* `untouched`: nothing removed (the ceiling: UNLEARN pairs are simply IN; `original` in older
+  result files, still accepted).
 * `retrain`: exact unlearning, each shadow retrained from scratch with its own seed on its
   rows minus its UNLEARN (and OUT) pairs: the floor, a model that never saw them.
 
@@ -32,6 +33,7 @@ import jax
 import numpy as np
 
 from erase_jax.audit.assignment import kept_mask, trained_mask
+from erase_jax.result_labels import OLD_NAME, UNTOUCHED
 from erase_jax.train import TrainConfig
 from erase_jax.unlearn.exact.shards import ShardData
 from erase_jax.unlearn.exact.training import compile_epoch, train_shards
@@ -118,11 +120,12 @@ def retrain(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
     return params, {"seconds": record["train_seconds"], "compile_seconds": record["compile_seconds"]}
 
 
-REMOVALS = {"original": remove_nothing, "retrain": retrain}
+REMOVALS = {UNTOUCHED: remove_nothing, "retrain": retrain}
 
 
 def apply_removal(name: str, shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
     """The shadows after removal `name` (one of `REMOVALS`) of their UNLEARN pairs."""
+    name = UNTOUCHED if name == OLD_NAME else name
     if name not in REMOVALS:
         raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)}")
     return REMOVALS[name](shadow_set, trained_params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,13 @@ class DataConfig:
             raise ValueError(f"spam_ratio must lie in (0, 1), got {self.spam_ratio}")
         if self.spam_attack is not None and self.spam_attack not in SPAM_ATTACKS:
             raise ValueError(f"spam_attack must be one of {SPAM_ATTACKS} or None, got {self.spam_attack!r}")
+        for name in ("min_user_interactions", "min_item_interactions"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+                raise ValueError(f"data.{name} must be an integer >= 0 (or None: auto), got {value!r}")
+        if isinstance(self.spam_target_items, bool) or not isinstance(self.spam_target_items, numbers.Integral) \
+                or self.spam_target_items < 1:
+            raise ValueError(f"data.spam_target_items must be an integer >= 1, got {self.spam_target_items!r}")
         if "seed" in self.synthetic:
             raise ValueError("synthetic data takes the run's seed; remove 'seed' from data.synthetic")
 

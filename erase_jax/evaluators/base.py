@@ -6,7 +6,7 @@ whose `name` is what a configuration lists (`UnlearnConfig.evaluators`), with on
     metrics = evaluator.evaluate(checkpoint)    # flat dict: CSV column name -> number
 
 `checkpoint` (`Checkpoint`) is one model at one checkpoint k of an unlearning run: the run
-(forget set, request stream, seed, configurations), k (0..3, or -1 for the original on all
+(forget set, request stream, seed, configurations), k (0..3, or -1 for the trained model on all
 data), the evaluated model and the reference model (the retrain matching k) or None. It also
 holds what several evaluators need, computed once on first use: the data without the
 removals through k, the task's evaluation view of it, the models asked by user id, the
@@ -45,7 +45,7 @@ register = EVALUATORS.register  # class decorator: makes an evaluator selectable
 
 # Every run's evaluators unless configured otherwise; their order is the order of the columns.
 DEFAULT_EVALUATORS = ("utility", "exposure", "agreement", "forgetting")
-ORIGINAL_FULL_DATA = -1  # checkpoint k (checkpoint_idx) of the original model evaluated on all data
+ORIGINAL_FULL_DATA = -1  # checkpoint k (checkpoint_idx) of the trained model evaluated on all data
 
 
 class Evaluator(Protocol):
@@ -78,8 +78,8 @@ class Checkpoint:
     """One model at checkpoint k of an unlearning run: what every evaluator receives.
 
     `run` is the `erase_jax.unlearn.protocol.run.UnlearningRun`; `evaluated` the model to
-    measure, `reference` the retrain matching k (None for the retrain itself, for the original
-    on all data, and before the retrain exists). The properties below are computed on first use
+    measure, `reference` the retrain matching k (None for the retrain itself, for the trained
+    model on all data, and before the retrain exists). The properties below are computed on first use
     and shared by the evaluators of the row.
 
     Users are asked about through the task's evaluation view: CF scores user ids; SBR scores

@@ -2,7 +2,7 @@
 
 The test split is recomputed from the data without the interactions removed through the
 checkpoint (the original recomputes it the same way for every evaluated model, spec 5.1), so
-the original, an unlearned model and the retrain of a checkpoint are ranked on the same test
+the trained model, an unlearned model and the retrain of a checkpoint are ranked on the same test
 rows. The metrics and cut-offs are the run's `eval` configuration; the task ranks (CF:
 `cf_ranking`, training items masked; SBR: `sequence_ranking`, every test prefix).
 

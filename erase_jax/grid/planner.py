@@ -13,8 +13,8 @@ A task's key is a hash of its spec: the resolved settings it runs with plus the 
 tasks it reads, which are keyed the same way. So cells that differ only in the method share one
 trained original and one set of retrains, a retrain depends on the protocol settings that
 shape the request stream but not on the method, and a grid that overlaps another finds the
-shared tasks finished in the store. The untouched model's rows come from the `untouched`
-method (the no-op; `original` in the grids, its old name); a grid includes it to show the baseline.
+shared tasks finished in the store. The trained model's rows come from the `untouched`
+method (the no-op; `original`, its old name, is still accepted); a grid includes it to show the baseline.
 """
 
 from __future__ import annotations

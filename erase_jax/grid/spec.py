@@ -8,7 +8,7 @@
       horror: {scenario: sensitive, category: Horror, fraction: 0.003, forget_rating_threshold: 3.5}
       spam:   {scenario: spam, spam_ratio: 0.01}   # spam_ratio poisons the trained model (data.spam_ratio)
     methods:                                 # label -> the method's options (`method:` defaults to the label)
-      original: {}
+      untouched: {}
       scif-strong: {method: scif, damping: 0.1}
     seeds: [2, 3, 4]                         # the run's seed; the forget set draws with the same seed
 

@@ -22,6 +22,7 @@ import math
 
 import pandas as pd
 
+from erase_jax.result_labels import BASELINES, OLD_NAME
 from erase_jax.unlearn.protocol import report
 
 GAP_MEASURES = report.UTILITY + report.EXPOSURE
@@ -79,8 +80,9 @@ def sections(frame: pd.DataFrame) -> list[Section]:
     """The views of a leaderboard (the CSV's columns, values as written) in the CSV's order."""
     values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"), seed=frame["seed"].astype(str),
                           checkpoint=frame["checkpoint"].astype(int))
-    others = [m for m in dict.fromkeys(values["method"]) if m not in (report.BASELINE, report.REFERENCE)]
-    order = [m for m in (report.BASELINE, *others, report.REFERENCE) if m in set(values["method"])]
+    first = (*BASELINES, OLD_NAME)  # a grid's label for the do-nothing method may be its old name
+    others = [m for m in dict.fromkeys(values["method"]) if m not in (*first, report.REFERENCE)]
+    order = [m for m in (*first, *others, report.REFERENCE) if m in set(values["method"])]
     return [_section(keys, group, order) for keys, group in values.groupby(["scenario", "dataset", "model"], sort=False)]
 
 

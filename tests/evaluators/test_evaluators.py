@@ -116,19 +116,19 @@ def test_the_selected_evaluators_fill_the_result_rows_and_a_folder_is_re_evaluat
     """The toy's numbers reach unlearning.csv; the same folder is then re-evaluated with the
     default evaluators (the selection is not one of the folder's settings)."""
     scenario_dir = tmp_path / "scenario"
-    toy = UnlearnConfig(method="original", **SCENARIO, evaluators=("toy_counts",))
+    toy = UnlearnConfig(method="untouched", **SCENARIO, evaluators=("toy_counts",))
     rows = jobs.unlearn(trained_run, toy, out=str(scenario_dir), quiet=True)
     assert [(row["eval_type"], row["checkpoint_idx"]) for row in rows] == [
-        *(("original", k) for k in (-1, 0, 1, 2, 3)), *(("unlearning", k) for k in (0, 1, 2, 3))
+        *(("trained", k) for k in (-1, 0, 1, 2, 3)), *(("unlearning", k) for k in (0, 1, 2, 3))
     ]
     for row in rows:
         assert row["toy_checkpoint"] == row["checkpoint_idx"]
         assert row["toy_unlearned_users"] == row["n_unlearned_users"]
         assert not any(key.startswith("test_") for key in row)
-    with (scenario_dir / "original" / "unlearning.csv").open() as handle:
+    with (scenario_dir / "untouched" / "unlearning.csv").open() as handle:
         header = next(csv.reader(handle))
     assert header[9:14] == ["toy_checkpoint", "toy_unlearned_users", "toy_has_reference", "n_unlearned_users", "n_removed"]
-    assert "evaluators" not in yaml.safe_load((scenario_dir / "original" / CONFIG_FILE).read_text())
+    assert "evaluators" not in yaml.safe_load((scenario_dir / "untouched" / CONFIG_FILE).read_text())
 
     default = dataclasses.replace(toy, evaluators=DEFAULT_EVALUATORS)
     rows = jobs.unlearn(trained_run, default, out=str(scenario_dir), eval_only=True, quiet=True)

@@ -16,15 +16,15 @@ from erase_jax.grid.leaderboard import COLUMNS
 
 BROWSERS = ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome", "chrome")
 # (method, seed) -> (test_ndcg@10 at the last checkpoint, its cost measures)
-NDCG = {("original", 2): 0.30, ("scif", 2): 0.20, ("retrain", 2): 0.10,
-        ("original", 3): 0.34, ("scif", 3): 0.24, ("retrain", 3): 0.12}
+NDCG = {("untouched", 2): 0.30, ("scif", 2): 0.20, ("retrain", 2): 0.10,
+        ("untouched", 3): 0.34, ("scif", 3): 0.24, ("retrain", 3): 0.12}
 COST = {("scif", 2): {"request_seconds_median": 0.5, "request_seconds_total": 2.0},
         ("scif", 3): {"request_seconds_median": 1.6, "request_seconds_total": 4.0},
         ("retrain", 2): {"retrain_seconds": 10.0}, ("retrain", 3): {"retrain_seconds": 20.0}}
 
 
 def hand_made_board() -> pd.DataFrame:
-    """Two seeds of original, scif and the retrain over four checkpoints; NDCG rises 0.01 a
+    """Two seeds of untouched, scif and the retrain over four checkpoints; NDCG rises 0.01 a
     checkpoint to the values of NDCG at the last one; costs at the last checkpoint only."""
     rows = []
     for (method, seed), ndcg in NDCG.items():
@@ -43,15 +43,15 @@ def test_the_views_give_mean_std_over_seeds_the_gap_to_the_retrain_and_the_cost_
     [section] = views.sections(hand_made_board())
     assert (section.title, section.checkpoint, section.seeds) == ("horror: BPR on synthetic", 3, ("2", "3"))
     side, gap, cost = ({method: [c.text() if c else "" for c in cells] for method, cells in t.rows} for t in section.tables)
-    assert side["original"][0] == "0.3200 +/- 0.0283" and side["scif"][0] == "0.2200 +/- 0.0283"
+    assert side["untouched"][0] == "0.3200 +/- 0.0283" and side["scif"][0] == "0.2200 +/- 0.0283"
     assert side["retrain"][-1] == "15.0000 +/- 7.0711"  # retrain seconds
-    assert gap == {"original": ["0.2100 +/- 0.0141"], "scif": ["0.1100 +/- 0.0141"]}
+    assert gap == {"untouched": ["0.2100 +/- 0.0141"], "scif": ["0.1100 +/- 0.0141"]}
     # per request: 0.5 / 10 = 5 %, 1.6 / 20 = 8 %; all requests: 2 / 10 = 20 %, 4 / 20 = 20 %
     assert cost["scif"] == ["1.0500 +/- 0.7778", "6.5 +/- 2.1", "3.0000 +/- 1.4142", "20.0 +/- 0.0"]
-    assert cost["original"] == ["", "", "", ""]
+    assert cost["untouched"] == ["", "", "", ""]
     assert section.tables[2].titles[1] == "% of one retrain per request"
     trajectory = section.trajectories["NDCG@10"]
-    assert list(trajectory) == ["original", "scif", "retrain"]
+    assert list(trajectory) == ["untouched", "scif", "retrain"]
     assert trajectory["scif"] == pytest.approx((0.19, 0.20, 0.21, 0.22))
 
 
@@ -91,5 +91,5 @@ def test_a_headless_chromium_renders_the_tables_and_sorts_them(tmp_path):
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(re.findall(r'<table class="sortable" data-sortable="ready">', dom)) == 3, dom[:2000]
-    assert 'data-order="retrain,scif,original;ascending"' in dom
+    assert 'data-order="retrain,scif,untouched;ascending"' in dom
     assert dom.count("<svg") == 1 and "Uncaught" not in result.stderr

@@ -15,8 +15,8 @@ def kinds(plan) -> dict[str, int]:
     return {kind: plan.count(kind) for kind in ("train", "retrain", "reference", "unlearn")}
 
 
-def test_methods_share_one_trained_original_and_one_set_of_retrains():
-    plan = plan_of(methods={"original": {}, "scif": {}, "kookmin": {}})
+def test_methods_share_one_trained_model_and_one_set_of_retrains():
+    plan = plan_of(methods={"untouched": {}, "scif": {}, "kookmin": {}})
     assert kinds(plan) == {"train": 1, "retrain": 4, "reference": 1, "unlearn": 3}
     train, reference = {c.train for c in plan.cells}, {c.reference for c in plan.cells}
     assert len(train) == 1 and len(reference) == 1
@@ -29,17 +29,17 @@ def test_methods_share_one_trained_original_and_one_set_of_retrains():
 
 def test_keys_follow_the_resolved_settings_not_how_they_are_written():
     plain = plan_of()
-    explicit = plan_of(methods={"original": {}, "scif": {"cg_iterations": 100}},  # the default, spelled out
+    explicit = plan_of(methods={"untouched": {}, "scif": {"cg_iterations": 100}},  # the default, spelled out
                        settings={"train.epochs": 1, "train.batch_size": 256})
     assert list(plain.tasks) == list(explicit.tasks)
-    other = plan_of(methods={"original": {}, "scif": {"cg_iterations": 50}})
+    other = plan_of(methods={"untouched": {}, "scif": {"cg_iterations": 50}})
     changed = set(other.tasks) - set(plain.tasks)
     assert [other.tasks[t].kind for t in changed] == ["unlearn"]  # only the method's own run
 
 
 def test_an_overlapping_grid_plans_the_shared_tasks_with_the_same_ids():
     first = plan_of()
-    second = plan_of(methods={"original": {}, "scif": {}, "fanchuan": {}}, seeds=[2, 3])
+    second = plan_of(methods={"untouched": {}, "scif": {}, "fanchuan": {}}, seeds=[2, 3])
     assert set(first.tasks) < set(second.tasks)
     new = set(second.tasks) - set(first.tasks)
     # seed 3: a train, its retrains and reference, three methods; seed 2: only fanchuan

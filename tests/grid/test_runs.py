@@ -32,7 +32,7 @@ def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
     board = leaderboard(out)
     assert tuple(board.columns) == COLUMNS
     methods = {m: set(group["checkpoint"]) for m, group in board.groupby("method")}
-    assert methods == {m: {"0", "1", "2", "3"} for m in ("original", "scif", "retrain")}
+    assert methods == {m: {"0", "1", "2", "3"} for m in ("untouched", "scif", "retrain")}
     cells = board.drop_duplicates("method").set_index("method")["cell"]
     assert cells["retrain"] == plan.cells[0].reference and cells["scif"] == plan.cells[1].unlearn
     scif = board[(board["method"] == "scif") & (board["checkpoint"] == "3")].set_index("metric")["value"]
@@ -41,7 +41,7 @@ def test_the_smoke_grid_runs_every_task_once_into_one_leaderboard(smoke):
     text = (out / "smoke" / "leaderboard.md").read_text()
     assert "## horror: BPR on synthetic" in text and "Gap to the retrain" in text
     assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "method" not in line][:3] == [
-        "| original", "| scif", "| retrain"]
+        "| untouched", "| scif", "| retrain"]
     assert (out / "smoke" / "failures.csv").read_text().count("\n") == 1  # the header only
     html = (out / "smoke" / "leaderboard.html").read_text()  # the page of the CSV (tests/grid/test_page.py)
     assert html == page.render(board, pd.read_csv(out / "smoke" / "failures.csv", dtype=str), "smoke")
@@ -74,7 +74,7 @@ def test_an_overlapping_grid_reuses_finished_cells_and_a_failing_cell_stops_only
     assert len(summary.blocked) == 4 + 1 + 3 and set(summary.blocked.values()) == {missing[0].train}
 
     board = leaderboard(out, "overlap")
-    assert set(board["dataset"]) == {"synthetic"} and set(board["method"]) == {"original", "scif", "scif-short", "retrain"}
+    assert set(board["dataset"]) == {"synthetic"} and set(board["method"]) == {"untouched", "scif", "scif-short", "retrain"}
     failures = pd.read_csv(out / "overlap" / "failures.csv")
     assert list(failures["status"]) == ["failed"] + ["blocked"] * 8 and set(failures["dataset"]) == {"missing"}
     assert "## Failures" in (out / "overlap" / "leaderboard.md").read_text()
@@ -95,7 +95,7 @@ def test_a_grid_killed_mid_way_finishes_on_the_next_run_with_the_same_leaderboar
     process = subprocess.Popen(grid_command(out), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if len(list(done.glob("*.json"))) >= 2:  # the trained original and a first retrain
+        if len(list(done.glob("*.json"))) >= 2:  # the trained model and a first retrain
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

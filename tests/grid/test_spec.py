@@ -26,7 +26,7 @@ def grid_with(**changes) -> dict:
 def test_the_smoke_grid_resolves_every_layer_of_settings():
     grid = load_grid(GRIDS / "smoke.yaml")
     assert [(c.dataset, c.model, c.scenario, c.method, c.seed) for c in grid.cells] == [
-        ("synthetic", "BPR", "horror", "original", 2), ("synthetic", "BPR", "horror", "scif", 2)]
+        ("synthetic", "BPR", "horror", "untouched", 2), ("synthetic", "BPR", "horror", "scif", 2)]
     run = grid.cells[1].run
     assert (run.model, run.data.dataset, run.seed, run.train.epochs, run.train.batch_size) == ("BPR", "synthetic", 2, 1, 256)
     assert run.data.synthetic == {"n_users": 100, "n_items": 50, "avg_interactions": 12}

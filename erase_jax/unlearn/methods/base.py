@@ -37,6 +37,7 @@ handle (a clear ValueError). Such methods read
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, ClassVar, Protocol
 
 import jax
@@ -110,12 +111,35 @@ def method_names() -> list[str]:
 
 
 def build_method(name: str, **options) -> UnlearningMethod:
+    """The method `name` (or an old name of it) with `options`; unknown options, and a numeric
+    option that is not a number >= 0 (every method's are counts, rates, scales or tolerances),
+    raise a ValueError naming them."""
     cls = METHODS.get(name)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(fields))
     if unknown:
-        raise ValueError(f"method {cls.name}: unknown options {unknown}; known: {sorted(known)}")
-    return cls(**options)
+        raise ValueError(f"method {cls.name}: unknown options {unknown}; known: {sorted(fields)}")
+    return cls(**{option: _checked_number(cls.name, option, str(fields[option].type), value)
+                  for option, value in options.items()})
+
+
+def _checked_number(method: str, option: str, annotation: str, value):
+    """`value`, a float field's YAML string such as "1e-3" as a float; a ValueError unless a
+    numeric option is a number >= 0."""
+    kind = annotation.split("|")[0].strip()
+    if kind not in ("int", "float") or (value is None and "None" in annotation):
+        return value
+    integral = kind == "int"
+    if not integral and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real) or not value >= 0:
+        none = " (or None)" if "None" in annotation else ""
+        raise ValueError(f"method {method}: option {option} must be {'an integer' if integral else 'a number'} >= 0"
+                         f"{none}, got {value!r}")
+    return value
 
 
 @register

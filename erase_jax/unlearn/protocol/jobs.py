@@ -32,6 +32,7 @@ from erase_jax import fingerprint
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.evaluators.base import ScoredModel
 from erase_jax.folder_lock import FolderLock
+from erase_jax.result_labels import RETRAIN, RETRAINING, TRAINED, UNLEARNING, current_row
 from erase_jax.run import DERIVED, load_run, require_finished
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol import results
@@ -103,7 +104,7 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
         _write_requests_csv(method_dir, record)
 
     cost = results.cost_summary(record)
-    rows = original_rows(protocol, params, scenario_dir)
+    rows = trained_rows(protocol, params, scenario_dir)
     like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
         quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
@@ -114,7 +115,7 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
             )
         context = training_context(protocol, removed) if getattr(method, "updates_context", True) else experiment.context
         reference = _reference(protocol, scenario_dir, k)
-        row = results.row_header(protocol, config.method.lower(), k, "unlearning")
+        row = results.row_header(protocol, config.method.lower(), k, UNLEARNING)
         evaluated = ScoredModel(experiment.model, quarter_params, context)
         if hasattr(method, "scorer"):  # the method's own recommender (e.g. a shard ensemble)
             evaluated = ScoredModel(*method.scorer(experiment.model, quarter_params, experiment))
@@ -126,13 +127,14 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
     return rows
 
 
-def original_rows(protocol: UnlearningRun, params, scenario_dir: Path) -> list[dict]:
-    """The unchanged model: on all data (checkpoint_idx -1) and at every checkpoint's data."""
+def trained_rows(protocol: UnlearningRun, params, scenario_dir: Path) -> list[dict]:
+    """The trained model, labelled `trained`: on all data (checkpoint_idx -1) and at every
+    checkpoint's data."""
     experiment = protocol.experiment
     rows = []
     for k in (ORIGINAL_FULL_DATA, *CHECKPOINTS):
         reference = None if k == ORIGINAL_FULL_DATA else _reference(protocol, scenario_dir, k)
-        row = results.row_header(protocol, "original", k, "original")
+        row = results.row_header(protocol, TRAINED, k, TRAINED)
         evaluated = ScoredModel(experiment.model, params, experiment.context)
         row.update(results.evaluate_model(protocol, k, evaluated, reference))
         rows.append(row)
@@ -164,7 +166,7 @@ def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = N
             for k in checkpoints:
                 summary = retrain(protocol, scenario_dir, k, quiet)
                 retrained, retrained_params, _ = load_retrain(protocol, scenario_dir, k)
-                row = results.row_header(protocol, "retrain", k, "retraining")
+                row = results.row_header(protocol, RETRAIN, k, RETRAINING)
                 evaluated = ScoredModel(retrained.model, retrained_params, retrained.context)
                 row.update(results.evaluate_model(protocol, k, evaluated))
                 row.update({"retrain_seconds": summary["train_seconds"], "retrain_epochs": summary["epochs"]})
@@ -209,20 +211,21 @@ def _write_requests_csv(method_dir: Path, record: dict) -> None:
 
 
 def combine(scenario_dir: Path) -> None:
-    """All rows of all runs in a scenario folder in one CSV (the original rows once), written
-    under the scenario folder's lock (jobs of other methods may finish at the same time)."""
+    """All rows of all runs in a scenario folder in one CSV (the trained model's rows once, with
+    today's labels: `erase_jax.result_labels`), written under the scenario folder's lock (jobs
+    of other methods may finish at the same time)."""
     with FolderLock(scenario_dir, "combine results", wait=True):
         _combine(scenario_dir)
 
 
 def _combine(scenario_dir: Path) -> None:
-    rows, seen_original = [], set()
+    rows, seen_trained = [], set()
     for path in sorted(Path(scenario_dir).glob("*/" + results.CSV_FILE)):
         with path.open() as handle:
-            for row in csv.DictReader(handle):
-                if row["eval_type"] == "original":
-                    if row["checkpoint_idx"] in seen_original:
+            for row in map(current_row, csv.DictReader(handle)):
+                if row["eval_type"] == TRAINED:
+                    if row["checkpoint_idx"] in seen_trained:
                         continue
-                    seen_original.add(row["checkpoint_idx"])
+                    seen_trained.add(row["checkpoint_idx"])
                 rows.append(row)
     results.write_csv(Path(scenario_dir) / results.CSV_FILE, rows)

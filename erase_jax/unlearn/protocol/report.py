@@ -2,8 +2,8 @@
 
     erase-jax report RUN/unlearn/<scenario> [--checkpoint 3] [--out DIR]
 
-reads the scenario folder's combined `unlearning.csv` (the original, the matched retrains and
-every method run in it) and writes `report.md`, and `report.png` when matplotlib is installed
+reads the scenario folder's combined `unlearning.csv` (the trained model, the matched retrains
+and every method run in it; labels as `erase_jax.result_labels`, older files' too) and writes `report.md`, and `report.png` when matplotlib is installed
 (`pip install -e '.[plot]'`):
 
 * at one checkpoint (default: the last, all requests), one row per model with utility (test
@@ -13,7 +13,7 @@ every method run in it) and writes `report.md`, and `report.png` when matplotlib
   hit@20, top-20 agreement with the retrain, and the cost (median and p90 seconds per request;
   the retrain's training seconds);
 * the GAP TO THE RETRAIN of each of those measures, the benchmark's yardstick: an exact
-  unlearning method has gap 0, the original model shows what doing nothing leaves;
+  unlearning method has gap 0, the trained model shows what doing nothing leaves;
 * the trajectory over the four checkpoints (1/4 ... 4/4 of the requests) of utility and
   exposure, where repeated unlearning shows whether a method degrades as requests accumulate.
 
@@ -28,11 +28,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from erase_jax.result_labels import BASELINES, RETRAIN, TRAINED, current_frame
+
 CSV_FILE = "unlearning.csv"
 REPORT_FILE = "report.md"
 FIGURE_FILE = "report.png"
-REFERENCE = "retrain"
-BASELINE = "original"
+REFERENCE = RETRAIN
+BASELINE = TRAINED
 
 # (csv column, title) of the measures shown, in table order
 UTILITY = (("test_ndcg@10", "NDCG@10"), ("test_recall@20", "Recall@20"))
@@ -61,16 +63,16 @@ def load(scenario_dir: str | Path) -> pd.DataFrame:
     missing = {"method", "checkpoint_idx"} - set(rows.columns)
     if missing:
         raise ValueError(f"{path}: not an unlearning result file (no column {sorted(missing)})")
-    rows = rows[rows["checkpoint_idx"] >= 0].copy()
+    rows = current_frame(rows[rows["checkpoint_idx"] >= 0])
     if rows.empty:
-        raise ValueError(f"{path}: no checkpoint rows (only the original on all data)")
+        raise ValueError(f"{path}: no checkpoint rows (only the trained model on all data)")
     return rows
 
 
 def method_order(rows: pd.DataFrame) -> list[str]:
-    """The original first, then the methods alphabetically, the retrain last."""
-    methods = sorted(set(rows["method"]) - {BASELINE, REFERENCE})
-    return [m for m in (BASELINE, *methods, REFERENCE) if m in set(rows["method"])]
+    """The trained model and `untouched` first, then the methods alphabetically, the retrain last."""
+    methods = sorted(set(rows["method"]) - {*BASELINES, REFERENCE})
+    return [m for m in (*BASELINES, *methods, REFERENCE) if m in set(rows["method"])]
 
 
 def present(rows: pd.DataFrame, columns) -> list[tuple[str, str]]:

@@ -1,13 +1,13 @@
 """Evaluation at every checkpoint, and the result files of an unlearning run.
 
-Each evaluated model (the original, an unlearned checkpoint k, the retrain matching k) gets
+Each evaluated model (the trained model, an unlearned checkpoint k, the retrain matching k) gets
 one row: what the configured evaluators measure on the data without the interactions removed
 through checkpoint k (`erase_jax.evaluators`; by default utility on the recomputed test
 split, exposure of the forgotten data, agreement with the retrain, the forgotten
-interactions' ranks), and what it cost. Rows go to `unlearning.csv`
-(columns in the original's style: dataset, model, seed, scenario, category, fraction, method,
-checkpoint_idx, eval_type, metrics...) and, with the resolved configuration, to
-`unlearning.json`.
+interactions' ranks), and what it cost. Rows go to `unlearning.csv` (columns in the
+original's style: dataset, model, seed, scenario, category, fraction, method, checkpoint_idx,
+eval_type, metrics...; the labels in `erase_jax.result_labels`) and, with the resolved
+configuration, to `unlearning.json`.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ class UnlearnConfig:
     `--forget-rating-threshold`, `--unlearning-batchsize`, `--option key=value`).
 
     Fields:
-        method: a registered method name (`erase_jax.unlearn.method_names()`), or "retrain".
+        method: a registered method name (`erase_jax.unlearn.method_names()`), or "retrain"; an
+            old name is replaced by today's ("original" -> "untouched", the method that does nothing).
         method_options: the method's options by name (its dataclass fields), e.g. {"damping": 0.01}.
         scenario: "sensitive", "spam" or "random"; the command line's spelling is accepted too:
             "sensitive:Horror" (sets `category`), "random:interactions" (sets `random_unit`).
@@ -119,7 +120,7 @@ class UnlearnConfig:
             raise ValueError(f"seed must be >= 0 (or None), got {self.seed}")
         if str(self.method).lower() != "retrain":
             try:
-                build_method(self.method, **self.method_options)
+                self.method = build_method(self.method, **self.method_options).name  # an old name: today's
             except KeyError as error:
                 raise ValueError(f"method: {error.args[0]}") from None
         self.evaluators = check_names(self.evaluators)
@@ -234,7 +235,7 @@ class UnlearningRun:
 
     def once(self, key, build):
         """`build()`, computed once per key for this protocol (the data and evaluation view of a
-        checkpoint, a loaded retrain): a run evaluates the original, the method and the retrain
+        checkpoint, a loaded retrain): a run evaluates the trained model, the method and the retrain
         at each checkpoint on the same data, which is deterministic from the seed."""
         if key not in self._built:
             self._built[key] = build()

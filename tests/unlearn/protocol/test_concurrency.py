@@ -3,7 +3,7 @@ with intact results, and a job killed with SIGKILL leaves no lock that blocks th
 
 The holder is a real `erase-jax unlearn` in another process, slowed by `SlowOriginal` (the
 no-op method with a pause per request), so the contender surely runs while it holds the lock.
-The no-op method leaves the model as trained: its rows must equal the original's.
+The no-op method leaves the model as trained: its rows must equal the trained model's.
 """
 
 from __future__ import annotations
@@ -84,15 +84,15 @@ def start_holder(run: Path, scenario_dir: Path, pause: float) -> subprocess.Pope
 
 
 def assert_intact(scenario_dir: Path) -> None:
-    """Nine rows (the original at -1..3, the method at 0..3), the method's equal to the
-    original's, every request recorded once, no temporary file and no lock left held."""
+    """Nine rows (the trained model at -1..3, the method at 0..3), the method's equal to the
+    trained model's, every request recorded once, no temporary file and no lock left held."""
     with (scenario_dir / "unlearning.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["method"], r["checkpoint_idx"]) for r in rows] == (
-        [("original", str(k)) for k in range(-1, 4)] + [(SlowOriginal.name, str(k)) for k in range(4)])
+        [("trained", str(k)) for k in range(-1, 4)] + [(SlowOriginal.name, str(k)) for k in range(4)])
     by_key = {(r["eval_type"], r["checkpoint_idx"]): r for r in rows}
     for k in map(str, range(4)):
-        assert by_key["unlearning", k]["test_ndcg@10"] == by_key["original", k]["test_ndcg@10"]
+        assert by_key["unlearning", k]["test_ndcg@10"] == by_key["trained", k]["test_ndcg@10"]
     method_dir = scenario_dir / SlowOriginal.name
     with (method_dir / "requests.csv").open() as handle:
         assert [int(r["batch"]) for r in csv.DictReader(handle)] == list(range(5))

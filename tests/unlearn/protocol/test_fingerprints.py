@@ -1,7 +1,7 @@
 """Results derived from a trained model are never those of another model.
 
-A tiny BPR is trained, unlearned with the no-op `original` method (so the unlearned model at
-every checkpoint IS the trained model: its rows must equal the original's rows), then trained
+A tiny BPR is trained, unlearned with the no-op `untouched` method (so the unlearned model at
+every checkpoint IS the trained model: its rows must equal the trained model's rows), then trained
 again with other settings. Whatever was derived from the first model must not reappear next
 to the second: `--overwrite` discards it, and a scenario folder outside the run is refused.
 """
@@ -26,8 +26,8 @@ from tests import tiny
 
 SETTINGS = ["model=BPR", "dataset=synthetic", tiny.SYNTHETIC, "model_params.embedding_size=8", "train.batch_size=256",
             "train.stopping_step=100"]
-SCENARIO = UnlearnConfig(method="original", scenario="sensitive", category="Horror", fraction=0.01, evaluators=("utility",))
-CLI_SCENARIO = ["--method", "original", "--scenario", "sensitive:Horror", "--fraction", "0.01", "--evaluators", "utility"]
+SCENARIO = UnlearnConfig(method="untouched", scenario="sensitive", category="Horror", fraction=0.01, evaluators=("utility",))
+CLI_SCENARIO = ["--method", "untouched", "--scenario", "sensitive:Horror", "--fraction", "0.01", "--evaluators", "utility"]
 
 
 def bpr_config(epochs: int):
@@ -39,12 +39,12 @@ def metrics(row: dict) -> dict:
 
 
 def assert_rows_of_the_model_in(run, rows: list[dict], method_dir) -> None:
-    """The no-op method's rows are the original's at every checkpoint, and its quarter
+    """The no-op method's rows are the trained model's at every checkpoint, and its quarter
     checkpoints hold the parameters now saved in `run`."""
     experiment, params = load_run(run)
     by_key = {(row["eval_type"], row["checkpoint_idx"]): row for row in rows}
     for k in range(4):
-        assert metrics(by_key["unlearning", k]) == metrics(by_key["original", k]), f"checkpoint {k}"
+        assert metrics(by_key["unlearning", k]) == metrics(by_key["trained", k]), f"checkpoint {k}"
         quarter, _ = load_quarter(method_dir, k, params, len(experiment.data.interactions))
         for got, want in zip(jax.tree.leaves(quarter), jax.tree.leaves(params), strict=True):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
@@ -55,17 +55,21 @@ def snapshot(folder) -> dict[str, str]:
 
 
 def test_overwritten_run_is_unlearned_from_the_new_model(tmp_path):
-    """The user's report: 5 epochs, unlearn, --overwrite with 2 epochs, unlearn again. The old
-    code kept `unlearn/`, "resumed" the finished stream and paired the old model's checkpoints
-    with the new original."""
+    """The user's report: 5 epochs, unlearn, `train --overwrite` with 2 epochs, `unlearn` again
+    (here 3 and 1 epochs). The old code kept `unlearn/`, "resumed" the finished stream and paired the old model's checkpoints
+    with the new trained model."""
     run = tmp_path / "bpr"
     train_run(bpr_config(3), run, quiet=True)
     scenario_dir = run / "unlearn" / SCENARIO.tag()
-    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "original")
+    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "untouched")
 
-    train_run(bpr_config(1), run, overwrite=True, quiet=True)
+    assert main(["train", "--quiet", *sum((["--set", s] for s in SETTINGS), []), "--set", "train.epochs=1",
+                 "--out", str(run), "--overwrite"]) == 0  # the command line's --overwrite
     assert not (run / "unlearn").exists()
-    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "original")
+    assert main(["unlearn", "--quiet", "--run", str(run), *CLI_SCENARIO]) == 0
+    rows = json.loads((scenario_dir / "untouched" / "unlearning.json").read_text())["rows"]
+    assert_rows_of_the_model_in(run, rows, scenario_dir / "untouched")
+    assert_rows_of_the_model_in(run, jobs.unlearn(run, SCENARIO, quiet=True), scenario_dir / "untouched")  # Python: the same
     recorded = json.loads((scenario_dir / fingerprint.MODEL_FILE).read_text())
     assert recorded["fingerprint"] == fingerprint.run_fingerprint(run)["fingerprint"]
     assert recorded["config"]["train"]["epochs"] == 1
@@ -123,7 +127,7 @@ def test_unfinished_run_is_not_unlearned(tmp_path):
 
 def test_an_unlearning_run_that_saved_no_request_takes_new_settings(tmp_path):
     """A method folder whose run failed before its first request holds no results to protect."""
-    method_dir, run = tmp_path / "scenario" / "original", tmp_path / "bpr"
+    method_dir, run = tmp_path / "scenario" / "untouched", tmp_path / "bpr"
     prepare_out_dir(method_dir, run, SCENARIO)
     changed = UnlearnConfig(**{**SCENARIO.__dict__, "fraction": 0.02})
     prepare_out_dir(method_dir, run, changed)

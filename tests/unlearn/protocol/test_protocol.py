@@ -222,7 +222,7 @@ def assert_same_results(a: Path, b: Path, params_like, n_rows: int) -> None:
     assert [without_timing(r) for r in ja["requests"]] == [without_timing(r) for r in jb["requests"]]
     assert [without_timing(r) for r in ja["rows"]] == [without_timing(r) for r in jb["rows"]]
     rows_a, rows_b = read_csv_rows(a / "unlearning.csv"), read_csv_rows(b / "unlearning.csv")
-    assert rows_a == rows_b and len(rows_a) == 9  # original at -1..3, the method at 0..3
+    assert rows_a == rows_b and len(rows_a) == 9  # the trained model at -1..3, the method at 0..3
     assert read_csv_rows(a / "requests.csv") == read_csv_rows(b / "requests.csv")
 
 
@@ -417,4 +417,4 @@ def test_bad_input_fails_clearly_and_leaves_results_untouched(trained_run, strai
         assert cases[name][1] in stderr, f"{name}: {stderr}"
         assert "erase-jax: error: " in stderr and "Traceback" not in stderr, f"{name}: {stderr}"
     assert snapshot(trained_run, straight.scenario_dir) == before
-    assert not list(straight.scenario_dir.rglob("*.tmp")) and not (straight.scenario_dir / "original").exists()
+    assert not list(straight.scenario_dir.rglob("*.tmp")) and not (straight.scenario_dir / "untouched").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pandas as pd
 import pytest
 
 from erase_jax.cli import main
@@ -14,40 +15,63 @@ HEADER = ["dataset", "model", "scenario", "category", "method", "checkpoint_idx"
           "request_seconds_median", "retrain_seconds"]
 
 
-def write_rows(folder, rows):
+def write_rows(folder, rows, old_labels=False):
+    """`old_labels`: as files written before the rename (`erase_jax.result_labels`): the trained
+    model's rows and the do-nothing method's say "original"."""
     with (folder / "unlearning.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         for method, k, ndcg, exposure, seconds, retrain_seconds in rows:
-            eval_type = {"original": "original", "retrain": "retraining"}.get(method, "unlearning")
+            eval_type = {"trained": "trained", "retrain": "retraining"}.get(method, "unlearning")
+            if old_labels and method in ("trained", "untouched"):
+                method, eval_type = "original", "original" if method == "trained" else eval_type
             writer.writerow(["ml-100k", "BPR", "sensitive", "Horror", method, k, eval_type, ndcg, 0.2, exposure,
                              0.1, 10 * (k + 1), 30 * (k + 1), seconds, retrain_seconds])
 
 
 @pytest.fixture
 def scenario(tmp_path):
-    rows = [("original", -1, 0.30, 50.0, "", "")]
+    write_rows(tmp_path, scenario_rows())
+    return tmp_path
+
+
+def scenario_rows():
+    rows = [("trained", -1, 0.30, 50.0, "", "")]
     for k in range(4):
         rows += [
-            ("original", k, 0.30, 50.0, "", ""),
+            ("trained", k, 0.30, 50.0, "", ""),
             ("scif", k, 0.29 - 0.01 * k, 40.0 - k, 0.01, ""),
             ("retrain", k, 0.28, 30.0, "", 12.0),
         ]
-    write_rows(tmp_path, rows)
-    return tmp_path
+    return rows
 
 
 def test_gap_to_the_retrain_and_order(scenario):
     rows = report.load(scenario)
     assert -1 not in set(rows["checkpoint_idx"])  # the all-data row is not a checkpoint
     table = report.at_checkpoint(rows, 3)
-    assert list(table.index) == ["original", "scif", "retrain"]
+    assert list(table.index) == ["trained", "scif", "retrain"]
     assert table.loc["scif", "gap_test_ndcg@10"] == pytest.approx(0.26 - 0.28)
     assert table.loc["scif", "gap_pct_users_with_sensitive@20"] == pytest.approx(37.0 - 30.0)
-    assert table.loc["original", "gap_pct_users_with_sensitive@20"] == pytest.approx(20.0)
+    assert table.loc["trained", "gap_pct_users_with_sensitive@20"] == pytest.approx(20.0)
     assert table.loc["retrain", "gap_test_ndcg@10"] == 0.0
     curve = report.trajectory(rows, "test_ndcg@10")
     assert curve.loc["scif"].tolist() == pytest.approx([0.29, 0.28, 0.27, 0.26])
+
+
+def test_files_that_say_original_read_as_today(tmp_path):
+    """Result files written before the rename label the trained model (method and eval_type)
+    and the do-nothing method "original"; they read as "trained" and "untouched"."""
+    rows = scenario_rows() + [("untouched", k, 0.30, 50.0, 0.001, "") for k in range(4)]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    write_rows(tmp_path / "old", rows, old_labels=True)
+    write_rows(tmp_path / "new", rows)
+    assert "original" in (tmp_path / "old" / "unlearning.csv").read_text()
+    old, new = report.load(tmp_path / "old"), report.load(tmp_path / "new")
+    pd.testing.assert_frame_equal(old, new)
+    assert list(report.at_checkpoint(old, 3).index) == ["trained", "untouched", "scif", "retrain"]
+    assert report.markdown(old, 3, "x.csv") == report.markdown(new, 3, "x.csv")
 
 
 def test_markdown_shows_present_columns_only(scenario):
