@@ -1,5 +1,7 @@
 """A request stream's shapes are planned and compiled before its first request (`protocol.shapes`).
 
+The fast tier checks the default policy (one shape, compiled once, none during the stream); the
+slow tier the bucket policy (each bucket shape compiled once, none during the stream).
 Compilations are counted through jax.monitoring (the backend-compile event, by function name),
 independently of the module's own counter; the planned shapes are checked against the shapes
 the stream really hands to the method when it runs without a plan.
@@ -55,6 +57,7 @@ def served_shapes(loop) -> list[tuple]:
     return shapes
 
 
+@pytest.mark.slow  # compiles every bucket shape of the stream (about 90 s on 2 busy cores)
 def test_the_plan_lists_the_shapes_the_stream_hands_to_the_method(run):
     loop = requests(run, "sensitive:Horror", "seif", request_shapes="buckets", **SCENARIO)
     real = served_shapes(requests(run, "sensitive:Horror", "seif", request_shapes="buckets", **SCENARIO))
@@ -64,6 +67,7 @@ def test_the_plan_lists_the_shapes_the_stream_hands_to_the_method(run):
     assert len(set(real)) > 1  # the stream has several bucket shapes: the test means something
 
 
+@pytest.mark.slow  # one compilation per bucket shape, twice (about 2 min on 2 busy cores)
 @pytest.mark.parametrize("method, program", [("seif", "jit(_seif_request)"), ("scif", "jit(_correct_request)")])
 def test_ahead_of_time_step_compiles_each_shape_once_and_the_stream_none(run, method, program):
     jax.clear_caches()
