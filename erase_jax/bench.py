@@ -92,6 +92,7 @@ def time_request(run: Run, scenario: Scenario, method: str, request: int = 0, re
     times = []
     for _ in range(1 + warmup + repeats):
         trial = RequestLoop(loop.protocol, None, loop.method, state=before)
+        trial.plan = loop.plan  # the same padding, planned once
         prepared = trial.prepare()
         if prepared.request is None:
             raise ValueError(f"request {request}: its users have no training rows (nothing to time)")

@@ -94,7 +94,7 @@ class RequestLoop:
         self.base_key = jax.random.fold_in(jax.random.PRNGKey(protocol.seed), REQUEST_KEY_SALT)
         self.context = training_context(protocol, self.removed)
         self.rows: list[dict] = []  # the record rows of the requests this object served
-        self.plan: ShapePlan | None = None  # the padding of every request (`compile_requests`)
+        self.plan: ShapePlan | None = None  # the padding of every request (planned when first needed)
 
     def compile_requests(self) -> dict:
         """Plans the padded shapes of the remaining requests (`config.request_shapes`) and
@@ -143,6 +143,8 @@ class RequestLoop:
         if self.done:
             raise IndexError(f"all {len(self)} requests have been served")
         protocol, b = self.protocol, self.next_batch
+        if self.plan is None:  # the padding `compile_requests` plans, without compiling ahead (untimed)
+            self.plan = plan_shapes(self, protocol.config.request_shapes)
         started = time.perf_counter()
         batch = protocol.stream.batch(b)
         removed_after = self.removed.copy()
@@ -153,9 +155,8 @@ class RequestLoop:
             return PreparedRequest(batch, None, key, np.zeros(0, np.int64), removed_after, 0.0)
         need = min(self.method.retain_budget(forget_count), self.retain_cap)
         retain_rows = self.sampler.sample(need, protocol.stream.users_through(b)) if need > 0 else np.zeros(0, np.int64)
-        sizes = None if self.plan is None else self.plan.sizes
         request = request_data(protocol, batch, self.removed, removed_after, retain_rows, key, self.time_limit, self.context,
-                               sizes)
+                               self.plan.sizes)
         jax.block_until_ready((request.forget, request.clean, request.retain))
         return PreparedRequest(batch, request, key, retain_rows, removed_after, time.perf_counter() - started)
 
