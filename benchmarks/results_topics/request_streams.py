@@ -10,7 +10,7 @@ from results_topics.read import BENCH, REPO_ROOT, load
 
 TITLE = "Request streams"
 POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
-DIAGNOSTICS = ("cg_iterations", "finetune_epochs", "passes", "n_steps", "steps")
+DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
 
 
 def stream_files() -> list[str]:
