@@ -34,6 +34,7 @@ from pathlib import Path
 from train_speed import result_header, write_result  # benchmarks/ is this script's folder
 
 SCENARIO = {"scenario": "sensitive:Horror", "fraction": 0.003, "forget_rating_threshold": 3.5}
+RANDOM_USERS = {"scenario": "random:users", "fraction": 0.003, "forget_rating_threshold": None}  # data without categories
 
 
 def worker(args) -> dict:
@@ -46,11 +47,11 @@ def worker(args) -> dict:
 
     run = ej.load(args.run_dir)
     load_start = os.getloadavg()
-    stream = ej.time_stream(run, SCENARIO["scenario"], args.method, n_requests=args.n_requests,
-                            fraction=SCENARIO["fraction"], forget_rating_threshold=SCENARIO["forget_rating_threshold"],
-                            request_shapes=args.policy)
-    stream["n_stream_requests"] = len(ej.requests(run, SCENARIO["scenario"], args.method, fraction=SCENARIO["fraction"],
-                                                  forget_rating_threshold=SCENARIO["forget_rating_threshold"]))
+    scenario = RANDOM_USERS if args.random_users else SCENARIO
+    settings = {"fraction": scenario["fraction"], "forget_rating_threshold": scenario["forget_rating_threshold"]}
+    stream = ej.time_stream(run, scenario["scenario"], args.method, n_requests=args.n_requests, request_shapes=args.policy,
+                            **settings)
+    stream["n_stream_requests"] = len(ej.requests(run, scenario["scenario"], args.method, **settings))
     stream["load_average"] = [load_start, os.getloadavg()]
     return stream
 
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", nargs="+", default=["stream"], choices=["stream", "buckets"])
     parser.add_argument("--phases", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     parser.add_argument("--epochs", type=int, default=30, help="training epochs of the model (and so of one retrain)")
+    parser.add_argument("--random-users", action="store_true",
+                        help="the random-users scenario (fraction 0.003) for data without item categories (ML-1M RecEraser)")
     parser.add_argument("--n-requests", type=int, default=None, help="serve only the first N requests (extrapolate)")
     parser.add_argument("--runs-dir", default="runs/benchmarks")
     parser.add_argument("--cache-root", default="runs/benchmarks/jax_cache")
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)))
         return 0
 
-    result = result_header(config=vars(args), scenario=SCENARIO, results={})
+    result = result_header(config=vars(args), scenario=RANDOM_USERS if args.random_users else SCENARIO, results={})
     for model in args.models:
         run_dir, retrain = train(model, args.dataset, args.epochs, args.runs_dir)
         entry = result["results"][model] = {"retrain": retrain, "streams": []}
@@ -111,6 +114,8 @@ def main(argv=None) -> int:
                         shutil.rmtree(cache_dir, ignore_errors=True)
                     command = [sys.executable, __file__, "--worker", "--run-dir", run_dir, "--method", method,
                                "--policy", policy, "--cache-dir", str(cache_dir)]
+                    if args.random_users:
+                        command.append("--random-users")
                     if args.n_requests:
                         command += ["--n-requests", str(args.n_requests)]
                     done = subprocess.run(command, capture_output=True, text=True)
