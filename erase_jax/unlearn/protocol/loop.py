@@ -30,7 +30,6 @@ import numpy as np
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.unlearn.methods.base import RequestData, UnlearningMethod, build_method
 from erase_jax.unlearn.protocol.requests import RETAIN_CAP_SHARE, RetainSampler, retain_pool_factor
-from erase_jax.unlearn.protocol.shapes import ShapePlan, compile_counter, compile_stream, committed, plan_shapes
 from erase_jax.unlearn.protocol.run import (
     QUARTERS_DIR,
     STATE_DIR,
@@ -39,6 +38,7 @@ from erase_jax.unlearn.protocol.run import (
     request_data,
     training_context,
 )
+from erase_jax.unlearn.protocol.shapes import ShapePlan, committed, compile_counter, compile_stream, plan_shapes
 
 SKIPPED = "no training rows"  # the `skipped` value of a request whose users have no training rows
 REQUEST_KEY_SALT = 7  # the request keys are fold_in(fold_in(PRNGKey(seed), 7), b): kept for resumed runs
