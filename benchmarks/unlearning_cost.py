@@ -11,6 +11,9 @@ Hessian-vector product against one gradient of the same loss.
         --methods scif --scenario sensitive:Horror --fraction 0.003 --rating-threshold 3.5 \
         --out benchmarks/results/unlearning_cost_ml-100k.json
 
+Whole streams with their compilation apart (ahead of time, cold and warm persistent cache) and
+as a multiple of one retrain: `benchmarks/stream_cost.py`.
+
 Compare: the original (PyTorch) needs a median 0.60 s per SCIF request on this workload with
 BPR on the same kind of machine (shared/specs/unlearning-algorithms.md, reference timings).
 """

@@ -93,6 +93,7 @@ def time_request(run: Run, scenario: Scenario, method: str, request: int = 0, re
     times = []
     for _ in range(1 + warmup + repeats):
         trial = RequestLoop(loop.protocol, None, loop.method, state=before)
+        trial.plan = loop.plan  # the same padding, planned once
         prepared = trial.prepare()
         if prepared.request is None:
             raise ValueError(f"request {request}: its users have no training rows (nothing to time)")
@@ -105,21 +106,44 @@ def time_request(run: Run, scenario: Scenario, method: str, request: int = 0, re
 
 @takes_scenario_settings
 def time_stream(run: Run, scenario: Scenario, method: str, n_requests: int | None = None,
-                options: dict | None = None, **settings) -> dict:
-    """Serves the first `n_requests` requests (all when None) once, as the `unlearn` job does;
-    returns the per-request seconds and their summary, the first request apart (it compiles;
-    later requests compile again only for new padding buckets).
+                options: dict | None = None, aot: bool = True, **settings) -> dict:
+    """Serves the first `n_requests` requests (all when None) once, as the `unlearn` job does:
+    with `aot` the stream's shapes are planned and compiled first (`RequestLoop.compile_requests`,
+    its seconds are `aot_seconds`). Returns per-request seconds and compile seconds, their
+    summary (`median_seconds` over all requests), the stream's compilation (`stream_compile_seconds`,
+    in the ahead-of-time step and inside requests; `n_compiles`; `compilation_cache`: warm /
+    cold / partial / off), `stream_seconds`, the whole stream's cost, compilation included
+    (`mean_seconds` = stream_seconds / n_requests), and the means of the method's numeric
+    diagnostics (`diagnostics_mean`, e.g. CG iterations).
 
     >>> stream = ej.time_stream(run, "sensitive:Horror", "scif", n_requests=3, fraction=0.01)
-    >>> stream["n_requests"], len(stream["seconds"])
-    (3, 3)
+    >>> stream["n_requests"], len(stream["seconds"]), stream["stream_seconds"] >= sum(stream["seconds"])
+    (3, 3, True)
     """
     loop = requests(run, scenario, method, options, **settings)
+    compiled = loop.compile_requests() if aot else {"aot_seconds": 0.0, "plan_seconds": 0.0}
     rows = [row for row in loop.take(n_requests) if "seconds" in row]
     seconds = np.array([row["seconds"] for row in rows])
-    rest = seconds[1:] if len(seconds) > 1 else seconds
-    return {"method": loop.protocol.config.method, "n_requests": len(rows), "seconds": seconds.tolist(),
-            "first_seconds": float(seconds[0]) if len(seconds) else float("nan"),
-            "median_seconds": float(np.median(rest)) if len(rest) else float("nan"),
-            "p90_seconds": float(np.percentile(rest, 90)) if len(rest) else float("nan"),
-            "total_seconds": float(seconds.sum())}
+    in_requests = [row["compile_seconds"] for row in rows]
+    stream_seconds = float(compiled["aot_seconds"] + compiled["plan_seconds"] + seconds.sum())
+    n = len(rows)
+    standard = {"batch", "users", "n_forget_rows", "n_removed", "n_retain_rows", "seconds", "method_seconds",
+                "compile_seconds", "n_compiles", "timeout"}
+    numeric = {k for row in rows for k, v in row.items() if k not in standard and isinstance(v, (int, float))}
+    diagnostics = {k: float(np.mean([row[k] for row in rows if k in row])) for k in sorted(numeric)}
+    return {"method": loop.protocol.config.method, "n_requests": n, "seconds": seconds.tolist(),
+            "compile_seconds": in_requests, "policy": loop.protocol.config.request_shapes,
+            "n_shapes": compiled.get("n_shapes"), "plan_seconds": compiled["plan_seconds"],
+            "aot_seconds": compiled["aot_seconds"],
+            "stream_compile_seconds": float(compiled.get("compile_seconds", 0.0) + sum(in_requests)),
+            "n_compiles": int(compiled.get("n_compiles", 0) + sum(row["n_compiles"] for row in rows)),
+            "n_compiles_in_requests": int(sum(row["n_compiles"] for row in rows)),
+            "compilation_cache": compiled.get("compilation_cache", "off"),
+            "first_seconds": float(seconds[0]) if n else float("nan"),
+            "median_seconds": float(np.median(seconds)) if n else float("nan"),
+            "p90_seconds": float(np.percentile(seconds, 90)) if n else float("nan"),
+            "total_seconds": float(seconds.sum()), "stream_seconds": stream_seconds,
+            "mean_seconds": stream_seconds / n if n else float("nan"),
+            "method_median_seconds": float(np.median([row["method_seconds"] for row in rows])) if n else float("nan"),
+            "retain_rows_mean": float(np.mean([row["n_retain_rows"] for row in rows])) if n else float("nan"),
+            "diagnostics_mean": diagnostics}

@@ -68,7 +68,7 @@ def _unlearn_config(args, method: str):
     from erase_jax.unlearn.protocol.run import UnlearnConfig
 
     values = {"method": method, **_parse_scenario(args.scenario)}
-    for name in ("fraction", "forget_file", "max_hours", "seed"):
+    for name in ("fraction", "forget_file", "max_hours", "seed", "request_shapes"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if args.rating_threshold is not None:
@@ -285,6 +285,9 @@ def main(argv=None) -> int:
     unlearn.add_argument("--unlearning-batchsize", "--batch-size", dest="batch_size", type=int, metavar="N",
                          help="users per request (UnlearnConfig.unlearning_batchsize, default 1)")
     unlearn.add_argument("--max-hours", type=float, help="total time budget, split evenly over the requests")
+    unlearn.add_argument("--request-shapes", choices=["stream", "buckets"],
+                         help="padding of the requests, all compiled before the first: stream (default: every request "
+                              "to the stream's largest buckets, one shape) or buckets (each to its own power-of-two buckets)")
     unlearn.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                          help="a method hyperparameter, e.g. --option damping=0.01")
     unlearn.add_argument("--eval-only", action="store_true", help="re-evaluate saved checkpoints (e.g. once retrains exist)")

@@ -28,7 +28,7 @@ SMALL = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
 SETTINGS = ["model=BPR", "dataset=synthetic", SMALL, "train.epochs=2", "train.batch_size=256",
             "model_params.embedding_size=16"]
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.01"]
-TIMING = ("seconds", "method_seconds", "checkpoint_seconds", "checkpoint_idx")
+TIMING = ("seconds", "method_seconds", "checkpoint_seconds", "checkpoint_idx", "compile_seconds", "n_compiles")
 
 
 @pytest.fixture(scope="module")

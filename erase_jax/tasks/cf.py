@@ -29,6 +29,8 @@ from erase_jax.tasks.base import Batch, Evaluation, register
 class CFRequestRows:
     """CF: each user's training interactions; BPR batches with on-device negatives."""
 
+    accepts_sizes = True  # request_batches pads to given (forget, retain) sizes (`protocol.shapes`)
+
     def __init__(self, experiment):
         inter, split, train = experiment.data.interactions, experiment.data.split, experiment.examples.train
         self.experiment = experiment
@@ -50,21 +52,43 @@ class CFRequestRows:
         inter = self.experiment.data.interactions
         return cf_rows_batch(inter.users[rows], inter.items[rows], self.positives, inter.n_items, key, size)
 
-    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
-        """(F, C or None, R) for a request of `users` (spec 5.4 step 6-8)."""
+    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool,
+                        sizes: tuple[int, int] | None = None):
+        """(F, C or None, R) for a request of `users` (spec 5.4 step 6-8); `sizes`: the (forget,
+        retain) rows to pad to, None: each to its power-of-two bucket."""
         forget_rows = self.user_rows.gather(users)
         forget_key, _unused_clean_key, retain_key = jax.random.split(key, 3)  # kept: same retain keys as before
         # C shares F's padded length, so a method compiles once per (F bucket, R bucket) instead
         # of once per combination of three buckets. (Padding F to R's bucket as well cut compiles
         # further but made methods that step through F's rows, e.g. Fanchuan, 14x slower.)
-        forget_size = bucket_size(len(forget_rows))
-        forget = self.batch(forget_rows, forget_key, forget_size)
+        if sizes is None:
+            forget = self.batch(forget_rows, forget_key, bucket_size(len(forget_rows)))
+            retain = self.batch(retain_rows, retain_key)
+        else:  # the stream's fixed sizes: F's and R's negatives in one draw (one program to compile)
+            joined = self.batch(np.concatenate([forget_rows, retain_rows]), forget_key, sum(sizes))
+            forget, retain = split_rows(joined, len(forget_rows), sizes[0])
         kept = ~removed_after[forget_rows]
-        clean = kept_rows_batch(forget, kept, forget_size) if with_clean and kept.any() else None
-        return forget, clean, self.batch(retain_rows, retain_key)
+        clean = kept_rows_batch(forget, kept, forget["weight"].shape[0]) if with_clean and kept.any() else None
+        return forget, clean, retain
 
     def evaluation(self, data) -> CFEvaluation:
         return CFEvaluation(self.experiment, data)
+
+
+def split_rows(joined: Batch, n_first: int, first_size: int) -> tuple[Batch, Batch]:
+    """A padded batch of [first rows, other rows, padding] cut into two padded batches: the
+    first `n_first` real rows padded to `first_size`, then the rest, padded to the remaining length."""
+    total = joined["weight"].shape[0]
+    first = np.full(first_size, total - 1, np.int32)  # the joined batch's last row is padding
+    first[:n_first] = np.arange(n_first)
+    second = np.arange(n_first, n_first + total - first_size, dtype=np.int32)
+
+    def take(index: np.ndarray, n_real: int) -> Batch:
+        taken = {name: values[jnp.asarray(index)] for name, values in joined.items()}
+        taken["weight"] = jnp.asarray((np.arange(len(index)) < n_real).astype(np.float32))
+        return taken
+
+    return take(first, n_first), take(second, int(np.asarray(joined["weight"]).sum()) - n_first)
 
 
 def kept_rows_batch(forget: Batch, kept: np.ndarray, size: int | None = None) -> Batch:

@@ -76,6 +76,9 @@ class RequestData:
     removed_rows: np.ndarray | None = None  # interaction rows this request removes (row ids)
     experiment: Any = None  # the trained run's Experiment, for methods that retrain from data
     n_train_rows: int | None = None  # training rows kept after this request (None: unknown)
+    # rows a method that joins F, C and R into one batch pads it to, the same for the whole
+    # stream (`protocol.shapes`, policy "stream"); None: a bucket of this request's real rows
+    joined_rows: int | None = None
 
 
 class UnlearningMethod(Protocol):

@@ -190,7 +190,7 @@ class SCIF:
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         contexts = (request.context_before, request.context_after)
         if self.compat == "correct":
-            rows, forget_weight, clean_weight = _one_batch(request.forget, request.clean, request.retain)
+            rows, forget_weight, clean_weight = _one_batch(request.forget, request.clean, request.retain, request.joined_rows)
             weights = (forget_weight, clean_weight)
             params, diagnostics = _correct_request(self, model, params, contexts, rows, weights, key)
         else:
@@ -246,17 +246,21 @@ def _apply_step(method: SCIF, params, block: ParameterBlock, x, tau, info: Solve
 # compat="correct": one damped Newton step of the objective after the request
 
 
-def _one_batch(forget: Batch, clean: Batch | None, retain: Batch) -> tuple[Batch, jax.Array, jax.Array]:
+def _one_batch(forget: Batch, clean: Batch | None, retain: Batch, size: int | None = None
+               ) -> tuple[Batch, jax.Array, jax.Array]:
     """F, C and R as ONE batch whose weights are C's and R's, plus F's and C's weights separately.
 
-    Host-side compaction of the real rows, padded to one power-of-two bucket: the correct mode
-    compiles once per bucket of |F| + |C| + |R| instead of once per combination of three
-    buckets (and C = None needs no variant of its own).
+    Host-side compaction of the real rows, padded to `size` (the stream's, `RequestData.joined_rows`)
+    or else to one power-of-two bucket: the correct mode compiles once per stream, or per bucket
+    of |F| + |C| + |R|, instead of once per combination of three buckets (and C = None needs no
+    variant of its own).
     """
     parts = [(b, role) for b, role in ((forget, "forget"), (clean, "clean"), (retain, "retain")) if b is not None]
     real = [np.asarray(b["weight"]) > 0 for b, _ in parts]
     n_real = sum(int(mask.sum()) for mask in real)
-    size = bucket_size(n_real)
+    size = bucket_size(n_real) if size is None else size
+    if size < n_real:
+        raise ValueError(f"joined_rows {size} is smaller than the request's {n_real} rows")
 
     def gather(values: list[np.ndarray]) -> jax.Array:
         joined = np.concatenate([v[mask] for v, mask in zip(values, real)])

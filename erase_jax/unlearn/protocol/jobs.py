@@ -122,7 +122,8 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
         row.update(results.evaluate_model(protocol, k, evaluated, reference))
         row.update(cost)
         rows.append(row)
-    results.write_results(method_dir, rows, protocol, {"model": _identity(model), "requests": record["requests"]})
+    results.write_results(method_dir, rows, protocol, {"model": _identity(model), "requests": record["requests"],
+                                                  "compile": record.get("compile", [])})
     combine(scenario_dir)
     return rows
 

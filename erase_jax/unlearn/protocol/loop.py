@@ -38,6 +38,7 @@ from erase_jax.unlearn.protocol.run import (
     request_data,
     training_context,
 )
+from erase_jax.unlearn.protocol.shapes import ShapePlan, committed, compile_counter, compile_stream, plan_shapes
 
 SKIPPED = "no training rows"  # the `skipped` value of a request whose users have no training rows
 REQUEST_KEY_SALT = 7  # the request keys are fold_in(fold_in(PRNGKey(seed), 7), b): kept for resumed runs
@@ -93,6 +94,21 @@ class RequestLoop:
         self.base_key = jax.random.fold_in(jax.random.PRNGKey(protocol.seed), REQUEST_KEY_SALT)
         self.context = training_context(protocol, self.removed)
         self.rows: list[dict] = []  # the record rows of the requests this object served
+        self.plan: ShapePlan | None = None  # the padding of every request (planned when first needed)
+
+    def compile_requests(self) -> dict:
+        """Plans the padded shapes of the remaining requests (`config.request_shapes`) and
+        compiles each before the first request (`shapes.compile_stream`); the loop's state is
+        unchanged. Returns the planning and compilation seconds and counters (the stream's
+        compile cost, apart from the requests' own). Methods that build their own model
+        (`start`) compile their requests there and are only planned here."""
+        started = time.perf_counter()
+        self.params, self.method_state = committed((self.params, self.method_state))
+        self.plan = plan_shapes(self, self.protocol.config.request_shapes)
+        planned = {"plan_seconds": time.perf_counter() - started}
+        if hasattr(self.method, "start") or not self.plan.requests:
+            return {**planned, "policy": self.plan.policy, "n_shapes": len(self.plan.shapes), "aot_seconds": 0.0}
+        return {**planned, **compile_stream(self, self.plan)}
 
     def initial_state(self, params, train: bool = True) -> dict:
         """The state before the first request. Methods that build their own model (`start`,
@@ -127,6 +143,8 @@ class RequestLoop:
         if self.done:
             raise IndexError(f"all {len(self)} requests have been served")
         protocol, b = self.protocol, self.next_batch
+        if self.plan is None:  # the padding `compile_requests` plans, without compiling ahead (untimed)
+            self.plan = plan_shapes(self, protocol.config.request_shapes)
         started = time.perf_counter()
         batch = protocol.stream.batch(b)
         removed_after = self.removed.copy()
@@ -137,7 +155,8 @@ class RequestLoop:
             return PreparedRequest(batch, None, key, np.zeros(0, np.int64), removed_after, 0.0)
         need = min(self.method.retain_budget(forget_count), self.retain_cap)
         retain_rows = self.sampler.sample(need, protocol.stream.users_through(b)) if need > 0 else np.zeros(0, np.int64)
-        request = request_data(protocol, batch, self.removed, removed_after, retain_rows, key, self.time_limit, self.context)
+        request = request_data(protocol, batch, self.removed, removed_after, retain_rows, key, self.time_limit, self.context,
+                               self.plan.sizes)
         jax.block_until_ready((request.forget, request.clean, request.retain))
         return PreparedRequest(batch, request, key, retain_rows, removed_after, time.perf_counter() - started)
 
@@ -171,8 +190,11 @@ class RequestLoop:
 
     def step(self) -> dict:
         """Serves the next request (`prepare` then `apply`); returns its record row (also
-        appended to `rows`)."""
-        row = self.apply(self.prepare())
+        appended to `rows`), with `compile_seconds` / `n_compiles`: the compilation inside it."""
+        with compile_counter() as compiled:
+            row = self.apply(self.prepare())
+        if "seconds" in row:
+            row.update(compile_seconds=compiled["compile_seconds"], n_compiles=compiled["n_compiles"])
         self.rows.append(row)
         return row
 
@@ -205,6 +227,8 @@ def run_requests(protocol: UnlearningRun, params, out_dir: Path, quiet: bool = F
     if resume.latest_step() is not None:
         state, record = resume.restore(resume.latest_step(), loop.state_dict())
         loop = RequestLoop(protocol, None, loop.method, state=state)
+    if not loop.done:
+        record.setdefault("compile", []).append({"from_batch": loop.next_batch, **loop.compile_requests()})
     checkpoint_batches = protocol.stream.checkpoint_batches
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     for row in loop:

@@ -58,7 +58,10 @@ def row_header(protocol: UnlearningRun, method: str, k: int, eval_type: str) -> 
 
 
 def cost_summary(record: dict) -> dict:
-    """Per-request seconds (mean / median / max / total) and the process's peak memory."""
+    """Per-request seconds (mean / median / max / total), the stream's compilation (ahead of
+    time, `aot_seconds`, and in total, `stream_compile_seconds`: the ahead-of-time step's and
+    the requests' own `compile_seconds`; `compilation_cache`: warm / cold / partial / off) and
+    the process's peak memory."""
     seconds = np.array([r["seconds"] for r in record["requests"] if "seconds" in r])
     method_seconds = np.array([r["method_seconds"] for r in record["requests"] if "method_seconds" in r])
     out = {"n_requests": int(len(record["requests"]))}
@@ -71,6 +74,14 @@ def cost_summary(record: dict) -> dict:
             "request_seconds_total": float(seconds.sum()),
             "method_seconds_median": float(np.median(method_seconds)),
             "n_timeouts": int(sum(bool(r.get("timeout")) for r in record["requests"])),
+        })
+    compiled = record.get("compile", [])
+    if compiled:
+        in_requests = sum(r.get("compile_seconds", 0.0) for r in record["requests"])
+        out.update({
+            "aot_seconds": float(sum(c.get("aot_seconds", 0.0) for c in compiled)),
+            "stream_compile_seconds": float(sum(c.get("compile_seconds", 0.0) for c in compiled) + in_requests),
+            "compilation_cache": compiled[-1].get("compilation_cache", "off"),
         })
     out.update(peak_memory())
     return out

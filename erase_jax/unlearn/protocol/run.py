@@ -76,6 +76,9 @@ class UnlearnConfig:
             model seed s with forget set s).
         evaluators: what is measured at each checkpoint, in column order (`erase_jax.evaluators`);
             it does not change the run, so a folder can be re-evaluated with others.
+        request_shapes: how requests are padded, "stream" (every request to the stream's largest
+            buckets: one compiled shape) or "buckets" (each to its own power-of-two buckets);
+            either way every shape is compiled before the first request (`protocol.shapes`).
 
     >>> config = ej.UnlearnConfig(method="scif", scenario="sensitive:Horror", fraction=0.003)
     >>> config.scenario, config.category, config.tag()
@@ -98,6 +101,7 @@ class UnlearnConfig:
     max_hours: float | None = None
     seed: int | None = None
     evaluators: tuple[str, ...] = dataclasses.field(default=DEFAULT_EVALUATORS, metadata={"omit_if_default": True})
+    request_shapes: str = dataclasses.field(default="stream", metadata={"omit_if_default": True})
 
     def __post_init__(self):
         name, _, detail = str(self.scenario).partition(":")
@@ -110,6 +114,7 @@ class UnlearnConfig:
                              f"'random:<users|interactions>'), got {self.scenario!r}")
         _check_choice("selection_rule", self.selection_rule, ("fit", "reach"))
         _check_choice("random_unit", self.random_unit, ("users", "interactions"))
+        _check_choice("request_shapes", self.request_shapes, ("stream", "buckets"))
         if self.fraction is not None and not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if isinstance(self.unlearning_batchsize, bool) or self.unlearning_batchsize < 1:
@@ -281,10 +286,14 @@ def training_context(protocol: UnlearningRun, removed: np.ndarray):
     return protocol.rows.context(removed)
 
 
-def request_data(protocol: UnlearningRun, batch, removed_before, removed_after, retain_rows, key, time_limit, context_before):
-    """The forget / clean / retain batches and contexts of one request (spec 5.4 step 6-8)."""
+def request_data(protocol: UnlearningRun, batch, removed_before, removed_after, retain_rows, key, time_limit, context_before,
+                 sizes: tuple[int, int, int] | None = None):
+    """The forget / clean / retain batches and contexts of one request (spec 5.4 step 6-8);
+    `sizes`: the (forget, retain, joined) rows to pad to (`shapes.ShapePlan`), None: the task's
+    buckets."""
     with_clean = protocol.config.scenario != "spam"
-    forget, clean, retain = protocol.rows.request_batches(batch.users, removed_after, retain_rows, key, with_clean)
+    padding = {} if sizes is None else {"sizes": sizes[:2]}
+    forget, clean, retain = protocol.rows.request_batches(batch.users, removed_after, retain_rows, key, with_clean, **padding)
     return RequestData(
         index=batch.index,
         users=batch.users,
@@ -302,6 +311,7 @@ def request_data(protocol: UnlearningRun, batch, removed_before, removed_after, 
         # drops one prefix row, and for forget sets reaching into valid/test rows, within the
         # number of removed rows of the exact count)
         n_train_rows=max(len(protocol.train_rows.rows) - int(removed_after.sum()), 1),
+        joined_rows=None if sizes is None else sizes[2],
     )
 
 

@@ -49,7 +49,7 @@ from tests.unlearn.methods.contract import registered_for_module
 SMALL_SYNTHETIC = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.02"]  # 20 requests on this data
 SLOW_ENV = "ERASE_JAX_TEST_SECONDS_PER_REQUEST"  # lets a subprocess be killed mid-stream
-TIMING_COLUMNS = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout")
+TIMING_COLUMNS = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout", "n_compiles", "compilation_cache")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Request streams: what a whole stream of unlearning requests costs, compilation included, cold
+and warm compilation cache, as a multiple of one retrain (`benchmarks/stream_cost.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from results_topics.cells import Section, load_cell, seconds, source, table
+from results_topics.read import BENCH, REPO_ROOT, load
+
+TITLE = "Request streams"
+POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
+DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
+
+
+def stream_files() -> list[str]:
+    """Every `stream_cost_<data set>[_<model>].json` but the policy comparison."""
+    found = sorted(p.name for p in (REPO_ROOT / BENCH).glob("stream_cost_*.json"))
+    return [BENCH + name for name in found if BENCH + name != POLICIES_FILE]
+
+
+def where_work_goes(stream: dict) -> str:
+    """The per-request diagnostics that size the work (their means over the stream)."""
+    means = stream.get("diagnostics_mean", {})
+    shown = [f"{key} {means[key]:.1f}" for key in DIAGNOSTICS if key in means]
+    return ", ".join([*shown, f"retain rows {stream.get('retain_rows_mean', 0):.0f}"])
+
+
+def stream_rows(path: str) -> list[list[str]]:
+    report = load(path)
+    dataset = report["provenance"]["config"]["dataset"]
+    if report.get("scenario", {}).get("scenario") != "sensitive:Horror":
+        dataset += f" ({report['scenario']['scenario']}, fraction {report['scenario']['fraction']})"
+    rows = []
+    for model, entry in report["results"].items():
+        retrain = entry["retrain"]
+        for s in entry["streams"]:
+            if "error" in s:
+                rows.append([dataset, model, s["method"], s["phase"], "failed: " + " ".join(s["error"]), *[""] * 11,
+                             *source(report["provenance"])])
+                continue
+            served = f"{s['n_requests']}" + (f" of {s['n_stream_requests']}" if s["extrapolated"] else "")
+            mean = s["whole_stream_seconds"] / s["n_stream_requests"]  # the whole (or extrapolated) stream's
+            rows.append([
+                dataset, model, s["method"], s["compilation_cache"], served, str(s["n_shapes"]),
+                seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]),
+                seconds(mean), f"{mean / s['median_seconds']:.2f}",
+                seconds(s["whole_stream_seconds"]) + (" (extrapolated)" if s["extrapolated"] else ""),
+                seconds(retrain["retrain_seconds"]), f"{s['stream_over_retrain']:.2f}", where_work_goes(s),
+                load_cell(*s["load_average"]), *source(report["provenance"]),
+            ])
+    return rows
+
+
+def stream_cost() -> Section:
+    files = stream_files()
+    rows = [row for path in files for row in stream_rows(path)]
+    cold = [row for row in rows if row[3] == "cold"]
+    answer_parts = []
+    for dataset, model in dict.fromkeys((row[0], row[1]) for row in cold):
+        mine = [row for row in cold if row[:2] == [dataset, model]]
+        ratios = [float(row[13]) for row in mine]
+        within = sum(float(row[10]) <= 2 for row in mine)
+        answer_parts.append(f"{model} {dataset} (cold cache) {min(ratios):.2f}-{max(ratios):.2f} retrains per stream, "
+                            f"mean <= 2x median in {within} of {len(mine)}")
+    header = ["data set", "model", "method", "cache", "requests", "shapes", "AOT s", "compile s", "median s",
+              "mean s (compile incl.)", "mean / median", "stream s", "one retrain s", "stream / retrain",
+              "per-request work (means)", "load", "config", "command", "commit", "machine"]
+    return Section(
+        "What does a whole request stream cost, compilation included, as a multiple of one retrain?",
+        "; ".join(answer_parts) or "not measured", [
+            "The sensitive Horror scenario (rating >= 3.5, fraction 0.003; data without item categories, ML-1M's RecEraser "
+            "split: random users, fraction 0.003), every approximate method, the default padding "
+            "policy (every request padded to the stream's largest buckets: one compiled shape, compiled before the first "
+            "request). Each stream runs in a fresh process with JAX's persistent compilation cache in its own folder: "
+            "`cold` starts it empty, `warm` reuses what the cold run wrote (`partial`: some programs were not in it, those "
+            "under the cache's 0.5 s threshold). AOT s: planning and compiling ahead of time (one execution per shape "
+            "included); compile s: trace, lowering and XLA compile seconds in the whole stream (jax.monitoring), of which "
+            "none inside requests when AOT covered every shape; mean s = stream s / requests. One retrain: the trained run's "
+            "own epochs and compilation (evaluation excluded), the retrain the protocol matches. Large data sets serve "
+            "only the first requests and extrapolate the stream (AOT + mean request seconds x the stream's requests). The "
+            "machine's two cores were shared with other jobs (load column).",
+            "",
+            *table(header, rows),
+            "",
+            "Files: " + ", ".join(f"`{p}`" for p in files) + ".",
+        ])
+
+
+def padding_policies() -> Section:
+    report = load(POLICIES_FILE)
+    streams = report["results"]["BPR"]["streams"]
+    rows = [[s["policy"], s["phase"], s["compilation_cache"], str(s["n_shapes"]), str(s["n_compiles"]),
+             seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]), seconds(s["mean_seconds"]),
+             f"{s['mean_over_median']:.2f}", seconds(s["whole_stream_seconds"]), f"{s['stream_over_retrain']:.2f}",
+             load_cell(*s["load_average"]), *source(report["provenance"])] for s in streams]
+    by = {(s["policy"], s["phase"]): s for s in streams}
+    cold = "stream", "cold"
+    answer = (f"one shape per stream: {by[cold]['whole_stream_seconds']:.0f} s cold vs "
+              f"{by[('buckets', 'cold')]['whole_stream_seconds']:.0f} s with a shape per bucket pair "
+              f"({by[('buckets', 'cold')]['n_shapes']} shapes)") if cold in by and ("buckets", "cold") in by else "not measured"
+    return Section(
+        "Padding: one shape per stream or one per bucket (SCIF, BPR, ML-100K Horror)?", answer, [
+            "The same stream with the two padding policies (`UnlearnConfig.request_shapes`): `stream` pads every request to "
+            "the stream's largest buckets (more rows per request, one compilation), `buckets` pads each request to its own "
+            "power-of-two buckets (one compilation per bucket pair). Both compile every shape before the first request.",
+            "",
+            *table(["policy", "phase", "cache", "shapes", "XLA programs", "compile s", "median s", "mean s", "mean / median",
+                    "stream s", "stream / retrain", "load", "config", "command", "commit", "machine"], rows),
+            "",
+            f"Files: `{POLICIES_FILE}`.",
+        ])
+
+
+def _present(path: str) -> bool:
+    return Path(REPO_ROOT / path).exists()
+
+
+SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE)) if path is None or _present(path))
