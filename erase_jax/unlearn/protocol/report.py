@@ -48,6 +48,7 @@ EXPOSURE = (
     ("pct_users_with_sensitive@20", "% unlearned users with a sensitive item @20"),
     ("spam_users_with_target@20", "share of genuine users with a spam target @20"),
     ("spam_mean_target_rank", "mean spam target rank"),
+    ("spam_masked_target_hit_ratio@50", "spam target hit ratio @50 (history masked)"),
     ("forgotten_hit@20", "forgotten hit@20"),
 )
 AGREEMENT = (("agree_unlearned_jaccard@20", "Jaccard@20 vs retrain"),)
