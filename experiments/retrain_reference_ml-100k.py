@@ -11,8 +11,10 @@ Issue 20, parts 2 and 3, through the command line as a user runs it:
 2. `erase-jax retrain` of seed 2's run, sensitive scenario (Horror, fraction 0.003, ratings
    >= 3.5, forget-set seed 2: 98 requests, checkpoints 0-3), with the original's budget (the
    default `--budget original`) and `--seeds 3 4`: two more retrains per checkpoint, the
-   noise floor of every gap (`report.noise_floor`). The same retrains with the run's early
-   stopping (`--budget early_stopping`) in a second folder, for the comparison.
+   noise floor of every gap (`report.noise_floor`). The same retrains with the run's stopping
+   rule (`--budget early_stopping`) in a second folder; as the runs were trained with patience
+   100, that rule also trains 100 epochs here (the patience-10 comparison is in
+   `experiments/results/unlearning_protocol_ml-100k.md`).
 3. `erase-jax unlearn` with every method's defaults, then `erase-jax report`.
 
 Writes `experiments/results/retrain_reference_ml-100k.json` (the originals per seed, the retrains

@@ -101,8 +101,10 @@ def retrain_reference() -> Section:
               + f"; retrain-vs-retrain Jaccard@20 at k=3: {num(record['retrains']['3']['noise_floor'].get('agree_unlearned_jaccard@20'), 3)}")
     intro = ("ML-100K BPR, Horror (98 requests): the originals trained with seeds 2, 3, 4 for 100 epochs (best "
              "validated kept), the retrains of seed 2's run at each checkpoint with the original's budget (100 epochs, "
-             "early stopping off) and seeds 2 (the reference), 3 and 4, and with the run's early stopping (patience 10) "
-             "for comparison. The noise floor of a gap is the largest gap of a retrain with another seed to the "
+             "early stopping off) and seeds 2 (the reference), 3 and 4, and with the run's own stopping rule, which "
+             "for these runs is patience 100 (so the same 100 epochs: the comparison with patience 10, where the "
+             "retrains of checkpoints 0-2 stopped near epoch 25 at test Recall@20 0.166, is in "
+             "`experiments/results/unlearning_protocol_ml-100k.md`). The noise floor of a gap is the largest gap of a retrain with another seed to the "
              "reference (Jaccard: the lowest such retrain's Jaccard with the reference).")
     return Section("Is the retrain a reference, and how noisy is it?", answer, [
         intro, "", *table(["k", "model", "budget", "epochs", "test Recall@20", "within the originals' spread", *PROVENANCE_COLUMNS], rows),
