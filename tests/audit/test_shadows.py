@@ -9,6 +9,7 @@ audit is at chance (AUC near 0.5).
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import numpy as np
 import pytest
