@@ -122,7 +122,7 @@ def cmd_retrain(args) -> int:
 
     config = _unlearn_config(args, "retrain")
     checkpoints = CHECKPOINTS if args.checkpoint_idx == "all" else (int(args.checkpoint_idx),)
-    _print_rows(retrain_all(args.run, config, checkpoints, args.out, quiet=args.quiet))
+    _print_rows(retrain_all(args.run, config, checkpoints, args.out, quiet=args.quiet, seeds=args.seeds, budget=args.budget))
     return 0
 
 
@@ -296,6 +296,10 @@ def main(argv=None) -> int:
     retrain = sub.add_parser("retrain", parents=[common], help="train from scratch without the forgotten data")
     _add_scenario_arguments(retrain)
     retrain.add_argument("--checkpoint-idx", default="all", choices=["0", "1", "2", "3", "all"])
+    retrain.add_argument("--seeds", type=int, nargs="*", default=[],
+                         help="also retrain with these seeds (rows retrain@seed<s>): the report's noise floor")
+    retrain.add_argument("--budget", default="original", choices=["original", "early_stopping"],
+                         help="original: the trained run's epochs, no early stopping (default); early_stopping: the run's rule")
     retrain.set_defaults(func=cmd_retrain)
 
     report = sub.add_parser("report", parents=[common], help="one scenario's methods side by side (report.md, report.png)")

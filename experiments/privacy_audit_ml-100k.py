@@ -1,6 +1,7 @@
 """The per-pair unlearning membership audit (issue 20, first increment) on ML-100K BPR, Horror.
 
     python experiments/privacy_audit_ml-100k.py [--shadows 32] [--audited 300] [--epochs 100] [--seed 2] [--population 1000]
+        [--group-size 1] [--removals untouched retrain scif ...]
 
 The data and model are those of `experiments/configs/bpr_ml-100k.yaml` (5-core ML-100K,
 chronological 80/10/10 split, BPR 64-d, Adam lr 1e-3, batch 2048); the audited pairs are the
@@ -8,8 +9,10 @@ forgotten pairs of the sensitive scenario (Horror, fraction 0.003, ratings >= 3.
 protocol's forget set) that lie in the training split: the pairs the last checkpoint (3) has
 removed. K shadows train as one vmap (`erase_jax/audit/shadows.py`) for a fixed number of
 epochs (the original's run trained 100), each audited pair IN / UNLEARN / OUT in a third of
-them; then each removal (`untouched`: nothing, the ceiling; `retrain`: exact, the floor) is
-applied to every shadow, and both games are scored with each shadow in turn the target
+them, `--group-size` shadows per vmapped call (1 on this CPU: one after another is faster,
+`benchmarks/shadow_training_cost.py`); then each removal (`untouched`: nothing, the ceiling;
+`retrain`: exact, the floor; every unlearning method with its defaults, run on each shadow with
+the protocol's one-user requests, `erase_jax/audit/methods.py`) is applied to every shadow, and both games are scored with each shadow in turn the target
 (`erase_jax/audit/game.py`), with global and per-pair variances, and game 2 also with RMIA's
 offline score (`erase_jax/audit/rmia.py`; 1, 2 and 4 reference shadows, a population of
 test-split pairs, which no shadow trains on). One shadow is also trained
@@ -33,7 +36,7 @@ from erase_jax.audit.assignment import OUT, STATE_NAMES, UNLEARN, assign_states,
 from erase_jax.audit.confidence import stacked_confidence, stacked_observation
 from erase_jax.audit.game import GAMES, game_examples, per_pair_auc, play, play_rmia
 from erase_jax.audit.pairs import select_audited_rows
-from erase_jax.audit.shadows import REMOVALS, ShadowSet, apply_removal, shadow_seeds, training_rows
+from erase_jax.audit.shadows import ShadowSet, apply_removal, shadow_seeds, training_rows
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment
 from erase_jax.unlearn.protocol.run import UnlearnConfig, build_forget_set
@@ -44,6 +47,7 @@ from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-100k.yaml"
 SCENARIO = UnlearnConfig(scenario="sensitive", category="Horror", fraction=0.003, forget_rating_threshold=3.5)
+REMOVALS = ("untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 RESULTS = REPO_ROOT / "experiments" / "results" / "privacy_audit_ml-100k.json"
 
 
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--population", type=int, default=1000, help="test-split pairs, RMIA's population")
+    parser.add_argument("--group-size", type=int, default=1, help="shadows per vmapped call (0: all at once)")
+    parser.add_argument("--removals", nargs="+", default=list(REMOVALS))
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     experiment = build_experiment(load_config(str(CONFIG), [f"train.epochs={args.epochs}"]))
@@ -64,7 +70,7 @@ def main() -> None:
     inter = experiment.data.interactions
     shadows = ShadowSet(experiment.model, experiment.context, experiment.config.train, inter.n_users, inter.n_items,
                         users, items, audited, assign_states(args.shadows, len(audited), args.seed),
-                        shadow_seeds(args.seed, args.shadows))
+                        shadow_seeds(args.seed, args.shadows), args.group_size or None)
     test_rows = np.random.default_rng(args.seed).choice(experiment.data.split.test, args.population, replace=False)
     population_users, population_items = (np.asarray(a[test_rows], np.int32) for a in (inter.users, inter.items))
     print(f"{len(rows)} training rows, {len(forgotten)} forgotten in train, {len(audited)} audited, K = {args.shadows}", flush=True)
@@ -76,9 +82,33 @@ def main() -> None:
     print(f"{args.shadows} shadows: {shadow_record}", flush=True)
     phi_trained = np.asarray(stacked_confidence(shadows.model, trained, shadows.context, shadows.audited_users, shadows.audited_items))
     removals = {}
-    for name in REMOVALS:
+
+    def write() -> None:
+        load["after"] = os.getloadavg()[0]
+        record = {
+            "provenance": provenance(config={"run": os.path.relpath(CONFIG, REPO_ROOT), "train.epochs": args.epochs,
+                                             "scenario": "sensitive:Horror f0.003 rating>=3.5", "shadows": args.shadows,
+                                             "audited": args.audited, "seed": args.seed,
+                                             "population": args.population,
+                                             "group_size": args.group_size, "removals": args.removals}),
+            "data": {"training_rows": len(rows), "forgotten_training_rows": len(forgotten), "audited_pairs": len(audited),
+                     "users": inter.n_users, "items": inter.n_items},
+            "states_per_pair": {STATE_NAMES[s]: [int(c) for c in np.unique((shadows.states == s).sum(0))] for s in range(3)},
+            "mean_phi_trained": {STATE_NAMES[s]: float(phi_trained[shadows.states == s].mean()) for s in range(3)},
+            "memorisation_gap_trained_minus_out": float(phi_trained[shadows.states != OUT].mean() - phi_trained[shadows.states == OUT].mean()),
+            "one_model": one_record,
+            "shadows_together": shadow_record,
+            "load_average_1min": load,
+            "removals": removals,
+            "notes": "each shadow in turn the target, scored against the other K-1 (leave-one-out); "
+                     f"labels: UNLEARN = 1 ({int((shadows.states == UNLEARN).sum())} examples), OUT = 0; IN pairs are not examples. "
+                     "Timings on a shared 2-core CPU under load (see load_average_1min).",
+        }
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+
+    for name in args.removals:
         started = time.perf_counter()
-        unlearned, record = apply_removal(name, shadows, trained)
+        unlearned, record = apply_removal(name, shadows, trained, seed=args.seed)
         phi = np.asarray(stacked_confidence(shadows.model, unlearned, shadows.context, shadows.audited_users, shadows.audited_items))
         removals[name] = {"removal": record, "wall_seconds": time.perf_counter() - started,
                           "mean_phi_after_removal": {STATE_NAMES[s]: float(phi[shadows.states == s].mean()) for s in range(3)}}
@@ -96,26 +126,7 @@ def main() -> None:
             removals[name][f"{game}_per_pair_auc_quantiles_global"] = dict(zip(
                 ("p10", "p50", "p90", "max"), np.nanquantile(pair_auc, [0.1, 0.5, 0.9, 1.0]).round(4).tolist()))
         print(name, json.dumps({k: v for k, v in removals[name].items() if k.startswith(("game2", "rmia"))}), flush=True)
-    load["after"] = os.getloadavg()[0]
-    record = {
-        "provenance": provenance(config={"run": os.path.relpath(CONFIG, REPO_ROOT), "train.epochs": args.epochs,
-                                         "scenario": "sensitive:Horror f0.003 rating>=3.5", "shadows": args.shadows,
-                                         "audited": args.audited, "seed": args.seed,
-                                         "population": args.population}),
-        "data": {"training_rows": len(rows), "forgotten_training_rows": len(forgotten), "audited_pairs": len(audited),
-                 "users": inter.n_users, "items": inter.n_items},
-        "states_per_pair": {STATE_NAMES[s]: [int(c) for c in np.unique((shadows.states == s).sum(0))] for s in range(3)},
-        "mean_phi_trained": {STATE_NAMES[s]: float(phi_trained[shadows.states == s].mean()) for s in range(3)},
-        "memorisation_gap_trained_minus_out": float(phi_trained[shadows.states != OUT].mean() - phi_trained[shadows.states == OUT].mean()),
-        "one_model": one_record,
-        "shadows_together": shadow_record,
-        "load_average_1min": load,
-        "removals": removals,
-        "notes": "each shadow in turn the target, scored against the other K-1 (leave-one-out); "
-                 f"labels: UNLEARN = 1 ({int((shadows.states == UNLEARN).sum())} examples), OUT = 0; IN pairs are not examples. "
-                 "Timings on a shared 2-core CPU under load (see load_average_1min).",
-    }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+        write()  # after every removal: an interrupted run keeps the removals it finished
     print(f"wrote {args.out}", flush=True)
 
 

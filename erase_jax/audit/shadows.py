@@ -16,8 +16,8 @@ Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
 * `retrain`: exact unlearning, each shadow retrained from scratch with its own seed on its
   rows minus its UNLEARN (and OUT) pairs: the floor, a model that never saw them.
 
-Not yet here: the approximate methods (SCIF, Fanchuan, ...), which run per request on one model
-(`unlearn/methods/`) and need a batched form over the shadows' different UNLEARN sets.
+* any registered method (SCIF, Fanchuan, ...): run on each shadow in turn with the protocol's
+  requests built from that shadow's rows (`audit/methods.py`).
 Deviation from the protocol's retrain: the split stays fixed (rows are dropped from the
 training split; the protocol recomputes the split after removing rows before splitting).
 Only models whose context is only the data's shape (BPR) can be stacked this way.
@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.audit.assignment import kept_mask, trained_mask
@@ -58,8 +59,11 @@ class ShadowSet:
     audited: np.ndarray
     states: np.ndarray
     seeds: np.ndarray
+    group_size: int | None = None  # shadows per vmapped call, trained group after group; None: all at once
 
     def __post_init__(self):
+        if self.group_size is not None and self.group_size < 1:
+            raise ValueError(f"group_size must be a positive number of shadows or None, got {self.group_size}")
         if self.states.shape != (len(self.seeds), len(self.audited)):
             raise ValueError(f"states {self.states.shape} do not match {len(self.seeds)} seeds x {len(self.audited)} audited pairs")
         if len(np.unique(self.audited)) != len(self.audited):
@@ -93,15 +97,24 @@ class ShadowSet:
 
     def train(self, audited_kept: np.ndarray, shadows: np.ndarray | None = None) -> tuple[Any, dict]:
         """(stacked parameters [K', ...], record) of the shadows `shadows` (default all) trained
-        from scratch on `data(audited_kept)`; the record separates compilation from training."""
+        from scratch on `data(audited_kept)`, `group_size` of them per vmapped call, one group
+        after another (a shadow's run depends on its seed and rows only, not on its group); the
+        record separates compilation from training."""
         shadows = np.arange(self.n_shadows) if shadows is None else np.asarray(shadows)
-        data = self._data_of(audited_kept, shadows)
-        compile_seconds = compile_epoch(self.model, self.context, data, self.seeds[shadows], self.config, self.n_items)
-        started = time.perf_counter()
-        fit = train_shards(self.model, self.context, data, self.seeds[shadows], self.config, None, self.n_items)
-        jax.block_until_ready(fit.params)
-        return fit.params, {"n_shadows": len(shadows), "epochs": self.config.epochs, "compile_seconds": compile_seconds,
-                            "train_seconds": time.perf_counter() - started}
+        size = len(shadows) if self.group_size is None else self.group_size
+        parts, compile_seconds, train_seconds = [], 0.0, 0.0
+        for start in range(0, len(shadows), size):
+            group = shadows[start: start + size]
+            data = self._data_of(audited_kept, group)
+            compile_seconds += compile_epoch(self.model, self.context, data, self.seeds[group], self.config, self.n_items)
+            started = time.perf_counter()
+            fit = train_shards(self.model, self.context, data, self.seeds[group], self.config, None, self.n_items)
+            jax.block_until_ready(fit.params)
+            train_seconds += time.perf_counter() - started
+            parts.append(fit.params)
+        params = parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x), *parts)
+        return params, {"n_shadows": len(shadows), "group_size": size, "epochs": self.config.epochs,
+                        "compile_seconds": compile_seconds, "train_seconds": train_seconds}
 
     def train_shadows(self) -> tuple[Any, dict]:
         """All shadows on their IN and UNLEARN pairs (before any removal)."""
@@ -123,12 +136,22 @@ def retrain(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
 REMOVALS = {UNTOUCHED: remove_nothing, "retrain": retrain}
 
 
-def apply_removal(name: str, shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
-    """The shadows after removal `name` (one of `REMOVALS`) of their UNLEARN pairs."""
+def apply_removal(name: str, shadow_set: ShadowSet, trained_params, seed: int = 0) -> tuple[Any, dict]:
+    """The shadows after removal `name` of their UNLEARN pairs: one of `REMOVALS`, or a
+    registered unlearning method with its defaults (`erase_jax.audit.methods`; `seed` fixes its
+    request order, retain draws and keys)."""
     name = UNTOUCHED if name == OLD_NAME else name
-    if name not in REMOVALS:
-        raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)}")
-    return REMOVALS[name](shadow_set, trained_params)
+    if name in REMOVALS:
+        return REMOVALS[name](shadow_set, trained_params)
+    from erase_jax.audit.methods import method_removal
+    from erase_jax.unlearn.methods.base import METHODS
+
+    try:
+        METHODS.get(name)
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)} or a method of "
+                         f"erase_jax.unlearn.method_names()") from None
+    return method_removal(shadow_set, trained_params, name, seed=seed)
 
 
 def shadow_seeds(seed: int, n_shadows: int) -> np.ndarray:

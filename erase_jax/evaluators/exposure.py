@@ -9,7 +9,10 @@ The `exposure` evaluator measures, at each checkpoint, the sensitive exposure of
 unlearned so far (sensitive scenario: their raw top-k lists, nothing masked, keys as
 `sensitive_exposure` with `total_users` / `scored_users` renamed `sensitive_total_users` /
 `sensitive_scored_users`) and the spam exposure of the genuine users (forget sets with target
-items: keys of `spam_exposure` prefixed `spam_`). Ranks and key scheme:
+items: keys of `spam_exposure` prefixed `spam_`, raw scores as the original; and as the
+poisoning literature measures it, each genuine user's training items masked, at k = 20 and 50,
+prefixed `spam_masked_`, with `spam_masked_target_mass_ratio_to_reference`, the mean
+per-target softmax mass over the reference's, the retrain's, where there is one). Ranks and key scheme:
 `erase_jax.evaluators.scoring`.
 """
 
@@ -55,9 +58,26 @@ class Exposure:
             view = checkpoint.view
             genuine = view.scorable(np.setdiff1d(np.arange(view.n_users), run.forget_set.users))
             scores_fn = checkpoint.evaluated_by_user.scores_fn()
-            spam = spam_exposure(scores_fn, genuine, run.forget_set.target_items, ks, checkpoint.block_size)
-            out.update(prefix_keys("spam_", spam))
+            targets, block = run.forget_set.target_items, checkpoint.block_size
+            out.update(prefix_keys("spam_", spam_exposure(scores_fn, genuine, targets, ks, block)))
+            history = training_pairs(checkpoint.data)
+            masked = spam_exposure(scores_fn, genuine, targets, MASKED_SPAM_KS, block, history)
+            out.update(prefix_keys("spam_masked_", masked))
+            if checkpoint.reference_by_user is not None:
+                reference = spam_exposure(checkpoint.reference_by_user.scores_fn(), genuine, targets, MASKED_SPAM_KS, block,
+                                          history)
+                out["spam_masked_target_mass_ratio_to_reference"] = ratio(masked["mean_target_mass"],
+                                                                          reference["mean_target_mass"])
         return out
+
+
+MASKED_SPAM_KS = (20, 50)  # the poisoning literature's cut-offs (hit ratio @20 / @50)
+
+
+def training_pairs(data) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of the data's training split: the history mask of the masked spam measures."""
+    rows = np.asarray(data.split.train)
+    return np.asarray(data.interactions.users[rows]), np.asarray(data.interactions.items[rows])
 
 
 # Sensitive exposure (§5.2) -------------------------------------------------------------
@@ -125,7 +145,9 @@ def spam_exposure(
     """How much the spam target items are still pushed to the given (genuine) users (§5.3).
 
     Returns, for each k: `users_with_target@k` (the SHARE of users, in [0, 1], with at least
-    one target ranked <= k) and `avg_targets_in_top@k` (targets ranked <= k, per user); and
+    one target ranked <= k), `avg_targets_in_top@k` (targets ranked <= k, per user) and
+    `target_hit_ratio@k` (the share of (user, target) pairs ranked <= k); and
+    `mean_target_mass` (each target's softmax probability, averaged over users and targets), and
     `mean_best_target_rank` (rank of the user's best-ranked target, averaged over users),
     `mean_target_rank` (averaged over users and targets), `mean_target_probability` (softmax
     over all items of the user's scores, summed over the targets, averaged over users),
@@ -146,11 +168,13 @@ def spam_exposure(
         in_top = ranks <= k
         out[f"users_with_target@{k}"] = float(in_top.any(axis=1).mean())
         out[f"avg_targets_in_top@{k}"] = float(in_top.sum(axis=1).mean())
+        out[f"target_hit_ratio@{k}"] = float(in_top.mean())
     per_user_probability = probabilities.astype(np.float64).sum(axis=1)
     out["mean_best_target_rank"] = float(ranks.min(axis=1).mean())
     out["mean_target_rank"] = float(ranks.mean())
     out["mean_target_probability"] = float(per_user_probability.mean())
     out["max_target_probability"] = float(per_user_probability.max())
+    out["mean_target_mass"] = float(probabilities.astype(np.float64).mean())
     out["scored_users"] = ranks.shape[0]
     out["target_items"] = ranks.shape[1]
     return out

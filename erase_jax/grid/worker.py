@@ -47,11 +47,13 @@ def train(store: Store, spec: dict) -> None:
 
 def retrain(store: Store, spec: dict) -> None:
     from erase_jax.run import load_run
+    from erase_jax.unlearn.protocol.retrain import budget_epochs
     from erase_jax.unlearn.protocol.retrain import retrain as retrain_at
     from erase_jax.unlearn.protocol.run import build_protocol
 
     experiment, _ = load_run(store.path(spec["run_folder"]))
-    retrain_at(build_protocol(experiment, unlearn_config(spec)), store.path(spec["folder"]), spec["k"], quiet=True)
+    retrain_at(build_protocol(experiment, unlearn_config(spec)), store.path(spec["folder"]), spec["k"], quiet=True,
+               epochs=budget_epochs(store.path(spec["run_folder"])))  # the budget `retrain_all` checks
 
 
 def reference(store: Store, spec: dict) -> None:

@@ -8,6 +8,8 @@ audit is at chance (AUC near 0.5).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -51,6 +53,19 @@ def test_vmapped_shadows_equal_each_shadow_trained_alone():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_shadows_trained_in_groups_equal_them_trained_together():
+    shadows = tiny_shadow_set(n_shadows=3, n_audited=30, epochs=2)
+    kept = trained_mask(shadows.states)
+    together, _ = shadows.train(kept)
+    grouped, record = dataclasses.replace(shadows, group_size=2).train(kept)
+    assert record["group_size"] == 2 and record["n_shadows"] == 3
+    for a, b in zip(jax.tree.leaves(grouped), jax.tree.leaves(together)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="group_size"):
+        dataclasses.replace(shadows, group_size=0)
+
+
 def test_the_audit_separates_trained_pairs_and_not_retrained_ones():
     shadows = tiny_shadow_set(n_shadows=12, n_audited=60, epochs=40)
     trained, _ = shadows.train_shadows()
@@ -66,6 +81,6 @@ def test_the_audit_separates_trained_pairs_and_not_retrained_ones():
     assert results["untouched"]["auc"] > 0.9
     assert abs(results["retrain"]["auc"] - 0.5) < 0.12
     with pytest.raises(ValueError, match="unknown removal"):
-        apply_removal("scif", shadows, trained)
+        apply_removal("no-such-method", shadows, trained)
     same, _ = apply_removal("original", shadows, trained)  # the old name of `untouched`
     assert same is trained

@@ -115,8 +115,11 @@ def test_spam_exposure_by_hand_with_ties():
     assert got == pytest.approx({
         "users_with_target@1": 1 / 3,
         "avg_targets_in_top@1": 2 / 3,  # both of user 2's tied targets count at k = 1
+        "target_hit_ratio@1": 2 / 6,  # 2 of the 6 (user, target) pairs
         "users_with_target@3": 1.0,
         "avg_targets_in_top@3": 2.0,
+        "target_hit_ratio@3": 1.0,
+        "mean_target_mass": target_mass.mean() / 2,  # per target: the per-user sums over 2 targets
         "mean_best_target_rank": 7 / 3,
         "mean_target_rank": 7 / 3,
         "mean_target_probability": target_mass.mean(),
@@ -137,6 +140,14 @@ def test_spam_exposure_with_exclusions():
     masked = SPAM_TABLE[:2].copy()
     masked[0, [1, 3]] = -np.inf
     np.testing.assert_allclose(probabilities, numpy_softmax(masked)[:, TARGETS], rtol=1e-6)
+    # by hand: user 0's masked row softmax over (0, 1, 1, -1) -> each target e / (1 + 2e + 1/e)
+    got = spam_exposure(scores_fn, np.array([0, 1]), TARGETS, ks=(1, 2), exclude=exclude)
+    e = np.e
+    user0 = e / (1 + 2 * e + 1 / e)
+    user1 = np.exp(0.5) / (np.exp(5) + 1 + np.exp(4) + 3 * np.exp(0.5))
+    assert got["mean_target_mass"] == pytest.approx((2 * user0 + 2 * user1) / 4, rel=1e-6)
+    assert got["target_hit_ratio@1"] == pytest.approx(0.5) and got["users_with_target@1"] == pytest.approx(0.5)
+    assert got["target_hit_ratio@2"] == pytest.approx(0.5)  # user 1's targets rank 3
 
 
 def test_spam_exposure_matches_numpy_on_a_random_table():
@@ -152,6 +163,8 @@ def test_spam_exposure_matches_numpy_on_a_random_table():
     assert got["mean_target_rank"] == pytest.approx(ranks.mean())
     assert got["mean_target_probability"] == pytest.approx(mass.mean(), rel=1e-5)
     assert got["max_target_probability"] == pytest.approx(mass.max(), rel=1e-5)
+    assert got["target_hit_ratio@5"] == pytest.approx((ranks <= 5).mean())
+    assert got["mean_target_mass"] == pytest.approx(mass.mean() / len(targets), rel=1e-5)
 
 
 # item ranks and forget fidelity ----------------------------------------------------------

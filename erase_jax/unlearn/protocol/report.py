@@ -14,6 +14,12 @@ and every method run in it; labels as `erase_jax.result_labels`, older files' to
   the retrain's training seconds);
 * the GAP TO THE RETRAIN of each of those measures, the benchmark's yardstick: an exact
   unlearning method has gap 0, the trained model shows what doing nothing leaves;
+* the NOISE FLOOR of every gap: where the scenario holds retrains with other seeds
+  (`erase-jax retrain --seeds ...`, methods `retrain@seed<s>`), the largest gap between such a
+  retrain and the reference retrain (for Jaccard: the lowest Jaccard of such a retrain with the
+  reference), shown as its own row; a method's gap within it is marked `~` (no larger than
+  what a second, equally valid retrain shows), and a method whose Jaccard with the retrain is
+  below the trained model's (doing nothing) is flagged as moving further from the retrain than doing nothing;
 * the trajectory over the four checkpoints (1/4 ... 4/4 of the requests) of utility and
   exposure, where repeated unlearning shows whether a method degrades as requests accumulate.
 
@@ -35,6 +41,8 @@ REPORT_FILE = "report.md"
 FIGURE_FILE = "report.png"
 REFERENCE = RETRAIN
 BASELINE = TRAINED
+SEED_REFERENCE = "retrain@seed"  # prefix of the retrains with other seeds: the reference's noise floor
+WITHIN_NOISE = "~"
 
 # (csv column, title) of the measures shown, in table order
 UTILITY = (("test_ndcg@10", "NDCG@10"), ("test_recall@20", "Recall@20"))
@@ -42,6 +50,7 @@ EXPOSURE = (
     ("pct_users_with_sensitive@20", "% unlearned users with a sensitive item @20"),
     ("spam_users_with_target@20", "share of genuine users with a spam target @20"),
     ("spam_mean_target_rank", "mean spam target rank"),
+    ("spam_masked_target_hit_ratio@50", "spam target hit ratio @50 (history masked)"),
     ("forgotten_hit@20", "forgotten hit@20"),
 )
 AGREEMENT = (("agree_unlearned_jaccard@20", "Jaccard@20 vs retrain"),)
@@ -71,8 +80,29 @@ def load(scenario_dir: str | Path) -> pd.DataFrame:
 
 def method_order(rows: pd.DataFrame) -> list[str]:
     """The trained model and `untouched` first, then the methods alphabetically, the retrain last."""
-    methods = sorted(set(rows["method"]) - {*BASELINES, REFERENCE})
+    methods = sorted(set(rows["method"]) - {*BASELINES, REFERENCE} - set(seed_references(rows)))
     return [m for m in (*BASELINES, *methods, REFERENCE) if m in set(rows["method"])]
+
+
+def seed_references(rows: pd.DataFrame) -> list[str]:
+    """The retrains with other seeds present (`retrain@seed<s>`)."""
+    return sorted(m for m in set(rows["method"]) if str(m).startswith(SEED_REFERENCE))
+
+
+def noise_floor(rows: pd.DataFrame, k: int) -> dict:
+    """{measure: floor} at checkpoint k from the retrains with other seeds: for each gap
+    measure the largest |value - reference retrain's value|, for Jaccard with the retrain the
+    lowest; with the number of such retrains under "n_seeds". Empty without them."""
+    at_k = rows[rows["checkpoint_idx"] == k].drop_duplicates("method", keep="last").set_index("method")
+    seeds = [m for m in seed_references(rows) if m in at_k.index]
+    if not seeds or REFERENCE not in at_k.index:
+        return {}
+    floor = {"n_seeds": len(seeds)}
+    for key, _ in present(at_k, UTILITY + EXPOSURE):
+        floor[f"gap_{key}"] = float((at_k.loc[seeds, key] - at_k.loc[REFERENCE, key]).abs().max())
+    for key, _ in present(at_k.loc[seeds], AGREEMENT):
+        floor[key] = float(at_k.loc[seeds, key].min())
+    return floor
 
 
 def present(rows: pd.DataFrame, columns) -> list[tuple[str, str]]:
@@ -82,7 +112,7 @@ def present(rows: pd.DataFrame, columns) -> list[tuple[str, str]]:
 def at_checkpoint(rows: pd.DataFrame, k: int) -> pd.DataFrame:
     """One row per method at checkpoint k, with the gap to the retrain of every measure."""
     table = rows[rows["checkpoint_idx"] == k].drop_duplicates("method", keep="last").set_index("method")
-    table = table.reindex([m for m in method_order(rows) if m in table.index])
+    table = table.reindex([m for m in method_order(rows) if m in table.index])  # retrain@seed rows: `noise_floor`
     if REFERENCE in table.index:
         for key, _ in present(table, UTILITY + EXPOSURE):
             table[f"gap_{key}"] = table[key] - table.loc[REFERENCE, key]
@@ -118,7 +148,22 @@ def markdown(rows: pd.DataFrame, k: int, source: str = "", model: dict | None = 
     gaps = [(f"gap_{key}", f"{title} - retrain") for key, title in present(table, UTILITY + EXPOSURE)]
     if gaps and REFERENCE in table.index:
         lines += ["", f"Gap to the retrain at checkpoint {k} (0 = what exact unlearning gives):", ""]
-        lines += _table(table.drop(index=REFERENCE), [("method", "model")] + gaps)
+        floor = noise_floor(rows, k)
+        gap_rows = table.drop(index=REFERENCE)
+        agreement = [(key, title) for key, title in present(table, AGREEMENT) if key in floor]
+        lines += _table(gap_rows, [("method", "model")] + gaps + agreement, floor)
+        if floor:
+            lines += [f"| retrain vs retrain: noise floor ({floor['n_seeds']} other seeds) | "
+                      + " | ".join(format_value(floor.get(key), key) for key, _ in gaps + agreement) + " |", "",
+                      f"`{WITHIN_NOISE}`: a gap no larger than the noise floor (the largest gap of a retrain with another "
+                      "seed; for Jaccard, at least the lowest Jaccard such a retrain has with the reference)."]
+            further = _further_than_doing_nothing(gap_rows)
+            if further:
+                lines += ["", "Further from the retrain than doing nothing (Jaccard@20 with the retrain below the "
+                          f"untouched original's): {', '.join(further)}."]
+        else:
+            lines += ["", "No retrain with another seed in this folder (`erase-jax retrain --seeds ...`): the gaps' noise "
+                      "floor is unknown."]
     for key, title in present(rows, UTILITY[:1] + EXPOSURE[:3]):
         curve = trajectory(rows, key)
         lines += ["", f"{title} after 1/4, 2/4, 3/4 and 4/4 of the requests:", ""]
@@ -187,12 +232,28 @@ def write_report(scenario_dir: str | Path, k: int | None = None, out: str | Path
     return written
 
 
-def _table(table: pd.DataFrame, columns) -> list[str]:
+def _table(table: pd.DataFrame, columns, floor: dict | None = None) -> list[str]:
+    """Markdown rows; with `floor` (`noise_floor`) a cell within the noise floor ends in `~`."""
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|---" * len(columns) + "|"]
     for method, row in table.iterrows():
-        cells = [method if key == "method" else format_value(row.get(key), key) for key, _ in columns]
+        cells = [method if key == "method" else format_value(row.get(key), key) + _noise_mark(row.get(key), key, floor)
+                 for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _noise_mark(value, key: str, floor: dict | None) -> str:
+    if not floor or key not in floor or not _filled(value):
+        return ""
+    within = float(value) >= floor[key] if key.startswith("agree_") else abs(float(value)) <= floor[key]
+    return WITHIN_NOISE if within else ""
+
+
+def _further_than_doing_nothing(table: pd.DataFrame) -> list[str]:
+    key = AGREEMENT[0][0]
+    if key not in table or BASELINE not in table.index or not _filled(table.loc[BASELINE, key]):
+        return []
+    return [m for m in table.index if m != BASELINE and _filled(table.loc[m, key]) and table.loc[m, key] < table.loc[BASELINE, key]]
 
 
 def _filled(value) -> bool:

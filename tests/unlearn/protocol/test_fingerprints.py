@@ -148,3 +148,24 @@ def test_retrains_run_one_checkpoint_at_a_time_add_up(tmp_path):
     rows = json.loads((folder / "unlearning.json").read_text())["rows"]
     assert [row["checkpoint_idx"] for row in rows] == [0, 1]
     assert (folder / "unlearning.csv").read_text().count("\n") == 3  # header + two rows
+
+
+def test_retrains_with_other_seeds_and_the_originals_budget(tmp_path):
+    """`retrain --seeds 5`: a second retrain per checkpoint (row retrain@seed5, its own folder,
+    another model), added to the reference's rows; the default budget trains the original's
+    epochs with early stopping off, `--budget early_stopping` keeps the run's rule."""
+    run = tmp_path / "run"
+    train_run(bpr_config(3), run, quiet=True)
+    scenario = ["--run", str(run), "--scenario", "sensitive:Horror", "--fraction", "0.01", "--evaluators", "utility,agreement"]
+    assert main(["retrain", *scenario, "--checkpoint-idx", "3", "--seeds", "5", "--quiet"]) == 0
+    folder = next((run / "unlearn").iterdir()) / "retrain"
+    rows = json.loads((folder / "unlearning.json").read_text())["rows"]
+    assert [(row["method"], row["checkpoint_idx"]) for row in rows] == [("retrain", 3), ("retrain@seed5", 3)]
+    assert [row["retrain_epochs"] for row in rows] == [3, 3]
+    assert "agree_unlearned_jaccard@20" in rows[1] and "agree_unlearned_jaccard@20" not in rows[0]
+    assert rows[0]["test_recall@20"] != rows[1]["test_recall@20"] or rows[0]["test_ndcg@20"] != rows[1]["test_ndcg@20"]
+    saved = json.loads((folder / "k3_seed5" / "result.json").read_text())
+    assert saved["config"]["seed"] == 5 and saved["config"]["train"]["stopping_step"] == 3
+    assert main(["retrain", *scenario, "--checkpoint-idx", "2", "--budget", "early_stopping", "--quiet"]) == 0
+    rows = json.loads((folder / "unlearning.json").read_text())["rows"]
+    assert [(row["method"], row["checkpoint_idx"]) for row in rows] == [("retrain", 2), ("retrain", 3), ("retrain@seed5", 3)]
