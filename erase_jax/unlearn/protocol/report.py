@@ -160,7 +160,7 @@ def markdown(rows: pd.DataFrame, k: int, source: str = "", model: dict | None = 
             further = _further_than_doing_nothing(gap_rows)
             if further:
                 lines += ["", "Further from the retrain than doing nothing (Jaccard@20 with the retrain below the "
-                          f"untouched original's): {', '.join(further)}."]
+                          f"trained model's): {', '.join(further)}."]
         else:
             lines += ["", "No retrain with another seed in this folder (`erase-jax retrain --seeds ...`): the gaps' noise "
                       "floor is unknown."]

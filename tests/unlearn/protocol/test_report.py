@@ -107,11 +107,11 @@ def test_noise_floor_from_retrains_with_other_seeds(tmp_path):
     import pandas as pd
 
     columns = ["method", "checkpoint_idx", "test_recall@20", "pct_users_with_sensitive@20", "agree_unlearned_jaccard@20"]
-    values = [("original", 3, 0.20, 50.0, 0.70), ("scif", 3, 0.15, 31.0, 0.40), ("fanchuan", 3, 0.19, 40.0, 0.80),
+    values = [("trained", 3, 0.20, 50.0, 0.70), ("scif", 3, 0.15, 31.0, 0.40), ("fanchuan", 3, 0.19, 40.0, 0.80),
               ("retrain", 3, 0.19, 30.0, None), ("retrain@seed3", 3, 0.18, 33.0, 0.60), ("retrain@seed4", 3, 0.195, 28.0, 0.65)]
     pd.DataFrame(values, columns=columns).to_csv(tmp_path / "unlearning.csv", index=False)
     rows = report.load(tmp_path)
-    assert list(report.at_checkpoint(rows, 3).index) == ["original", "fanchuan", "scif", "retrain"]
+    assert list(report.at_checkpoint(rows, 3).index) == ["trained", "fanchuan", "scif", "retrain"]
     floor = report.noise_floor(rows, 3)
     assert floor["n_seeds"] == 2
     assert floor["gap_test_recall@20"] == pytest.approx(0.01)  # |0.18 - 0.19| > |0.195 - 0.19|
@@ -122,5 +122,5 @@ def test_noise_floor_from_retrains_with_other_seeds(tmp_path):
     assert "| scif | -0.0400 | 1.0~ | 0.4000 |" in text
     assert "| fanchuan | 0.0000~ | 10.0 | 0.8000~ |" in text
     assert "| retrain vs retrain: noise floor (2 other seeds) | 0.0100 | 3.0 | 0.6000 |" in text
-    assert "doing nothing (Jaccard@20 with the retrain below the untouched original's): scif." in text
+    assert "doing nothing (Jaccard@20 with the retrain below the trained model's): scif." in text
     assert report.noise_floor(rows[~rows["method"].str.startswith("retrain@")], 3) == {}
