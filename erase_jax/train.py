@@ -54,7 +54,8 @@ class TrainConfig:
             each example draws a user uniformly, then one of the user's rows (the NGCF-family TF
             code behind the RecEraser paper), so every user weighs the same in the loss.
         valid_metric: the validation metric that picks the best epoch, `<metric>@<k>`.
-        stopping_step: stop after this many validations without improvement (>= 0; 0: never).
+        stopping_step: stop after more than this many validations without improvement (>= 0; 0:
+          stop at the first validation without a gain; `epochs` never stops).
         eval_step: validate every this many epochs, >= 1.
         max_training_hours: stop training after this long (> 0); None: no limit.
     """
