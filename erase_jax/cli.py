@@ -298,8 +298,8 @@ def main(argv=None) -> int:
     retrain.add_argument("--checkpoint-idx", default="all", choices=["0", "1", "2", "3", "all"])
     retrain.add_argument("--seeds", type=int, nargs="*", default=[],
                          help="also retrain with these seeds (rows retrain@seed<s>): the report's noise floor")
-    retrain.add_argument("--budget", default="original", choices=["original", "early_stopping"],
-                         help="original: the trained run's epochs, no early stopping (default); early_stopping: the run's rule")
+    retrain.add_argument("--budget", default="trained", choices=["trained", "original", "early_stopping"],
+                         help="trained: the trained run's epochs, no early stopping (default; \"original\" is its old name); early_stopping: the run's rule")
     retrain.set_defaults(func=cmd_retrain)
 
     report = sub.add_parser("report", parents=[common], help="one scenario's methods side by side (report.md, report.png)")

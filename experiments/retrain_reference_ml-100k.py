@@ -10,7 +10,7 @@ Issue 20, parts 2 and 3, through the command line as a user runs it:
    validation plateau): the originals' seed spread of test utility.
 2. `erase-jax retrain` of seed 2's run, sensitive scenario (Horror, fraction 0.003, ratings
    >= 3.5, forget-set seed 2: 98 requests, checkpoints 0-3), with the original's budget (the
-   default `--budget original`) and `--seeds 3 4`: two more retrains per checkpoint, the
+   default `--budget trained`) and `--seeds 3 4`: two more retrains per checkpoint, the
    noise floor of every gap (`report.noise_floor`). The same retrains with the run's stopping
    rule (`--budget early_stopping`) in a second folder; as the runs were trained with patience
    100, that rule also trains 100 epochs here (the patience-10 comparison is in
@@ -56,7 +56,7 @@ def method_checks(at_k: pd.DataFrame, floor: dict) -> dict:
     """Per method at one checkpoint: its gaps to the retrain, whether each exceeds the noise
     floor, its Jaccard against the untouched original's, and its Recall@20 loss."""
     retrain = at_k.loc["retrain"]
-    baseline = at_k.loc["original", JACCARD] if "original" in at_k.index else float("nan")
+    baseline = at_k.loc["trained", JACCARD] if "trained" in at_k.index else float("nan")
     checks = {}
     for method in at_k.index:
         if method == "retrain" or method.startswith(report.SEED_REFERENCE):

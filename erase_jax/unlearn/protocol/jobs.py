@@ -156,12 +156,12 @@ def _reference(protocol: UnlearningRun, scenario_dir: Path, k: int):
 
 
 def retrain_all(run_dir, config: UnlearnConfig, checkpoints, out: str | None = None, quiet=False, seeds=(),
-                budget: str = "original") -> list[dict]:
+                budget: str = "trained") -> list[dict]:
     """Trains the retrains matching the given checkpoints and evaluates them like the others.
 
     `seeds`: more retrains with these seeds (rows `retrain@seed<s>`, each evaluated against the
     reference retrain): the noise floor of the report's gaps. `budget` (`RETRAIN_BUDGETS`):
-    "original" trains every retrain for the original's trained epochs without early stopping,
+    "trained" trains every retrain for the original's trained epochs without early stopping,
     "early_stopping" with the run's own stopping rule (`retrain.py` says why the first).
     """
     epochs = budget_epochs(run_dir, budget)

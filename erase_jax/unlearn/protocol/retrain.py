@@ -50,15 +50,16 @@ def retrain_dir(out_dir: Path, k: int, seed: int | None = None) -> Path:
     return Path(out_dir) / RETRAIN_DIR / (f"k{k}" if seed is None else f"k{k}_seed{seed}")
 
 
-RETRAIN_BUDGETS = ("original", "early_stopping")
+RETRAIN_BUDGETS = ("trained", "early_stopping")
 
 
-def budget_epochs(run_dir, budget: str = "original") -> int | None:
-    """The `epochs` argument of `retrain` for a budget: "original" (the default) the trained
-    run's trained epochs, "early_stopping" None (the run's own stopping rule)."""
+def budget_epochs(run_dir, budget: str = "trained") -> int | None:
+    """The `epochs` argument of `retrain` for a budget: "trained" (the default; "original" is
+    its old name) the trained run's epochs, "early_stopping" None (the run's own stopping rule)."""
+    budget = "trained" if budget == "original" else budget
     if budget not in RETRAIN_BUDGETS:
         raise ValueError(f"retrain budget must be one of {RETRAIN_BUDGETS}, got {budget!r}")
-    return int(json.loads(require_finished(run_dir).read_text())["epochs"]) if budget == "original" else None
+    return int(json.loads(require_finished(run_dir).read_text())["epochs"]) if budget == "trained" else None
 
 
 def retrain_config(protocol: UnlearningRun, seed: int | None = None, epochs: int | None = None):
