@@ -1,9 +1,11 @@
 """Raw files in the downloads' formats: line writers for 30Music's idomaar files, and random raw
-files of a chosen size (MovieLens, 30Music, #nowplaying) for the tests that need more users than
-the hand-made tables (forget sets, training on a prepared folder)."""
+files of a chosen size (MovieLens, 30Music, #nowplaying, Amazon Grocery and Books, Goodreads,
+Instacart, both Dunnhumby forms) for the tests that need more users than the hand-made tables
+(forget sets, training on a prepared folder)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -100,3 +102,112 @@ def tafeng_with_alcohol(folder, customers: int = 12, days: int = 6):
     (raw / "ta_feng_all_months_merged.csv").write_text(TAFENG_HEADER + "".join(lines))
     (folder / "alcohol.txt").write_text("A1\n")
     return f"category_lists={{alcohol: {folder / 'alcohol.txt'}}}"
+
+
+def random_reviews(n_users: int, n_items: int, per_user: int, seed: int, gap_ms: int = 60_000):
+    """(user, item, rating, time in ms) of random reviews: every user reviews `per_user` distinct
+    items (ratings 3-5), `gap_ms` apart, users 1..n_users and items 1..n_items."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        items = rng.choice(np.arange(1, n_items + 1), per_user, replace=False)
+        rows += [(user, int(i), float(rng.integers(3, 6)), 1_600_000_000_000 + 10_000_000 * user + gap_ms * k)
+                 for k, i in enumerate(items)]
+    return rows
+
+
+def amazon_review(user, item, rating, time):
+    return {"rating": rating, "title": "t", "text": "x", "asin": f"B{item:02d}", "parent_asin": f"P{item:02d}",
+            "user_id": f"U{user:03d}", "timestamp": time, "helpful_vote": 0, "verified_purchase": True}
+
+
+def write_gzip_jsonl(path, records):
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+
+
+def random_grocery(folder, n_users: int = 60, n_items: int = 20, seed: int = 0):
+    """Amazon Grocery raw files of random reviews; items 1-3 are beef jerky (meat)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_gzip_jsonl(folder / "Grocery_and_Gourmet_Food.jsonl.gz",
+                     [amazon_review(*row) for row in random_reviews(n_users, n_items, 12, seed)])
+    meta = [{"parent_asin": f"P{i:02d}", "title": "Beef Jerky" if i <= 3 else f"Crackers {i}"} for i in range(1, n_items + 1)]
+    write_gzip_jsonl(folder / "meta_Grocery_and_Gourmet_Food.jsonl.gz", meta)
+    return folder
+
+
+def random_books(folder, n_users: int = 40, n_items: int = 30, seed: int = 0):
+    """Amazon Books raw files: per user 3 sessions of 6 reviews (2 hours between sessions, one
+    minute inside one); items 1-4 are erotic tales (explicit)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = random_reviews(n_users, n_items, 18, seed)
+    records = [amazon_review(u, i, r, t + (k % 18) // 6 * 7_200_000) for k, (u, i, r, t) in enumerate(rows)]
+    write_gzip_jsonl(folder / "Books.jsonl.gz", records)
+    meta = [{"parent_asin": f"P{i:02d}", "title": "Erotic Tales" if i <= 4 else f"Cooking {i}"} for i in range(1, n_items + 1)]
+    write_gzip_jsonl(folder / "meta_Books.jsonl.gz", meta)
+    return folder
+
+
+def random_goodreads(folder, n_users: int = 60, n_books: int = 20, seed: int = 0):
+    """Goodreads raw files of random ratings (csv ids 0..n_books-1, real ids 9000 + csv id);
+    books 0-2 are about depression with an anxiety shelf (mental_health: two signals)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = random_reviews(n_users, n_books, 12, seed)
+    (folder / "goodreads_interactions.csv").write_text("user_id,book_id,is_read,rating,is_reviewed\n" + "".join(
+        f"{u - 1},{i - 1},1,{int(r)},0\n" for u, i, r, _ in rows))
+    (folder / "book_id_map.csv").write_text("book_id_csv,book_id\n" + "".join(f"{b},{9000 + b}\n" for b in range(n_books)))
+    books = [{"book_id": str(9000 + b), "title": "Depression" if b <= 2 else f"Gardening {b}",
+              "popular_shelves": [{"count": "3", "name": "anxiety" if b <= 2 else "garden"}]} for b in range(n_books)]
+    write_gzip_jsonl(folder / "goodreads_books.json.gz", books)
+    return folder
+
+
+def random_baskets(n_users: int = 24, n_baskets: int = 5, n_items: int = 12, seed: int = 0):
+    """(user, basket number, [items]) of random baskets of 3 distinct items (2..n_items);
+    the odd users also buy item 1 (the alcohol item of the basket fixtures) in baskets 0 and 2."""
+    rng = np.random.default_rng(seed)
+    return [(user, k, [*rng.choice(np.arange(2, n_items + 1), 3, replace=False).tolist(),
+                       *([1] if user % 2 and k in (0, 2) else [])])
+            for user in range(1, n_users + 1) for k in range(n_baskets)]
+
+
+def random_instacart(folder, **sizes):
+    """Instacart raw files of `random_baskets`; product 1 is in aisle 27 (beers & coolers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    baskets = random_baskets(**sizes)
+    orders = [f"{1000 * u + k},{u},prior,{k + 1},1,9,\n" for u, k, _ in baskets]
+    prior = [f"{1000 * u + k},{item},1,0\n" for u, k, items in baskets for item in items]
+    (folder / "orders.csv").write_text(
+        "order_id,user_id,eval_set,order_number,order_dow,order_hour_of_day,days_since_prior_order\n" + "".join(orders))
+    (folder / "order_products__prior.csv").write_text("order_id,product_id,add_to_cart_order,reordered\n" + "".join(prior))
+    products = sorted({i for _, _, items in baskets for i in items})
+    (folder / "products.csv").write_text("product_id,product_name,aisle_id,department_id\n" + "".join(
+        f"{p},Product {p},{27 if p == 1 else 3},1\n" for p in products))
+    return folder
+
+
+def random_journey(folder, **sizes):
+    """Dunnhumby The Complete Journey raw files of `random_baskets`; product 1 is a beer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = ("household_key,BASKET_ID,DAY,PRODUCT_ID,QUANTITY,SALES_VALUE,STORE_ID,RETAIL_DISC,TRANS_TIME,"
+              "WEEK_NO,COUPON_DISC,COUPON_MATCH_DISC\n")
+    rows = [f"{u},{1000 * u + k},{k + 1},{i},1,1.0,1,0,1200,1,0,0\n" for u, k, items in random_baskets(**sizes) for i in items]
+    (folder / "transaction_data.csv").write_text(header + "".join(rows))
+    products = [f"{p},1,GROCERY,National,{'BEERS/ALES' if p == 1 else 'VEGETABLES'},"
+                f"{'BEERS/ALES' if p == 1 else 'CARROTS'},1 LB\n" for p in range(1, 13)]
+    (folder / "product.csv").write_text("PRODUCT_ID,MANUFACTURER,DEPARTMENT,BRAND,COMMODITY_DESC,SUB_COMMODITY_DESC,"
+                                        "CURR_SIZE_OF_PRODUCT\n" + "".join(products))
+    return folder
+
+
+def random_sortofreal(folder, **sizes):
+    """Dunnhumby Let's get sort-of-real `transactions_200601.csv` of `random_baskets` (one
+    basket a day) and the given alcohol list `folder/alcohol.txt` (PRD1). Returns the options
+    that pass the list."""
+    raw = folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = [f"200601,200601{k + 1:02d},1,9,1,1.0,PRD{i},CUST{u:04d},{1000 * u + k}\n"
+            for u, k, items in random_baskets(**sizes) for i in items]
+    (raw / "transactions_200601.csv").write_text(
+        "SHOP_WEEK,SHOP_DATE,SHOP_WEEKDAY,SHOP_HOUR,QUANTITY,SPEND,PROD_CODE,CUST_CODE,BASKET_ID\n" + "".join(rows))
+    (folder / "alcohol.txt").write_text("PRD1\n")
+    return ["categories=[]", f"category_lists={{alcohol: {folder / 'alcohol.txt'}}}", "min_item_count=3"]
