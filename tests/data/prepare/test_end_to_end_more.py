@@ -93,5 +93,7 @@ def test_prepared_folder_trains_and_unlearns(tmp_path, case):
     assert len(experiment.data.interactions) == len(written)  # every row survives the loader's filters
     unlearn = UnlearnConfig(method="scif", scenario="sensitive", category=category, forget_file=str(forget_file))
     protocol = build_protocol(experiment, unlearn)
-    assert len(protocol.forget_set) >= 1
+    inter = experiment.data.interactions
+    sensitive_users = np.unique(inter.users[np.isin(inter.items, inter.category_items(category))])
+    assert len(protocol.forget_set) >= 1 and np.isin(protocol.forget_set.users, sensitive_users).all()
     assert unlearn_first_request(experiment, params, protocol) > 0
