@@ -18,7 +18,10 @@ offline score (`erase_jax/audit/rmia.py`; 1, 2 and 4 reference shadows, a popula
 test-split pairs, which no shadow trains on). One shadow is also trained
 alone, for the cost of one model next to K together. Writes
 `experiments/results/privacy_audit_ml-100k.json` with the provenance block
-(`benchmarks/provenance.py`) and the 1-minute load average around the training.
+(`benchmarks/provenance.py`) and the 1-minute load average around the training. An existing
+`--out` keeps the removals this run does not redo (`--replace` starts afresh); the earlier run's
+provenance and trained confidences (the same shadows when seeds and settings agree) are kept
+under `kept_from_earlier_run`.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=1, help="shadows per vmapped call (0: all at once)")
     parser.add_argument("--removals", nargs="+", default=list(REMOVALS))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--replace", action="store_true",
+                        help="start --out afresh (default: keep its removals that this run does not redo)")
     args = parser.parse_args()
     experiment = build_experiment(load_config(str(CONFIG), [f"train.epochs={args.epochs}"]))
     forget_set = build_forget_set(experiment, SCENARIO, experiment.config.seed)
@@ -81,7 +86,8 @@ def main() -> None:
     trained, shadow_record = shadows.train_shadows()
     print(f"{args.shadows} shadows: {shadow_record}", flush=True)
     phi_trained = np.asarray(stacked_confidence(shadows.model, trained, shadows.context, shadows.audited_users, shadows.audited_items))
-    removals = {}
+    previous = {} if args.replace or not Path(args.out).exists() else json.loads(Path(args.out).read_text())
+    removals = {name: value for name, value in previous.get("removals", {}).items() if name not in args.removals}
 
     def write() -> None:
         load["after"] = os.getloadavg()[0]
@@ -100,6 +106,10 @@ def main() -> None:
             "shadows_together": shadow_record,
             "load_average_1min": load,
             "removals": removals,
+            **({"kept_from_earlier_run": {"removals": sorted(set(removals) - set(args.removals)),
+                                          "provenance": previous.get("provenance"),
+                                          "mean_phi_trained": previous.get("mean_phi_trained")}}
+               if set(removals) - set(args.removals) else {}),
             "notes": "each shadow in turn the target, scored against the other K-1 (leave-one-out); "
                      f"labels: UNLEARN = 1 ({int((shadows.states == UNLEARN).sum())} examples), OUT = 0; IN pairs are not examples. "
                      "Timings on a shared 2-core CPU under load (see load_average_1min).",

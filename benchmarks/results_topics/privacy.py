@@ -11,12 +11,14 @@ TITLE = "Privacy audit and the retrain reference"
 AUDIT = EXP + "privacy_audit_ml-100k.json"
 SHADOW_COST = BENCH + "shadow_training_cost.json"
 REFERENCE = EXP + "retrain_reference_ml-100k.json"
+SEIF_COLLAPSE = EXP + "seif_collapse_ml-100k.json"
 REMOVAL_ORDER = ("original", "untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 
 
 def audit() -> Section:
     record = load(AUDIT)
     removals = record["removals"]
+    earlier = record.get("kept_from_earlier_run", {})
     rows = []
     for name in [n for n in REMOVAL_ORDER if n in removals]:
         found = removals[name]
@@ -25,7 +27,8 @@ def audit() -> Section:
         phi = found["mean_phi_after_removal"]
         rows.append([name, num(game2["auc"], 3), num(game2["tpr@0.01fpr"], 3), num(game2["tpr@0.001fpr"], 3),
                      num(game1["auc"], 3), num(rmia["auc"], 3), num(phi["UNLEARN"], 2), num(phi["OUT"], 2),
-                     seconds(found["removal"]["seconds"]), *source(record["provenance"])])
+                     seconds(found["removal"]["seconds"]),
+                     *source(earlier["provenance"] if name in earlier.get("removals", ()) else record["provenance"])])
     data = record["data"]
     over = [n for n in removals if n not in ("original", "untouched", "retrain")
             and removals[n]["game2_global_variance"]["auc"] > removals["original"]["game2_global_variance"]["auc"]]
@@ -140,4 +143,26 @@ def methods_by_the_floor() -> Section:
                    [intro, "", *table(header, rows), "", files_line(REFERENCE)])
 
 
-SECTIONS = (audit, shadow_cost, retrain_reference, methods_by_the_floor)
+def seif_collapse() -> Section:
+    record = load(SEIF_COLLAPSE)
+    variants = record["variants"]
+    counts = [r["requests"] for r in variants["defaults"]["after"]]
+    rows = [[name, ", ".join(f"{k}: {v}" for k, v in found["options"].items()) or "the original's",
+             *(num(r["test_recall@20"]) for r in found["after"]),
+             num(found["after"][-1]["norms"]["params/item_embedding/embedding"], 2), *source(record["provenance"])]
+            for name, found in variants.items()]
+    trained = record["trained"]
+    last = {name: found["after"][-1]["test_recall@20"] for name, found in variants.items()}
+    answer = (f"the erase noise, compounding over the requests: test Recall@20 after {counts[-1]} requests "
+              f"{num(last['defaults'])} with the defaults, {num(last.get('erase_only'))} with the noise alone, "
+              f"{num(last.get('no_erase'))} with the repair alone (trained {num(trained['test_recall@20'])})")
+    intro = ("ML-100K BPR (seed 2, 100 epochs, best validated kept), the first requests of the Horror stream (one user "
+             "each) served by SEIF with its steps switched off one at a time; test Recall@20 after each number of "
+             f"requests and the mean item embedding row norm after the last (trained "
+             f"{num(trained['norms']['params/item_embedding/embedding'], 2)}). The mechanism and why it is the "
+             "original's defaults: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
+    header = ["variant", "options", *(f"Recall@20 after {n}" for n in counts), "item row norm", *PROVENANCE_COLUMNS]
+    return Section("What collapses SEIF on BPR?", answer, [intro, "", *table(header, rows), "", files_line(SEIF_COLLAPSE)])
+
+
+SECTIONS = (audit, shadow_cost, retrain_reference, methods_by_the_floor, seif_collapse)

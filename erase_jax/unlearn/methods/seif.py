@@ -18,6 +18,16 @@ A NeurIPS 2023 machine-unlearning competition solution as ERASE's `trainer.seif`
    `max_norm` if set. After epoch seif_repair_epochs - 2, the noise of step 1 is re-applied with
    std seif_erase_std_final to the same tensors.
 
+Over a request stream the defaults destroy an embedding model, as the original's do: step 1
+noises the WHOLE tables at every request (not only the request's rows), so the noise compounds
+(after n requests an entry's expected square has grown (1 + std^2)^n and its sign has flipped
+with probability (1 - (1 - 2q)^n) / 2, q = Phi(-1/std): about one half long before the stream's
+end at std 0.6), while step 2's few Adam steps at lr 7e-4 on 32|F| retain rows move each entry
+far less than one request's noise. Switching the steps off one at a time on ML-100K BPR
+(`experiments/seif_collapse_ml-100k.py`, results in `experiments/results/seif_collapse_ml-100k.json`)
+puts the whole loss on the erase noise; the repair alone is harmless. Not a bug: these are the
+original's defaults (spec section 8), kept.
+
 Decisions: the optimiser is the original's persistent trainer Adam (torch-style, per-tensor step
 counts; beta 0.9/0.999), not the SGD recipe whose seif_momentum / seif_weight_decay the original
 declares and ignores; they are kept under their names for configuration compatibility and are

@@ -98,6 +98,24 @@ def test_seif_erase_noise_is_relative_with_the_requested_std():
     np.testing.assert_array_equal(noisy["params"]["dense"]["kernel"], params["params"]["dense"]["kernel"])
 
 
+def test_seif_erase_noise_compounds_over_requests_into_random_signs():
+    """Why the defaults collapse a model over a request stream: every request re-noises the
+    whole table, so after n requests an entry has flipped sign an odd number of times with
+    probability (1 - (1 - 2q)^n) / 2, q = Phi(-1 / std) (one request's flip: 1 + std * z < 0),
+    and its expected square has grown by (1 + std^2)^n."""
+    from math import erf, sqrt
+
+    std, n = 0.6, 5
+    q = 0.5 * (1 + erf(-1 / std / sqrt(2)))
+    params = {"params": {"user_embedding": {"embedding": jnp.full((500, 400), 1.0)}}}
+    noise = jax.jit(seif.relative_noise)
+    for request in range(n):
+        params = noise(params, std, jax.random.PRNGKey(request))
+    table = np.asarray(params["params"]["user_embedding"]["embedding"], np.float64)
+    assert abs((table < 0).mean() - (1 - (1 - 2 * q) ** n) / 2) < 0.005  # 0.20 at n = 5
+    assert abs(np.log((table ** 2).mean()) - n * np.log(1 + std ** 2)) < 0.1
+
+
 def test_seif_repair_loss_weights_forget_items_by_the_class_weight():
     model, params, req = tiny_request("BPR")
     forget_items = set(np.asarray(req.forget["pos"][:8]).tolist())
