@@ -10,7 +10,7 @@ from erase_jax.grid.command import execute_grid
 from tests.grid.test_spec import GRIDS
 
 SMOKE_FILE = GRIDS / "smoke.yaml"
-TIMING = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout")  # measures that differ between runs
+TIMING = ("seconds", "_rss_", "_mib", "n_timeouts", "timeout", "compil")  # measures that differ between runs (compil: the compilation cache's state and counts)
 
 
 @pytest.fixture(scope="session")
