@@ -7,11 +7,14 @@ import pytest
 
 import erase_jax as ej
 from erase_jax.data.cf import CFTrainData
+from erase_jax.evaluators.base import ScoredModel
 from erase_jax.models import build_model
 from erase_jax.models.cf.ease import memory_gib
 from erase_jax.run import build_experiment
+from erase_jax.unlearn.protocol.results import evaluate_model
+from erase_jax.unlearn.protocol.run import build_protocol
 from tests.conftest import REPO_ROOT, require_dataset
-from tests.tiny import tiny_config
+from tests.tiny import tiny_config, tiny_run
 
 N_USERS, N_ITEMS = 12, 9
 
@@ -114,3 +117,28 @@ def test_baselines_on_ml_100k_rank_as_expected(data_root):
     assert recall["EASE"] > recall["ItemKNN"] > recall["Random"]
     assert recall["EASE"] > recall["Pop"] > recall["Random"]
     assert recall["Random"] < 0.05
+
+
+@pytest.mark.parametrize("name", ["EASE", "Random"])
+def test_unlearning_a_baseline_is_recomputing_it(tmp_path, name):
+    """The protocol with the no-op method on a non-learned model gives, at every checkpoint, the
+    model recomputed from the trained split's training rows without those removed through it
+    (built here from the interactions, apart from the protocol's context code). The retrain
+    also recomputes the split (as for every model), so it may differ from this by that alone."""
+    folder = tiny_run(name, tmp_path / "run")
+    rows = ej.protocol(folder, "sensitive:Horror", "untouched", fraction=0.05, with_retrains=False)
+    unlearned = [row for row in rows if row["eval_type"] == "unlearning"]
+    assert [row["checkpoint_idx"] for row in unlearned] == [0, 1, 2, 3]
+    run = ej.load(folder)
+    protocol = build_protocol(run.experiment, ej.scenario_config("sensitive:Horror", fraction=0.05))
+    inter, train_rows = run.experiment.data.interactions, run.experiment.data.split.train
+    for row in unlearned:
+        kept = train_rows[~protocol.removed_through(row["checkpoint_idx"])[train_rows]]
+        assert len(kept) < len(train_rows)
+        train = CFTrainData(inter.n_users, inter.n_items, inter.users[kept], inter.items[kept])
+        recomputed = ScoredModel(run.experiment.model, run.params, run.experiment.model.prepare(train))
+        expected = evaluate_model(protocol, row["checkpoint_idx"], recomputed)
+        for measure in ("test_recall@20", "test_ndcg@20"):
+            assert row[measure] == pytest.approx(expected[measure], abs=1e-6)
+    trained = {row["checkpoint_idx"]: row["test_ndcg@20"] for row in rows if row["eval_type"] == "trained"}
+    assert name == "Random" or trained[3] != unlearned[3]["test_ndcg@20"]  # EASE: the removals changed it
