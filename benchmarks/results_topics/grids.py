@@ -62,7 +62,7 @@ def grid_section(name: str, what: str) -> Section:
                          cell("% of one retrain per request"), *provenance])
     answer = (f"the method closest to the retrain on what the scenario is about, among those within {KEPT_RECALL} of its "
               "Recall@20: ") + "; ".join(
-        f"{s.scenario} {s.model}: {closest(s)}" for s in sections)
+        f"{s.scenario} {s.model}: {closest(s)}" for s in sections if len(gaps(s)) > 1)  # learned models
     lines = [
         f"{what} {run['cells']} cells, {run['tasks']} tasks ({', '.join(f'{n} {k}' for k, n in run['tasks_by_kind'].items())}), "
         f"{len(frame)} leaderboard rows, {len(failures)} failed or blocked tasks; {run['task_seconds_total'] / 3600:.1f} h of "
@@ -82,7 +82,55 @@ def grid_section(name: str, what: str) -> Section:
 
 
 def cf_ml100k() -> Section:
-    return grid_section("cf_ml-100k", "CF on MovieLens-100K: BPR x every approximate method x Horror, spam and random.")
+    return grid_section("cf_ml-100k", "CF on MovieLens-100K: BPR x every approximate method x Horror, spam and random, "
+                                      "with the non-learned baselines Pop, ItemKNN, EASE and Random:")
 
 
-SECTIONS = (cf_ml100k,)
+def baselines_section(name: str, learned: str) -> Section:
+    """Each model's test utility after every request (its `untouched` rows: for a non-learned
+    model, recomputed without the removed rows) and its retrain's, from the leaderboard's
+    comparison sections ("every model")."""
+    folder = GRIDS + name
+    frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
+    block = load(folder + "/run.json")["provenance"]
+    provenance = [config_cell(block["config"]), f"`{block['command']}`", commit_cell(block), machine_cell(block)]
+    measures = ("Recall@20", "NDCG@20", "Recall@10", "NDCG@10")
+    header = ["scenario", "model", *measures, *(f"retrain {m}" for m in measures[:2]), "retrain s", *PROVENANCE_COLUMNS]
+    rows, untouched = [], {}
+    sections = views.sections(frame)
+    retrain_seconds = {(s.scenario, s.model): dict(zip(t.titles, cells)).get("retrain s")
+                       for s in sections for t in s.tables[:1] for m, cells in t.rows if m == report.REFERENCE}
+    for section in (s for s in sections if s.model == views.EVERY_MODEL):
+        by_row = {label: dict(zip(section.tables[0].titles, cells)) for label, cells in section.tables[0].rows}
+        for label, stats in by_row.items():
+            model, method = label.split(": ", 1)
+            if method != "untouched":
+                continue
+            retrain = by_row.get(f"{model}: {report.REFERENCE}", {})
+            seconds = retrain_seconds.get((section.scenario, model))
+            text = lambda stat: stat.text() if stat else ""
+            rows.append([section.scenario, model, *(text(stats.get(m)) for m in measures),
+                         *(text(retrain.get(m)) for m in measures[:2]), text(seconds), *provenance])
+            untouched[(section.scenario, model)] = stats
+    order = lambda scenario: sorted(((k[1], v["Recall@20"].mean) for k, v in untouched.items() if k[0] == scenario),
+                                    key=lambda item: -item[1])
+    answer = "test Recall@20 after every Horror request: " + ", ".join(
+        f"{model} {recall:.4f}" for model, recall in order("horror")) + f" ({learned} is the learned model)"
+    lines = [
+        f"Test utility on {name}'s data set at the last checkpoint (every request done), one seed: each model's "
+        "`untouched` rows (a learned model unchanged; a non-learned one recomputed from the training rows that "
+        "remain) and its retrain's, with what one retrain costs (for a non-learned model its `prepare`: EASE's "
+        "items x items solve, ItemKNN's similarities). The baselines' knobs are the original's (ItemKNN k 100, "
+        "shrink 0; EASE reg_weight 250). The same rows, with the methods, are the leaderboard's \"every model\" "
+        f"sections: [leaderboard.md](../../{folder}/leaderboard.md).",
+        "",
+        *table(header, rows),
+    ]
+    return Section(f"The non-learned baselines next to {learned}: the grid {name}", answer, lines)
+
+
+def cf_ml100k_baselines() -> Section:
+    return baselines_section("cf_ml-100k", "BPR")
+
+
+SECTIONS = (cf_ml100k, cf_ml100k_baselines)
