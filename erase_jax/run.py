@@ -50,6 +50,7 @@ class Experiment:
     context: object
     data_summary: dict
     task: Task
+    prepare_seconds: float = 0.0  # what `model.prepare` took: all the training a non-learned model has
 
 
 def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = None, capacity: int | None = None) -> Experiment:
@@ -61,7 +62,9 @@ def build_experiment(config: config_lib.RunConfig, data: LoadedData | None = Non
     model = build_model(config.model, **config.model_params)
     task = task_of(model)
     examples, loaded, summary = task.build(config, data)
-    return Experiment(config, model, loaded, examples, model.prepare(examples.train, capacity), summary, task)
+    started = time.perf_counter()
+    context = model.prepare(examples.train, capacity)
+    return Experiment(config, model, loaded, examples, context, summary, task, time.perf_counter() - started)
 
 
 def evaluate_params(experiment: Experiment, params, split: str) -> dict[str, float]:
@@ -203,6 +206,7 @@ def finish_result(experiment: Experiment, result: FitResult) -> dict:
         "timing": {
             "train_seconds_per_epoch": record["epoch_seconds"],
             "compile_seconds": record["compile_seconds"],
+            "prepare_seconds": experiment.prepare_seconds,
             "eval_seconds": eval_seconds,
         },
         "epoch_loss": record["epoch_loss"],

@@ -40,6 +40,14 @@ def closest(section: views.Section) -> str:
     return winners[0] if len(winners) == 1 else f"{len(winners)} methods tied"
 
 
+def row_commits(frame) -> dict[tuple[str, str, str], str]:
+    """(scenario, model, method) -> the commits its leaderboard rows were computed at (the
+    tasks' own, `-dirty` said as on the other pages)."""
+    said = lambda commit: commit.replace("-dirty", " (+ local changes)")
+    return {keys: ", ".join(sorted(said(c) for c in set(group["commit"])))
+            for keys, group in frame.groupby(["scenario", "model", "method"], sort=False)}
+
+
 def grid_section(name: str, what: str) -> Section:
     folder = GRIDS + name
     frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
@@ -47,7 +55,10 @@ def grid_section(name: str, what: str) -> Section:
     failures = (REPO_ROOT / folder / "failures.csv").read_text().strip().splitlines()[1:]
     run = load(folder + "/run.json")
     block = run["provenance"]
-    provenance = [config_cell(block["config"]), f"`{block['command']}`", commit_cell(block), machine_cell(block)]
+    commits = row_commits(frame)
+    provenance = lambda scenario, model, method: [config_cell(block["config"]), f"`{block['command']}`",
+                                                  commits.get((scenario, model, method), commit_cell(block)),
+                                                  machine_cell(block)]
     header = ["scenario", "model", "method", "Recall@20 - retrain", "focus measure", "focus - retrain",
               "s/request (median)", "% of one retrain per request", *PROVENANCE_COLUMNS]
     rows = []
@@ -59,10 +70,10 @@ def grid_section(name: str, what: str) -> Section:
             cell = lambda title: spent[title].text() if spent.get(title) else ""
             rows.append([section.scenario, section.model, method, gap[RECALL].text() if RECALL in gap else "", TITLES[focus],
                          gap[focus].text() if focus in gap else "", cell("s/request (median)"),
-                         cell("% of one retrain per request"), *provenance])
+                         cell("% of one retrain per request"), *provenance(section.scenario, section.model, method)])
     answer = (f"the method closest to the retrain on what the scenario is about, among those within {KEPT_RECALL} of its "
               "Recall@20: ") + "; ".join(
-        f"{s.scenario} {s.model}: {closest(s)}" for s in sections)
+        f"{s.scenario} {s.model}: {closest(s)}" for s in sections if len(gaps(s)) > 1)  # learned models
     lines = [
         f"{what} {run['cells']} cells, {run['tasks']} tasks ({', '.join(f'{n} {k}' for k, n in run['tasks_by_kind'].items())}), "
         f"{len(frame)} leaderboard rows, {len(failures)} failed or blocked tasks; {run['task_seconds_total'] / 3600:.1f} h of "
@@ -70,7 +81,9 @@ def grid_section(name: str, what: str) -> Section:
         "method's value minus the retrain's (0 = what exact unlearning gives). The focus measure is what the scenario "
         "is about: Horror: share of the unlearned users with a Horror item in their top 20; spam: share of genuine "
         "users with a spam target in their top 20; random: the forgotten items' hit@20 for their users. Times were "
-        "measured on the shared 2-core machine (load average about 11): upper bounds.",
+        "measured on the shared 2-core machine (load average about 11): upper bounds. A non-learned model's request "
+        "costs the protocol's own work plus its recomputation, and its retrain only the recomputation (Random's: "
+        "microseconds), so its shares of a retrain are large and say little.",
         "",
         f"The whole leaderboard: [leaderboard.html](../../{folder}/leaderboard.html) (sortable tables, trajectories over "
         f"the four checkpoints; open the file in a browser), [leaderboard.md](../../{folder}/leaderboard.md), "
@@ -82,7 +95,57 @@ def grid_section(name: str, what: str) -> Section:
 
 
 def cf_ml100k() -> Section:
-    return grid_section("cf_ml-100k", "CF on MovieLens-100K: BPR x every approximate method x Horror, spam and random.")
+    return grid_section("cf_ml-100k", "CF on MovieLens-100K: BPR x every approximate method x Horror, spam and random, "
+                                      "with the non-learned baselines Pop, ItemKNN, EASE and Random:")
 
 
-SECTIONS = (cf_ml100k,)
+def baselines_section(name: str, learned: str) -> Section:
+    """Each model's test utility after every request (its `untouched` rows: for a non-learned
+    model, recomputed without the removed rows) and its retrain's, from the leaderboard's
+    comparison sections ("every model")."""
+    folder = GRIDS + name
+    frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
+    block = load(folder + "/run.json")["provenance"]
+    commits = row_commits(frame)
+    measures = ("Recall@20", "NDCG@20", "Recall@10", "NDCG@10")
+    header = ["scenario", "model", *measures, *(f"retrain {m}" for m in measures[:2]), "retrain s", *PROVENANCE_COLUMNS]
+    rows, untouched = [], {}
+    sections = views.sections(frame)
+    retrain_seconds = {(s.scenario, s.model): dict(zip(t.titles, cells)).get("retrain s")
+                       for s in sections for t in s.tables[:1] for m, cells in t.rows if m == report.REFERENCE}
+    for section in (s for s in sections if s.model == views.EVERY_MODEL):
+        by_row = {label: dict(zip(section.tables[0].titles, cells)) for label, cells in section.tables[0].rows}
+        for label, stats in by_row.items():
+            model, method = label.split(": ", 1)
+            if method != "untouched":
+                continue
+            retrain = by_row.get(f"{model}: {report.REFERENCE}", {})
+            seconds = retrain_seconds.get((section.scenario, model))
+            text = lambda stat: stat.text() if stat else ""
+            rows.append([section.scenario, model, *(text(stats.get(m)) for m in measures),
+                         *(text(retrain.get(m)) for m in measures[:2]), text(seconds), config_cell(block["config"]),
+                         f"`{block['command']}`", commits.get((section.scenario, model, "untouched"), commit_cell(block)),
+                         machine_cell(block)])
+            untouched[(section.scenario, model)] = stats
+    order = lambda scenario: sorted(((k[1], v["Recall@20"].mean) for k, v in untouched.items() if k[0] == scenario),
+                                    key=lambda item: -item[1])
+    answer = "test Recall@20 after every Horror request: " + ", ".join(
+        f"{model} {recall:.4f}" for model, recall in order("horror")) + f" ({learned} is the learned model)"
+    lines = [
+        f"Test utility on {name}'s data set at the last checkpoint (every request done), one seed: each model's "
+        "`untouched` rows (a learned model unchanged; a non-learned one recomputed from the training rows that "
+        "remain) and its retrain's, with what one retrain costs (for a non-learned model its `prepare`: EASE's "
+        "items x items solve, ItemKNN's similarities). The baselines' knobs are the original's (ItemKNN k 100, "
+        "shrink 0; EASE reg_weight 250). The same rows, with the methods, are the leaderboard's \"every model\" "
+        f"sections: [leaderboard.md](../../{folder}/leaderboard.md).",
+        "",
+        *table(header, rows),
+    ]
+    return Section(f"The non-learned baselines next to {learned}: the grid {name}", answer, lines)
+
+
+def cf_ml100k_baselines() -> Section:
+    return baselines_section("cf_ml-100k", "BPR")
+
+
+SECTIONS = (cf_ml100k, cf_ml100k_baselines)

@@ -91,10 +91,13 @@ def render(board: pd.DataFrame, failures: pd.DataFrame | None, title: str) -> st
                  f"<p>Checkpoint {section.checkpoint} (all requests); mean &plusmn; std over seeds "
                  f"{_esc(', '.join(section.seeds))}. Click a column to sort.</p>"]
         body += [_table(table) for table in section.tables]
-        body.append("<h3>Trajectories over the checkpoints</h3><div class=\"figures\">")
-        labels = [f"{c + 1}/{section.checkpoint + 1}" for c in range(section.checkpoint + 1)]
-        body += [svg.line_chart(measure, labels, lines) for measure, lines in section.trajectories.items()]
-        body.append("</div></section>")
+        if section.trajectories:
+            body.append("<h3>Trajectories over the checkpoints</h3><div class=\"figures\">")
+            labels = [f"{c + 1}/{section.checkpoint + 1}" for c in range(section.checkpoint + 1)]
+            body += [svg.line_chart(measure, labels, lines) for measure, lines in section.trajectories.items()]
+            body.append("</div></section>")
+        else:
+            body.append("</section>")
     if failures is not None and not failures.empty:
         body += ["<section id=\"failures\"><h2>Failures</h2>", _failures(failures), "</section>"]
     return "\n".join(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

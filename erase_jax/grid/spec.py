@@ -17,6 +17,13 @@ in the order settings < data set < model < scenario (`spam_ratio`) < seed. Every
 configuration is resolved (`erase_jax.config.resolve`), its protocol settings built
 (`UnlearnConfig`) and its method built with its options (`build_method`), so an unknown key, model,
 method or option is a `GridError` naming where it stands, before any task starts.
+
+A model that is not learned (`trainable` False: Pop, ItemKNN, EASE, Random) is unlearned
+exactly by recomputing it: the protocol rebuilds a model's context (all such a model has) from
+the rows that remain after each request. So it runs only with the grid's no-op method
+(`untouched`), whose rows are then the recomputed model's, next to its retrains and the trained
+model; its cells with the other methods are left out (a grid with such a model and no no-op
+method is refused).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from pathlib import Path
 import yaml
 
 from erase_jax import config as config_lib
+from erase_jax.models import get_model_class
+from erase_jax.result_labels import UNTOUCHED
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol.run import UnlearnConfig
 
@@ -95,6 +104,7 @@ def build_grid(values, name: str) -> Grid:
         raise GridError(f"unlearn: {bad} are set by the methods axis")
 
     methods = {label: _method(label, entry) for label, entry in axes["methods"].items()}
+    no_ops = {label for label, (method, _) in methods.items() if build_method(method).name == UNTOUCHED}
     scenarios = {label: _scenario(label, entry, shared_unlearn) for label, entry in axes["scenarios"].items()}
     runs: dict[str, config_lib.RunConfig] = {}
     cells = []
@@ -113,6 +123,11 @@ def build_grid(values, name: str) -> Grid:
         key = json.dumps(merged, sort_keys=True, default=str)
         if key not in runs:
             runs[key] = _resolve(merged, f"datasets.{dataset} x models.{model} x scenarios.{scenario} x seed {seed}")
+        if method not in no_ops and not get_model_class(runs[key].model).trainable:
+            if not no_ops:
+                raise GridError(f"models.{model}: {runs[key].model} is not learned, so the grid runs it only with the "
+                                f"no-op method (its unlearning is the recomputation): add `{UNTOUCHED}: {{}}` to methods")
+            continue
         unlearn = dataclasses.replace(protocol, method=methods[method][0], method_options=methods[method][1])
         cells.append(Cell(dataset, model, scenario, method, seed, runs[key], unlearn))
     return Grid(name, tuple(cells))

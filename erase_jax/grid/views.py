@@ -1,7 +1,8 @@
 """What the leaderboard's pages show, computed once from `leaderboard.csv` (the long table).
 
-One `Section` per (scenario, data set, model), in the order the CSV first names them, with at
-the last checkpoint (all requests):
+One `Section` per (scenario, data set, model), in the order the CSV first names them (where a
+scenario and data set have several models, a first section compares them: every model's
+methods and retrain, utility and exposure, one table), with at the last checkpoint (all requests):
 
 * the methods side by side: utility, exposure, agreement and cost measures, mean +/- std over
   the seeds (`erase_jax.unlearn.protocol.report` names and orders the measures);
@@ -27,6 +28,10 @@ from erase_jax.unlearn.protocol import report
 
 GAP_MEASURES = report.UTILITY + report.EXPOSURE
 SIDE_BY_SIDE = report.UTILITY + report.EXPOSURE + report.AGREEMENT + report.COST
+# the models' comparison (`_models_section`): full-ranking utility at two cut-offs, and exposure
+MODEL_MEASURES = (("test_recall@20", "Recall@20"), ("test_ndcg@20", "NDCG@20"), ("test_recall@10", "Recall@10"),
+                  ("test_ndcg@10", "NDCG@10"), *report.EXPOSURE)
+EVERY_MODEL = "every model"  # the `model` of a comparison section
 # (key, title, numerator, denominator: the retrain's column, or None for the numerator itself)
 COST = (
     ("request_seconds_median", "s/request (median)", "request_seconds_median", None),
@@ -77,13 +82,36 @@ class Section:
 
 
 def sections(frame: pd.DataFrame) -> list[Section]:
-    """The views of a leaderboard (the CSV's columns, values as written) in the CSV's order."""
+    """The views of a leaderboard (the CSV's columns, values as written) in the CSV's order; a
+    scenario and data set with several models starts with their comparison (`_models_section`)."""
     values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"), seed=frame["seed"].astype(str),
                           checkpoint=frame["checkpoint"].astype(int))
     first = (*BASELINES, OLD_NAME)  # a grid's label for the do-nothing method may be its old name
     others = [m for m in dict.fromkeys(values["method"]) if m not in (*first, report.REFERENCE)]
     order = [m for m in (*first, *others, report.REFERENCE) if m in set(values["method"])]
-    return [_section(keys, group, order) for keys, group in values.groupby(["scenario", "dataset", "model"], sort=False)]
+    found = []
+    for keys, group in values.groupby(["scenario", "dataset"], sort=False):
+        if group["model"].nunique() > 1:
+            found.append(_models_section(keys, group, order))
+        found += [_section((*keys, model), rows, order) for model, rows in group.groupby("model", sort=False)]
+    return found
+
+
+def _models_section(keys: tuple, group: pd.DataFrame, order: list[str]) -> Section:
+    """Every model of one scenario and data set in one table at the last checkpoint: each model's
+    methods and retrain (rows "<model>: <method>"), utility and exposure, so that the non-learned
+    baselines (their `untouched` rows: recomputed without the removed rows) stand next to the
+    learned models and their methods. No trajectories (each model's own section has them)."""
+    k = int(group["checkpoint"].max())
+    at_k = group[group["checkpoint"] == k]
+    at_k = at_k.assign(method=at_k["model"] + ": " + at_k["method"])
+    wide = at_k.pivot_table(index=["method", "seed"], columns="metric", values="value")
+    present = set(wide.index.get_level_values("method"))
+    rows = [f"{model}: {method}" for model in dict.fromkeys(group["model"]) for method in order
+            if f"{model}: {method}" in present]
+    table = _table("Every model and method side by side", wide, rows, report.present(wide, MODEL_MEASURES))
+    seeds = tuple(sorted(set(group["seed"]), key=lambda s: (len(s), s)))
+    return Section(keys[0], keys[1], EVERY_MODEL, k, seeds, (table,), {})
 
 
 def _section(keys: tuple, group: pd.DataFrame, order: list[str]) -> Section:

@@ -55,6 +55,25 @@ def test_the_views_give_mean_std_over_seeds_the_gap_to_the_retrain_and_the_cost_
     assert trajectory["scif"] == pytest.approx((0.19, 0.20, 0.21, 0.22))
 
 
+def test_several_models_of_a_scenario_start_with_every_model_and_method_in_one_table():
+    """A baseline (EASE: untouched and its retrain, seed 2 only) beside the two-seed BPR board."""
+    ease = {("untouched", 2): 0.40, ("retrain", 2): 0.41}
+    rows = [{"cell": f"c-{method}", "dataset": "synthetic", "model": "EASE", "scenario": "horror", "method": method,
+             "seed": "2", "checkpoint": str(k), "metric": "test_ndcg@10", "value": repr(value), "commit": "abc",
+             "machine": "test"} for (method, _), value in ease.items() for k in range(4)]
+    board = pd.concat([hand_made_board(), pd.DataFrame(rows, columns=list(COLUMNS))], ignore_index=True)
+    every, bpr, alone = views.sections(board)
+    assert (every.title, bpr.title, alone.title) == (
+        "horror: every model on synthetic", "horror: BPR on synthetic", "horror: EASE on synthetic")
+    assert not every.trajectories and len(every.tables) == 1 and every.tables[0].titles == ("NDCG@10",)
+    table = {label: cells[0].text() for label, cells in every.tables[0].rows}
+    assert table == {"BPR: untouched": "0.3200 +/- 0.0283", "BPR: scif": "0.2200 +/- 0.0283",
+                     "BPR: retrain": "0.1100 +/- 0.0141", "EASE: untouched": "0.4000", "EASE: retrain": "0.4100"}
+    assert [m for m, _ in alone.tables[1].rows] == ["untouched"] and alone.tables[1].rows[0][1][0].text() == "-0.0100"
+    html = page.render(board, None, "hand")
+    assert html.count("<h3>Trajectories") == 2  # none for the comparison
+
+
 def test_the_same_csv_gives_the_same_page_with_every_table_and_figure(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

@@ -14,6 +14,7 @@ from erase_jax.unlearn import build_method, method_names
 from tests.conftest import REPO_ROOT
 
 GRIDS = REPO_ROOT / "experiments" / "grids"
+BASELINES = ("Pop", "ItemKNN", "EASE", "Random")  # the CF grids' non-learned models
 SMOKE = yaml.safe_load((GRIDS / "smoke.yaml").read_text())
 
 
@@ -54,7 +55,8 @@ def test_the_full_cf_ml100k_grid_has_every_approximate_method():
     grid = load_grid(GRIDS / "cf_ml-100k_full.yaml")
     approximate = {name for name in method_names() if not hasattr(build_method(name), "start")}  # exact ones build shards
     assert {build_method(c.unlearn.method).name for c in grid.cells} == approximate  # `original`: untouched
-    assert {c.model for c in grid.cells} == {"BPR", "LightGCN", "SGL"}
+    assert {c.model for c in grid.cells} == {"BPR", "LightGCN", "SGL", *BASELINES}
+    assert {c.method for c in grid.cells if c.model in BASELINES} == {"original"}  # the no-op alone: recomputed
     assert {c.unlearn.scenario for c in grid.cells} == {"sensitive", "spam", "random"}
     assert len({c.seed for c in grid.cells}) == 3
 
@@ -62,8 +64,9 @@ def test_the_full_cf_ml100k_grid_has_every_approximate_method():
 def test_the_full_cf_ml100k_dry_run_prints_the_plan(tmp_path, capsys):
     assert main(["grid", str(GRIDS / "cf_ml-100k_full.yaml"), "--dry-run", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    # 3 models x 3 seeds x (clean, poisoned); 27 (model, scenario, seed) with 4 retrains each; 8 methods each
-    assert "369 tasks (18 train, 108 retrain, 27 reference, 216 unlearn)" in text
+    # 7 models x 3 seeds x (clean, poisoned); 63 (model, scenario, seed) with 4 retrains each; 8 methods for
+    # each of the 27 of the learned models, the no-op alone for the 36 of the baselines
+    assert "609 tasks (42 train, 252 retrain, 63 reference, 252 unlearn)" in text
     assert "estimated cost" in text and not any(tmp_path.iterdir())  # nothing written
 
 
@@ -78,6 +81,8 @@ BAD_GRIDS = {
                        "unknown config keys ['scenarios.h.categori']"),
     "spam without a ratio": (dict(scenarios={"spam": {"scenario": "spam"}}), "scenarios.spam: the spam scenario needs spam_ratio"),
     "seeds": (dict(seeds=2), "seeds must be a non-empty list"),
+    "a baseline without the no-op": (dict(models={"Pop": {}}, methods={"scif": {}}),
+                                     "models.Pop: Pop is not learned, so the grid runs it only with the no-op method"),
 }
 
 

@@ -91,6 +91,14 @@ def history_table(counts: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return items, values
 
 
+def query_count_columns(history_items: jax.Array, history_counts: jax.Array, users: jax.Array, n_items: int) -> jax.Array:
+    """R_block^T, float32 [n_items, Q]: column q holds the interaction counts of user users[q]
+    (from the padded history table of `history_table`; padding slots add 0)."""
+    items = history_items[users]  # [Q, H]
+    query_index = jnp.broadcast_to(jnp.arange(items.shape[0])[:, None], items.shape)
+    return jnp.zeros((n_items, items.shape[0]), jnp.float32).at[items, query_index].add(history_counts[users])
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class ItemKNN(CFModelBase):
@@ -132,12 +140,8 @@ class ItemKNN(CFModelBase):
 
     def scores(self, params, context: ItemKNNContext, query: Batch) -> jax.Array:
         n_items, k = context.neighbours.shape
-        history_items = context.history_items[query["users"]]  # [Q, H]
-        n_queries = history_items.shape[0]
-        query_index = jnp.broadcast_to(jnp.arange(n_queries)[:, None], history_items.shape)
-        # R_block^T [n_items, Q]: column q holds the interaction counts of the q-th query user.
-        block_counts = jnp.zeros((n_items, n_queries), jnp.float32)
-        block_counts = block_counts.at[history_items, query_index].add(context.history_counts[query["users"]])
+        block_counts = query_count_columns(context.history_items, context.history_counts, query["users"], n_items)
+        n_queries = block_counts.shape[1]
 
         def add_neighbour(t, scores_t):  # scores^T[j, q] += W[neighbours[j, t], j] * R[q, neighbours[j, t]]
             return scores_t + context.neighbour_weights[:, t, None] * block_counts[context.neighbours[:, t]]

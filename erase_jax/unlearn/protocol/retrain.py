@@ -68,7 +68,7 @@ def retrain_config(protocol: UnlearningRun, seed: int | None = None, epochs: int
     config = protocol.experiment.config
     if seed is not None:
         config = dataclasses.replace(config, seed=int(seed))
-    if epochs is not None:
+    if epochs is not None and protocol.experiment.model.trainable:  # a non-learned model trains no epoch
         if epochs < 1:
             raise ValueError(f"retrain epochs must be >= 1, got {epochs}")
         # stopping_step = epochs: never more stale validations than that (0 would stop at the first)
@@ -85,11 +85,14 @@ def retrain(protocol: UnlearningRun, out_dir: Path, k: int, quiet: bool = False,
     folder = retrain_dir(out_dir, k, seed)
     started = time.perf_counter()
     result = train_run(retrain_config(protocol, seed, epochs), folder, quiet=quiet, data=data)
+    train_seconds = float(sum(result["timing"]["train_seconds_per_epoch"]))
+    if not protocol.experiment.model.trainable:  # computed by `prepare`: that is its training
+        train_seconds += result["timing"].get("prepare_seconds", 0.0)
     summary = {
         "checkpoint_idx": k,
         "n_removed": int(removed.sum()),
         "n_unlearned_users": int(protocol.stream.n_requests_through(protocol.checkpoint_batches[k])),
-        "train_seconds": float(sum(result["timing"]["train_seconds_per_epoch"])),
+        "train_seconds": train_seconds,
         "compile_seconds": result["timing"]["compile_seconds"],
         "wall_seconds_this_call": time.perf_counter() - started,
         "epochs": result["epochs"],
