@@ -94,6 +94,7 @@ class MovieLens:
                  "ratings.csv + movies.csv [+ tags.csv], or rating.csv + movie.csv [+ tag.csv]")
     known_categories = tuple(RULES)
     forget_defaults = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
+    downloads = {"ml-20m.zip": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"}  # the benchmark's release
 
     categories: tuple[str, ...] = ("health",)
     k_core: int = K_CORE
