@@ -22,6 +22,12 @@ with that code too, alternating baseline and this checkout `--repeats` times, ea
 peak (`os.wait4`), and records the ratios: a before/after comparison measured side by side.
 `--reuse` keeps an already generated file of the same `--gzip-mb` under `--work`.
 
+The file is generated in a child process of its own: on Linux a child's `ru_maxrss` starts at
+its parent's resident size when it is spawned, so a prepare child spawned by the process that
+held the generator's arrays would report at least that. Each run records `parent_peak_rss_mib`:
+the child's peak is its own only where it exceeds that (records without the field were measured
+from a generating parent and can overstate the preparer's peak).
+
     python benchmarks/prepare_memory.py --gzip-mb 200 --work /work/tmp-data --reuse --keep \
         --baseline /path/to/main --out benchmarks/results/prepare_memory_amazon_grocery_200mb_side_by_side.json
 """
@@ -32,6 +38,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -110,6 +117,7 @@ def prepare(raw: Path, out: Path, code: Path = REPO_ROOT) -> dict:
     command = [sys.executable, "-m", "erase_jax.cli", "data", "prepare", DATASET, "--raw", str(raw), "--out", str(out),
                "--overwrite"]
     env = {**os.environ, "PYTHONPATH": str(code), "JAX_PLATFORMS": "cpu"}
+    parent_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the child's ru_maxrss starts here (module doc)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
@@ -122,7 +130,8 @@ def prepare(raw: Path, out: Path, code: Path = REPO_ROOT) -> dict:
         raise SystemExit(f"prepare failed ({child.returncode}):\n{stderr[-3000:]}")
     stats = json.loads((out / "stats.json").read_text())
     return {"command": " ".join(command[1:]), "code": str(code), "wall_seconds": round(seconds, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "steps": stats["steps"], "summary": stats["summary"],
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "parent_peak_rss_mib": round(parent_peak_kib / 1024, 1),
+            "steps": stats["steps"], "summary": stats["summary"],
             "log_tail": stderr.splitlines()[-8:]}
 
 
@@ -151,24 +160,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gzip-mb", type=float, default=1000.0, help="size of the generated review file (MB)")
     parser.add_argument("--work", type=Path, default=Path("/work/tmp-data"), help="scratch folder (outside the repo)")
-    parser.add_argument("--out", type=Path, required=True, help="the result JSON")
+    parser.add_argument("--out", type=Path, help="the result JSON (required unless --generate-only)")
     parser.add_argument("--keep", action="store_true", help="keep the generated and prepared files")
     parser.add_argument("--reuse", action="store_true", help="reuse a file generated earlier with the same --gzip-mb")
     parser.add_argument("--baseline", type=Path, help="also prepare with this checkout's code, side by side")
     parser.add_argument("--repeats", type=int, default=1, help="--baseline: alternating runs of each")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)  # the generating child
     args = parser.parse_args(argv)
     work = args.work / "prepare_memory"
     generated_record = work / "generated.json"
+    if args.generate_only:
+        generated = generate(work / "raw", args.gzip_mb)
+        generated_record.write_text(json.dumps({"gzip_mb": args.gzip_mb, "generated": generated}))
+        return
+    if args.out is None:
+        parser.error("--out is required")
     reuse = args.reuse and generated_record.is_file() and json.loads(generated_record.read_text())["gzip_mb"] == args.gzip_mb
     if work.exists() and not reuse:
         shutil.rmtree(work)
     load_start = os.getloadavg()
     try:
-        if reuse:
-            generated = json.loads(generated_record.read_text())["generated"]
-        else:
-            generated = generate(work / "raw", args.gzip_mb)
-            generated_record.write_text(json.dumps({"gzip_mb": args.gzip_mb, "generated": generated}))
+        if not reuse:  # in a child of its own (module doc)
+            subprocess.run([sys.executable, __file__, "--generate-only", "--gzip-mb", str(args.gzip_mb),
+                            "--work", str(args.work)], check=True)
+        generated = json.loads(generated_record.read_text())["generated"]
         print(f"generated {generated}", file=sys.stderr)
         if args.baseline:
             prepared = side_by_side(work / "raw", work, args.baseline, args.repeats)
