@@ -166,6 +166,8 @@ def cmd_data_list(args) -> int:
 
     for cls in PREPARERS.classes():
         print(f"{cls.name} ({cls.task}): {cls.raw_files}\n    from {cls.source}")
+        for file_name, url in getattr(cls, "downloads", {}).items():
+            print(f"    --download: {file_name} <- {url}")
     return 0
 
 
