@@ -190,13 +190,6 @@ class TokenIds:
     def vocabulary(self) -> np.ndarray:
         return np.asarray(list(self.index), dtype=str)
 
-    def release(self) -> np.ndarray:
-        """The vocabulary, and the dictionary emptied (with millions of distinct ids it is the
-        largest thing the reader holds)."""
-        tokens = self.vocabulary()
-        self.index = {}
-        return tokens
-
 
 class InteractionRows:
     """(user, item, rating, timestamp) rows gathered in typed arrays as they are read."""
@@ -226,19 +219,20 @@ class InteractionRows:
         self._append((self.user_ids.ids(users), self.item_ids.ids(items), ratings, timestamps))
 
     def interactions(self, name: str) -> Interactions:
-        """The rows read, ids dense in first-seen order (as `from_tokens` assigns them). The last
-        call: the token dictionaries are released first and the row parts as they are joined, so
-        that the peak holds one copy of each (`ids` finds nothing afterwards)."""
+        """The rows read so far, ids dense in first-seen order (as `from_tokens` assigns them)."""
         self._flush()
-        user_tokens, item_tokens = self.user_ids.release(), self.item_ids.release()
-        parts, self._parts, self._n_parts = self._parts, [], 0
-        columns = []
-        for k, dtype in enumerate(_PART_DTYPES):
-            columns.append(np.concatenate([part[k] for part in parts]) if parts else np.zeros(0, dtype))
-            parts = [(None,) * (k + 1) + part[k + 1:] for part in parts]  # column k is joined: freed
-        users, items, ratings, timestamps = columns
-        return Interactions(users=users, items=items, user_tokens=user_tokens, item_tokens=item_tokens,
-                            ratings=ratings, timestamps=timestamps, name=name)
+        users, items, ratings, timestamps = (
+            np.concatenate([part[k] for part in self._parts]) if self._parts else np.zeros(0) for k in range(4)
+        )
+        return Interactions(
+            users=users.astype(np.int32),
+            items=items.astype(np.int32),
+            user_tokens=self.user_ids.vocabulary(),
+            item_tokens=self.item_ids.vocabulary(),
+            ratings=ratings.astype(np.float32),
+            timestamps=timestamps.astype(np.float64),
+            name=name,
+        )
 
     def _append(self, columns) -> None:
         self._parts.append(tuple(np.asarray(c, dtype) for c, dtype in zip(columns, _PART_DTYPES)))
