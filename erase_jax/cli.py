@@ -140,7 +140,8 @@ def cmd_report(args) -> int:
 def cmd_data_prepare(args) -> int:
     from erase_jax.data.prepare import prepare_dataset
 
-    record = prepare_dataset(args.name, args.raw, args.out, args.options, overwrite=args.overwrite, quiet=args.quiet)
+    record = prepare_dataset(args.name, args.raw, args.out, args.options, overwrite=args.overwrite, quiet=args.quiet,
+                             download=args.download, checksums=args.checksums, mirror=args.mirror)
     if args.quiet:
         print(record["summary"])
     return 0
@@ -165,6 +166,8 @@ def cmd_data_list(args) -> int:
 
     for cls in PREPARERS.classes():
         print(f"{cls.name} ({cls.task}): {cls.raw_files}\n    from {cls.source}")
+        for file_name, url in getattr(cls, "downloads", {}).items():
+            print(f"    --download: {file_name} <- {url}")
     return 0
 
 
@@ -178,6 +181,11 @@ def _add_data_commands(sub, common) -> None:
     prepare.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                          help="a preparer setting, e.g. --option k_core=10 --option categories=[health]")
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    prepare.add_argument("--download", action="store_true",
+                         help="first download the raw files missing from --raw (data sets with public URLs)")
+    prepare.add_argument("--checksums", metavar="FILE",
+                         help="--download: SHA-256 sums, lines '<sha256>  <file name>' (required: none is recorded)")
+    prepare.add_argument("--mirror", metavar="URL", help="--download: fetch each file from URL/<file name> instead")
     prepare.set_defaults(func=cmd_data_prepare)
     forget = commands.add_parser("forget-set", parents=[common], help="the original's forget files from a prepared folder")
     forget.add_argument("prepared", help="a folder written by `erase-jax data prepare`")

@@ -25,7 +25,7 @@ from erase_jax.data.interactions import Interactions, from_tokens
 FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 CATEGORY_FIELD_CANDIDATES = ("class", "category", "categories", "genre")
 SEQ_SEPARATOR = " "
-WRITE_BLOCK_ROWS = 1_000_000
+WRITE_BLOCK_ROWS = 100_000  # rows formatted at a time: bounds the writer's memory (benchmarks/prepare_memory.py)
 
 
 class DataFormatError(ValueError):

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 from erase_jax.data.atomic import DataFormatError
+from erase_jax.data.interactions import Interactions
 from erase_jax.data.prepare.base import Prepared, check_categories, find_raw_file, register
 from erase_jax.data.prepare.keywords import Keywords, SignalRule, match_records
 from erase_jax.data.prepare.steps import K_CORE, StepLog, original_cf_steps
@@ -38,6 +40,7 @@ from erase_jax.data.prepare.streams import InteractionRows, json_records
 REVIEW_FIELDS = ("user_id", "asin", "parent_asin", "rating", "timestamp")
 META_TEXT_FIELDS = ("main_category", "categories", "title", "description", "features", "details", "store")
 SESSION_GAP_MS = 3_600_000.0  # add_sessions.py's default window, one hour in ms
+DOWNLOAD_BASE = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023/raw"  # the 2023 site's links
 
 
 def _grocery_rule(*keywords: str) -> SignalRule:
@@ -89,6 +92,8 @@ class AmazonReviews:
         super().__init_subclass__(**kwargs)
         cls.raw_files = f"{cls.file_stem}.jsonl.gz and meta_{cls.file_stem}.jsonl.gz (or .jsonl)"
         cls.known_categories = tuple(cls.rules)
+        cls.downloads = {f"{cls.file_stem}.jsonl.gz": f"{DOWNLOAD_BASE}/review_categories/{cls.file_stem}.jsonl.gz",
+                         f"meta_{cls.file_stem}.jsonl.gz": f"{DOWNLOAD_BASE}/meta_categories/meta_{cls.file_stem}.jsonl.gz"}
 
     def __post_init__(self):
         object.__setattr__(self, "categories", check_categories(self, self.categories))
@@ -96,24 +101,32 @@ class AmazonReviews:
     def build(self, raw: Path, log: StepLog) -> Prepared:
         reviews = find_raw_file(raw, f"{self.file_stem}.jsonl.gz", f"{self.file_stem}.jsonl")
         meta = find_raw_file(raw, f"meta_{self.file_stem}.jsonl.gz", f"meta_{self.file_stem}.jsonl")
-        rows, parents, conflicts = read_reviews(reviews, log.quiet)
-        inter = rows.interactions(log.name)
+        read, found = log.resumable("read", (reviews, meta), lambda: self.read(reviews, meta, log.name, log.quiet))
+        inter = original_cf_steps(read, log, self.k_core)
+        if self.session_gap_ms is not None:
+            inter = log.record(f"sessions (gap > {self.session_gap_ms:g} ms)", with_sessions(inter, self.session_gap_ms))
+        kept_parents = found["parents"][pd.Index(read.item_tokens).get_indexer(inter.item_tokens)]
+        sensitive = {c: {**self.rules[c].describe(), "parent_asins_matched": found["matched"][c]} for c in self.categories}
+        notes = {"asins_with_two_parent_asins": found["conflicts"],
+                 "items_without_metadata": int(np.count_nonzero(~np.isin(kept_parents, found["described"])))}
+        return Prepared(inter, sensitive, "atomic", item_fields={"parent_asin": kept_parents}, notes=notes)
+
+    def read(self, reviews: Path, meta: Path, name: str, quiet: bool) -> tuple[str, Interactions, dict]:
+        """The resumable step: the reviews' rows with the sensitive items as categories, and
+        extras: `parents` (parent_asin per read item id), `described` (parent_asins with a
+        metadata record), `matched` (parent_asins matched per category), `conflicts`."""
+        rows, parents, conflicts = read_reviews(reviews, quiet)
+        inter = rows.interactions(name)
         rules = {c: self.rules[c] for c in self.categories}
-        matched, described = match_records(meta, "parent_asin", set(parents), rules, self.texts, log.quiet)
+        matched, described = match_records(meta, "parent_asin", set(parents), rules, self.texts, quiet)
         parents = np.asarray(parents, dtype=str)
         inter = dataclasses.replace(inter, item_categories={
             category: np.flatnonzero(np.isin(parents, list(matched[category]))).astype(np.int32)
             for category in self.categories
         })
-        log.record(f"read ({reviews.name})", inter)
-        inter = original_cf_steps(inter, log, self.k_core)
-        if self.session_gap_ms is not None:
-            inter = log.record(f"sessions (gap > {self.session_gap_ms:g} ms)", with_sessions(inter, self.session_gap_ms))
-        kept_parents = parents[rows.item_ids.ids(inter.item_tokens)]
-        sensitive = {c: {**self.rules[c].describe(), "parent_asins_matched": len(matched[c])} for c in self.categories}
-        notes = {"asins_with_two_parent_asins": conflicts,
-                 "items_without_metadata": int(np.count_nonzero(~np.isin(kept_parents, list(described))))}
-        return Prepared(inter, sensitive, "atomic", item_fields={"parent_asin": kept_parents}, notes=notes)
+        found = {"parents": parents, "described": np.asarray(sorted(described), dtype=str),
+                 "matched": {c: len(matched[c]) for c in self.categories}, "conflicts": conflicts}
+        return f"read ({reviews.name})", inter, found
 
     def texts(self, record: dict) -> dict[str, str]:
         """The metadata record's text per signal of the rules."""

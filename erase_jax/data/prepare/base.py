@@ -13,6 +13,11 @@ user share, category list, ...) with the original's values as defaults, plus:
     build(raw: Path, log: StepLog) -> Prepared     read, identify, filter; no file written
     groups: ClassVar[str] (optional)   what its `sessions` are called in the statistics
                                        ("sessions", the default, or "baskets")
+    downloads: ClassVar[dict[str, str]] (optional)   raw file name -> public URL (`--download`,
+                                       `download.py`); checksums: ClassVar[dict] (optional) their SHA-256
+
+A `build` whose read of the raw files takes minutes wraps it in `log.resumable(...)`, so a rerun
+after a failure starts after it (`resume.py`).
 
 Writing (an atomic output folder, sensitive lists, stats.json) is shared
 (`erase_jax.data.prepare.output`), so a preparer never touches the output folder. A preparer

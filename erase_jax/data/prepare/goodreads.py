@@ -27,6 +27,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from erase_jax.data.prepare.base import Prepared, check_categories, find_raw_file, register
 from erase_jax.data.prepare.keywords import Keywords, SignalRule, match_records
@@ -48,6 +49,7 @@ MENTAL_HEALTH = SignalRule(
     2, "identify_sensitive_books.py --category mental_health",
 )
 RULES = {"mental_health": MENTAL_HEALTH}
+DOWNLOAD_BASE = "https://datarepo.eng.ucsd.edu/mcauley_group/gdrive/goodreads"  # the Book Graph page's links
 
 
 @register
@@ -61,6 +63,7 @@ class Goodreads:
     raw_files = "goodreads_interactions.csv, book_id_map.csv, goodreads_books.json.gz"
     known_categories = tuple(RULES)
     forget_defaults = {"rule": "fit", "rating_threshold": 3.0}  # spec 3.2.2
+    downloads = {f: f"{DOWNLOAD_BASE}/{f}" for f in ("goodreads_interactions.csv", "book_id_map.csv", "goodreads_books.json.gz")}
 
     categories: tuple[str, ...] = ("mental_health",)
     min_rating: float = 3.0
@@ -71,22 +74,32 @@ class Goodreads:
 
     def build(self, raw: Path, log: StepLog) -> Prepared:
         interactions = find_raw_file(raw, "goodreads_interactions.csv", "goodreads_interactions.csv.gz")
-        rows, n_read = self.read_interactions(interactions, log.quiet)
-        inter = rows.interactions(log.name)
-        real_ids = read_book_map(find_raw_file(raw, "book_id_map.csv"), inter.item_tokens, log.quiet)
+        book_map = find_raw_file(raw, "book_id_map.csv")
         books = find_raw_file(raw, "goodreads_books.json.gz", "goodreads_books.json")
-        rules = {c: RULES[c] for c in self.categories}
-        matched, described = match_records(books, "book_id", set(real_ids[real_ids != ""]), rules, self.texts, log.quiet)
-        inter = dataclasses.replace(inter, item_categories={
-            c: np.flatnonzero(np.isin(real_ids, list(matched[c]))).astype(np.int32) for c in self.categories})
-        log.record(f"read ({interactions.name}: {n_read:,} rows; kept rating > 0 and >= {self.min_rating:g})", inter)
-        inter = original_cf_steps(inter, log, self.k_core)
-        kept_real = real_ids[rows.item_ids.ids(inter.item_tokens)]
-        sensitive = {c: {**RULES[c].describe(), "books_matched": len(matched[c])} for c in self.categories}
+        read, found = log.resumable("read", (interactions, book_map, books),
+                                    lambda: self.read(interactions, book_map, books, log.name, log.quiet))
+        inter = original_cf_steps(read, log, self.k_core)
+        kept_real = found["real_ids"][pd.Index(read.item_tokens).get_indexer(inter.item_tokens)]
+        sensitive = {c: {**RULES[c].describe(), "books_matched": found["matched"][c]} for c in self.categories}
         notes = {"items_without_book_id": int(np.count_nonzero(kept_real == "")),
-                 "items_without_metadata": int(np.count_nonzero(~np.isin(kept_real, list(described))))}
+                 "items_without_metadata": int(np.count_nonzero(~np.isin(kept_real, found["described"])))}
         fields = {"goodreads_book_id": np.where(kept_real == "", "-", kept_real)}
         return Prepared(inter, sensitive, "atomic", item_fields=fields, notes=notes)
+
+    def read(self, interactions: Path, book_map: Path, books: Path, name: str, quiet: bool):
+        """The resumable step: the kept rows with the sensitive books as categories, and extras
+        `real_ids` (real book id per read item id, "" where unmapped), `described` (real ids with
+        a metadata record), `matched` (books matched per category)."""
+        rows, n_read = self.read_interactions(interactions, quiet)
+        inter = rows.interactions(name)
+        real_ids = read_book_map(book_map, inter.item_tokens, quiet)
+        rules = {c: RULES[c] for c in self.categories}
+        matched, described = match_records(books, "book_id", set(real_ids[real_ids != ""]), rules, self.texts, quiet)
+        inter = dataclasses.replace(inter, item_categories={
+            c: np.flatnonzero(np.isin(real_ids, list(matched[c]))).astype(np.int32) for c in self.categories})
+        found = {"real_ids": real_ids, "described": np.asarray(sorted(described), dtype=str),
+                 "matched": {c: len(matched[c]) for c in self.categories}}
+        return f"read ({interactions.name}: {n_read:,} rows; kept rating > 0 and >= {self.min_rating:g})", inter, found
 
     def read_interactions(self, path: Path, quiet: bool) -> tuple[InteractionRows, int]:
         """Rows rated > 0 and >= min_rating, timestamp = their running index; and the rows read."""

@@ -94,6 +94,7 @@ class MovieLens:
                  "ratings.csv + movies.csv [+ tags.csv], or rating.csv + movie.csv [+ tag.csv]")
     known_categories = tuple(RULES)
     forget_defaults = {"rule": "fit", "rating_threshold": 3.5}  # spec 3.2.2
+    downloads = {"ml-20m.zip": "https://files.grouplens.org/datasets/movielens/ml-20m.zip"}  # the benchmark's release
 
     categories: tuple[str, ...] = ("health",)
     k_core: int = K_CORE
@@ -104,10 +105,20 @@ class MovieLens:
 
     def build(self, raw: Path, log: StepLog) -> Prepared:
         release = find_release(raw)
-        rows = read_ratings(raw, release, log.quiet)
-        inter = rows.interactions(log.name)
+        files = [raw / name for name in (release.ratings, release.movies, release.tags, "u.genre")
+                 if name and (raw / name).is_file()]
+        inter, found = log.resumable("read", files, lambda: self.read(raw, release, log.name, log.quiet))
+        inter = original_cf_steps(inter, log, self.k_core)
+        no_metadata = int(np.count_nonzero(~np.isin(inter.item_tokens, found["titled"])))
+        return Prepared(inter, found["sensitive"], "atomic", notes={"release": release.name,
+                                                                    "items_without_movie_metadata": no_metadata})
+
+    def read(self, raw: Path, release: _Release, name: str, quiet: bool):
+        """The resumable step: the ratings with genres and sensitive movies as categories, and
+        extras `titled` (movieIds with a title) and `sensitive` (each category's rule record)."""
+        inter = read_ratings(raw, release, quiet).interactions(name)
         titles, genres = read_movies(raw, release)
-        tagged = {c: tagged_movies(raw / release.tags, RULES[c], log.quiet)
+        tagged = {c: tagged_movies(raw / release.tags, RULES[c], quiet)
                   for c in self.categories if release.tags and (raw / release.tags).is_file()}
         categories: dict[str, set[str]] = {}
         if self.genres:
@@ -129,11 +140,8 @@ class MovieLens:
             for name, members in categories.items()
             for ids in [item_index.get_indexer(sorted(members))]
         })
-        log.record(f"read ({release.name}: {release.ratings})", inter)
-        inter = original_cf_steps(inter, log, self.k_core)
-        no_metadata = int(np.count_nonzero(~np.isin(inter.item_tokens, list(titles))))
-        return Prepared(inter, sensitive, "atomic", notes={"release": release.name,
-                                                           "items_without_movie_metadata": no_metadata})
+        label = f"read ({release.name}: {release.ratings})"
+        return label, inter, {"titled": np.asarray(list(titles), dtype=str), "sensitive": sensitive}
 
 
 def find_release(raw: Path) -> _Release:

@@ -40,6 +40,8 @@ import pandas as pd
 from erase_jax.data.atomic import write_atomic_inter
 from erase_jax.data.interactions import Interactions
 from erase_jax.data.prepare.base import Prepared, build_preparer
+from erase_jax.data.prepare.download import fetch_raw_files
+from erase_jax.data.prepare.resume import StepCache
 from erase_jax.data.prepare.steps import StepLog, summary_line
 from erase_jax.data.scenarios import request_order
 
@@ -50,15 +52,23 @@ CATEGORY_FIELD = "categories"
 
 def prepare_dataset(
     name: str, raw: str | Path, out: str | Path | None = None, options: list[str] = (),
-    overwrite: bool = False, quiet: bool = False,
+    overwrite: bool = False, quiet: bool = False, download: bool = False,
+    checksums: str | Path | None = None, mirror: str | None = None,
 ) -> dict:
     """Prepares data set `name` from the raw files in `raw` into `out` (default `data/<name>`);
-    returns the stats.json record. `options`: `key=value` settings of the preparer's fields."""
+    returns the stats.json record. `options`: `key=value` settings of the preparer's fields.
+
+    `download`: first fetch the missing raw files into `raw` from their public URLs (or
+    `mirror`), verified against the SHA-256 sums of `checksums` (`download` module doc).
+    A rerun after a failure reuses the steps the failed run finished (`resume` module doc)."""
     preparer = build_preparer(name, options)
     out = Path(out) if out else Path("data") / preparer.name
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    log = StepLog(out.name, preparer.categories, quiet, groups=getattr(preparer, "groups", "sessions"))
+    if download:
+        fetch_raw_files(preparer, raw, checksums, mirror, quiet)
+    cache = StepCache(out, {"preparer": preparer.name, "options": _plain(dataclasses.asdict(preparer))})
+    log = StepLog(out.name, preparer.categories, quiet, groups=getattr(preparer, "groups", "sessions"), cache=cache)
     prepared = preparer.build(Path(raw), log)
     with atomic_folder(out) as folder:
         written = _LAYOUT_WRITERS[prepared.layout](folder, out.name, prepared)
@@ -79,6 +89,7 @@ def prepare_dataset(
             "summary": summary_line(out.name, log.steps),
         }
         (folder / STATS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    cache.clear()
     if not quiet:
         print(record["summary"], file=sys.stderr)
     return record

@@ -31,12 +31,32 @@ K_CORE_ROUNDS = 100
 
 
 class StepLog:
-    """Statistics after each preparation step, in order; prints one line per step unless quiet."""
+    """Statistics after each preparation step, in order; prints one line per step unless quiet.
+    `cache` (a `resume.StepCache`, set by `prepare_dataset`) keeps the results of `resumable` steps."""
 
-    def __init__(self, name: str, sensitive: tuple[str, ...] = (), quiet: bool = False, groups: str = "sessions"):
-        self.name, self.quiet, self.groups = name, quiet, groups
+    def __init__(self, name: str, sensitive: tuple[str, ...] = (), quiet: bool = False, groups: str = "sessions",
+                 cache=None):
+        self.name, self.quiet, self.groups, self.cache = name, quiet, groups, cache
         self.sensitive = tuple(sensitive)  # the categories whose shares are recorded
         self.steps: list[dict] = []
+
+    def resumable(self, step: str, files, compute) -> tuple[Interactions, dict]:
+        """(interactions, extras) of `compute() -> (label, interactions, extras)`, recorded as the
+        step `label`; saved under `step` with the fingerprint of the input `files`, and taken from
+        there instead of computed when a saved result matches (`resume` module doc)."""
+        saved = self.cache.load(step, files) if self.cache is not None else None
+        if saved is not None:
+            inter, extras, stats = saved
+            self.steps.append(stats)
+            if not self.quiet:
+                print(f"{self.name}: {stats['step']}: {describe(stats)} (saved by an earlier run, "
+                      f"{self.cache.folder})", file=sys.stderr)
+            return inter, extras
+        label, inter, extras = compute()
+        self.record(label, inter)
+        if self.cache is not None:
+            self.cache.save(step, files, inter, extras, self.steps[-1])
+        return inter, extras
 
     def record(self, step: str, inter: Interactions) -> Interactions:
         """Appends the statistics of `inter` after `step`; returns `inter` (for chaining)."""

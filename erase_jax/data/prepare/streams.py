@@ -8,8 +8,9 @@ Every problem (a truncated or corrupt gzip stream, malformed JSON, a missing fie
 non-number, a wrong column count) raises a `DataFormatError` naming the file and the 1-based
 line (for delimited text: assuming no line breaks inside quoted fields).
 
-The progress bar counts the bytes of the file on disk (compressed bytes for gzip), is shown
-only on a terminal, and never with `quiet`.
+The progress bar (`progress_bar`, also used by `download`) counts the bytes of the file on disk
+(compressed bytes for gzip); it is shown only when stderr is a terminal, never with `quiet`
+(`--quiet`) and never when the environment sets `ERASE_JAX_NO_PROGRESS` to a non-empty value.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import re
 import sys
 import zlib
@@ -36,6 +38,16 @@ PROGRESS_EVERY_LINES = 50_000
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _DTYPES = {"q": np.int64, "d": np.float64}
 _PART_DTYPES = (np.int32, np.int32, np.float32, np.float64)  # users, items, ratings, timestamps as kept
+NO_PROGRESS_ENV = "ERASE_JAX_NO_PROGRESS"
+
+
+def progress_bar(total: int | None, description: str, quiet: bool = False):
+    """A tqdm bar over `total` bytes on stderr, or None where none is shown (module doc)."""
+    if quiet or os.environ.get(NO_PROGRESS_ENV) or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=description, file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -45,12 +57,7 @@ def _opened(path: Path, quiet: bool):
         raise FileNotFoundError(f"raw file not found: {path}")
     with open(path, "rb") as raw:
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
-        show = not quiet and sys.stderr.isatty()
-        bar = None
-        if show:
-            from tqdm import tqdm
-
-            bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, file=sys.stderr)
+        bar = progress_bar(path.stat().st_size, path.name, quiet)
 
         def advance() -> None:
             if bar is not None:

@@ -222,7 +222,7 @@ def test_a_failed_overwrite_keeps_the_previous_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         prepare_dataset("movielens", raw, out, overwrite=True, quiet=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["movielens", "raw"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".movielens.steps", "movielens", "raw"]  # + the read step, for a rerun
 
 
 def test_ratings_scale_and_kaggle_dates_are_utc(tmp_path):
