@@ -216,6 +216,13 @@ def _negatives_for_rows(key, users, positives, n_items):
     return sample_negatives(key, users, positives, n_items)
 
 
+@functools.partial(jax.jit, static_argnames=("n_items", "part", "n_parts"))
+def subkey_negatives(key, users, positives: PositiveIndex, n_items: int, part: int, n_parts: int = 3) -> jax.Array:
+    """`sample_negatives` with the `part`-th of `jax.random.split(key, n_parts)`: the same draws
+    as splitting the key first, in one compiled program (splitting eagerly compiles its own)."""
+    return sample_negatives(jax.random.split(key, n_parts)[part], users, positives, n_items)
+
+
 def bucket_size(n: int, minimum: int = 64) -> int:
     """The padded length for n rows: the next power of two (at least `minimum`)."""
     return max(minimum, 1 << max(int(n) - 1, 0).bit_length())
@@ -229,6 +236,15 @@ def cf_rows_batch(
     The length is bucketed to a power of two (or `size`, at least the row count) so that
     whatever consumes it compiles once per bucket, not once per request.
     """
+    rows = padded_rows(users, items, size)
+    users_on_device = jax.device_put(rows["users"])
+    return {"users": users_on_device, "pos": jax.device_put(rows["pos"]),
+            "neg": _negatives_for_rows(key, users_on_device, positives, n_items), "weight": jax.device_put(rows["weight"])}
+
+
+def padded_rows(users: np.ndarray, items: np.ndarray, size: int | None = None) -> dict[str, np.ndarray]:
+    """Host arrays users / pos / weight of the given rows padded to `size` rows (default: their
+    power-of-two bucket); padding rows are user 0, item 0, weight 0."""
     size = bucket_size(len(users)) if size is None else size
     if size < len(users):
         raise ValueError(f"padded size {size} is smaller than the {len(users)} rows")
@@ -236,11 +252,4 @@ def cf_rows_batch(
     padded_items = np.zeros(size, np.int32)
     padded_users[: len(users)] = users
     padded_items[: len(items)] = items
-    weight = (np.arange(size) < len(users)).astype(np.float32)
-    users_on_device = jnp.asarray(padded_users)
-    return {
-        "users": users_on_device,
-        "pos": jnp.asarray(padded_items),
-        "neg": _negatives_for_rows(key, users_on_device, positives, n_items),
-        "weight": jnp.asarray(weight),
-    }
+    return {"users": padded_users, "pos": padded_items, "weight": (np.arange(size) < len(users)).astype(np.float32)}
