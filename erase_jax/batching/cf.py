@@ -216,11 +216,26 @@ def _negatives_for_rows(key, users, positives, n_items):
     return sample_negatives(key, users, positives, n_items)
 
 
-@functools.partial(jax.jit, static_argnames=("n_items", "part", "n_parts"))
-def subkey_negatives(key, users, positives: PositiveIndex, n_items: int, part: int, n_parts: int = 3) -> jax.Array:
-    """`sample_negatives` with the `part`-th of `jax.random.split(key, n_parts)`: the same draws
-    as splitting the key first, in one compiled program (splitting eagerly compiles its own)."""
-    return sample_negatives(jax.random.split(key, n_parts)[part], users, positives, n_items)
+def positive_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """The sorted distinct user * n_items + item keys of the positive pairs (`host_negatives`'s index)."""
+    return np.unique(users.astype(np.int64) * n_items + items)
+
+
+def host_negatives(rng: np.random.Generator, users: np.ndarray, keys: np.ndarray, n_items: int,
+                   max_redraws: int = 8) -> np.ndarray:
+    """`sample_negatives` on the host: one uniform item per user, redrawn (at most `max_redraws`
+    times) while it is one of the user's positives (`keys`: `positive_keys`). A request's few
+    thousand rows take well under a millisecond, where the device draw costs a compiled program
+    of its own (seconds of XLA compilation per process)."""
+    negatives = rng.integers(0, n_items, len(users))
+    for _ in range(max_redraws):
+        wanted = users.astype(np.int64) * n_items + negatives
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        positive = keys[at] == wanted
+        if not positive.any():
+            break
+        negatives[positive] = rng.integers(0, n_items, int(positive.sum()))
+    return negatives.astype(np.int32)
 
 
 def bucket_size(n: int, minimum: int = 64) -> int:

@@ -17,7 +17,7 @@ from typing import ClassVar
 import jax
 import numpy as np
 
-from erase_jax.batching.cf import CFBatcher, PositiveIndex, bucket_size, cf_rows_batch, padded_rows, subkey_negatives
+from erase_jax.batching.cf import CFBatcher, PositiveIndex, bucket_size, cf_rows_batch, host_negatives, padded_rows, positive_keys
 from erase_jax.data.cf import CFTrainData, build_cf_examples
 from erase_jax.data.loading import LoadedData, load_dataset
 from erase_jax.data.user_rows import UserRows
@@ -26,7 +26,7 @@ from erase_jax.tasks.base import Batch, Evaluation, register
 
 
 class CFRequestRows:
-    """CF: each user's training interactions; BPR batches with on-device negatives."""
+    """CF: each user's training interactions; BPR batches with negatives drawn on the host."""
 
     accepts_sizes = True  # request_batches pads to given (forget, retain) sizes (`protocol.shapes`)
 
@@ -36,8 +36,9 @@ class CFRequestRows:
         self.user_rows = UserRows.from_rows(inter, split.train)  # rows = interaction row ids
         # negatives are never a user's training item (the original's sampler)
         self.positives = PositiveIndex.build(train.n_users, train.users, train.items, train.n_items)
+        self.positive_keys = positive_keys(train.users, train.items, train.n_items)  # the same, on the host
         # graph context size, fixed so that removals keep shapes
-        self.capacity = len(np.unique(train.users.astype(np.int64) * train.n_items + train.items))
+        self.capacity = len(self.positive_keys)
 
     def context(self, removed: np.ndarray):
         """The model context from the training rows that remain after `removed` (bool over rows)."""
@@ -52,12 +53,13 @@ class CFRequestRows:
         return cf_rows_batch(inter.users[rows], inter.items[rows], self.positives, inter.n_items, key, size)
 
     def host_batch(self, rows: np.ndarray, key, part: int, size: int | None = None) -> dict[str, np.ndarray]:
-        """The padded batch of `rows` on the host, negatives drawn on device with the `part`-th
-        of the request key's three parts (`batching.cf.subkey_negatives`)."""
+        """The padded batch of `rows` on the host, negatives drawn on the host
+        (`batching.cf.host_negatives`) from a generator seeded by the request key and `part`."""
         inter = self.experiment.data.interactions
         batch = padded_rows(inter.users[rows], inter.items[rows], size)
-        users = jax.device_put(batch["users"])
-        batch["neg"] = np.asarray(subkey_negatives(key, users, self.positives, inter.n_items, part=part))
+        key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        rng = np.random.default_rng([*np.asarray(key_data).ravel().tolist(), part])
+        batch["neg"] = host_negatives(rng, batch["users"], self.positive_keys, inter.n_items)
         return batch
 
     def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool,
@@ -65,10 +67,10 @@ class CFRequestRows:
         """(F, C or None, R) for a request of `users` (spec 5.4 step 6-8); `sizes`: the (forget,
         retain) rows to pad to, None: each to its power-of-two bucket.
 
-        F's negatives are drawn with the first of the key's three parts, R's with the third (the
-        second was C's once: C now shares F's negatives). Only the negative draw runs on device
-        (one compiled program); the batches are cut on the host and placed in one transfer, so
-        that building a request compiles nothing else."""
+        F's negatives are drawn with part 0 of the key, R's with part 2 (C shares F's negatives).
+        The batches are built on the host and placed in one transfer: building a request
+        compiles nothing (the device draw and the cutting once compiled some 25 programs per
+        stream, seconds of compilation for a millisecond of work)."""
         forget_rows = self.user_rows.gather(users)
         # C shares F's padded length, so a method compiles once per (F bucket, R bucket) instead
         # of once per combination of three buckets. (Padding F to R's bucket as well cut compiles
