@@ -10,12 +10,13 @@ from results_topics.read import BENCH, REPO_ROOT, load
 
 TITLE = "Request streams"
 POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
+RANDOM_FILE = BENCH + "random_compile.json"
 DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
 
 
 def stream_files() -> list[str]:
     """Every `stream_cost_<data set>[_<model>].json` but the policy comparison."""
-    found = sorted(p.name for p in (REPO_ROOT / BENCH).glob("stream_cost_*.json"))
+    found = sorted(p.name for p in (REPO_ROOT / BENCH).glob("stream_cost_*.json"))  # not random_compile.json
     return [BENCH + name for name in found if BENCH + name != POLICIES_FILE]
 
 
@@ -116,8 +117,32 @@ def padding_policies() -> Section:
         ])
 
 
+def random_compile() -> Section:
+    report = load(RANDOM_FILE)
+    by = {}
+    for r in report["results"]:
+        by.setdefault((r["program"], r["lowering"]), []).append(r)
+    rows = [[program, lowering, str(len(runs)), " / ".join(seconds(r["compile_seconds"]) for r in runs),
+             " / ".join(f"{r['run_seconds'] * 1e3:.2f}" for r in runs), load_cell(report["load_average_start"],
+                                                                                  report["load_average_end"]),
+             *source(report["provenance"])] for (program, lowering), runs in by.items()]
+    mean = {key: sum(r["compile_seconds"] for r in runs) / len(runs) for key, runs in by.items()}
+    answer = (f"an add compiles in {mean[('add', 'rolled')]:.2f} s, one randint in {mean[('randint', 'rolled')]:.1f} s, "
+              f"the CF negative draw in {mean[('negatives', 'rolled')]:.1f} s (JAX's CPU lowering; "
+              f"{mean[('randint', 'unrolled')]:.1f} s / {mean[('negatives', 'unrolled')]:.1f} s unrolled, the same bits: "
+              f"{report['same_bits']})")
+    return Section("What does one random-draw site cost to compile on CPU?", answer, [
+        f"Programs over {report['rows']} rows compiled in one process, alternating JAX's CPU lowering of threefry2x32 "
+        "(rolled rounds, the default) and the unrolled one (other platforms' default, switched through a private hook). "
+        "A request program pays this for each of its random draws (shuffles, fresh values, sampled negatives, key "
+        "splits); Kookmin's holds nine.",
+        "", *table(["program", "lowering", "repeats", "compile s", "run ms", "load", "config", "command", "commit",
+                    "machine"], rows), "", f"Files: `{RANDOM_FILE}`."])
+
+
 def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
-SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE)) if path is None or _present(path))
+SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE), (random_compile, RANDOM_FILE))
+                 if path is None or _present(path))
