@@ -12,9 +12,11 @@ through jax.monitoring), per-request seconds and compile seconds (columns), medi
 (compile included) and the stream's total as a multiple of one retrain; the per-request
 diagnostics' means (e.g. CG iterations) say where per-request work goes.
 
-    python benchmarks/stream_cost.py --dataset ml-100k --models BPR LightGCN \\
-        --methods scif kookmin fanchuan gif ceu idea seif --policies stream buckets \\
-        --phases cold warm --out benchmarks/results/stream_cost_ml-100k.json
+    python benchmarks/stream_cost.py --dataset ml-100k --models BPR \\
+        --methods scif kookmin fanchuan gif ceu idea seif --policies stream \\
+        --phases cold warm --out benchmarks/results/stream_cost_ml-100k_bpr.json
+    python benchmarks/stream_cost.py --dataset ml-1m-receraser --models LightGCN --epochs 5 --random-users \\
+        --n-requests 2 --out benchmarks/results/stream_cost_ml-1m-receraser_lightgcn.json
 
 `--n-requests N` serves only the first N requests (large data sets): the whole stream's cost is
 then extrapolated as plan + AOT + mean request seconds x the stream's requests (marked

@@ -10,12 +10,13 @@ from results_topics.read import BENCH, REPO_ROOT, load
 
 TITLE = "Request streams"
 POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
+RANDOM_FILE = BENCH + "random_compile.json"
 DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
 
 
 def stream_files() -> list[str]:
     """Every `stream_cost_<data set>[_<model>].json` but the policy comparison."""
-    found = sorted(p.name for p in (REPO_ROOT / BENCH).glob("stream_cost_*.json"))
+    found = sorted(p.name for p in (REPO_ROOT / BENCH).glob("stream_cost_*.json"))  # not random_compile.json
     return [BENCH + name for name in found if BENCH + name != POLICIES_FILE]
 
 
@@ -36,14 +37,15 @@ def stream_rows(path: str) -> list[list[str]]:
         retrain = entry["retrain"]
         for s in entry["streams"]:
             if "error" in s:
-                rows.append([dataset, model, s["method"], s["phase"], "failed: " + " ".join(s["error"]), *[""] * 11,
+                rows.append([dataset, model, s["method"], s["phase"], "failed: " + " ".join(s["error"]), *[""] * 12,
                              *source(report["provenance"])])
                 continue
             served = f"{s['n_requests']}" + (f" of {s['n_stream_requests']}" if s["extrapolated"] else "")
             mean = s["whole_stream_seconds"] / s["n_stream_requests"]  # the whole (or extrapolated) stream's
             rows.append([
                 dataset, model, s["method"], s["compilation_cache"], served, str(s["n_shapes"]),
-                seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]),
+                seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), str(s["n_compiles"]),
+                seconds(s["median_seconds"]),
                 seconds(mean), f"{mean / s['median_seconds']:.2f}",
                 seconds(s["whole_stream_seconds"]) + (" (extrapolated)" if s["extrapolated"] else ""),
                 seconds(retrain["retrain_seconds"]), f"{s['stream_over_retrain']:.2f}", where_work_goes(s),
@@ -59,11 +61,13 @@ def stream_cost() -> Section:
     answer_parts = []
     for dataset, model in dict.fromkeys((row[0], row[1]) for row in cold):
         mine = [row for row in cold if row[:2] == [dataset, model]]
-        ratios = [float(row[13]) for row in mine]
-        within = sum(float(row[10]) <= 2 for row in mine)
-        answer_parts.append(f"{model} {dataset} (cold cache) {min(ratios):.2f}-{max(ratios):.2f} retrains per stream, "
-                            f"mean <= 2x median in {within} of {len(mine)}")
-    header = ["data set", "model", "method", "cache", "requests", "shapes", "AOT s", "compile s", "median s",
+        ratios = [float(row[14]) for row in mine]
+        within = sum(float(row[11]) <= 2 for row in mine)
+        warm = [float(row[14]) for row in rows if row[:2] == [dataset, model] and row[3] != "cold"]
+        warm_part = f" ({min(warm):.2f}-{max(warm):.2f} with a warm cache)" if warm else ""
+        answer_parts.append(f"{model} {dataset} (cold cache) {min(ratios):.2f}-{max(ratios):.2f} retrains per stream"
+                            f"{warm_part}, mean <= 2x median in {within} of {len(mine)}")
+    header = ["data set", "model", "method", "cache", "requests", "shapes", "AOT s", "compile s", "XLA programs", "median s",
               "mean s (compile incl.)", "mean / median", "stream s", "one retrain s", "stream / retrain",
               "per-request work (means)", "load", "config", "command", "commit", "machine"]
     return Section(
@@ -76,7 +80,8 @@ def stream_cost() -> Section:
             "`cold` starts it empty, `warm` reuses what the cold run wrote (`partial`: some programs were not in it, those "
             "under the cache's 0.5 s threshold). AOT s: planning and compiling ahead of time (one execution per shape "
             "included); compile s: trace, lowering and XLA compile seconds in the whole stream (jax.monitoring), of which "
-            "none inside requests when AOT covered every shape; mean s = stream s / requests. One retrain: the trained run's "
+            "none inside requests when AOT covered every shape; XLA programs: executables built or loaded in the stream; "
+            "mean s = stream s / requests. One retrain: the trained run's "
             "own epochs and compilation (evaluation excluded), the retrain the protocol matches. Large data sets serve "
             "only the first requests and extrapolate the stream (AOT + mean request seconds x the stream's requests). The "
             "machine's two cores were shared with other jobs (load column).",
@@ -112,8 +117,32 @@ def padding_policies() -> Section:
         ])
 
 
+def random_compile() -> Section:
+    report = load(RANDOM_FILE)
+    by = {}
+    for r in report["results"]:
+        by.setdefault((r["program"], r["lowering"]), []).append(r)
+    rows = [[program, lowering, str(len(runs)), " / ".join(seconds(r["compile_seconds"]) for r in runs),
+             " / ".join(f"{r['run_seconds'] * 1e3:.2f}" for r in runs), load_cell(report["load_average_start"],
+                                                                                  report["load_average_end"]),
+             *source(report["provenance"])] for (program, lowering), runs in by.items()]
+    mean = {key: sum(r["compile_seconds"] for r in runs) / len(runs) for key, runs in by.items()}
+    answer = (f"an add compiles in {mean[('add', 'rolled')]:.2f} s, one randint in {mean[('randint', 'rolled')]:.1f} s, "
+              f"the CF negative draw in {mean[('negatives', 'rolled')]:.1f} s (JAX's CPU lowering; "
+              f"{mean[('randint', 'unrolled')]:.1f} s / {mean[('negatives', 'unrolled')]:.1f} s unrolled, the same bits: "
+              f"{report['same_bits']})")
+    return Section("What does one random-draw site cost to compile on CPU?", answer, [
+        f"Programs over {report['rows']} rows compiled in one process, alternating JAX's CPU lowering of threefry2x32 "
+        "(rolled rounds, the default) and the unrolled one (other platforms' default, switched through a private hook). "
+        "A request program pays this for each of its random draws (shuffles, fresh values, sampled negatives, key "
+        "splits); Kookmin's holds nine.",
+        "", *table(["program", "lowering", "repeats", "compile s", "run ms", "load", "config", "command", "commit",
+                    "machine"], rows), "", f"Files: `{RANDOM_FILE}`."])
+
+
 def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
-SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE)) if path is None or _present(path))
+SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE), (random_compile, RANDOM_FILE))
+                 if path is None or _present(path))

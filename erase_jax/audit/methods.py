@@ -97,7 +97,7 @@ def _unlearn_shadow(shadow_set, s: int, params, method, positives: PositiveIndex
         size = bucket_size(len(forget_rows))
         forget = cf_rows_batch(users[forget_rows], items[forget_rows], positives, shadow_set.n_items, forget_key, size)
         kept = ~removed_after[forget_rows]
-        clean = kept_rows_batch(forget, kept, size) if kept.any() else None
+        clean = jax.device_put(kept_rows_batch(forget, kept, size)) if kept.any() else None
         need = min(method.retain_budget(len(forget_rows)), cap)
         retain_rows = sampler.sample(need, request_users[: b + 1]) if need > 0 else np.zeros(0, np.int64)
         retain = cf_rows_batch(users[retain_rows], items[retain_rows], positives, shadow_set.n_items, retain_key)

@@ -216,6 +216,28 @@ def _negatives_for_rows(key, users, positives, n_items):
     return sample_negatives(key, users, positives, n_items)
 
 
+def positive_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """The sorted distinct user * n_items + item keys of the positive pairs (`host_negatives`'s index)."""
+    return np.unique(users.astype(np.int64) * n_items + items)
+
+
+def host_negatives(rng: np.random.Generator, users: np.ndarray, keys: np.ndarray, n_items: int,
+                   max_redraws: int = 8) -> np.ndarray:
+    """`sample_negatives` on the host: one uniform item per user, redrawn (at most `max_redraws`
+    times) while it is one of the user's positives (`keys`: `positive_keys`). A request's few
+    thousand rows take well under a millisecond, where the device draw costs a compiled program
+    of its own (seconds of XLA compilation per process)."""
+    negatives = rng.integers(0, n_items, len(users))
+    for _ in range(max_redraws):
+        wanted = users.astype(np.int64) * n_items + negatives
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        positive = keys[at] == wanted
+        if not positive.any():
+            break
+        negatives[positive] = rng.integers(0, n_items, int(positive.sum()))
+    return negatives.astype(np.int32)
+
+
 def bucket_size(n: int, minimum: int = 64) -> int:
     """The padded length for n rows: the next power of two (at least `minimum`)."""
     return max(minimum, 1 << max(int(n) - 1, 0).bit_length())
@@ -229,6 +251,15 @@ def cf_rows_batch(
     The length is bucketed to a power of two (or `size`, at least the row count) so that
     whatever consumes it compiles once per bucket, not once per request.
     """
+    rows = padded_rows(users, items, size)
+    users_on_device = jax.device_put(rows["users"])
+    return {"users": users_on_device, "pos": jax.device_put(rows["pos"]),
+            "neg": _negatives_for_rows(key, users_on_device, positives, n_items), "weight": jax.device_put(rows["weight"])}
+
+
+def padded_rows(users: np.ndarray, items: np.ndarray, size: int | None = None) -> dict[str, np.ndarray]:
+    """Host arrays users / pos / weight of the given rows padded to `size` rows (default: their
+    power-of-two bucket); padding rows are user 0, item 0, weight 0."""
     size = bucket_size(len(users)) if size is None else size
     if size < len(users):
         raise ValueError(f"padded size {size} is smaller than the {len(users)} rows")
@@ -236,11 +267,4 @@ def cf_rows_batch(
     padded_items = np.zeros(size, np.int32)
     padded_users[: len(users)] = users
     padded_items[: len(items)] = items
-    weight = (np.arange(size) < len(users)).astype(np.float32)
-    users_on_device = jnp.asarray(padded_users)
-    return {
-        "users": users_on_device,
-        "pos": jnp.asarray(padded_items),
-        "neg": _negatives_for_rows(key, users_on_device, positives, n_items),
-        "weight": jnp.asarray(weight),
-    }
+    return {"users": padded_users, "pos": padded_items, "weight": (np.arange(size) < len(users)).astype(np.float32)}

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from erase_jax.batching.cf import CFBatcher, PositiveIndex
+from erase_jax.batching.cf import CFBatcher, PositiveIndex, host_negatives, positive_keys
 from erase_jax.data.cf import CFTrainData
 from erase_jax.train import TrainConfig
 
@@ -90,3 +90,18 @@ def test_user_sampler_weighs_every_user_the_same_and_draws_their_own_rows():
         CFBatcher.build(CFTrainData(6, 50, users, items), batch_size=4, sampler="user")
     with np.testing.assert_raises(ValueError):  # and in the settings every trainer reads
         TrainConfig(sampler="user")
+
+
+def test_host_negatives_are_never_positives_and_cover_the_other_items():
+    users, items = _random_pairs(2, n_users=30, n_items=20, n=300)
+    keys = positive_keys(users, items, 20)
+    truth = set(zip(users.tolist(), items.tolist()))
+    query = np.repeat(np.arange(30), 200).astype(np.int32)
+    negatives = host_negatives(np.random.default_rng(0), query, keys, 20, max_redraws=50)
+    assert negatives.dtype == np.int32 and negatives.shape == query.shape
+    assert not any((u, i) in truth for u, i in zip(query.tolist(), negatives.tolist()))
+    for user in range(30):  # 200 draws per user reach every item the user lacks
+        drawn = set(negatives[query == user].tolist())
+        assert drawn == {i for i in range(20) if (user, i) not in truth}
+    again = host_negatives(np.random.default_rng(0), query, keys, 20, max_redraws=50)
+    np.testing.assert_array_equal(negatives, again)  # a seeded generator gives the same draws

@@ -264,7 +264,8 @@ def _one_batch(forget: Batch, clean: Batch | None, retain: Batch, size: int | No
 
     def gather(values: list[np.ndarray]) -> jax.Array:
         joined = np.concatenate([v[mask] for v, mask in zip(values, real)])
-        return jnp.asarray(np.concatenate([joined, np.zeros((size - n_real, *joined.shape[1:]), joined.dtype)]))
+        # device_put, not jnp.asarray: the latter compiles a small program per dtype
+        return jax.device_put(np.concatenate([joined, np.zeros((size - n_real, *joined.shape[1:]), joined.dtype)]))
 
     def weights(*wanted: str) -> jax.Array:
         return gather([np.asarray(b["weight"]) * (role in wanted) for b, role in parts])
