@@ -10,6 +10,7 @@ from results_topics.read import BENCH, REPO_ROOT, load
 
 TITLE = "Request streams"
 POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
+NBR_POLICIES_FILE = BENCH + "nbr_stream_shapes_tafeng.json"
 DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
 
 
@@ -112,8 +113,39 @@ def padding_policies() -> Section:
         ])
 
 
+def nbr_padding_policies() -> Section:
+    report = load(NBR_POLICIES_FILE)
+    streams = [s for s in report["streams"] if "error" not in s]
+    rows = [[s["method"], s["policy"], s["compilation_cache"], f"{s['n_requests']} of {s['n_stream_requests']}",
+             f"{len(s['planned_shapes_served'])} ({s['planned_shapes_whole_stream']})", str(s["n_compiles"]),
+             str(s["n_compiles_in_requests"]), seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]),
+             seconds(s["median_seconds"]), " ".join(f"{x:.0f}" for x in s["seconds"]), seconds(s["stream_seconds"]),
+             load_cell(*s["load_average"]), *source(report["provenance"])] for s in streams]
+    by = {(s["method"], s["policy"]): s for s in streams}
+    parts = [f"{m}: {by[(m, 'buckets')]['stream_seconds']:.0f} s with buckets vs {by[(m, 'stream')]['stream_seconds']:.0f} s "
+             f"with one shape for {by[(m, 'stream')]['n_requests']} requests"
+             for m in dict.fromkeys(s["method"] for s in streams) if (m, "buckets") in by and (m, "stream") in by]
+    return Section(
+        "Padding next-basket requests: one shape per stream or one per (rows, width) bucket (DNNTSP, Ta-Feng)?",
+        "; ".join(parts) or "not measured", [
+            "The random-users stream (fraction 0.003) of the Ta-Feng DNNTSP run, its first requests served by a fresh "
+            "process per (method, policy) with an empty persistent compilation cache (cold). `buckets`: each request's "
+            "batches at their own power-of-two rows and widest history; `stream`: every request at the stream's rows and "
+            "widest history (its rows chunked by history length inside the model, `models/nbr/row_chunks.py`). Shapes: "
+            "distinct planned shapes among the served requests (in the whole stream). XLA programs: compilations in the "
+            "ahead-of-time step and the requests; in requests: those inside timed requests. Request seconds include their "
+            "compilation where the ahead-of-time step did not cover it.",
+            "",
+            *table(["method", "policy", "cache", "requests", "shapes", "XLA programs", "in requests", "AOT s", "compile s",
+                    "median s", "request s", "stream s", "load", "config", "command", "commit", "machine"], rows),
+            "",
+            f"Files: `{NBR_POLICIES_FILE}`.",
+        ])
+
+
 def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
-SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE)) if path is None or _present(path))
+SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE),
+                                   (nbr_padding_policies, NBR_POLICIES_FILE)) if path is None or _present(path))
