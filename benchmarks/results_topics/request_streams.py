@@ -117,27 +117,27 @@ def nbr_padding_policies() -> Section:
     report = load(NBR_POLICIES_FILE)
     streams = [s for s in report["streams"] if "error" not in s]
     rows = [[s["method"], s["policy"], s["compilation_cache"], f"{s['n_requests']} of {s['n_stream_requests']}",
-             f"{len(s['planned_shapes_served'])} ({s['planned_shapes_whole_stream']})", str(s["n_compiles"]),
-             str(s["n_compiles_in_requests"]), seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]),
-             seconds(s["median_seconds"]), " ".join(f"{x:.0f}" for x in s["seconds"]), seconds(s["stream_seconds"]),
+             f"{len(s['served_shapes'])} ({s['n_shapes_whole_stream']})", str(s["aot_n_compiles"]), seconds(s["aot_seconds"]),
+             str(s["n_compiles_in_requests"]), " / ".join(f"{x:.1f}" for x in s["seconds"]), seconds(s["served_seconds"]),
              load_cell(*s["load_average"]), *source(report["provenance"])] for s in streams]
     by = {(s["method"], s["policy"]): s for s in streams}
-    parts = [f"{m}: {by[(m, 'buckets')]['stream_seconds']:.0f} s with buckets vs {by[(m, 'stream')]['stream_seconds']:.0f} s "
-             f"with one shape for {by[(m, 'stream')]['n_requests']} requests"
+    parts = [f"{m}, first {by[(m, 'stream')]['n_requests']} requests: {by[(m, 'buckets')]['served_seconds']:.0f} s with a "
+             f"shape per width ({len(by[(m, 'buckets')]['served_shapes'])} shapes) vs "
+             f"{by[(m, 'stream')]['served_seconds']:.0f} s with one"
              for m in dict.fromkeys(s["method"] for s in streams) if (m, "buckets") in by and (m, "stream") in by]
     return Section(
         "Padding next-basket requests: one shape per stream or one per (rows, width) bucket (DNNTSP, Ta-Feng)?",
-        "; ".join(parts) or "not measured", [
+        "; ".join(parts) or "not measured side by side yet", [
             "The random-users stream (fraction 0.003) of the Ta-Feng DNNTSP run, its first requests served by a fresh "
-            "process per (method, policy) with an empty persistent compilation cache (cold). `buckets`: each request's "
-            "batches at their own power-of-two rows and widest history; `stream`: every request at the stream's rows and "
-            "widest history (its rows chunked by history length inside the model, `models/nbr/row_chunks.py`). Shapes: "
-            "distinct planned shapes among the served requests (in the whole stream). XLA programs: compilations in the "
-            "ahead-of-time step and the requests; in requests: those inside timed requests. Request seconds include their "
-            "compilation where the ahead-of-time step did not cover it.",
+            "process per (method, policy) with an empty persistent compilation cache (cold), the shapes of the served "
+            "requests compiled ahead of time. `buckets`: each request's batches at their own power-of-two rows and widest "
+            "history; `stream`: every request at the stream's rows and widest history (rows chunked by history length "
+            "inside the model, `models/nbr/row_chunks.py`). Shapes: distinct shapes among the served requests (in the whole "
+            "stream, all compiled ahead of time by the `unlearn` job). Served s: planning, ahead-of-time compilation and "
+            "the requests.",
             "",
-            *table(["method", "policy", "cache", "requests", "shapes", "XLA programs", "in requests", "AOT s", "compile s",
-                    "median s", "request s", "stream s", "load", "config", "command", "commit", "machine"], rows),
+            *table(["method", "policy", "cache", "requests", "shapes", "XLA programs ahead", "AOT s", "compiles in requests",
+                    "request s", "served s", "load", "config", "command", "commit", "machine"], rows),
             "",
             f"Files: `{NBR_POLICIES_FILE}`.",
         ])
