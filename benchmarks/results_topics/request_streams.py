@@ -11,6 +11,7 @@ from results_topics.read import BENCH, REPO_ROOT, load
 TITLE = "Request streams"
 POLICIES_FILE = BENCH + "stream_cost_policies_ml-100k_bpr_scif.json"
 RANDOM_FILE = BENCH + "random_compile.json"
+NBR_POLICIES_FILE = BENCH + "nbr_stream_shapes_tafeng.json"
 DIAGNOSTICS = ("cg_iterations", "solver_iterations", "finetune_epochs")
 
 
@@ -140,9 +141,39 @@ def random_compile() -> Section:
                     "machine"], rows), "", f"Files: `{RANDOM_FILE}`."])
 
 
+def nbr_padding_policies() -> Section:
+    report = load(NBR_POLICIES_FILE)
+    streams = [s for s in report["streams"] if "error" not in s]
+    rows = [[s["method"], s["policy"], s["compilation_cache"], f"{s['n_requests']} of {s['n_stream_requests']}",
+             f"{len(s['served_shapes'])} ({s['n_shapes_whole_stream']})", str(s["aot_n_compiles"]), seconds(s["aot_seconds"]),
+             str(s["n_compiles_in_requests"]), " / ".join(f"{x:.1f}" for x in s["seconds"]), seconds(s["served_seconds"]),
+             load_cell(*s["load_average"]), *source(report["provenance"])] for s in streams]
+    by = {(s["method"], s["policy"]): s for s in streams}
+    parts = [f"{m}, first {by[(m, 'stream')]['n_requests']} requests: {by[(m, 'buckets')]['served_seconds']:.0f} s with a "
+             f"shape per width ({len(by[(m, 'buckets')]['served_shapes'])} shapes) vs "
+             f"{by[(m, 'stream')]['served_seconds']:.0f} s with one"
+             for m in dict.fromkeys(s["method"] for s in streams) if (m, "buckets") in by and (m, "stream") in by]
+    return Section(
+        "Padding next-basket requests: one shape per stream or one per (rows, width) bucket (DNNTSP, Ta-Feng)?",
+        "; ".join(parts) or "not measured side by side yet", [
+            "The random-users stream (fraction 0.003) of the Ta-Feng DNNTSP run, its first requests served by a fresh "
+            "process per (method, policy) with an empty persistent compilation cache (cold), the shapes of the served "
+            "requests compiled ahead of time. `buckets`: each request's batches at their own power-of-two rows and widest "
+            "history; `stream`: every request at the stream's rows and widest history (rows chunked by history length "
+            "inside the model, `models/nbr/row_chunks.py`). Shapes: distinct shapes among the served requests (in the whole "
+            "stream, all compiled ahead of time by the `unlearn` job). Served s: planning, ahead-of-time compilation and "
+            "the requests.",
+            "",
+            *table(["method", "policy", "cache", "requests", "shapes", "XLA programs ahead", "AOT s", "compiles in requests",
+                    "request s", "served s", "load", "config", "command", "commit", "machine"], rows),
+            "",
+            f"Files: `{NBR_POLICIES_FILE}`.",
+        ])
+
+
 def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
-SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE), (random_compile, RANDOM_FILE))
-                 if path is None or _present(path))
+SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE), (random_compile, RANDOM_FILE),
+                                   (nbr_padding_policies, NBR_POLICIES_FILE)) if path is None or _present(path))

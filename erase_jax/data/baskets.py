@@ -181,11 +181,16 @@ def width_of(rows: BasketRows) -> int:
     return widths[int(np.searchsorted(np.asarray(widths), longest))]
 
 
+def padded_rows(n: int) -> int:
+    """`basket_batch`'s default padded row count: the next power of two (at least 1)."""
+    return max(1, 1 << max(int(n) - 1, 0).bit_length())
+
+
 def basket_batch(rows: BasketRows, size: int | None = None, width: int | None = None, target_width: int | None = None) -> dict:
     """Examples as one padded device batch (module doc); `size` defaults to the row count
     rounded up to a power of two, `width` to `width_of(rows)`, `target_width` to the rows' own."""
     n = len(rows)
-    size = max(1, 1 << max(n - 1, 0).bit_length()) if size is None else size
+    size = padded_rows(n) if size is None else size
     width = width_of(rows) if width is None else width
     if size < n or (n and width < int(rows.lengths.max())):
         raise ValueError(f"padded shape ({size}, {width}) is smaller than the rows ({n}, {int(rows.lengths.max())})")

@@ -35,7 +35,15 @@ import numpy as np
 
 from erase_jax.batching.baskets import BasketBatcher
 from erase_jax.data.basket_split import basket_split
-from erase_jax.data.baskets import BasketConfig, BasketExamples, BasketRows, basket_batch, build_basket_examples, width_of
+from erase_jax.data.baskets import (
+    BasketConfig,
+    BasketExamples,
+    BasketRows,
+    basket_batch,
+    build_basket_examples,
+    padded_rows,
+    width_of,
+)
 from erase_jax.data.loading import DataConfig, LoadedData
 from erase_jax.data.user_rows import UserRows
 from erase_jax.evaluators.basket_queries import UserHistoryQueries
@@ -74,7 +82,14 @@ def summary(loaded: LoadedData, examples: BasketExamples) -> dict[str, Any]:
 
 
 class NBRRequestRows:
-    """NBR: each user's train-phase example; C from the data without the removals (module doc)."""
+    """NBR: each user's train-phase example; C from the data without the removals (module doc).
+
+    A request's batches are padded to power-of-two row counts (`row_bucket`) and one history
+    width for F, C and R; under the "stream" request-shape policy (`protocol.shapes`) to the
+    stream's row counts and widest request (`request_width`), padding rows weighing 0.
+    """
+
+    accepts_sizes = True  # request_batches pads to given (forget, retain) sizes and width
 
     def __init__(self, experiment):
         self.experiment = experiment
@@ -82,23 +97,36 @@ class NBRRequestRows:
         self.user_rows = UserRows.from_groups(train.users, experiment.data.interactions.n_users)
         self._full_test: BasketRows | None = None  # the full data's test examples, built once
 
+    row_bucket = staticmethod(padded_rows)  # the padded row count of n rows ("buckets" policy)
+
     def context(self, removed: np.ndarray):
         del removed  # a basket model's context depends on the training data's sizes only
         return self.experiment.context
 
-    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
+    def request_width(self, users, retain_rows: np.ndarray) -> int:
+        """The history width of a request's batches (C, rebuilt without removed rows, is never
+        wider than F)."""
+        train = self.experiment.examples.train
+        return max(width_of(train.select(self.user_rows.gather(users))), width_of(train.select(retain_rows)))
+
+    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool,
+                        sizes: tuple[int, int] | None = None, width: int | None = None):
+        """(F, C or None, R); `sizes` the (forget, retain) rows and `width` the history width to
+        pad to, None: power-of-two rows and the request's own widest history."""
         del key  # nothing is sampled
         train = self.experiment.examples.train
         forget_rows, retain = train.select(self.user_rows.gather(users)), train.select(retain_rows)
         clean_rows = self.counterfactual_rows(users, removed_after) if with_clean else None
         # one width for F, C and R (methods may join them into one batch)
-        width = max(width_of(rows) for rows in (forget_rows, retain, clean_rows) if rows is not None and len(rows))
+        if width is None:
+            width = max(width_of(rows) for rows in (forget_rows, retain, clean_rows) if rows is not None and len(rows))
+        forget_size, retain_size = (None, None) if sizes is None else sizes
         k = train.targets.shape[1]  # every phase's target width; a rebuilt C can only be narrower
-        forget = basket_batch(forget_rows, width=width, target_width=k)
+        forget = basket_batch(forget_rows, size=forget_size, width=width, target_width=k)
         clean = None
         if clean_rows is not None and len(clean_rows):
             clean = basket_batch(clean_rows, size=forget["items"].shape[0], width=width, target_width=k)
-        return forget, clean, basket_batch(retain, width=width, target_width=k)
+        return forget, clean, basket_batch(retain, size=retain_size, width=width, target_width=k)
 
     def counterfactual_rows(self, users, removed_after: np.ndarray) -> BasketRows:
         """The train-phase examples of `users` rebuilt from their rows minus the removed ones."""

@@ -127,6 +127,8 @@ def build_task(data: DataConfig, sequence: SequenceConfig, seed: int, loaded: Lo
 class SBRRequestRows:
     """SBR: each user's training prefix rows; C from the counterfactual sequence (module doc)."""
 
+    accepts_sizes = True  # request_batches pads to given (forget, retain) sizes and width
+
     def __init__(self, experiment):
         self.experiment = experiment
         train = experiment.examples.train
@@ -140,21 +142,32 @@ class SBRRequestRows:
         del removed  # a sequence model's context is its sizes
         return self.experiment.context
 
-    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool):
+    def request_width(self, users, retain_rows: np.ndarray) -> int:
+        """The prefix width of a request's batches (C never has longer prefixes than F)."""
+        train = self.experiment.examples.train
+        forget_rows = self.in_objective(train.select(self.user_rows.gather(users)))
+        return max(prefix_width(forget_rows), prefix_width(self.in_objective(train.select(retain_rows))))
+
+    def request_batches(self, users, removed_after: np.ndarray, retain_rows: np.ndarray, key, with_clean: bool,
+                        sizes: tuple[int, int] | None = None, width: int | None = None):
+        """(F, C or None, R); `sizes` the (forget, retain) rows and `width` the prefix width to
+        pad to (`protocol.shapes`' "stream" policy), None: each to its own buckets."""
         del key  # nothing is sampled: CE over all items needs no negatives
         train = self.experiment.examples.train
         forget_rows = self.in_objective(train.select(self.user_rows.gather(users)))
         retain = self.in_objective(train.select(retain_rows))
         # one width for F, C and R (methods may join them into one batch); removing items
         # never adds rows or lengthens a prefix, so C fits F's shape
-        width = max(prefix_width(forget_rows), prefix_width(retain))
-        forget = sequence_batch(forget_rows, width=width)
+        if width is None:
+            width = max(prefix_width(forget_rows), prefix_width(retain))
+        forget_size, retain_size = (None, None) if sizes is None else sizes
+        forget = sequence_batch(forget_rows, forget_size, width=width)
         clean = None
         if with_clean:
             counterfactual = self.counterfactual_rows(users, removed_after)
             if len(counterfactual):
                 clean = sequence_batch(counterfactual, *forget["items"].shape)
-        return forget, clean, sequence_batch(retain, width=width)
+        return forget, clean, sequence_batch(retain, retain_size, width=width)
 
     def counterfactual_rows(self, users, removed_after: np.ndarray):
         """The training prefix rows of `users` built from their interactions minus the removed ones."""

@@ -156,7 +156,7 @@ class RequestLoop:
         need = min(self.method.retain_budget(forget_count), self.retain_cap)
         retain_rows = self.sampler.sample(need, protocol.stream.users_through(b)) if need > 0 else np.zeros(0, np.int64)
         request = request_data(protocol, batch, self.removed, removed_after, retain_rows, key, self.time_limit, self.context,
-                               self.plan.sizes)
+                               self.plan.sizes, self.plan.width)
         jax.block_until_ready((request.forget, request.clean, request.retain))
         return PreparedRequest(batch, request, key, retain_rows, removed_after, time.perf_counter() - started)
 

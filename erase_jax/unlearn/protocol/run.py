@@ -287,12 +287,14 @@ def training_context(protocol: UnlearningRun, removed: np.ndarray):
 
 
 def request_data(protocol: UnlearningRun, batch, removed_before, removed_after, retain_rows, key, time_limit, context_before,
-                 sizes: tuple[int, int, int] | None = None):
+                 sizes: tuple[int, int, int] | None = None, width: int | None = None):
     """The forget / clean / retain batches and contexts of one request (spec 5.4 step 6-8);
-    `sizes`: the (forget, retain, joined) rows to pad to (`shapes.ShapePlan`), None: the task's
-    buckets."""
+    `sizes`: the (forget, retain, joined) rows to pad to and `width` the history width
+    (`shapes.ShapePlan`), None: the task's buckets."""
     with_clean = protocol.config.scenario != "spam"
     padding = {} if sizes is None else {"sizes": sizes[:2]}
+    if width is not None:
+        padding["width"] = width
     forget, clean, retain = protocol.rows.request_batches(batch.users, removed_after, retain_rows, key, with_clean, **padding)
     return RequestData(
         index=batch.index,

@@ -7,9 +7,12 @@ the retain sampler on a copy of its state and lists every shape the remaining re
 hand to the method. Two policies (`UnlearnConfig.request_shapes`):
 
 * "stream" (default): every request is padded to the stream's largest row buckets (the task's
-  `request_batches(..., sizes=...)`; CF only, other tasks fall back to "buckets"), so a stream
-  needs one shape (two when some requests have no clean rows) and compiles once;
-* "buckets": each request keeps its own power-of-two buckets (one shape per bucket pair).
+  `request_batches(..., sizes=...)`, for tasks whose rows object sets `accepts_sizes`), and
+  for tasks whose batches have a history width (NBR, SBR: `request_width`) to the stream's
+  widest request, so a stream needs one shape (two when some requests have no clean rows)
+  and compiles once;
+* "buckets": each request keeps its own power-of-two buckets (one shape per bucket pair and
+  width).
 
 `compile_stream` then serves one representative request of each planned shape to the method
 from the loop's current state, discarding the result: every jitted program the stream needs
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 
 import jax
 import jax.monitoring
@@ -105,6 +109,7 @@ class PlannedRequest:
     n_forget_rows: int
     retain_rows: np.ndarray
     n_clean_rows: int  # 0: the request has no clean batch
+    width: int = 0  # the history width of its batches (`request_width`); 0: the task has none
 
     @property
     def has_clean(self) -> bool:
@@ -121,19 +126,26 @@ class ShapePlan:
 
     `sizes` is None ("buckets": the task's own buckets) or the (forget, retain, joined) row
     counts every request is padded to ("stream"; joined: F + C + R for methods that join them,
-    `RequestData.joined_rows`); `shapes` maps each distinct shape key to the first request
+    `RequestData.joined_rows`), `width` None or the history width every request is padded to
+    ("stream", tasks with one); `row_bucket` the task's padded row count under "buckets";
+    `shapes` maps each distinct shape key (rows, clean present[, width]) to the first request
     that has it.
     """
 
     policy: str
     requests: tuple[PlannedRequest, ...]
     sizes: tuple[int, int, int] | None
+    width: int | None = None
+    row_bucket: Callable[[int], int] = bucket_size
 
     def shape_of(self, planned: PlannedRequest) -> tuple:
         if self.sizes is not None:
-            return (*self.sizes, planned.has_clean)
-        rows = (planned.n_forget_rows, len(planned.retain_rows), planned.n_joined_rows)
-        return (*(bucket_size(n) for n in rows), planned.has_clean)
+            key = (*self.sizes, planned.has_clean)
+            width = planned.width if self.width is None else self.width
+        else:
+            rows = (planned.n_forget_rows, len(planned.retain_rows), planned.n_joined_rows)
+            key, width = (*(self.row_bucket(n) for n in rows), planned.has_clean), planned.width
+        return (*key, width) if width else key
 
     @property
     def shapes(self) -> dict[tuple, PlannedRequest]:
@@ -154,6 +166,8 @@ def plan_shapes(loop, policy: str = "stream") -> ShapePlan:
     from erase_jax.unlearn.protocol.run import removal_rows
 
     protocol = loop.protocol
+    width_of = getattr(protocol.rows, "request_width", None)
+    row_bucket = getattr(protocol.rows, "row_bucket", bucket_size)
     sampler = RetainSampler(protocol.train_rows, len(protocol.stream), protocol.seed, retain_pool_factor(loop.method))
     removed = np.zeros_like(loop.removed)
     with_clean = protocol.config.scenario != "spam"
@@ -167,12 +181,14 @@ def plan_shapes(loop, policy: str = "stream") -> ShapePlan:
         need = min(loop.method.retain_budget(len(forget_rows)), loop.retain_cap)
         retain = sampler.sample(need, protocol.stream.users_through(b)) if need > 0 else np.zeros(0, np.int64)
         n_clean = int((~removed[forget_rows]).sum()) if with_clean else 0
-        planned.append(PlannedRequest(b, len(forget_rows), retain, n_clean))
-    sizes = None
+        width = width_of(batch.users, retain) if width_of is not None else 0
+        planned.append(PlannedRequest(b, len(forget_rows), retain, n_clean, width))
+    sizes = width = None
     if policy == "stream" and planned and getattr(protocol.rows, "accepts_sizes", False):
-        sizes = tuple(bucket_size(max(rows)) for rows in zip(*((p.n_forget_rows, len(p.retain_rows), p.n_joined_rows)
-                                                                for p in planned)))
-    return ShapePlan(policy, tuple(p for p in planned if p.batch >= loop.next_batch), sizes)
+        sizes = tuple(row_bucket(max(rows)) for rows in zip(*((p.n_forget_rows, len(p.retain_rows), p.n_joined_rows)
+                                                               for p in planned)))
+        width = max(p.width for p in planned) or None
+    return ShapePlan(policy, tuple(p for p in planned if p.batch >= loop.next_batch), sizes, width, row_bucket)
 
 
 def committed(tree):
@@ -200,7 +216,7 @@ def compile_stream(loop, plan: ShapePlan) -> dict:
             removed_after[removal_rows(protocol, batch)] = True
             key = jax.random.fold_in(loop.base_key, planned.batch)
             request = request_data(protocol, batch, loop.removed, removed_after, planned.retain_rows, key,
-                                   loop.time_limit, loop.context, plan.sizes)
+                                   loop.time_limit, loop.context, plan.sizes, plan.width)
             jax.block_until_ready(loop.method.unlearn(loop.model, loop.params, loop.method_state, request, key))
     return {"policy": plan.policy, "n_shapes": len(plan.shapes), "shapes": [list(s) for s in plan.shapes],
             "aot_seconds": time.perf_counter() - started, **stats, "compilation_cache": cache_state(stats)}
