@@ -18,7 +18,7 @@ Per model, through the command line as a user runs it:
 
 Writes (merging models into) `experiments/results/method_distance_ml-100k.json`: per model and
 method at checkpoint 3 the acceptance checks of `report.acceptance` (Jaccard@20 with the retrain,
-the untouched model's, the floor, Recall@20 and its loss against the retrain, exposure; pass or
+the trained model's (doing nothing), the floor, Recall@20 and its loss against the retrain, exposure; pass or
 fail of both criteria), the noise floor, the retrain's utility, command seconds and the load; and
 the scenario's report as `experiments/results/method_distance_ml-100k_<model>_report.md`. A finished
 step is not repeated (run folders stay under `--out`). `--run` / `--scenario-dir` read an existing

@@ -143,7 +143,7 @@ def test_acceptance_against_the_floor_by_hand(tmp_path):
     assert kookmin["recall_loss"] == pytest.approx(1 - 0.181 / 0.19) and not kookmin["loses_over_5pct"] and kookmin["passes"]
     assert scif["gaps"]["pct_users_with_sensitive@20"] == pytest.approx(1.0)
     assert scif["beyond_floor"] == {"test_recall@20": True, "pct_users_with_sensitive@20": False}
-    assert found["trained"]["passes"] and found["trained"]["untouched_jaccard"] == pytest.approx(0.70)
+    assert found["trained"]["passes"] and found["trained"]["trained_jaccard"] == pytest.approx(0.70)
     text = report.markdown(rows, 3, "x.csv")
     assert "(1 - the floor's Jaccard), or losing more than 5 % of its Recall@20: gif, scif." in text
     with pytest.raises(ValueError, match="no retrain at checkpoint 3"):
