@@ -33,8 +33,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from cli_steps import erase_jax  # noqa: E402  (experiments/cli_steps.py)
@@ -47,36 +45,7 @@ SEEDS = (2, 3, 4)
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.003", "--rating-threshold", "3.5", "--seed", "2"]
 METHODS = ("untouched", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 UTILITY = ("test_recall@20", "test_ndcg@20")
-JACCARD = "agree_unlearned_jaccard@20"
-GAPS = ("test_recall@20", "test_ndcg@10", "pct_users_with_sensitive@20", "forgotten_hit@20")
 RESULTS = REPO_ROOT / "experiments" / "results"
-
-
-def method_checks(at_k: pd.DataFrame, floor: dict) -> dict:
-    """Per method at one checkpoint: its gaps to the retrain, whether each exceeds the noise
-    floor, its Jaccard against the untouched original's, and its Recall@20 loss."""
-    retrain = at_k.loc["retrain"]
-    baseline = at_k.loc["trained", JACCARD] if "trained" in at_k.index else float("nan")
-    checks = {}
-    for method in at_k.index:
-        if method == "retrain" or method.startswith(report.SEED_REFERENCE):
-            continue
-        row = at_k.loc[method]
-        gaps = {key: float(row[key] - retrain[key]) for key in GAPS if key in row and pd.notna(row[key])}
-        recall_loss = float(1 - row["test_recall@20"] / retrain["test_recall@20"])
-        jaccard = float(row.get(JACCARD, float("nan")))
-        floor_jaccard = floor.get(JACCARD, float("nan"))
-        checks[method] = {
-            "gaps": gaps,
-            "beyond_floor": {key: abs(gap) > floor[f"gap_{key}"] for key, gap in gaps.items() if f"gap_{key}" in floor},
-            "jaccard_with_retrain": jaccard,
-            "further_than_doing_nothing": bool(jaccard < baseline),
-            # the acceptance's test: further than the original by more than the retrain-vs-retrain spread
-            "further_than_doing_nothing_beyond_floor": bool(baseline - jaccard > 1 - floor_jaccard),
-            "recall_loss_vs_retrain": recall_loss,
-            "loses_over_5pct_recall": recall_loss > 0.05,
-        }
-    return checks
 
 
 def main() -> None:
@@ -128,7 +97,6 @@ def main() -> None:
                                **{key: float(early_k.loc["retrain", key]) for key in UTILITY}},
             "noise_floor": report.noise_floor(rows, k),
         }
-    at_3 = rows[rows["checkpoint_idx"] == 3].drop_duplicates("method", keep="last").set_index("method")
     record = {
         "provenance": provenance(config={"run": CONFIG, "train.stopping_step": 100, "seeds": list(SEEDS),
                                          "scenario": "sensitive:Horror f0.003 rating>=3.5 seed 2", "retrain_seeds": [3, 4],
@@ -136,11 +104,9 @@ def main() -> None:
         "originals": originals,
         "originals_spread": spread,
         "retrains": retrains,
-        "methods_at_checkpoint_3": method_checks(at_3, retrains[3]["noise_floor"]),
+        "methods_at_checkpoint_3": report.acceptance(rows, 3),
         "command_seconds": seconds,
-        "notes": "recall_loss_vs_retrain = 1 - Recall@20 / retrain's; further_than_doing_nothing: Jaccard@20 with the "
-                 "retrain (unlearned users) below the untouched original's; _beyond_floor: by more than 1 - the lowest "
-                 "Jaccard of a retrain with another seed. Timings on a shared 2-core CPU.",
+        "notes": report.ACCEPTANCE_NOTE + " Timings on a shared 2-core CPU.",
     }
     (RESULTS / "retrain_reference_ml-100k.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "provenance"}, indent=1, default=float)[:4000])

@@ -12,6 +12,7 @@ AUDIT = EXP + "privacy_audit_ml-100k.json"
 SHADOW_COST = BENCH + "shadow_training_cost.json"
 REFERENCE = EXP + "retrain_reference_ml-100k.json"
 SEIF_COLLAPSE = EXP + "seif_collapse_ml-100k.json"
+METHOD_DISTANCE = EXP + "method_distance_ml-100k.json"
 REMOVAL_ORDER = ("original", "untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 
 
@@ -117,30 +118,36 @@ def retrain_reference() -> Section:
 
 
 def methods_by_the_floor() -> Section:
-    record = load(REFERENCE)
-    floor = record["retrains"]["3"]["noise_floor"]
+    record = load(METHOD_DISTANCE)
     rows, violating = [], []
-    for method, found in record["methods_at_checkpoint_3"].items():
-        gaps, beyond = found["gaps"], found["beyond_floor"]
-        mark = lambda key, digits: num(gaps.get(key), digits) + ("" if beyond.get(key, True) else " ~")
-        bad = found["further_than_doing_nothing_beyond_floor"] or found["loses_over_5pct_recall"]
-        if bad and method not in ("original", "untouched"):
-            violating.append(method)
-        rows.append([method, mark("test_recall@20", 4), f"{100 * found['recall_loss_vs_retrain']:.1f}",
-                     mark("pct_users_with_sensitive@20", 1), mark("forgotten_hit@20", 4), num(found["jaccard_with_retrain"], 3),
-                     "yes" if found["further_than_doing_nothing"] else "no",
-                     "**yes**" if bad else "no", *source(record["provenance"])])
-    answer = (f"at checkpoint 3, against the noise floor (Jaccard {num(floor.get('agree_unlearned_jaccard@20'), 3)}): "
-              f"violating the acceptance (further than doing nothing beyond the floor, or > 5 % Recall@20 lost): "
-              f"{', '.join(violating) or 'none'}")
-    intro = ("Every method with its defaults on seed 2's run, each gap to the reference retrain at checkpoint 3; `~` "
-             "marks a gap within the noise floor (no larger than a retrain with another seed shows). Violates: further "
-             "from the retrain than the untouched original (Jaccard@20) by more than 1 - the floor's Jaccard, or more "
-             "than 5 % of the retrain's Recall@20 lost. The diagnosis: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
-    header = ["method", "Recall@20 gap", "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap",
-              "Jaccard@20 with retrain", "below the original's Jaccard", "violates", *PROVENANCE_COLUMNS]
+    for model, found_model in record["models"].items():
+        floor = found_model["noise_floor"]
+        for method, found in found_model["methods_at_checkpoint_3"].items():
+            if method == "trained":
+                continue
+            gaps, beyond = found["gaps"], found["beyond_floor"]
+            mark = lambda key, digits: num(gaps.get(key), digits) + ("" if beyond.get(key, True) else " ~")
+            if not found["passes"]:
+                violating.append(f"{model} {method}")
+            rows.append([model, method, num(found["jaccard_with_retrain"], 3), num(found["trained_jaccard"], 3),
+                         num(floor.get("agree_unlearned_jaccard@20"), 3), num(found["recall@20"], 4),
+                         f"{100 * found['recall_loss']:.1f}", mark("pct_users_with_sensitive@20", 1),
+                         mark("forgotten_hit@20", 4), "yes" if found["further_than_doing_nothing"] else "no",
+                         "**fails**" if not found["passes"] else "passes", *source(found_model["provenance"])])
+    answer = ("at checkpoint 3 on ML-100K Horror, failing the acceptance (further than doing nothing beyond the "
+              f"retrain-vs-retrain distance, or > 5 % of the retrain's Recall@20 lost): {', '.join(violating) or 'none'}")
+    intro = ("Every method with its defaults on seed 2's run of each model (BPR and LightGCN 100 epochs, best validated "
+             "kept; SASRec all-positions training for the epochs in its config cell), the reference retrain and "
+             "retrains with other seeds (3 and 4; SASRec only 3, for time) at checkpoint 3 (the floor: the lowest "
+             "Jaccard@20 of such a retrain with the reference). A method missing for a model did not finish in the time. "
+             "Fails: Jaccard@20 with the retrain (on the unlearned users) below the trained model's (doing nothing) by "
+             "more than 1 - the floor, or more than 5 % of the retrain's Recall@20 lost. `~` marks a gap within the "
+             "noise floor. The diagnosis of each failure: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
+    header = ["model", "method", "Jaccard@20 with retrain", "doing nothing's (trained)", "retrain vs retrain", "Recall@20",
+              "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap", "below doing nothing's Jaccard",
+              "acceptance", *PROVENANCE_COLUMNS]
     return Section("Which methods' defaults move further from the retrain than doing nothing?", answer,
-                   [intro, "", *table(header, rows), "", files_line(REFERENCE)])
+                   [intro, "", *table(header, rows), "", files_line(METHOD_DISTANCE)])
 
 
 def seif_collapse() -> Section:

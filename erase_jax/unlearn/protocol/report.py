@@ -105,6 +105,48 @@ def noise_floor(rows: pd.DataFrame, k: int) -> dict:
     return floor
 
 
+RECALL = "test_recall@20"
+MAX_RECALL_LOSS = 0.05
+ACCEPTANCE_NOTE = (
+    "further_than_doing_nothing: Jaccard@20 with the retrain (unlearned users) below the trained model's (doing "
+    "nothing; on graph models `untouched` differs: the same parameters on the graph without the removed edges); "
+    "further_beyond_floor: below it by more than 1 - the lowest Jaccard of a retrain with another seed (the "
+    "retrain-vs-retrain distance); recall_loss = 1 - Recall@20 / the retrain's, loses_over_5pct when above 0.05; "
+    "passes: neither.")
+
+
+def acceptance(rows: pd.DataFrame, k: int) -> dict:
+    """Per method at checkpoint k, issue 20's two tests of a method against the retrain reference:
+    is its top-20 Jaccard with the retrain below the trained model's (doing nothing) by more than
+    the retrain-vs-retrain distance (1 - the floor's lowest Jaccard), and does it lose more than
+    5 % of the retrain's Recall@20. With its gaps, which of them exceed the noise floor, and
+    `passes` (neither test failed). Needs the retrain and the trained model at k; the floor
+    tests are False without retrains of other seeds (`ACCEPTANCE_NOTE` defines the fields)."""
+    table = at_checkpoint(rows, k)
+    if REFERENCE not in table.index:
+        raise ValueError(f"no retrain at checkpoint {k}: run `erase-jax retrain` in this scenario folder first")
+    floor = noise_floor(rows, k)
+    key = AGREEMENT[0][0]
+    baseline = float(table.loc[BASELINE, key]) if BASELINE in table.index else math.nan
+    floor_jaccard = floor.get(key, math.nan)
+    retrain_recall = float(table.loc[REFERENCE, RECALL])
+    checks = {}
+    for method, row in table.drop(index=REFERENCE).iterrows():
+        gaps = {m: float(row[f"gap_{m}"]) for m, _ in present(table, UTILITY + EXPOSURE) if _filled(row[f"gap_{m}"])}
+        jaccard = float(row.get(key, math.nan))
+        recall_loss = 1 - float(row[RECALL]) / retrain_recall
+        further_beyond = bool(baseline - jaccard > 1 - floor_jaccard)
+        checks[method] = {
+            "jaccard_with_retrain": jaccard, "trained_jaccard": baseline, "floor_jaccard": floor_jaccard,
+            "further_than_doing_nothing": bool(jaccard < baseline), "further_beyond_floor": further_beyond,
+            "recall@20": float(row[RECALL]), "retrain_recall@20": retrain_recall, "recall_loss": recall_loss,
+            "loses_over_5pct": bool(recall_loss > MAX_RECALL_LOSS),
+            "gaps": gaps, "beyond_floor": {m: abs(g) > floor[f"gap_{m}"] for m, g in gaps.items() if f"gap_{m}" in floor},
+            "passes": not further_beyond and not recall_loss > MAX_RECALL_LOSS,
+        }
+    return checks
+
+
 def present(rows: pd.DataFrame, columns) -> list[tuple[str, str]]:
     return [(key, title) for key, title in columns if key in rows and rows[key].notna().any()]
 
@@ -161,6 +203,10 @@ def markdown(rows: pd.DataFrame, k: int, source: str = "", model: dict | None = 
             if further:
                 lines += ["", "Further from the retrain than doing nothing (Jaccard@20 with the retrain below the "
                           f"trained model's): {', '.join(further)}."]
+            failing = [m for m, found in acceptance(rows, k).items() if not found["passes"]]
+            if failing:
+                lines += ["", "Further from the retrain than doing nothing by more than the retrain-vs-retrain distance "
+                          f"(1 - the floor's Jaccard), or losing more than 5 % of its Recall@20: {', '.join(failing)}."]
         else:
             lines += ["", "No retrain with another seed in this folder (`erase-jax retrain --seeds ...`): the gaps' noise "
                       "floor is unknown."]

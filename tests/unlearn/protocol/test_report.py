@@ -124,3 +124,27 @@ def test_noise_floor_from_retrains_with_other_seeds(tmp_path):
     assert "| retrain vs retrain: noise floor (2 other seeds) | 0.0100 | 3.0 | 0.6000 |" in text
     assert "doing nothing (Jaccard@20 with the retrain below the trained model's): scif." in text
     assert report.noise_floor(rows[~rows["method"].str.startswith("retrain@")], 3) == {}
+
+
+def test_acceptance_against_the_floor_by_hand(tmp_path):
+    columns = ["method", "checkpoint_idx", "test_recall@20", "pct_users_with_sensitive@20", "agree_unlearned_jaccard@20"]
+    values = [("trained", 3, 0.20, 50.0, 0.70), ("scif", 3, 0.15, 31.0, 0.40), ("gif", 3, 0.19, 40.0, 0.25),
+              ("kookmin", 3, 0.181, 45.0, 0.69), ("retrain", 3, 0.19, 30.0, None),
+              ("retrain@seed3", 3, 0.18, 33.0, 0.60), ("retrain@seed4", 3, 0.195, 28.0, 0.65)]
+    pd.DataFrame(values, columns=columns).to_csv(tmp_path / "unlearning.csv", index=False)
+    rows = report.load(tmp_path)
+    found = report.acceptance(rows, 3)
+    assert set(found) == {"trained", "scif", "gif", "kookmin"}
+    # the retrain-vs-retrain distance is 1 - 0.60 = 0.40; the trained model's Jaccard 0.70
+    scif, gif, kookmin = found["scif"], found["gif"], found["kookmin"]
+    assert scif["further_than_doing_nothing"] and not scif["further_beyond_floor"]  # 0.70 - 0.40 = 0.30 <= 0.40
+    assert scif["recall_loss"] == pytest.approx(1 - 0.15 / 0.19) and scif["loses_over_5pct"] and not scif["passes"]
+    assert gif["further_beyond_floor"] and not gif["loses_over_5pct"] and not gif["passes"]  # 0.70 - 0.25 = 0.45 > 0.40
+    assert kookmin["recall_loss"] == pytest.approx(1 - 0.181 / 0.19) and not kookmin["loses_over_5pct"] and kookmin["passes"]
+    assert scif["gaps"]["pct_users_with_sensitive@20"] == pytest.approx(1.0)
+    assert scif["beyond_floor"] == {"test_recall@20": True, "pct_users_with_sensitive@20": False}
+    assert found["trained"]["passes"] and found["trained"]["trained_jaccard"] == pytest.approx(0.70)
+    text = report.markdown(rows, 3, "x.csv")
+    assert "(1 - the floor's Jaccard), or losing more than 5 % of its Recall@20: gif, scif." in text
+    with pytest.raises(ValueError, match="no retrain at checkpoint 3"):
+        report.acceptance(rows[rows["method"] != "retrain"], 3)
