@@ -39,3 +39,27 @@ class CFModelBase:
         """The raw user-embedding rows of the batch's users (the original's `user_embedding(user_id)`)."""
         del context, key
         return params["params"]["user_embedding"]["embedding"][batch["users"]]
+
+
+class NonLearnedCFModel(CFModelBase):
+    """Mixin for CF models computed by `prepare` (Pop, ItemKNN, EASE, Random): no training step,
+    a zero loss, empty parameters unless `init` is overridden, every parameter an influence target
+    (there are no embeddings), and a user's representation is its score row (what Fanchuan
+    contrasts). Unlearning one is exact: the protocol rebuilds its context without the removed rows.
+    """
+
+    influence_targets: ClassVar[None] = None
+    representation_paths: ClassVar[None] = None
+    trainable: ClassVar[bool] = False
+
+    def representation(self, params, context, batch: Batch, key=None) -> jax.Array:
+        del key
+        return self.scores(params, context, {"users": batch["users"]})
+
+    def init(self, key: jax.Array, context: Context):
+        del key, context
+        return {}
+
+    def loss(self, params, context: Context, batch: Batch, key: jax.Array) -> jax.Array:
+        del params, context, batch, key
+        return jax.numpy.zeros((), jax.numpy.float32)

@@ -33,7 +33,7 @@ from flax import struct
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models.base import Batch, register
-from erase_jax.models.cf.base import CFModelBase
+from erase_jax.models.cf.base import NonLearnedCFModel
 from erase_jax.models.cf.itemknn import history_table, interaction_counts, query_count_columns
 
 # float64 n_items x n_items arrays alive at once on the host: the Gram matrix, LAPACK's copy of it, the inverse
@@ -68,7 +68,7 @@ def memory_gib(n_items: int) -> float:
 
 @register
 @dataclasses.dataclass(frozen=True)
-class EASE(CFModelBase):
+class EASE(NonLearnedCFModel):
     """EASE (Steck 2019), closed form; `prepare` computes everything, the parameters are empty.
 
     reg_weight: lambda, the L2 penalty on B (the original's 250).
@@ -76,9 +76,6 @@ class EASE(CFModelBase):
     """
 
     name: ClassVar[str] = "EASE"
-    influence_targets: ClassVar[None] = None  # no embeddings: every parameter
-    representation_paths: ClassVar[None] = None
-    trainable: ClassVar[bool] = False
 
     reg_weight: float = 250.0
     max_memory_gib: float = 4.0
@@ -88,11 +85,6 @@ class EASE(CFModelBase):
             raise ValueError(f"EASE: reg_weight must be > 0 (X^T X + reg_weight I must be invertible), got {self.reg_weight}")
         if not self.max_memory_gib > 0:
             raise ValueError(f"EASE: max_memory_gib must be > 0, got {self.max_memory_gib}")
-
-    def representation(self, params, context, batch, key=None):
-        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
-        del key
-        return self.scores(params, context, {"users": batch["users"]})
 
     def prepare(self, train: CFTrainData, capacity: int | None = None) -> EASEContext:
         del capacity  # shapes depend on n_items and the longest history
@@ -111,12 +103,6 @@ class EASE(CFModelBase):
             history_items=jnp.asarray(history_items),
             history_counts=jnp.asarray(history_counts),
         )
-
-    def init(self, key: jax.Array, context: EASEContext):
-        return {}
-
-    def loss(self, params, context: EASEContext, batch: Batch, key: jax.Array) -> jax.Array:
-        return jnp.zeros((), jnp.float32)
 
     def scores(self, params, context: EASEContext, query: Batch) -> jax.Array:
         count_columns = query_count_columns(context.history_items, context.history_counts, query["users"],

@@ -33,7 +33,7 @@ from flax import struct
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models.base import Batch, register
-from erase_jax.models.cf.base import CFModelBase
+from erase_jax.models.cf.base import NonLearnedCFModel
 
 SIMILARITY_BLOCK = 512  # items per block when computing similarities on the host
 
@@ -101,21 +101,13 @@ def query_count_columns(history_items: jax.Array, history_counts: jax.Array, use
 
 @register
 @dataclasses.dataclass(frozen=True)
-class ItemKNN(CFModelBase):
+class ItemKNN(NonLearnedCFModel):
     """Item-based top-k cosine CF (Sarwar et al. 2001; Deshpande & Karypis 2004), as in RecBole.
 
     Everything is computed by `prepare` on the host; the parameters are empty.
     """
 
     name: ClassVar[str] = "ItemKNN"
-    influence_targets: ClassVar[None] = None  # no embeddings: every parameter
-    representation_paths: ClassVar[None] = None
-    trainable: ClassVar[bool] = False
-
-    def representation(self, params, context, batch, key=None):
-        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
-        del key
-        return self.scores(params, context, {"users": batch["users"]})
 
     k: int = 100
     shrink: float = 0.0
@@ -131,12 +123,6 @@ class ItemKNN(CFModelBase):
             history_items=jnp.asarray(history_items),
             history_counts=jnp.asarray(history_counts),
         )
-
-    def init(self, key: jax.Array, context: ItemKNNContext):
-        return {}
-
-    def loss(self, params, context: ItemKNNContext, batch: Batch, key: jax.Array) -> jax.Array:
-        return jnp.zeros((), jnp.float32)
 
     def scores(self, params, context: ItemKNNContext, query: Batch) -> jax.Array:
         n_items, k = context.neighbours.shape

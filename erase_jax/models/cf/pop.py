@@ -18,7 +18,7 @@ from flax import struct
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models.base import Batch, register
-from erase_jax.models.cf.base import CFModelBase
+from erase_jax.models.cf.base import NonLearnedCFModel
 
 
 @struct.dataclass
@@ -30,29 +30,15 @@ class PopContext:
 
 @register
 @dataclasses.dataclass(frozen=True)
-class Pop(CFModelBase):
+class Pop(NonLearnedCFModel):
     """Item popularity; everything is computed by `prepare`, the parameters are empty."""
 
     name: ClassVar[str] = "Pop"
-    influence_targets: ClassVar[None] = None  # no embeddings: every parameter
-    representation_paths: ClassVar[None] = None
-    trainable: ClassVar[bool] = False
-
-    def representation(self, params, context, batch, key=None):
-        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
-        del key
-        return self.scores(params, context, {"users": batch["users"]})
 
     def prepare(self, train: CFTrainData, capacity: int | None = None) -> PopContext:
         del capacity  # the context's shape depends on n_items only
         counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
         return PopContext(jnp.asarray(counts / max(counts.max(), 1.0), jnp.float32))
-
-    def init(self, key: jax.Array, context: PopContext):
-        return {}
-
-    def loss(self, params, context: PopContext, batch: Batch, key: jax.Array) -> jax.Array:
-        return jnp.zeros((), jnp.float32)
 
     def scores(self, params, context: PopContext, query: Batch) -> jax.Array:
         n_queries = query["users"].shape[0]

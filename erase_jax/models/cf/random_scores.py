@@ -25,7 +25,7 @@ from flax import struct
 
 from erase_jax.data.cf import CFTrainData
 from erase_jax.models.base import Batch, register
-from erase_jax.models.cf.base import CFModelBase
+from erase_jax.models.cf.base import NonLearnedCFModel
 
 
 @struct.dataclass
@@ -45,18 +45,10 @@ def user_permutations(salt: jax.Array, users: jax.Array, n_items: int) -> jax.Ar
 
 @register
 @dataclasses.dataclass(frozen=True)
-class Random(CFModelBase):
+class Random(NonLearnedCFModel):
     """Uniformly random rankings, seeded by the run (see the module docstring); no knobs."""
 
     name: ClassVar[str] = "Random"
-    influence_targets: ClassVar[None] = None  # no embeddings: every parameter
-    representation_paths: ClassVar[None] = None
-    trainable: ClassVar[bool] = False
-
-    def representation(self, params, context, batch, key=None):
-        """No user embedding: a user's representation is its score row (what Fanchuan contrasts)."""
-        del key
-        return self.scores(params, context, {"users": batch["users"]})
 
     def prepare(self, train: CFTrainData, capacity: int | None = None) -> RandomContext:
         del capacity
@@ -64,9 +56,6 @@ class Random(CFModelBase):
 
     def init(self, key: jax.Array, context: RandomContext):
         return {"salt": jax.random.uniform(key, (), jnp.float32)}
-
-    def loss(self, params, context: RandomContext, batch: Batch, key: jax.Array) -> jax.Array:
-        return jnp.zeros((), jnp.float32)
 
     def scores(self, params, context: RandomContext, query: Batch) -> jax.Array:
         return user_permutations(params["salt"], query["users"], context.n_items)
