@@ -12,28 +12,17 @@ independently of the module's own counter.
 
 from __future__ import annotations
 
-import collections
-
 import jax
-import jax.monitoring
 import numpy as np
 import pytest
 
 from erase_jax.api import load, requests
 from erase_jax.unlearn.protocol.shapes import compile_counter, plan_shapes
+from tests.compile_counts import COMPILED
 from tests.tiny import tiny_run
 
 SCENARIO = dict(fraction=0.02)  # 9 requests on the tiny data, of 4 widths
-COMPILED: collections.Counter = collections.Counter()  # backend compilations by function name
 METHODS = ("scif", "gif", "ceu", "idea", "kookmin", "fanchuan", "seif")
-
-
-def _count(event: str, seconds: float, **kwargs) -> None:
-    if event == "/jax/core/compile/backend_compile_duration":
-        COMPILED[kwargs.get("fun_name")] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count)
 
 
 @pytest.fixture(scope="module")

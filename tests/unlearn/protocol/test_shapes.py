@@ -9,10 +9,7 @@ the stream really hands to the method when it runs without a plan.
 
 from __future__ import annotations
 
-import collections
-
 import jax
-import jax.monitoring
 import numpy as np
 import pytest
 
@@ -22,18 +19,10 @@ from erase_jax.config import load_config
 from erase_jax.run import train_run
 from erase_jax.tasks.cf import split_rows
 from erase_jax.unlearn.protocol.shapes import compile_counter
+from tests.compile_counts import COMPILED
 
 SYNTHETIC = "data.synthetic={n_users: 300, n_items: 150, avg_interactions: 20}"
 SCENARIO = dict(fraction=0.03)
-COMPILED: collections.Counter = collections.Counter()  # backend compilations by function name
-
-
-def _count(event: str, seconds: float, **kwargs) -> None:
-    if event == "/jax/core/compile/backend_compile_duration":
-        COMPILED[kwargs.get("fun_name")] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count)
 
 
 @pytest.fixture(scope="module")
