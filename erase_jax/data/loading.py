@@ -30,7 +30,8 @@ from erase_jax.data.userlines import read_train_test
 DATA_ROOT_ENV = "ERASE_JAX_DATA"
 SYNTHETIC = "synthetic"
 SPLITS = ("auto", "chronological", "random", "given")
-SPAM_ATTACKS = ("bandwagon_users", "fraud_sessions", "fraud_baskets")
+SPAM_ATTACKS = ("bandwagon_users", "fraud_sessions", "fraud_baskets", "bandwagon_selected")
+SELECTED_ITEMS = 10  # bandwagon_selected: the most interacted items every fake holds
 ATOMIC_MIN_INTERACTIONS = 5  # the original's user/item_inter_num_interval [5, inf) (spec 1.2)
 
 
@@ -60,7 +61,9 @@ class DataConfig:
       are the forget set of the spam scenario.
     spam_target_items: how many unpopular items the fake users promote.
     spam_attack: the fakes' shape: "bandwagon_users" (CF user profiles,
-      `erase_jax.data.scenarios.spam_users`) or "fraud_sessions" (single-session users,
+      `erase_jax.data.scenarios.spam_users`), "bandwagon_selected" (the literature's bandwagon
+      profile: the targets, the `SELECTED_ITEMS` most interacted items and random fillers from
+      the whole catalogue, `spam_users(selected_items=...)`) or "fraud_sessions" (single-session users,
       `erase_jax.data.fraud_sessions`, spec 3.3.1); None = by task: fraud sessions for SBR
       (`erase_jax.sbr.load_sequence_data`), bandwagon users otherwise.
     """
@@ -190,7 +193,8 @@ def inject_spam(
         if inter.sessions is not None:  # the data's own sessions (a `session_id` column) come first
             return fraud_sessions(inter, config.spam_ratio, config.spam_target_items, seed, sessions=inter.sessions)
         return fraud_sessions(inter, config.spam_ratio, config.spam_target_items, seed, session_gap=session_gap)
-    return spam_users(inter, config.spam_ratio, config.spam_target_items, seed)
+    selected = SELECTED_ITEMS if config.spam_attack == "bandwagon_selected" else 0
+    return spam_users(inter, config.spam_ratio, config.spam_target_items, seed, selected_items=selected)
 
 
 @dataclasses.dataclass(frozen=True)

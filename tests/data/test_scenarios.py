@@ -322,6 +322,30 @@ def test_spam_users_is_deterministic_and_names_fakes():
     assert n_targets == 2 * 5  # targets_per_user = 2
 
 
+def test_spam_users_literature_bandwagon_profiles():
+    """selected_items > 0: every fake holds the targets, the same most popular items and fillers
+    from the whole catalogue; 0 keeps ERASE's profiles draw for draw."""
+    inter = popularity_toy()
+    poisoned, fs = spam_users(inter, ratio=0.2, n_target_items=5, seed=7, selected_items=3)
+    counts = np.bincount(inter.items, minlength=inter.n_items)
+    by_popularity = np.argsort(-counts, kind="stable")[: np.count_nonzero(counts)]
+    selected, most = by_popularity[:3], by_popularity[: int(0.2 * len(by_popularity))]
+    fake_rows = np.arange(len(inter), len(poisoned))
+    fake_items, fake_users = poisoned.items[fake_rows], poisoned.users[fake_rows]
+    fillers = fake_items[~np.isin(fake_items, np.concatenate([fs.target_items, selected]))]
+    for user in fs.users:
+        profile = fake_items[fake_users == user]
+        assert len(np.unique(profile)) == len(profile)
+        assert np.isin(fs.target_items, profile).all() and np.isin(selected, profile).all()
+    assert len(fillers) and not np.isin(fillers, most).all()  # fillers beyond the popular 20 %
+    assert np.isin(fillers, np.flatnonzero(counts)).all()  # only items the data has
+    erase, _ = spam_users(inter, ratio=0.2, n_target_items=5, seed=7)
+    default, _ = spam_users(inter, ratio=0.2, n_target_items=5, seed=7, selected_items=0)
+    assert np.array_equal(erase.items, default.items)
+    with pytest.raises(ValueError, match="selected_items must be an integer"):
+        spam_users(inter, 0.2, n_target_items=5, seed=7, selected_items=-1)
+
+
 def test_spam_users_needs_enough_unpopular_items():
     with pytest.raises(ValueError, match="fewer than n_target_items = 30"):
         spam_users(popularity_toy(), 0.1, n_target_items=30, seed=0)

@@ -18,6 +18,7 @@ def spam_users(
     n_target_items: int = 10,
     seed: int = 0,
     targets_per_user: str | int = "all",
+    selected_items: int = 0,
 ) -> tuple[Interactions, ForgetSet]:
     """Bandwagon attack with fake CF users; returns (poisoned data, forget set of the fakes).
 
@@ -32,6 +33,12 @@ def spam_users(
       not one session, so the session-length model does not apply). Each fake user gets
       `targets_per_user` of the targets ("all" by default) and distinct fillers for the rest
       (no item twice within a user, fillers repeat across users), in random order.
+    * `selected_items` > 0: the bandwagon profile of the shilling-attack literature (Mobasher
+      et al., "Toward trustworthy recommender systems", ACM TOIT 2007, section 3.2; the
+      `spam_attack: bandwagon_selected` of `DataConfig`) instead of ERASE's: every fake holds
+      the targets, the same `selected_items` most interacted items ("selected": what everyone
+      buys, so the fakes look like genuine users to item-to-item similarity) and random fillers
+      from all the other items (not only the popular ones).
     * Timestamps: a uniform start in the data's time range, then gaps resampled from the
       real users' consecutive gaps, at least 1 so that they increase (the original draws
       Weibull gaps; resampling mimics the data without a fitted model).
@@ -57,15 +64,25 @@ def spam_users(
     n_targets_each = n_target_items if targets_per_user == "all" else operator.index(targets_per_user)
     if not 1 <= n_targets_each <= n_target_items:
         raise ValueError(f"targets_per_user must be 'all' or in [1, {n_target_items}], got {targets_per_user}")
+    if isinstance(selected_items, bool) or not isinstance(selected_items, int) \
+            or not 0 <= selected_items <= len(popular):
+        raise ValueError(f"selected_items must be an integer in [0, {len(popular)}] (the 20 % most interacted "
+                         f"items), got {selected_items!r}")
     targets = rng.choice(unpopular, n_target_items, replace=False).astype(np.int32)
+    selected = popular[:selected_items]  # `popular` is ordered by decreasing popularity
+    pool = popular
+    if selected_items:
+        present = np.flatnonzero(np.bincount(inter.items, minlength=inter.n_items))
+        pool = np.setdiff1d(present, np.concatenate([targets, selected]))
 
     sizes = rng.choice(profile_sizes, n_fake)
-    n_fillers = np.clip(sizes - n_targets_each, 0, len(popular))
+    n_fillers = np.clip(sizes - n_targets_each - selected_items, 0, len(pool))
     target_choice = np.argsort(rng.random((n_fake, n_target_items)), axis=1)[:, :n_targets_each]
-    filler_choice = np.argsort(rng.random((n_fake, len(popular))), axis=1)
-    takes_filler = np.arange(len(popular)) < n_fillers[:, None]
-    fake_of_row = np.concatenate([np.repeat(np.arange(n_fake), n_targets_each), np.nonzero(takes_filler)[0]])
-    items = np.concatenate([targets[target_choice].ravel(), popular[filler_choice[takes_filler]]])
+    filler_choice = np.argsort(rng.random((n_fake, len(pool))), axis=1)
+    takes_filler = np.arange(len(pool)) < n_fillers[:, None]
+    fake_of_row = np.concatenate([np.repeat(np.arange(n_fake), n_targets_each),
+                                  np.repeat(np.arange(n_fake), selected_items), np.nonzero(takes_filler)[0]])
+    items = np.concatenate([targets[target_choice].ravel(), np.tile(selected, n_fake), pool[filler_choice[takes_filler]]])
     is_target = np.arange(len(items)) < n_fake * n_targets_each
     in_profile_order = np.lexsort((rng.random(len(items)), fake_of_row))
     fake_of_row, items, is_target = fake_of_row[in_profile_order], items[in_profile_order], is_target[in_profile_order]
