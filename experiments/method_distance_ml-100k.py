@@ -16,6 +16,11 @@ Per model, through the command line as a user runs it:
    cost the most, about 7 minutes each on the shared CPU).
 3. `erase-jax unlearn` with every method's defaults, then `erase-jax report`.
 
+A diagnosis: `--variant NAME --methods M --option KEY=VALUE ...` serves method M with those
+options in `<out>/variants/NAME` (a copy of the scenario folder's retrains and untouched rows)
+and records its acceptance row under the model's `variants` (e.g. Kookmin's re-initialisation
+rate, SEIF's noise), next to the defaults'.
+
 Writes (merging models into) `experiments/results/method_distance_ml-100k.json`: per model and
 method at checkpoint 3 the acceptance checks of `report.acceptance` (Jaccard@20 with the retrain,
 the trained model's (doing nothing), the floor, Recall@20 and its loss against the retrain, exposure; pass or
@@ -73,7 +78,11 @@ def main() -> None:
     parser.add_argument("--out", help="run folders (default runs/experiments/method_distance_ml-100k/<model>)")
     parser.add_argument("--run", help="an existing trained run folder to use")
     parser.add_argument("--scenario-dir", help="an existing scenario folder to use (with --run)")
+    parser.add_argument("--variant", help="a diagnosis: serve the one method of --methods with --option values")
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE for --variant's method")
     args = parser.parse_args()
+    if args.variant and len(args.methods) != 1:
+        parser.error("--variant serves exactly one method (--methods M)")
     spec = MODELS[args.model]
     out = Path(args.out or REPO_ROOT / "runs" / "experiments" / "method_distance_ml-100k" / args.model).resolve()
     logs = out / "logs"
@@ -92,6 +101,8 @@ def main() -> None:
         seconds["retrain"] = erase_jax(["retrain", "--run", str(run), *scenario, "--out", str(scenario_dir),
                                         "--checkpoint-idx", spec.get("retrain_checkpoints", "all"),
                                         "--seeds", *retrain_seeds], logs / "retrain.log")
+    if args.variant:
+        return variant(args, spec, run, scenario_dir, scenario, logs)
     for method in args.methods:
         if not _done(scenario_dir, [method]):
             seconds[f"unlearn_{method}"] = erase_jax(["unlearn", "--run", str(run), *scenario, "--out",
@@ -103,6 +114,7 @@ def main() -> None:
     trained = json.loads((run / "result.json").read_text())
     at_3 = report.at_checkpoint(rows, 3)
     record = json.loads(RESULT_FILE.read_text()) if RESULT_FILE.exists() else {"models": {}}
+    kept = record["models"].get(args.model, {}).get("variants")
     record["models"][args.model] = {
         "provenance": provenance(config={"config": spec["config"], "overrides": spec["sets"], "scenario": scenario,
                                          "retrain_seeds": list(retrain_seeds), "methods": args.methods,
@@ -116,9 +128,43 @@ def main() -> None:
         "command_seconds": seconds,
         "load_average_at_end": os.getloadavg(),
     }
+    if kept:
+        record["models"][args.model]["variants"] = kept
     record["notes"] = report.ACCEPTANCE_NOTE + " Timings on a shared 2-core CPU."
     RESULT_FILE.write_text(json.dumps(record, indent=2, default=float) + "\n")
     print(json.dumps(record["models"][args.model]["methods_at_checkpoint_3"], indent=1, default=float)[:6000])
+
+
+def variant(args, spec: dict, run: Path, scenario_dir: Path, scenario: list[str], logs: Path) -> None:
+    """Serves one method with non-default options in a copy of the scenario folder (module doc)."""
+    method = args.methods[0]
+    folder = scenario_dir.parent / "variants" / args.variant
+    if not folder.exists():
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(scenario_dir, partial, ignore=lambda d, names: [
+            n for n in names if Path(d) == scenario_dir and n not in (report.REFERENCE, "untouched", "model.json")])
+        partial.rename(folder)
+    seconds = None
+    if not _done(folder, [method]):
+        options = [arg for value in args.option for arg in ("--option", value)]
+        seconds = erase_jax(["unlearn", "--run", str(run), *scenario, "--out", str(folder), "--method", method,
+                             *options], logs / f"variant_{args.variant}.log")
+    erase_jax(["report", str(folder)], logs / f"variant_{args.variant}_report.log")
+    rows = report.load(folder)
+    record = json.loads(RESULT_FILE.read_text())
+    model = record["models"][args.model]
+    model.setdefault("variants", {})[args.variant] = {
+        "method": method,
+        "options": args.option,
+        "command": f"python experiments/method_distance_ml-100k.py --model {args.model} --variant {args.variant} "
+                   f"--methods {method} " + " ".join(f"--option {o}" for o in args.option),
+        "provenance": provenance(config={"method": method, "options": args.option, "scenario_dir": str(folder)}),
+        "at_checkpoint_3": report.acceptance(rows, 3)[method],
+        "seconds": seconds,
+    }
+    RESULT_FILE.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print(json.dumps(model["variants"][args.variant], indent=1, default=float)[:3000])
 
 
 if __name__ == "__main__":
