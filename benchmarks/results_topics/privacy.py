@@ -122,18 +122,20 @@ def methods_by_the_floor() -> Section:
     rows, violating = [], []
     for model, found_model in record["models"].items():
         floor = found_model["noise_floor"]
-        for method, found in found_model["methods_at_checkpoint_3"].items():
-            if method == "trained":
-                continue
+        served = [(method, found, found_model["provenance"]) for method, found
+                  in found_model["methods_at_checkpoint_3"].items() if method != "trained"]
+        served += [(f"{v['method']} ({', '.join(v['options'])}; diagnosis)", v["at_checkpoint_3"], v["provenance"])
+                   for v in found_model.get("variants", {}).values()]
+        for method, found, provenance_block in served:
             gaps, beyond = found["gaps"], found["beyond_floor"]
             mark = lambda key, digits: num(gaps.get(key), digits) + ("" if beyond.get(key, True) else " ~")
-            if not found["passes"]:
+            if not found["passes"] and "diagnosis" not in method:
                 violating.append(f"{model} {method}")
             rows.append([model, method, num(found["jaccard_with_retrain"], 3), num(found["trained_jaccard"], 3),
                          num(floor.get("agree_unlearned_jaccard@20"), 3), num(found["recall@20"], 4),
                          f"{100 * found['recall_loss']:.1f}", mark("pct_users_with_sensitive@20", 1),
                          mark("forgotten_hit@20", 4), "yes" if found["further_than_doing_nothing"] else "no",
-                         "**fails**" if not found["passes"] else "passes", *source(found_model["provenance"])])
+                         "**fails**" if not found["passes"] else "passes", *source(provenance_block)])
     answer = ("at checkpoint 3 on ML-100K Horror, failing the acceptance (further than doing nothing beyond the "
               f"retrain-vs-retrain distance, or > 5 % of the retrain's Recall@20 lost): {', '.join(violating) or 'none'}")
     intro = ("Every method with its defaults on seed 2's run of each model (BPR and LightGCN 100 epochs, best validated "
@@ -142,7 +144,8 @@ def methods_by_the_floor() -> Section:
              "Jaccard@20 of such a retrain with the reference). A method missing for a model did not finish in the time. "
              "Fails: Jaccard@20 with the retrain (on the unlearned users) below the trained model's (doing nothing) by "
              "more than 1 - the floor, or more than 5 % of the retrain's Recall@20 lost. `~` marks a gap within the "
-             "noise floor. The diagnosis of each failure: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
+             "noise floor. Rows marked 'diagnosis' serve one method with other options (`--variant`) to locate a "
+             "failure; the diagnosis of each: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
     header = ["model", "method", "Jaccard@20 with retrain", "doing nothing's (trained)", "retrain vs retrain", "Recall@20",
               "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap", "below doing nothing's Jaccard",
               "acceptance", *PROVENANCE_COLUMNS]
