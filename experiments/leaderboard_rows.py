@@ -35,6 +35,7 @@ from erase_jax.grid.leaderboard import read_leaderboard  # noqa: E402
 from erase_jax.grid.spec import GridError, load_grid  # noqa: E402
 from erase_jax.result_labels import RETRAIN, RETRAINING, TRAINED, UNLEARNING, UNTOUCHED, current  # noqa: E402
 from erase_jax.unlearn.methods.base import build_method  # noqa: E402
+from erase_jax.unlearn.protocol.report import SEED_REFERENCE  # noqa: E402
 
 LABELS = ("dataset", "model", "scenario", "seed")
 # the measures of a request stream (its count, times, memory, compilation), not of the model it leaves
@@ -65,8 +66,8 @@ def protocol_rows(board: pd.DataFrame, no_ops: set[str]) -> list[dict]:
     for (method, checkpoint), measures in board.groupby(["method", "checkpoint"], sort=False):
         values = dict(zip(measures["metric"], measures["value"], strict=True))
         identity = {label: measures[label].iloc[0] for label in LABELS} | {"checkpoint_idx": checkpoint}
-        if method == RETRAIN:
-            rows.append({**identity, "method": RETRAIN, "eval_type": RETRAINING, **values})
+        if method == RETRAIN or method.startswith(SEED_REFERENCE):  # a retrain with another seed: `retrain@seed<s>`
+            rows.append({**identity, "method": method, "eval_type": RETRAINING, **values})
             continue
         rows.append({**identity, "method": current(method)[0], "eval_type": UNLEARNING, **values})
         if method in no_ops:

@@ -142,7 +142,10 @@ def methods_by_the_floor() -> Section:
              "Jaccard@20 of such a retrain with the reference). A method missing for a model did not finish in the time. "
              "Fails: Jaccard@20 with the retrain (on the unlearned users) below the trained model's (doing nothing) by "
              "more than 1 - the floor, or more than 5 % of the retrain's Recall@20 lost. `~` marks a gap within the "
-             "noise floor. The diagnosis of each failure: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
+             "noise floor. The diagnosis of each failure: `docs/notes/2026-12-07-privacy-audit-methods.md`. The file was "
+             "written by `experiments/method_distance_ml-100k.py`; the grids `experiments/grids/method_distance_ml-100k.yaml` "
+             "(BPR, LightGCN) and `method_distance_sasrec_ml-100k.yaml`, then `python experiments/leaderboard_acceptance.py "
+             "<grid> --model <model> --out experiments/results/method_distance_ml-100k.json`, write the same entries.")
     header = ["model", "method", "Jaccard@20 with retrain", "doing nothing's (trained)", "retrain vs retrain", "Recall@20",
               "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap", "below doing nothing's Jaccard",
               "acceptance", *PROVENANCE_COLUMNS]

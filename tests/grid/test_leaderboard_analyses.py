@@ -1,6 +1,8 @@
-"""experiments/leaderboard_rows.py: a grid's leaderboard back in the protocol's row shape, on a
-hand-made leaderboard (rows written out by hand) and on the smoke grid's, whose rows must be the
-ones the protocol itself wrote in the store."""
+"""The analyses that read a grid's leaderboard. experiments/leaderboard_rows.py: the leaderboard back
+in the protocol's row shape, on a hand-made leaderboard (rows written out by hand) and on the smoke
+grid's, whose rows must be the ones the protocol itself wrote in the store.
+experiments/leaderboard_acceptance.py: the noise floor and each method's verdict, on a hand-made
+leaderboard whose floor and verdicts are computed by hand below."""
 
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ SMOKE_GRID = GRIDS / "smoke.yaml"
 WHICH = {"dataset", "model", "seed", "scenario", "category", "fraction"}
 
 
-def analysis():
-    spec = importlib.util.spec_from_file_location("leaderboard_rows", REPO_ROOT / "experiments" / "leaderboard_rows.py")
+def analysis(name: str = "leaderboard_rows"):
+    """An analysis script of `experiments/` (a scripts folder, not a package), imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,3 +96,36 @@ def test_the_smoke_leaderboard_gives_back_the_rows_the_protocol_wrote(smoke, tmp
         for row in protocol:
             mine = {k: v for k, v in rows[row["method"], row["checkpoint_idx"]].items() if k not in WHICH}
             assert mine == {k: v for k, v in row.items() if v != "" and k not in WHICH}, (row["method"], row["checkpoint_idx"])
+
+
+def test_the_acceptance_of_a_hand_made_leaderboard_is_the_one_computed_by_hand(tmp_path):
+    grid = tmp_path / "smoke_floor.yaml"
+    grid.write_text(SMOKE_GRID.read_text() + "retrain_seeds: [3]\n")
+    measures = {  # checkpoint 3: recall@20, NDCG@10, Jaccard@20 with the retrain
+        "untouched": ("0.30", "0.20", "0.70"), "scif": ("0.27", "0.18", "0.40"),
+        "retrain": ("0.30", "0.21", None), "retrain@seed3": ("0.29", "0.22", "0.80"),
+    }
+    rows = []
+    for method, values in measures.items():
+        named = dict(zip(("test_recall@20", "test_ndcg@10", "agree_unlearned_jaccard@20"), values, strict=True))
+        named |= {"n_unlearned_users": "5", "n_removed": "12"}
+        rows += [{"cell": "c", "dataset": "synthetic", "model": "BPR", "scenario": "horror", "method": method, "seed": "2",
+                  "checkpoint": "3", "metric": metric, "value": value, "commit": "abc1234", "machine": "m"}
+                 for metric, value in named.items() if value is not None]
+    board = tmp_path / "leaderboard.csv"
+    pd.DataFrame(rows).to_csv(board, index=False)
+    out = tmp_path / "distance.json"
+    assert analysis("leaderboard_acceptance").main([str(grid), "--leaderboard", str(board), "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["models"]["bpr"]
+    assert (entry["n_unlearned_users"], entry["n_removed"]) == (5, 12)
+    # the floor: the seed-3 retrain's largest gap to the reference, its Jaccard with it
+    assert entry["noise_floor"] == pytest.approx({"n_seeds": 1, "gap_test_recall@20": 0.01, "gap_test_ndcg@10": 0.01,
+                                                  "agree_unlearned_jaccard@20": 0.80})
+    verdicts = entry["methods_at_checkpoint_3"]
+    assert set(verdicts) == {"trained", "untouched", "scif"}  # the retrains judge, they are not judged
+    assert verdicts["untouched"]["passes"] and not verdicts["untouched"]["further_than_doing_nothing"]
+    scif = verdicts["scif"]
+    # 0.70 - 0.40 = 0.30 further than doing nothing, beyond 1 - 0.80 = 0.20; 1 - 0.27 / 0.30 = 10 % of Recall@20 lost
+    assert scif["further_beyond_floor"] and scif["loses_over_5pct"] and not scif["passes"]
+    assert scif["recall_loss"] == pytest.approx(0.1) and scif["gaps"]["test_ndcg@10"] == pytest.approx(-0.03)
+    assert scif["beyond_floor"] == {"test_recall@20": True, "test_ndcg@10": True}
