@@ -1,6 +1,6 @@
 """What one exact-unlearning shard retrain is made of: its training epoch and its validation.
 
-    python benchmarks/shard_cost.py [--cache runs/receraser_ml1m] [--epochs 40]
+    python benchmarks/shard_cost.py [--run runs/shard_cost/bpr_ml-1m] [--epochs 40]
         [--out benchmarks/results/shard_cost.json]
 
 On the RecEraser paper's ML-1M split with the ML-1M RecEraser settings
@@ -12,8 +12,9 @@ On the RecEraser paper's ML-1M split with the ML-1M RecEraser settings
   initial parameters (the ranking's cost does not depend on their values): mean of 10, with
   the shard's number of items.
 
-InBP needs the full BPR's embeddings: they are read from `--cache` (what
-`experiments/receraser_ml1m.py --cache` saved), or trained there first (about 100 s on 2 cores).
+InBP needs the full BPR's embeddings: they are read from the run folder `--run` (an
+`erase-jax train --config experiments/configs/bpr_ml-1m-receraser-shards.yaml` run, such as the
+trained model of the grid `receraser_ml-1m`), or trained there first (about 100 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,16 +30,15 @@ import numpy as np
 import yaml
 from provenance import provenance  # benchmarks/ is this script's folder
 
+from erase_jax.config import load_config
+from erase_jax.run import build_experiment, load_run, train_run
+from erase_jax.unlearn.exact import partition, shards, training
+from erase_jax.unlearn.exact.rows import shard_data
+from erase_jax.unlearn.methods.base import build_method
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "experiments"))
-
-import receraser_ml1m  # noqa: E402  (the experiment's config paths and cached full training)
-
-from erase_jax.config import load_config  # noqa: E402
-from erase_jax.run import build_experiment  # noqa: E402
-from erase_jax.unlearn.exact import partition, shards, training  # noqa: E402
-from erase_jax.unlearn.exact.rows import shard_data  # noqa: E402
-from erase_jax.unlearn.methods.base import build_method  # noqa: E402
+CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
+METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards-methods.yaml"
 
 
 def one_shard_epoch_ms(experiment, method, n_epochs: int) -> dict:
@@ -84,23 +83,25 @@ def validation_ms(experiment, method, pretrained) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default=str(REPO_ROOT / "runs" / "receraser_ml1m"))
+    parser.add_argument("--run", default=str(REPO_ROOT / "runs" / "shard_cost" / "bpr_ml-1m"),
+                        help="the full BPR's run folder (trained there when it has not finished)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "shard_cost.json"))
     args = parser.parse_args()
-    config = load_config(receraser_ml1m.DEFAULT_CONFIG)
+    config = load_config(CONFIG)
     experiment = build_experiment(config)
-    method = build_method("receraser", **yaml.safe_load(receraser_ml1m.DEFAULT_METHODS.read_text())["receraser"])
+    method = build_method("receraser", **yaml.safe_load(METHODS.read_text())["receraser"])
     load_before = os.getloadavg()[0]
     epoch = one_shard_epoch_ms(experiment, method, args.epochs)
     print("one-shard epoch:", epoch, flush=True)
-    full = receraser_ml1m.cached_full_training(experiment, Path(args.cache))
-    validations = validation_ms(experiment, method, full["params"])
+    if not (Path(args.run) / "result.json").exists():
+        train_run(config, args.run, quiet=True)
+    validations = validation_ms(experiment, method, load_run(args.run)[1])
     for v in validations:
         print(v, flush=True)
     result = {
-        "provenance": provenance(config={"config": str(receraser_ml1m.DEFAULT_CONFIG.relative_to(REPO_ROOT)),
-                                         "methods": str(receraser_ml1m.DEFAULT_METHODS.relative_to(REPO_ROOT)),
+        "provenance": provenance(config={"config": str(CONFIG.relative_to(REPO_ROOT)),
+                                         "methods": str(METHODS.relative_to(REPO_ROOT)),
                                          "epochs": args.epochs}),
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "one_shard_epoch": epoch, "validation_per_shard": validations,

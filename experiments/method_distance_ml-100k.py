@@ -1,6 +1,11 @@
 """Every unlearning method's distance to the retrain, against the retrain-vs-retrain noise floor:
 ML-100K, Horror, BPR / LightGCN / SASRec (issue 20, part 3).
 
+Superseded by the grids `experiments/grids/method_distance_ml-100k.yaml` (BPR, LightGCN) and
+`method_distance_sasrec_ml-100k.yaml`, whose `retrain_seeds` give the noise floor, and
+`experiments/leaderboard_acceptance.py`, which writes this file's `models.<model>` entries from
+their leaderboards. To be removed once the runs going with it now have their results in.
+
     python experiments/method_distance_ml-100k.py --model lightgcn [--methods untouched scif ...] [--out DIR]
 
 Per model, through the command line as a user runs it:

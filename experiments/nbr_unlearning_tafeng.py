@@ -1,5 +1,10 @@
 """The sequential unlearning protocol on next-basket data: DNNTSP on Ta-Feng, three scenarios.
 
+Superseded by the grid `experiments/grids/nbr_tafeng.yaml` (the same settings, all scenarios and
+methods in one leaderboard), whose `python experiments/leaderboard_rows.py experiments/grids/nbr_tafeng.yaml
+--scenario <s> --out experiments/results/nbr_unlearning_tafeng_<s>.json` writes the result file
+the results page reads. To be removed once the scenarios running with it now have their results in.
+
     python experiments/nbr_unlearning_tafeng.py --scenario random|fraud|category
         [--model DNNTSP] [--epochs 20] [--eval-step 5] [--fraction F]
         [--methods untouched scif gif ...] [--out runs/experiments/nbr_unlearning_tafeng]

@@ -32,13 +32,17 @@ import numpy as np
 import yaml
 
 from erase_jax.config import load_config, to_dict
+from erase_jax.evaluators.cf_ranking import evaluate_cf
 from erase_jax.models.cf.bpr import BPR
 from erase_jax.run import build_experiment
 from erase_jax.unlearn.methods.base import build_method
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import receraser_ml1m as paper_split  # noqa: E402  (the sibling script: config, evaluation)
-from provenance import provenance  # noqa: E402  (benchmarks/provenance.py, on the path through receraser_ml1m)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
+
+CONFIG = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards.yaml"
+METHODS = REPO_ROOT / "experiments" / "configs" / "bpr_ml-1m-receraser-shards-methods.yaml"
 
 ROWS_PER_CHUNK = 32768  # rows whose d x d outer products are summed at once (memory: chunk x d x d)
 
@@ -87,16 +91,20 @@ def as_mf_params(user_emb, item_emb):
     return {"params": {"user_embedding": {"embedding": user_emb}, "item_embedding": {"embedding": item_emb}}}
 
 
+def evaluate(model, params, context, eval_set, config) -> dict:
+    return evaluate_cf(model, params, context, eval_set, config.eval.topk, config.eval.metrics, config.eval.block_size)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(paper_split.DEFAULT_CONFIG))
-    parser.add_argument("--methods", default=str(paper_split.DEFAULT_METHODS))
+    parser.add_argument("--config", default=str(CONFIG))
+    parser.add_argument("--methods", default=str(METHODS))
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
     parser.add_argument("--negative-weight", type=float, default=0.2, help="w0, the weight of unobserved pairs")
     parser.add_argument("--l2", type=float, default=10.0)
     parser.add_argument("--sweeps", type=int, default=15)
     parser.add_argument("--tag", default="")
-    parser.add_argument("--out", default=str(paper_split.REPO_ROOT / "experiments" / "results"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "experiments" / "results"))
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     experiment = build_experiment(config)
@@ -113,7 +121,7 @@ def main() -> int:
     result["wmf"]["seconds"] = time.perf_counter() - started
     wmf_params, mf = as_mf_params(user_emb, item_emb), BPR(embedding_size=user_emb.shape[1])
     for split in ("valid", "test"):
-        result["wmf"][split] = paper_split.evaluate(mf, wmf_params, experiment.context, getattr(experiment.task, split), config)
+        result["wmf"][split] = evaluate(mf, wmf_params, experiment.context, getattr(experiment.task, split), config)
     print(f"WMF: valid {result['wmf']['valid']['recall@20']:.4f}, test {result['wmf']['test']['recall@20']:.4f}", flush=True)
 
     options = yaml.safe_load(Path(args.methods).read_text())["receraser"]
@@ -125,8 +133,8 @@ def main() -> int:
     result["receraser"] = {
         "options": options, "wall_seconds": time.perf_counter() - started,
         "shard_sizes": record["shard_sizes"], "shard_epochs": record["shards"]["epochs"],
-        "valid": paper_split.evaluate(*scoring, experiment.examples.valid, config),
-        "test": paper_split.evaluate(*scoring, experiment.examples.test, config),
+        "valid": evaluate(*scoring, experiment.examples.valid, config),
+        "test": evaluate(*scoring, experiment.examples.test, config),
     }
     print(f"RecEraser on the WMF partition: valid {result['receraser']['valid']['recall@20']:.4f}, "
           f"test {result['receraser']['test']['recall@20']:.4f}", flush=True)

@@ -5,7 +5,7 @@
 
 The spam scenario's claim (the poisoned model shows the target items in genuine users' top-20
 far more than the clean model) did not hold at the default poisoning ratio 0.01
-(`unlearning_protocol.py`). This sweep trains the clean BPR and one poisoned BPR per ratio on
+(`experiments/results/unlearning_protocol_ml-100k.md`). This sweep trains the clean BPR and one poisoned BPR per ratio on
 ml-100k with the original CF protocol, all for the same fixed number of epochs (no early
 stopping, so that training length does not differ between them), and measures over the
 genuine users: the share with a target in their top-20 (raw scores, and with their own

@@ -103,6 +103,11 @@ def approximate_methods() -> Section:
                 else f"fraud sessions, ratio {setting(record['provenance']['config'], 'data.spam_ratio')}")
         lines += ["", f"**{model}, ML-100K sequences, {what} ({requests} requests).**", "",
                   *table(sensitive_header if scenario == "sensitive" else spam_header, body), "", files_line(path)]
+    lines += ["", "These four runs are of `experiments/sbr_unlearning_ml-100k.py` (6 epochs), since replaced by the grid "
+                  "`erase-jax grid experiments/grids/sbr_ml-100k.yaml` (every SBR model and method, 12 epochs); from its "
+                  "leaderboard, `python experiments/leaderboard_rows.py experiments/grids/sbr_ml-100k.yaml --model SASRec "
+                  "--scenario horror --out experiments/results/sbr_unlearning_ml-100k_SASRec_sensitive.json` writes such a "
+                  "file (`--scenario fraud` for the `_spam` ones)."]
     lines += ["", "CEU, IDEA and GIF in these four tables ran their correct modes as they were before commit a0de17e (the "
                   "Newton system of the whole data, Gauss-Newton curvature by default, no retain fine-tuning); they have not "
                   "been rerun since."]

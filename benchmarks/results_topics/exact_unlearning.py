@@ -26,6 +26,14 @@ RECERASER_RUNS = (
     ("seed 3, selected on test (the paper code's protocol)", EXP + "receraser_ml-1m_cpu_select_on_test_seed3.json"),
 )
 
+# the scripts these results came from are gone; what reproduces them now (their provenance keeps the old command)
+ML1M_NOW = ("These runs are of `experiments/receraser_ml1m.py`, since replaced by the grid "
+            "`erase-jax grid experiments/grids/receraser_ml-1m.yaml` (the full model, SISA and RecEraser with these options, "
+            "seeds 2 and 3, each request next to the matched retrains, in one leaderboard); the selection on test and "
+            "each submodel alone were the script's only.")
+ML100K_NOW = ("This run is of `experiments/exact_unlearning_ml-100k.py`, since replaced by the grid "
+              "`erase-jax grid experiments/grids/cf_exact_ml-100k.yaml` (the same BPR, forget set and method options).")
+
 
 def quantile(values: list[float], q: float) -> float:
     """Linear interpolation between order statistics (numpy's and pandas' default)."""
@@ -61,7 +69,7 @@ def exact_quality() -> Section:
     intro = ("RecEraser: InBP partition on the full model's embeddings, ten submodels trained as one vmap, attention "
              "aggregator; SISA: random shards, mean of scores. Recall@20 on test (valid / test where selected on the "
              "validation carve). Selected on test, every early stopping (full model, shards, aggregator) reads test.txt, "
-             "as the public code does.")
+             "as the public code does. " + ML1M_NOW)
     header = ["run", "full model", "full model test Recall@20", "RecEraser Recall@20", "SISA Recall@20", *PROVENANCE_COLUMNS]
     return section("Exact unlearning on ML-1M: RecEraser and SISA (BPR, K = 10 shards)", answer, intro, table(header, rows),
                    *[p for _, p in RECERASER_RUNS], wmf_file, REFERENCES)
@@ -150,7 +158,7 @@ def exact_cost() -> Section:
         *ml1m,
         "",
         "**ML-100K, BPR, Horror (98 requests).** A request retrains every shard that held a removed training "
-        "row or validated on a removed validation row, then the aggregator (RecEraser).",
+        "row or validated on a removed validation row, then the aggregator (RecEraser). " + ML100K_NOW,
         "",
         *ml100k,
         "",

@@ -43,7 +43,10 @@ def tafeng() -> Section:
 
 
 UNLEARNING_SCENARIOS = (("random", "random users"), ("category", "a synthetic category"), ("fraud", "fraud baskets"))
-UNLEARNING_COMMAND = "python experiments/nbr_unlearning_tafeng.py --scenario {}"
+# what writes a scenario's file: the grid, then its leaderboard's rows of the scenario (the script
+# experiments/nbr_unlearning_tafeng.py wrote the files before; their provenance keeps its command)
+UNLEARNING_COMMAND = ("erase-jax grid experiments/grids/nbr_tafeng.yaml --out runs/grids, then python experiments/leaderboard_rows.py "
+                      "experiments/grids/nbr_tafeng.yaml --scenario {0} --out experiments/results/nbr_unlearning_tafeng_{0}.json")
 
 
 def unlearning_rows(rows: list[dict], record: dict) -> list[list[str]]:
@@ -63,7 +66,8 @@ def unlearning_rows(rows: list[dict], record: dict) -> list[list[str]]:
 
 def unlearning() -> Section:
     """DNNTSP on Ta-Feng through the sequential protocol, one table per scenario that has run."""
-    lines = ["DNNTSP trained 20 epochs on the original split (`experiments/nbr_unlearning_tafeng.py`); four matched "
+    lines = ["DNNTSP trained 20 epochs on the original split (the grid `experiments/grids/nbr_tafeng.yaml`; the files "
+             "written so far came from `experiments/nbr_unlearning_tafeng.py`, the same settings one scenario at a time); four matched "
              "retrains (the reference); every method from the trained model, request by request. Utility = test metrics "
              "on the data without the removals (the users left). Forgetting: the forgotten (user, item) pairs ranked from "
              "the user's own history (for a user removed altogether, the full data's history), hit@20 and mean rank "

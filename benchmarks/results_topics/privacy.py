@@ -145,7 +145,11 @@ def methods_by_the_floor() -> Section:
              "Fails: Jaccard@20 with the retrain (on the unlearned users) below the trained model's (doing nothing) by "
              "more than 1 - the floor, or more than 5 % of the retrain's Recall@20 lost. `~` marks a gap within the "
              "noise floor. Rows marked 'diagnosis' serve one method with other options (`--variant`) to locate a "
-             "failure; the diagnosis of each: `docs/notes/2026-12-07-privacy-audit-methods.md`.")
+             "failure; the diagnosis of each: `docs/notes/2026-12-07-privacy-audit-methods.md`. The file was "
+             "written by `experiments/method_distance_ml-100k.py`; the grids `experiments/grids/method_distance_ml-100k.yaml` "
+             "(BPR, LightGCN) and `method_distance_sasrec_ml-100k.yaml`, then `python experiments/leaderboard_acceptance.py "
+             "<grid> --model <model> --out experiments/results/method_distance_ml-100k.json`, write the same entries "
+             "(the diagnoses' variants only the script does).")
     header = ["model", "method", "Jaccard@20 with retrain", "doing nothing's (trained)", "retrain vs retrain", "Recall@20",
               "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap", "below doing nothing's Jaccard",
               "acceptance", *PROVENANCE_COLUMNS]

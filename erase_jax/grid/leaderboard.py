@@ -8,7 +8,7 @@
 rows, the cell's `reference` task), dataset / model / scenario / method the grid's labels,
 `value` the number as the protocol wrote it, commit and machine where that task ran. Rows are
 each method's evaluated checkpoints (`eval_type` unlearning) and the matched retrains
-(`retraining`); the untouched model is the
+(`retraining`; `retrain@seed<s>` for those of the grid's `retrain_seeds`); the untouched model is the
 `untouched` method's rows (named `original`, its old name, in the grids).
 
 `leaderboard.md` and `leaderboard.html` are generated from the CSV alone (`views`, `page`): per
@@ -62,9 +62,11 @@ def long_rows(plan: Plan, store: Store) -> list[dict]:
                 for row in csv.DictReader(handle):
                     if row["eval_type"] != eval_type or int(row["checkpoint_idx"]) < 0:
                         continue
+                    # a retrain with another seed (the grid's retrain_seeds) keeps its own label
+                    own = {"method": row["method"]} if row["method"].startswith(report.SEED_REFERENCE) else {}
                     for metric, value in row.items():
                         if metric not in IDENTITY and value not in ("", None):
-                            rows.append({**header, "checkpoint": int(row["checkpoint_idx"]), "metric": metric,
+                            rows.append({**header, **own, "checkpoint": int(row["checkpoint_idx"]), "metric": metric,
                                          "value": value, **provenance})
     return rows
 

@@ -2,11 +2,14 @@
 
     train (run config) -> retrain k0..k3 (run, scenario) -> reference (run, scenario)
                                                          -> unlearn (run, scenario, method)
+                       -> retrain k0..k3, seed s (the grid's `retrain_seeds`) -> reference
 
 `train` trains the original model; `retrain` k trains it from scratch without the data the
 requests through checkpoint k remove; `reference` evaluates the four retrains (the rows every
 method is judged against); `unlearn` runs one method over the request stream and evaluates
-it next to the original and the retrains. The leaderboard (`erase_jax.grid.leaderboard`)
+it next to the original and the retrains. A grid with `retrain_seeds` also trains, per
+checkpoint, one retrain with each of those seeds, which the reference evaluates beside the
+retrain (rows `retrain@seed<s>`: the noise floor of every gap), in a scenario folder of their own. The leaderboard (`erase_jax.grid.leaderboard`)
 aggregates what the tasks wrote.
 
 A task's key is a hash of its spec: the resolved settings it runs with plus the folders of the
@@ -108,15 +111,20 @@ def make_plan(grid: Grid) -> Plan:
             tasks[task_id] = Task(task_id, kind, spec, deps, labels, NEEDS[kind])
         return tasks[task_id]
 
+    # a reference with retrains of other seeds is another scenario folder: a grid without them
+    # never sees their rows, and its task keys are those it had before the option existed
+    seeds = {"retrain_seeds": list(grid.retrain_seeds)} if grid.retrain_seeds else {}
     cells = []
     for cell in grid.cells:
         labels = {"dataset": cell.dataset, "model": cell.model, "seed": cell.seed}
         train = add("train", {"run": config_lib.to_dict(cell.run)}, (), labels)
         labels = {**labels, "scenario": cell.scenario}
-        inputs = {"run_folder": train.spec["folder"], "unlearn": scenario_settings(cell)}
+        inputs = {"run_folder": train.spec["folder"], "unlearn": scenario_settings(cell), **seeds}
         scenario_folder = f"scenario/{digest(inputs)}"  # the retrains, where every method of the cell finds them
         retrains = tuple(
-            add("retrain", {**inputs, "k": k}, (train.id,), {**labels, "k": k}, scenario_folder).id for k in CHECKPOINTS
+            add("retrain", {**inputs, "k": k, **({"seed": seed} if seed is not None else {})}, (train.id,),
+                {**labels, "k": k, **({"retrain_seed": seed} if seed is not None else {})}, scenario_folder).id
+            for seed in (None, *grid.retrain_seeds) for k in CHECKPOINTS
         )
         reference = add("reference", inputs, retrains, labels, scenario_folder)
         method = {"run_folder": train.spec["folder"], "unlearn": config_lib.to_dict(cell.unlearn), "retrains": scenario_folder}

@@ -11,6 +11,8 @@
       untouched: {}
       scif-strong: {method: scif, damping: 0.1}
     seeds: [2, 3, 4]                         # the run's seed; the forget set draws with the same seed
+    retrain_seeds: [3, 4]                    # optional: more retrains per checkpoint with these seeds
+                                             # (rows `retrain@seed<s>`): the noise floor of every gap
 
 Run settings take the run configuration's keys, nested or dotted (`train.epochs: 1`), and merge
 in the order settings < data set < model < scenario (`spam_ratio`) < seed. Every cell's run
@@ -42,7 +44,7 @@ from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol.run import UnlearnConfig
 
 AXES = ("datasets", "models", "scenarios", "methods")
-SECTIONS = ("settings", "unlearn", *AXES, "seeds")
+SECTIONS = ("settings", "unlearn", *AXES, "seeds", "retrain_seeds")
 # protocol settings a cell fixes elsewhere: the method comes from the methods axis
 CELL_OWNED = ("method", "method_options")
 
@@ -70,10 +72,12 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """A validated grid: its name (the file's stem) and its cells in axis order."""
+    """A validated grid: its name (the file's stem), its cells in axis order, and the seeds of the
+    extra retrains every cell's scenario gets (`erase-jax retrain --seeds`; none by default)."""
 
     name: str
     cells: tuple[Cell, ...]
+    retrain_seeds: tuple[int, ...] = ()
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -94,9 +98,8 @@ def build_grid(values, name: str) -> Grid:
     if unknown:
         raise GridError(f"grid {name}: unknown keys {unknown}; known: {list(SECTIONS)}")
     axes = {axis: _axis(values, axis) for axis in AXES}
-    seeds = values.get("seeds", [2])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise GridError(f"grid {name}: seeds must be a non-empty list of integers, got {seeds!r}")
+    seeds = _seeds(values.get("seeds", [2]), f"grid {name}: seeds")
+    retrain_seeds = _seeds(values["retrain_seeds"], f"grid {name}: retrain_seeds") if "retrain_seeds" in values else []
     shared_run = _mapping(values.get("settings"), "settings")
     shared_unlearn = _mapping(values.get("unlearn"), "unlearn")
     bad = sorted(set(shared_unlearn) & set(CELL_OWNED))
@@ -130,7 +133,15 @@ def build_grid(values, name: str) -> Grid:
             continue
         unlearn = dataclasses.replace(protocol, method=methods[method][0], method_options=methods[method][1])
         cells.append(Cell(dataset, model, scenario, method, seed, runs[key], unlearn))
-    return Grid(name, tuple(cells))
+    return Grid(name, tuple(cells), tuple(retrain_seeds))
+
+
+def _seeds(seeds, where: str) -> list[int]:
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise GridError(f"{where} must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) < len(seeds):
+        raise GridError(f"{where} has a seed twice: {seeds}")
+    return seeds
 
 
 def run_values(layers: list[tuple[str, dict]]) -> dict:

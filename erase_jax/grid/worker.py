@@ -53,14 +53,16 @@ def retrain(store: Store, spec: dict) -> None:
 
     experiment, _ = load_run(store.path(spec["run_folder"]))
     retrain_at(build_protocol(experiment, unlearn_config(spec)), store.path(spec["folder"]), spec["k"], quiet=True,
-               epochs=budget_epochs(store.path(spec["run_folder"])))  # the budget `retrain_all` checks
+               seed=spec.get("seed"), epochs=budget_epochs(store.path(spec["run_folder"])))  # the budget `retrain_all` checks
 
 
 def reference(store: Store, spec: dict) -> None:
     from erase_jax.unlearn.protocol.jobs import CHECKPOINTS, retrain_all
 
-    # the four retrains are trained: this evaluates them and writes retrain/unlearning.csv
-    retrain_all(store.path(spec["run_folder"]), unlearn_config(spec), CHECKPOINTS, str(store.path(spec["folder"])), quiet=True)
+    # the retrains are trained (the four, and those of other seeds): this evaluates them and
+    # writes retrain/unlearning.csv
+    retrain_all(store.path(spec["run_folder"]), unlearn_config(spec), CHECKPOINTS, str(store.path(spec["folder"])), quiet=True,
+                seeds=spec.get("retrain_seeds", ()))
 
 
 def unlearn(store: Store, spec: dict) -> None:

@@ -59,3 +59,15 @@ def test_what_shapes_the_request_stream_decides_the_retrains():
     assert len(set(references.values())) == 4
     assert "max_hours" not in plan.tasks[references["horror"]].spec["unlearn"]  # a method's budget, not the stream's
     assert kinds(plan) == {"train": 2, "retrain": 16, "reference": 4, "unlearn": 8}
+
+
+def test_retrain_seeds_add_retrains_the_reference_evaluates_in_a_scenario_folder_of_their_own():
+    plain, seeded = plan_of(), plan_of(retrain_seeds=[3, 4])
+    assert kinds(seeded) == {"train": 1, "retrain": 12, "reference": 1, "unlearn": 2}
+    reference = seeded.tasks[seeded.cells[0].reference]
+    assert reference.spec["retrain_seeds"] == [3, 4] and len(reference.deps) == 12
+    retrains = [seeded.tasks[r].spec for r in reference.deps]
+    assert [(r.get("seed"), r["k"]) for r in retrains] == [(s, k) for s in (None, 3, 4) for k in range(4)]
+    assert {r["folder"] for r in retrains} == {reference.spec["folder"]}
+    # the trained model is shared; the reference is another one, so a grid without seeds never reads their rows
+    assert set(seeded.tasks) & set(plain.tasks) == {seeded.cells[0].train}

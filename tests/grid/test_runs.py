@@ -114,3 +114,20 @@ def test_a_grid_killed_mid_way_finishes_on_the_next_run_with_the_same_leaderboar
     assert summary.failed == {}
     pd.testing.assert_frame_equal(without_timing(leaderboard(out)), without_timing(leaderboard(smoke[0])))
     assert os.path.getsize(out / "smoke" / "leaderboard.md") > 0
+
+
+@pytest.mark.slow
+def test_retrain_seeds_put_the_noise_floors_retrains_in_the_leaderboard(smoke, tmp_path):
+    out, _, _ = smoke
+    path = tmp_path / "smoke_floor.yaml"
+    path.write_text(yaml.safe_dump({**copy.deepcopy(SMOKE), "retrain_seeds": [3]}))
+    plan, summary, _ = execute_grid(path, out, workers=2, quiet=True)
+    assert not summary.failed and not summary.blocked
+    assert len(summary.reused) == 1  # the smoke grid's trained model; its retrains are another scenario folder's
+    board, plain = leaderboard(out, "smoke_floor"), leaderboard(out)
+    floor = board[board["method"] == "retrain@seed3"]
+    assert sorted(set(floor["checkpoint"])) == ["0", "1", "2", "3"] and "agree_unlearned_jaccard@20" in set(floor["metric"])
+    recall = lambda frame, method: frame[(frame["method"] == method) & (frame["metric"] == "test_recall@20")
+                                         ].sort_values("checkpoint")["value"].tolist()
+    assert recall(board, "retrain") == recall(plain, "retrain")  # the seed-2 retrains, trained again alike
+    assert recall(board, "retrain@seed3") != recall(board, "retrain")

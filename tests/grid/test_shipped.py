@@ -19,6 +19,10 @@ CITED = {
     "cf_ml-100k": ("{model}_ml-100k.yaml", []),
     "cf_ml-100k_full": ("{model}_ml-100k.yaml", []),
     "cf_exact_ml-100k": ("{model}_ml-100k.yaml", []),
+    "receraser_ml-1m": ("{model}_ml-1m-receraser-shards.yaml", []),
+    "method_distance_ml-100k": ("{model}_ml-100k.yaml", ["train.stopping_step=100"]),
+    "method_distance_sasrec_ml-100k": ("{model}_ml-100k-seq.yaml", ["sequence.objective=all_positions", "train.batch_size=32",
+                                                                   "train.epochs=10", "train.stopping_step=10"]),
     "sbr_ml-100k": ("{model}_ml-100k-seq.yaml", ["train.epochs=12"]),
     "nbr_tafeng": ("{model}_tafeng.yaml", ["train.epochs=20", "train.eval_step=5",
                                            "data.category_file=experiments/grids/tafeng/synthetic.txt"]),
@@ -47,11 +51,20 @@ def test_a_shipped_grid_trains_as_the_configuration_it_cites(name):
         assert config_lib.to_dict(cell.run) == config_lib.to_dict(expected), (cell.model, cell.scenario)
 
 
-def test_the_exact_grid_runs_the_chosen_shard_options_on_the_cf_grids_model_and_retrains():
+# an exact-unlearning grid -> the methods YAML whose shard options it runs (chosen on validation)
+CHOSEN = {"cf_exact_ml-100k": "bpr_ml-100k-shards-methods.yaml", "receraser_ml-1m": "bpr_ml-1m-receraser-shards-methods.yaml"}
+
+
+@pytest.mark.parametrize("name", CHOSEN)
+def test_an_exact_grid_runs_the_shard_options_chosen_on_validation(name):
+    chosen = yaml.safe_load((CONFIGS / CHOSEN[name]).read_text())
+    cells = [cell for cell in load_grid(GRIDS / f"{name}.yaml").cells if cell.method in chosen]
+    assert {cell.method for cell in cells} == {"sisa", "receraser"}
+    for cell in cells:
+        assert {k: cell.unlearn.method_options[k] for k in chosen[cell.method]} == chosen[cell.method]
+
+
+def test_the_exact_grid_shares_the_cf_grids_model_and_retrains():
     exact, cf = (make_plan(load_grid(GRIDS / f"{name}.yaml")) for name in ("cf_exact_ml-100k", "cf_ml-100k"))
-    chosen = yaml.safe_load((CONFIGS / "bpr_ml-100k-shards-methods.yaml").read_text())
-    for cell in exact.grid.cells:
-        if cell.method in chosen:
-            assert {k: cell.unlearn.method_options[k] for k in chosen[cell.method]} == chosen[cell.method]
     shared = {task for task in exact.tasks if not task.startswith("unlearn")}
     assert shared <= set(cf.tasks)  # only the methods' own tasks are new

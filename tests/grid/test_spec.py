@@ -81,6 +81,8 @@ BAD_GRIDS = {
                        "unknown config keys ['scenarios.h.categori']"),
     "spam without a ratio": (dict(scenarios={"spam": {"scenario": "spam"}}), "scenarios.spam: the spam scenario needs spam_ratio"),
     "seeds": (dict(seeds=2), "seeds must be a non-empty list"),
+    "retrain seeds": (dict(retrain_seeds=[3, "4"]), "retrain_seeds must be a non-empty list of integers"),
+    "a retrain seed twice": (dict(retrain_seeds=[3, 3]), "retrain_seeds has a seed twice: [3, 3]"),
     "a baseline without the no-op": (dict(models={"Pop": {}}, methods={"scif": {}}),
                                      "models.Pop: Pop is not learned, so the grid runs it only with the no-op method"),
 }
