@@ -15,7 +15,8 @@ them, `--group-size` shadows per vmapped call (1 on this CPU: one after another 
 the protocol's one-user requests, `erase_jax/audit/methods.py`) is applied to every shadow, and both games are scored with each shadow in turn the target
 (`erase_jax/audit/game.py`), with global and per-pair variances, and game 2 also with RMIA's
 offline score (`erase_jax/audit/rmia.py`; 1, 2 and 4 reference shadows, a population of
-test-split pairs, which no shadow trains on). One shadow is also trained
+test-split pairs, which no shadow trains on); each game's ROC at log-spaced FPRs
+(`roc.log_roc`) is kept for the results page's log-scale ROC figure. One shadow is also trained
 alone, for the cost of one model next to K together. Writes
 `experiments/results/privacy_audit_ml-100k.json` with the provenance block
 (`benchmarks/provenance.py`) and the 1-minute load average around the training. An existing
@@ -39,6 +40,7 @@ from erase_jax.audit.assignment import OUT, STATE_NAMES, UNLEARN, assign_states,
 from erase_jax.audit.confidence import stacked_confidence, stacked_observation
 from erase_jax.audit.game import GAMES, game_examples, per_pair_auc, play, play_rmia
 from erase_jax.audit.pairs import select_audited_rows
+from erase_jax.audit.roc import log_roc
 from erase_jax.audit.shadows import ShadowSet, apply_removal, shadow_seeds, training_rows
 from erase_jax.config import load_config
 from erase_jax.run import build_experiment
@@ -132,6 +134,7 @@ def main() -> None:
             for variance in ("global", "pair"):
                 removals[name][f"{game}_{variance}_variance"] = play(game, phi_trained, phi, shadows.states, variance)
             scores, labels, used = game_examples(game, phi_trained, phi, shadows.states)
+            removals[name][f"{game}_log_roc_global"] = log_roc(scores[used], labels[used])
             pair_auc = per_pair_auc(scores, labels, used)
             removals[name][f"{game}_per_pair_auc_quantiles_global"] = dict(zip(
                 ("p10", "p50", "p90", "max"), np.nanquantile(pair_auc, [0.1, 0.5, 0.9, 1.0]).round(4).tolist()))
