@@ -4,6 +4,7 @@ which every method's distance to the retrain is judged."""
 
 from __future__ import annotations
 
+from erase_jax.grid.svg import log_log_chart
 from results_topics.cells import PROVENANCE_COLUMNS, Section, files_line, load_cell, num, seconds, source, table, times
 from results_topics.read import BENCH, EXP, load
 
@@ -14,6 +15,22 @@ REFERENCE = EXP + "retrain_reference_ml-100k.json"
 SEIF_COLLAPSE = EXP + "seif_collapse_ml-100k.json"
 METHOD_DISTANCE = EXP + "method_distance_ml-100k.json"
 REMOVAL_ORDER = ("original", "untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
+
+
+GAME_TITLES = {"game2": "game 2: removed vs never trained, after removal",
+               "game1": "game 1: removed vs never trained, before removal"}
+
+
+def roc_figures(removals: dict) -> tuple[tuple[str, str], ...]:
+    """One log-scale ROC figure per game (TPR against FPR, one curve per removal), from the
+    points the experiment keeps (`roc.log_roc`); none for a run that kept no points."""
+    figures = []
+    for game, title in GAME_TITLES.items():
+        curves = {name: (removals[name][f"{game}_log_roc_global"]["fpr"], removals[name][f"{game}_log_roc_global"]["tpr"])
+                  for name in REMOVAL_ORDER if f"{game}_log_roc_global" in removals.get(name, {})}
+        if curves:
+            figures.append((f"privacy_audit_roc_{game}.svg", log_log_chart(f"ML-100K BPR Horror, {title}", curves, "FPR", "TPR")))
+    return tuple(figures)
 
 
 def audit() -> Section:
@@ -31,27 +48,32 @@ def audit() -> Section:
                      seconds(found["removal"]["seconds"]),
                      *source(earlier["provenance"] if name in earlier.get("removals", ()) else record["provenance"])])
     data = record["data"]
-    over = [n for n in removals if n not in ("original", "untouched", "retrain")
-            and removals[n]["game2_global_variance"]["auc"] > removals["original"]["game2_global_variance"]["auc"]]
-    answer = (f"game 2 AUC (K = {record['provenance']['config']['shadows']}): original "
-              f"{num(removals['original']['game2_global_variance']['auc'], 3)}, retrain "
-              f"{num(removals['retrain']['game2_global_variance']['auc'], 3)}"
-              + "".join(f", {n} {num(removals[n]['game2_global_variance']['auc'], 3)}"
-                        for n in REMOVAL_ORDER[3:] if n in removals)
-              + (f"; above the untouched original (the removal itself is visible): {', '.join(over)}" if over else ""))
+    ceiling = "untouched" if "untouched" in removals else "original"
+    auc = {name: removals[name]["game2_global_variance"]["auc"] for name in removals}
+    over = [n for n in removals if n not in ("original", "untouched", "retrain") and auc[n] > auc[ceiling]]
+    answer = (f"game 2 AUC (K = {record['provenance']['config']['shadows']}): untouched {num(auc[ceiling], 3)}, "
+              f"retrain {num(auc['retrain'], 3)}"
+              + "".join(f", {n} {num(auc[n], 3)}" for n in REMOVAL_ORDER[3:] if n in removals)
+              + (f"; above the untouched model (the removal itself is visible): {', '.join(over)}" if over else ""))
     intro = (f"ML-100K BPR, Horror (fraction 0.003, ratings >= 3.5): {data['audited_pairs']} forgotten training pairs "
              f"audited, each IN / UNLEARN / OUT in a third of the shadows; every removal applied to every shadow (a "
              "method with its defaults, through the protocol's one-user requests built from the shadow's rows); each "
              "shadow in turn the target. Game 2: removed (UNLEARN, after removal) against never trained (OUT, after "
              "removal), LiRA with a pooled variance; game 1: removed against never trained in the model before removal; "
              "RMIA: offline, 4 OUT reference shadows. An AUC near 0.5 means this attack cannot tell the removal from "
-             "never training; far ABOVE the original's means the removal leaves its own trace (the pairs pushed below "
+             "never training; far ABOVE the untouched model's means the removal leaves its own trace (the pairs pushed below "
              "never-trained ones: compare mean phi of UNLEARN and OUT after removal). What a score cannot show: "
              "`docs/privacy_audit.md`.")
     header = ["removal", "game 2 AUC", "TPR@1% FPR", "TPR@0.1% FPR", "game 1 AUC", "RMIA AUC", "mean phi UNLEARN",
               "mean phi OUT", "removal s (all shadows)", *PROVENANCE_COLUMNS]
+    figures = roc_figures(removals)
+    n_points = max((len(v["game2_log_roc_global"]["fpr"]) for v in removals.values() if "game2_log_roc_global" in v), default=0)
+    shown = ([f"The ROC on log-log axes (LiRA's figure: what matters is the TPR at low FPR; the dotted diagonal is "
+              f"chance; a TPR of 0 is drawn on the lowest decade), the TPR at up to {n_points} log-spaced FPRs from "
+              "1 / negatives:", "",
+              *(f"![{name}]({name})" for name, _ in figures), ""] if figures else [])
     return Section("Can an attacker tell a removed pair from one never trained?", answer,
-                   [intro, "", *table(header, rows), "", files_line(AUDIT)])
+                   [intro, "", *table(header, rows), "", *shown, files_line(AUDIT)], figures)
 
 
 def shadow_cost() -> Section:
