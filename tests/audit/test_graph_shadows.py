@@ -121,3 +121,20 @@ def test_a_method_sees_each_shadow_graph_lose_its_removed_edges():
             if following:
                 assert following[0] == after
         assert edges[-1][1] == present - int((shadows.states[s] == UNLEARN).sum())
+
+
+@pytest.mark.slow  # SCIF's compiled curvature products on LightGCN, about a minute on a loaded 2-core CPU
+def test_scif_unlearns_on_lightgcn_shadows():
+    shadows = graph_shadow_set(n_shadows=3, epochs=20)
+    trained, _ = shadows.train(trained_mask(shadows.states))
+    unlearned, record = method_removal(shadows, trained, "scif")
+    assert record["n_requests"] > 0 and record["method"] == "scif"
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(unlearned))
+    moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(jax.tree.leaves(unlearned), jax.tree.leaves(trained)))
+    assert moved > 0
+    # observed with the graphs of the kept rows: the UNLEARN pairs' confidence falls on average
+    before = np.asarray(shadows.observe(trained, trained_mask(shadows.states), shadows.audited_users, shadows.audited_items))
+    after = np.asarray(shadows.observe(unlearned, kept_mask(shadows.states), shadows.audited_users, shadows.audited_items))
+    unlearn = shadows.states == UNLEARN
+    assert after[unlearn].mean() < before[unlearn].mean()
