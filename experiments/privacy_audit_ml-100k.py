@@ -25,7 +25,7 @@ and scores game 2 also on the memorised and the random pairs apart. One shadow i
 alone, for the cost of one model next to K together. Writes
 `experiments/results/privacy_audit_ml-100k.json` with the provenance block
 (`benchmarks/provenance.py`) and the 1-minute load average around the training. An existing
-`--out` keeps the removals this run does not redo (`--replace` starts afresh); the earlier run's
+`--out` keeps the removals this run does not redo, or has not redone yet when it is stopped (`--replace` starts afresh); the earlier run's
 provenance and trained confidences (the same shadows when seeds and settings agree) are kept
 under `kept_from_earlier_run`.
 """
@@ -70,6 +70,15 @@ def forgettable_rows(inter, rows: np.ndarray) -> np.ndarray:
     """Positions in `rows` of the scenario's candidate pairs: a Horror item rated >= 3.5."""
     _, sensitive = sensitive_items(inter, SCENARIO.category)
     return np.nonzero(np.isin(inter.items[rows], sensitive) & (inter.ratings[rows] >= SCENARIO.forget_rating_threshold))[0]
+
+
+def carried_over(previous: dict) -> dict:
+    """The removals of an earlier result file, each with the provenance of the run that measured
+    it (that file's, or the one it had itself kept them from)."""
+    earlier = previous.get("kept_from_earlier_run", {})
+    return {name: {**found, "provenance": found.get("provenance") or (
+                earlier["provenance"] if name in earlier.get("removals", ()) else previous["provenance"])}
+            for name, found in previous.get("removals", {}).items()}
 
 
 def main() -> None:
@@ -121,7 +130,8 @@ def main() -> None:
     print(f"{args.shadows} shadows: {shadow_record}", flush=True)
     phi_trained = np.asarray(shadows.observe(trained, trained_mask(shadows.states), shadows.audited_users, shadows.audited_items))
     previous = {} if args.replace or not Path(args.out).exists() else json.loads(Path(args.out).read_text())
-    removals = {name: value for name, value in previous.get("removals", {}).items() if name not in args.removals}
+    removals = carried_over(previous)  # the earlier run's, each until this run redoes it
+    redone: set[str] = set()
 
     def write() -> None:
         load["after"] = os.getloadavg()[0]
@@ -143,10 +153,10 @@ def main() -> None:
             "shadows_together": shadow_record,
             "load_average_1min": load,
             "removals": removals,
-            **({"kept_from_earlier_run": {"removals": sorted(set(removals) - set(args.removals)),
+            **({"kept_from_earlier_run": {"removals": sorted(set(removals) - redone),
                                           "provenance": previous.get("provenance"),
                                           "mean_phi_trained": previous.get("mean_phi_trained")}}
-               if set(removals) - set(args.removals) else {}),
+               if set(removals) - redone else {}),
             "notes": "each shadow in turn the target, scored against the other K-1 (leave-one-out); "
                      f"labels: UNLEARN = 1 ({int((shadows.states == UNLEARN).sum())} examples), OUT = 0; IN pairs are not examples. "
                      "Timings on a shared 2-core CPU under load (see load_average_1min).",
@@ -177,7 +187,8 @@ def main() -> None:
             removals[name][f"{game}_per_pair_auc_quantiles_global"] = dict(zip(
                 ("p10", "p50", "p90", "max"), np.nanquantile(pair_auc, [0.1, 0.5, 0.9, 1.0]).round(4).tolist()))
         print(name, json.dumps({k: v for k, v in removals[name].items() if k.startswith(("game2", "rmia"))}), flush=True)
-        write()  # after every removal: an interrupted run keeps the removals it finished
+        redone.add(name)
+        write()  # after every removal: an interrupted run keeps the removals it finished (and the earlier run's others)
     print(f"wrote {args.out}", flush=True)
 
 
