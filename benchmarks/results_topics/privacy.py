@@ -66,9 +66,12 @@ def audit_of(path: str, label: str, prefix: str, title: str) -> Section:
               f"retrain {num(auc['retrain'], 3)}"
               + "".join(f", {n} {num(auc[n], 3)}" for n in REMOVAL_ORDER[3:] if n in removals)
               + (f"; above the untouched model (the removal itself is visible): {', '.join(over)}" if over else ""))
-    intro = (f"ML-100K {label}, Horror (fraction 0.003, ratings >= 3.5): {data['audited_pairs']} training pairs "
-             f"audited ({data.get('memorised_pairs', 0)} of them the most memorised forgettable ones of a pilot, the "
-             f"rest forgotten pairs of the scenario), K = {record['provenance']['config']['shadows']} shadows trained "
+    memorised = data.get("memorised_pairs", 0)
+    pairs = (f"{data['audited_pairs']} training pairs audited ({memorised} of them the most memorised forgettable ones "
+             "of a pilot, the rest forgotten pairs of the scenario)" if memorised else
+             f"{data['audited_pairs']} forgotten training pairs audited")
+    intro = (f"ML-100K {label}, Horror (fraction 0.003, ratings >= 3.5): {pairs}, "
+             f"K = {record['provenance']['config']['shadows']} shadows trained "
              f"{record['provenance']['config']['train.epochs']} epochs, each IN / UNLEARN / OUT in a third of the shadows; every removal applied to every shadow (a "
              "method with its defaults, through the protocol's one-user requests built from the shadow's rows); each "
              "shadow in turn the target. Game 2: removed (UNLEARN, after removal) against never trained (OUT, after "
@@ -83,7 +86,10 @@ def audit_of(path: str, label: str, prefix: str, title: str) -> Section:
     n_points = max((len(v["game2_log_roc_global"]["fpr"]) for v in removals.values() if "game2_log_roc_global" in v), default=0)
     shown = ([f"The ROC on log-log axes (LiRA's figure: what matters is the TPR at low FPR; the dotted diagonal is "
               f"chance; a TPR of 0 is drawn on the lowest decade), the TPR at up to {n_points} log-spaced FPRs from "
-              "1 / negatives:", "",
+              "1 / negatives" + (f" (no curve for {', '.join(n for n in removals if 'game2_log_roc_global' not in removals[n])}: "
+                                 "measured by a run that kept no ROC points)" if any('game2_log_roc_global' not in v
+                                                                                   for v in removals.values()) else "")
+              + ":", "",
               *(f"![{name}]({name})" for name, _ in figures), ""] if figures else [])
     return Section(title, answer, [intro, "", *table(header, rows), "", *split(removals, record["provenance"]), *shown, files_line(path)], figures)
 
