@@ -4,7 +4,7 @@
     python benchmarks/results_page.py --check    # exit status 1 if a page is not what the files give
 
 `benchmarks/RESULTS.md` is the index: one line per question with its current answer, linking to the
-question's tables on its topic's page, `benchmarks/results_pages/<topic>.md`. A topic is a module of
+question's tables on its topic's page, `benchmarks/results_pages/<topic>.md` (with its figures, SVG files beside it). A topic is a module of
 `benchmarks/results_topics/`. Every number on the pages is read from a file under `benchmarks/results/`
 or `experiments/results/`, or computed from such numbers (a ratio, a median over requests); every row
 names its config, command, commit and machine from the `provenance` block of the file it comes from
@@ -79,13 +79,15 @@ def pages() -> dict[str, str]:
     answered = {topic: [section() for section in topic.SECTIONS] for topic in TOPICS}
     texts = {INDEX: index_page(answered)}
     texts.update({f"{PAGES}/{page_name(topic)}": topic_page(topic, sections) for topic, sections in answered.items()})
+    texts.update({f"{PAGES}/{name}": figure for sections in answered.values() for section in sections
+                  for name, figure in section.figures})
     return texts
 
 
 def stale(texts: dict[str, str]) -> list[str]:
-    """The pages whose committed text is not what the result files give, and pages no topic writes any more."""
+    """The pages (and figures) whose committed text is not what the result files give, and those no topic writes any more."""
     differ = [path for path, text in texts.items() if not (REPO_ROOT / path).is_file() or (REPO_ROOT / path).read_text() != text]
-    unknown = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / PAGES).glob("*.md"))
+    unknown = [str(p.relative_to(REPO_ROOT)) for pattern in ("*.md", "*.svg") for p in sorted((REPO_ROOT / PAGES).glob(pattern))
                if str(p.relative_to(REPO_ROOT)) not in texts]
     return differ + unknown
 

@@ -14,11 +14,14 @@ PUBLISHED = ["n/a (published)"] * 4
 
 
 class Section(NamedTuple):
-    """One question: its heading, the one-line answer the index gives, and the lines under the heading."""
+    """One question: its heading, the one-line answer the index gives, the lines under the heading,
+    and its figures, (file name, SVG text) pairs written beside the pages (`results_pages/<name>`),
+    which the body links to."""
 
     title: str
     answer: str
     body: list[str]
+    figures: tuple[tuple[str, str], ...] = ()
 
 
 def section(title: str, answer: str, intro: str, tabled: list[str], *files: str) -> Section:

@@ -4,11 +4,13 @@ which every method's distance to the retrain is judged."""
 
 from __future__ import annotations
 
+from erase_jax.grid.svg import log_log_chart
 from results_topics.cells import PROVENANCE_COLUMNS, Section, files_line, load_cell, num, seconds, source, table, times
-from results_topics.read import BENCH, EXP, load
+from results_topics.read import BENCH, EXP, REPO_ROOT, load
 
 TITLE = "Privacy audit and the retrain reference"
 AUDIT = EXP + "privacy_audit_ml-100k.json"
+AUDIT_LIGHTGCN = EXP + "privacy_audit_ml-100k_lightgcn.json"
 SHADOW_COST = BENCH + "shadow_training_cost.json"
 REFERENCE = EXP + "retrain_reference_ml-100k.json"
 SEIF_COLLAPSE = EXP + "seif_collapse_ml-100k.json"
@@ -16,8 +18,32 @@ METHOD_DISTANCE = EXP + "method_distance_ml-100k.json"
 REMOVAL_ORDER = ("original", "untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 
 
+GAME_TITLES = {"game2": "game 2 (both after removal)", "game1": "game 1 (OUT before removal)"}
+
+
+def roc_figures(removals: dict, label: str, prefix: str) -> tuple[tuple[str, str], ...]:
+    """One log-scale ROC figure per game (TPR against FPR, one curve per removal), from the
+    points the experiment keeps (`roc.log_roc`); none for a run that kept no points."""
+    figures = []
+    for game, title in GAME_TITLES.items():
+        curves = {name: (removals[name][f"{game}_log_roc_global"]["fpr"], removals[name][f"{game}_log_roc_global"]["tpr"])
+                  for name in REMOVAL_ORDER if f"{game}_log_roc_global" in removals.get(name, {})}
+        if curves:
+            figures.append((f"{prefix}_roc_{game}.svg", log_log_chart(f"{label}, {title}", curves, "FPR", "TPR")))
+    return tuple(figures)
+
+
 def audit() -> Section:
-    record = load(AUDIT)
+    return audit_of(AUDIT, "BPR", "privacy_audit", "Can an attacker tell a removed pair from one never trained?")
+
+
+def audit_lightgcn() -> Section:
+    return audit_of(AUDIT_LIGHTGCN, "LightGCN", "privacy_audit_lightgcn", "And on LightGCN shadows?")
+
+
+def audit_of(path: str, label: str, prefix: str, title: str) -> Section:
+    """The audit's table and ROC figures for one model's result file."""
+    record = load(path)
     removals = record["removals"]
     earlier = record.get("kept_from_earlier_run", {})
     rows = []
@@ -29,29 +55,56 @@ def audit() -> Section:
         rows.append([name, num(game2["auc"], 3), num(game2["tpr@0.01fpr"], 3), num(game2["tpr@0.001fpr"], 3),
                      num(game1["auc"], 3), num(rmia["auc"], 3), num(phi["UNLEARN"], 2), num(phi["OUT"], 2),
                      seconds(found["removal"]["seconds"]),
-                     *source(earlier["provenance"] if name in earlier.get("removals", ()) else record["provenance"])])
+                     *source(found.get("provenance") or (earlier["provenance"] if name in earlier.get("removals", ())
+                                                          else record["provenance"]))])
     data = record["data"]
-    over = [n for n in removals if n not in ("original", "untouched", "retrain")
-            and removals[n]["game2_global_variance"]["auc"] > removals["original"]["game2_global_variance"]["auc"]]
-    answer = (f"game 2 AUC (K = {record['provenance']['config']['shadows']}): original "
-              f"{num(removals['original']['game2_global_variance']['auc'], 3)}, retrain "
-              f"{num(removals['retrain']['game2_global_variance']['auc'], 3)}"
-              + "".join(f", {n} {num(removals[n]['game2_global_variance']['auc'], 3)}"
-                        for n in REMOVAL_ORDER[3:] if n in removals)
-              + (f"; above the untouched original (the removal itself is visible): {', '.join(over)}" if over else ""))
-    intro = (f"ML-100K BPR, Horror (fraction 0.003, ratings >= 3.5): {data['audited_pairs']} forgotten training pairs "
-             f"audited, each IN / UNLEARN / OUT in a third of the shadows; every removal applied to every shadow (a "
+    ceiling = "untouched" if "untouched" in removals else "original"
+    auc = {name: removals[name]["game2_global_variance"]["auc"] for name in removals}
+    over = [n for n in removals if n not in ("original", "untouched", "retrain") and auc[n] > auc[ceiling]]
+    answer = (f"{label}, game 2 AUC (K = {record['provenance']['config']['shadows']}, "
+              f"{record['provenance']['config']['train.epochs']} epochs): untouched {num(auc[ceiling], 3)}, "
+              f"retrain {num(auc['retrain'], 3)}"
+              + "".join(f", {n} {num(auc[n], 3)}" for n in REMOVAL_ORDER[3:] if n in removals)
+              + (f"; above the untouched model (the removal itself is visible): {', '.join(over)}" if over else ""))
+    memorised = data.get("memorised_pairs", 0)
+    pairs = (f"{data['audited_pairs']} training pairs audited ({memorised} of them the most memorised forgettable ones "
+             "of a pilot, the rest forgotten pairs of the scenario)" if memorised else
+             f"{data['audited_pairs']} forgotten training pairs audited")
+    intro = (f"ML-100K {label}, Horror (fraction 0.003, ratings >= 3.5): {pairs}, "
+             f"K = {record['provenance']['config']['shadows']} shadows trained "
+             f"{record['provenance']['config']['train.epochs']} epochs, each IN / UNLEARN / OUT in a third of the shadows; every removal applied to every shadow (a "
              "method with its defaults, through the protocol's one-user requests built from the shadow's rows); each "
              "shadow in turn the target. Game 2: removed (UNLEARN, after removal) against never trained (OUT, after "
              "removal), LiRA with a pooled variance; game 1: removed against never trained in the model before removal; "
              "RMIA: offline, 4 OUT reference shadows. An AUC near 0.5 means this attack cannot tell the removal from "
-             "never training; far ABOVE the original's means the removal leaves its own trace (the pairs pushed below "
+             "never training; far ABOVE the untouched model's means the removal leaves its own trace (the pairs pushed below "
              "never-trained ones: compare mean phi of UNLEARN and OUT after removal). What a score cannot show: "
              "`docs/privacy_audit.md`.")
     header = ["removal", "game 2 AUC", "TPR@1% FPR", "TPR@0.1% FPR", "game 1 AUC", "RMIA AUC", "mean phi UNLEARN",
               "mean phi OUT", "removal s (all shadows)", *PROVENANCE_COLUMNS]
-    return Section("Can an attacker tell a removed pair from one never trained?", answer,
-                   [intro, "", *table(header, rows), "", files_line(AUDIT)])
+    figures = roc_figures(removals, label, prefix)
+    n_points = max((len(v["game2_log_roc_global"]["fpr"]) for v in removals.values() if "game2_log_roc_global" in v), default=0)
+    shown = ([f"The ROC on log-log axes (LiRA's figure: what matters is the TPR at low FPR; the dotted diagonal is "
+              f"chance; a TPR of 0 is drawn on the lowest decade), the TPR at up to {n_points} log-spaced FPRs from "
+              "1 / negatives" + (f" (no curve for {', '.join(n for n in removals if 'game2_log_roc_global' not in removals[n])}: "
+                                 "measured by a run that kept no ROC points)" if any('game2_log_roc_global' not in v
+                                                                                   for v in removals.values()) else "")
+              + ":", "",
+              *(f"![{name}]({name})" for name, _ in figures), ""] if figures else [])
+    return Section(title, answer, [intro, "", *table(header, rows), "", *split(removals, record["provenance"]), *shown, files_line(path)], figures)
+
+
+def split(removals: dict, provenance: dict) -> list[str]:
+    """Game 2 on the memorised and the random audited pairs apart, where the run scored them."""
+    rows = [[name, *(cell for part in ("memorised", "random") for cell in (
+                num(removals[name][f"game2_global_variance_{part}"]["auc"], 3),
+                num(removals[name][f"game2_global_variance_{part}"]["tpr@0.01fpr"], 3))), *source(provenance)]
+            for name in REMOVAL_ORDER if "game2_global_variance_memorised" in removals.get(name, {})]
+    if not rows:
+        return []
+    return ["Game 2 on the memorised and the random pairs apart:", "",
+            *table(["removal", "memorised AUC", "memorised TPR@1% FPR", "random AUC", "random TPR@1% FPR", *PROVENANCE_COLUMNS],
+                   rows), ""]
 
 
 def shadow_cost() -> Section:
@@ -179,4 +232,4 @@ def seif_collapse() -> Section:
     return Section("What collapses SEIF on BPR?", answer, [intro, "", *table(header, rows), "", files_line(SEIF_COLLAPSE)])
 
 
-SECTIONS = (audit, shadow_cost, retrain_reference, methods_by_the_floor, seif_collapse)
+SECTIONS = (audit, *((audit_lightgcn,) if (REPO_ROOT / AUDIT_LIGHTGCN).is_file() else ()), shadow_cost, retrain_reference, methods_by_the_floor, seif_collapse)

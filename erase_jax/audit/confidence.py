@@ -35,16 +35,18 @@ def log_probability(scores: jax.Array, items: jax.Array) -> jax.Array:
 OBSERVATIONS = {"phi": logit_confidence, "log_p": log_probability}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def stacked_observation(model, stacked_params, context, users: jax.Array, items: jax.Array, kind: str = "phi") -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def stacked_observation(model, stacked_params, context, users: jax.Array, items: jax.Array, kind: str = "phi",
+                        context_axis: int | None = None) -> jax.Array:
     """float32 [K, P]: an observation (`OBSERVATIONS`: phi or log p) of every audited pair
-    (users[p], items[p]) under each of K stacked parameter sets (shadows), one vmapped call."""
+    (users[p], items[p]) under each of K stacked parameter sets (shadows), one vmapped call;
+    `context_axis` 0: one model context per shadow, stacked (a graph model's), None: one for all."""
     observe = OBSERVATIONS[kind]
 
-    def one(params):
+    def one(params, context):
         return observe(model.scores(params, context, {"users": users}), items)
 
-    return jax.vmap(one)(stacked_params)
+    return jax.vmap(one, in_axes=(0, context_axis))(stacked_params, context)
 
 
 def stacked_confidence(model, stacked_params, context, users: jax.Array, items: jax.Array) -> jax.Array:

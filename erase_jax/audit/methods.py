@@ -15,8 +15,11 @@ shadow's own training rows:
   users of this and earlier requests excluded), capped at `RETAIN_CAP_SHARE` of the rows;
 * `n_train_rows` = the shadow's rows minus those removed so far.
 
-Only data-free model contexts (BPR: the context is the data's shape) are supported: a graph
-model's context would have to be rebuilt per shadow and request. Each shadow runs the
+* contexts before and after the request: the model context of the shadow's rows minus what
+  was removed (`ShadowSet.context_of`: for a graph model the shadow's own graph, padded to one
+  edge capacity, so every request keeps the compiled shapes; BPR's is its sizes).
+
+Each shadow runs the
 unvmapped method (methods are per request, and each shadow removes different pairs); the
 method compiles once per padding bucket and is reused across shadows. `seed` fixes the request
 order, the retain draws and the methods' keys.
@@ -45,9 +48,6 @@ def method_removal(shadow_set, trained_params, method, options: dict | None = No
     `method` is a registered method's name (built with `options`) or a method object.
     The record holds the requests run, the summed method seconds (compilation included in the
     first requests of each padding bucket), and the mean of each numeric diagnostic."""
-    if not _data_free(shadow_set):
-        raise ValueError(f"the audit runs approximate methods on data-free contexts only (BPR); "
-                         f"{type(shadow_set.model).__name__}'s context depends on the training data")
     method = build_method(method, **(options or {})) if isinstance(method, str) else method
     positives = PositiveIndex.build(shadow_set.n_users, shadow_set.train_users, shadow_set.train_items, shadow_set.n_items)
     unlearned, seconds, n_requests, diagnostics = [], 0.0, 0, {}
@@ -63,11 +63,6 @@ def method_removal(shadow_set, trained_params, method, options: dict | None = No
     means = {name: float(np.nanmean(values)) for name, values in diagnostics.items()}
     return stacked, {"seconds": seconds, "n_requests": n_requests, "method": method.name,
                      "options": dict(options or {}), "mean_diagnostics": means}
-
-
-def _data_free(shadow_set) -> bool:
-    """True where the model context holds no arrays (BPR's `CFShape`: sizes only)."""
-    return not jax.tree.leaves(shadow_set.context)
 
 
 def _unlearn_shadow(shadow_set, s: int, params, method, positives: PositiveIndex, seed: int) -> tuple[Any, dict]:
@@ -88,6 +83,7 @@ def _unlearn_shadow(shadow_set, s: int, params, method, positives: PositiveIndex
     removed = np.zeros(len(rows), bool)
     base_key = jax.random.PRNGKey(seed * 1000 + s)
     seconds, diagnostics = 0.0, {}
+    context_before = _context(shadow_set, rows, removed)
     for b, user in enumerate(request_users):
         forget_rows = user_rows.gather(np.array([user]))
         removed_after = removed.copy()
@@ -103,7 +99,7 @@ def _unlearn_shadow(shadow_set, s: int, params, method, positives: PositiveIndex
         retain = cf_rows_batch(users[retain_rows], items[retain_rows], positives, shadow_set.n_items, retain_key)
         request = RequestData(index=b, users=np.array([user]), forget=forget, clean=clean, retain=retain,
                               n_forget_rows=len(forget_rows), n_removed=int(removed_after.sum() - removed.sum()),
-                              context_before=shadow_set.context, context_after=shadow_set.context,
+                              context_before=context_before, context_after=_context(shadow_set, rows, removed_after),
                               n_train_rows=max(len(rows) - int(removed_after.sum()), 1))
         started = time.perf_counter()
         params, state, diagnostic = method.unlearn(shadow_set.model, params, state, request, key)
@@ -112,5 +108,12 @@ def _unlearn_shadow(shadow_set, s: int, params, method, positives: PositiveIndex
         for name, value in diagnostic.items():
             if np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number):
                 diagnostics.setdefault(name, []).append(float(value))
-        removed = removed_after
+        removed, context_before = removed_after, request.context_after
     return params, {"method_seconds": seconds, "n_requests": len(request_users), "diagnostics": diagnostics}
+
+
+def _context(shadow_set, rows: np.ndarray, removed: np.ndarray):
+    """The model context of the shadow's rows `rows` (positions in the training rows) minus `removed`."""
+    keep = np.zeros(len(shadow_set.train_users), bool)
+    keep[rows[~removed]] = True
+    return shadow_set.context_of(keep)

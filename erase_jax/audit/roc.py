@@ -11,6 +11,8 @@ AUC alone. Conventions here (higher score = "member"):
 * `tpr_at_fpr(alpha)`: the largest TPR of a curve point with FPR <= alpha (LiRA's code reads
   `tpr[fpr < alpha][-1]`, a strict bound; this uses <=). Its resolution is 1 / n_negatives: with
   fewer than 1 / alpha negatives it is the TPR at FPR 0.
+* `log_roc`: that TPR at log-spaced FPRs from 1 / n_negatives to 1, the points of LiRA's
+  log-scale ROC figure (exact for the step curve at every grid point, compact in a JSON file).
 """
 
 from __future__ import annotations
@@ -72,3 +74,17 @@ def summary(scores, labels, alphas=(0.01, 0.001)) -> dict:
         row[f"tpr@{alpha:g}fpr"] = float(tpr[fpr <= alpha].max())
     row.update(n_positive=int(labels.sum()), n_negative=int((~labels).sum()))
     return row
+
+
+def log_roc(scores, labels, n_points: int = 41) -> dict:
+    """{"fpr": [...], "tpr": [...]}: `tpr_at_fpr` at `n_points` FPRs spaced evenly in log scale
+    from 1 / n_negatives (the smallest FPR above 0 a curve can reach) to 1, duplicates dropped,
+    rounded to 6 digits."""
+    if n_points < 2:
+        raise ValueError(f"a log ROC needs at least 2 points, got {n_points}")
+    fpr, tpr, _ = roc_curve(scores, labels)
+    n_negative = int((~np.asarray(labels).ravel().astype(bool)).sum())
+    grid = np.unique(np.round(np.logspace(-np.log10(n_negative), 0, n_points), 6))
+    # the grid is rounded, so compare with a tolerance that keeps 1/n itself on the grid
+    at = [float(tpr[fpr <= alpha + 1e-9].max()) for alpha in grid]
+    return {"fpr": grid.tolist(), "tpr": np.round(at, 6).tolist()}

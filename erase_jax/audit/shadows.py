@@ -20,12 +20,21 @@ Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
   requests built from that shadow's rows (`audit/methods.py`).
 Deviation from the protocol's retrain: the split stays fixed (rows are dropped from the
 training split; the protocol recomputes the split after removing rows before splitting).
-Only models whose context is only the data's shape (BPR) can be stacked this way.
+
+A model whose context depends on the data (LightGCN's normalised graph) gets one context per
+shadow, `model.prepare` of the shadow's rows padded to the edge capacity of all training rows
+(the protocol's rule for a context after removal, `tasks.cf`): the edges a shadow lacks become
+zero-weight padding edges, each shadow is normalised by its own degrees, and every shadow's
+context has the same shapes, so the K contexts stack on a leading axis and the vmapped epoch
+(`context_axis=0`) and the observations take shadow s's graph with shadow s's parameters. A
+data-free context (BPR's sizes) is shared by all. After a removal a shadow is observed with the
+context of the rows it keeps (`observation_mask`), as the protocol evaluates an unlearned model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -34,9 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.audit.assignment import kept_mask, trained_mask
+from erase_jax.audit.confidence import stacked_observation
+from erase_jax.audit.devices import split_shadows
+from erase_jax.data.cf import CFTrainData
 from erase_jax.result_labels import OLD_NAME, UNTOUCHED
 from erase_jax.train import TrainConfig
-from erase_jax.unlearn.exact.shards import ShardData
+from erase_jax.unlearn.exact.shards import ShardData, init_shards, n_batches
 from erase_jax.unlearn.exact.training import compile_epoch, train_shards
 
 
@@ -60,6 +72,7 @@ class ShadowSet:
     states: np.ndarray
     seeds: np.ndarray
     group_size: int | None = None  # shadows per vmapped call, trained group after group; None: all at once
+    mesh: Any = None  # a `devices.shadow_mesh`: each group's shadows split over its devices; None: one device
 
     def __post_init__(self):
         if self.group_size is not None and self.group_size < 1:
@@ -86,14 +99,47 @@ class ShadowSet:
         `audited_kept[s, p]` is False; padded to all training rows."""
         return self._data_of(audited_kept, np.arange(self.n_shadows))
 
+    def rows_kept(self, audited_kept: np.ndarray, shadow: int) -> np.ndarray:
+        """bool over the training rows: shadow `shadow`'s rows (all but its audited pairs not kept)."""
+        keep = np.ones(len(self.train_users), bool)
+        keep[self.audited[~audited_kept[shadow]]] = False
+        return keep
+
     def _data_of(self, audited_kept: np.ndarray, shadows: np.ndarray) -> ShardData:
-        shadow_users, shadow_items = [], []
-        for s in shadows:
-            keep = np.ones(len(self.train_users), bool)
-            keep[self.audited[~audited_kept[s]]] = False
-            shadow_users.append(self.train_users[keep])
-            shadow_items.append(self.train_items[keep])
-        return ShardData.build(self.n_users, self.n_items, shadow_users, shadow_items, len(self.train_users))
+        keeps = [self.rows_kept(audited_kept, s) for s in shadows]
+        return ShardData.build(self.n_users, self.n_items, [self.train_users[k] for k in keeps],
+                               [self.train_items[k] for k in keeps], len(self.train_users))
+
+    @property
+    def context_axis(self) -> int | None:
+        """0 where the model context holds arrays (it depends on the data: one per shadow), else None."""
+        return 0 if jax.tree.leaves(self.context) else None
+
+    def context_of(self, keep: np.ndarray):
+        """The model context of the training rows where `keep`, padded to the capacity of all rows."""
+        if self.context_axis is None:
+            return self.context
+        train = CFTrainData(self.n_users, self.n_items, self.train_users[keep], self.train_items[keep])
+        return self.model.prepare(train, self.edge_capacity)
+
+    @functools.cached_property
+    def edge_capacity(self) -> int:
+        """Distinct (user, item) pairs of all training rows: every shadow's context's capacity."""
+        return len(np.unique(self.train_users.astype(np.int64) * self.n_items + self.train_items))
+
+    def contexts(self, audited_kept: np.ndarray, shadows: np.ndarray | None = None):
+        """The shadows' contexts: stacked [K', ...] (one per shadow), or the shared data-free one."""
+        if self.context_axis is None:
+            return self.context
+        shadows = np.arange(self.n_shadows) if shadows is None else np.asarray(shadows)
+        each = [self.context_of(self.rows_kept(audited_kept, s)) for s in shadows]
+        return jax.tree.map(lambda *x: jnp.stack(x), *each)
+
+    def observe(self, params, audited_kept: np.ndarray, users, items, kind: str = "phi") -> jax.Array:
+        """float32 [K, P]: `confidence.stacked_observation` of (users[p], items[p]) under every
+        shadow's parameters, each with its context of the rows `audited_kept` leaves."""
+        return stacked_observation(self.model, params, self.contexts(audited_kept), jnp.asarray(users), jnp.asarray(items),
+                                   kind, self.context_axis)
 
     def train(self, audited_kept: np.ndarray, shadows: np.ndarray | None = None) -> tuple[Any, dict]:
         """(stacked parameters [K', ...], record) of the shadows `shadows` (default all) trained
@@ -105,10 +151,18 @@ class ShadowSet:
         parts, compile_seconds, train_seconds = [], 0.0, 0.0
         for start in range(0, len(shadows), size):
             group = shadows[start: start + size]
-            data = self._data_of(audited_kept, group)
-            compile_seconds += compile_epoch(self.model, self.context, data, self.seeds[group], self.config, self.n_items)
+            data, contexts = self._data_of(audited_kept, group), self.contexts(audited_kept, group)
+            start_params = None
+            if self.mesh is not None:  # the same run, its shadow axis split over the mesh (`devices.py`)
+                data = split_shadows(data, self.mesh)
+                contexts = contexts if self.context_axis is None else split_shadows(contexts, self.mesh)
+                start_params = split_shadows(init_shards(self.model, contexts, self.config, self.seeds[group],
+                                                         n_batches(data, self.config.batch_size), self.context_axis)[0], self.mesh)
+            compile_seconds += compile_epoch(self.model, contexts, data, self.seeds[group], self.config, self.n_items,
+                                             context_axis=self.context_axis)
             started = time.perf_counter()
-            fit = train_shards(self.model, self.context, data, self.seeds[group], self.config, None, self.n_items)
+            fit = train_shards(self.model, contexts, data, self.seeds[group], self.config, None, self.n_items,
+                               init_params=start_params, context_axis=self.context_axis)
             jax.block_until_ready(fit.params)
             train_seconds += time.perf_counter() - started
             parts.append(fit.params)
@@ -152,6 +206,12 @@ def apply_removal(name: str, shadow_set: ShadowSet, trained_params, seed: int = 
         raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)} or a method of "
                          f"erase_jax.unlearn.method_names()") from None
     return method_removal(shadow_set, trained_params, name, seed=seed)
+
+
+def observation_mask(name: str, states: np.ndarray) -> np.ndarray:
+    """bool [K, P]: the audited pairs in the rows a shadow is observed with after removal `name`:
+    the trained ones for `untouched`, the kept (IN) ones after any real removal."""
+    return trained_mask(states) if name in (UNTOUCHED, OLD_NAME) else kept_mask(states)
 
 
 def shadow_seeds(seed: int, n_shadows: int) -> np.ndarray:

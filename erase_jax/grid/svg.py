@@ -1,4 +1,5 @@
-"""A line chart as inline SVG text: one line per series over labelled x positions.
+"""Charts as SVG text: a line chart over labelled x positions (`line_chart`, the grid page's),
+and lines on log-log axes (`log_log_chart`, the results pages' log-scale ROC, a standalone file).
 
 Written by hand rather than with matplotlib so that the page needs nothing beyond the project
 and the same numbers always give the same bytes (coordinates rounded to 0.1 px, no ids, no
@@ -70,3 +71,52 @@ def _tick(value: float, span: float) -> str:
     decimals = max(0, min(6, 1 - math.floor(math.log10(span)))) if span > 0 else 2
     text = f"{value:.{decimals}f}"
     return "0" if float(text) == 0 else text
+
+
+def log_log_chart(title: str, series: dict[str, tuple[list[float], list[float]]], x_label: str, y_label: str,
+                  diagonal: bool = True) -> str:
+    """An `<svg>` element: `series` name -> (xs, ys) drawn as a line on log-scaled axes, both
+    from the decade below the smallest positive value to 1 (values at or below that floor,
+    zeros included, are drawn on it); `diagonal` adds the dashed line y = x (a ROC's chance).
+    Series past the palette's length repeat its colours dashed."""
+    positive = [v for xs, ys in series.values() for v in (*xs, *ys) if v > 0 and math.isfinite(v)]
+    floor = 10.0 ** math.floor(math.log10(min(positive))) if positive else 1e-3
+    floor = min(floor, 0.1)
+    decades = round(-math.log10(floor))
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(value: float) -> float:
+        return LEFT + plot_w * (math.log10(max(value, floor)) + decades) / decades
+
+    def y(value: float) -> float:
+        return TOP + plot_h * (-math.log10(max(value, floor))) / decades
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT + 14}" viewBox="0 0 {WIDTH} {HEIGHT + 14}" '
+             f'role="img" aria-label="{html.escape(title)}" font-family="sans-serif" font-size="11">',
+             '<rect x="0" y="0" width="100%" height="100%" fill="#fff"/>',
+             f'<text x="{LEFT}" y="16" class="chart-title" font-weight="600">{html.escape(title)}</text>',
+             f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>']
+    for k in range(decades + 1):
+        value = 10.0 ** -k
+        label = "1" if k == 0 else f"1e-{k}"
+        parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
+                     f'<line x1="{x(value):.1f}" x2="{x(value):.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#eee"/>'
+                     f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{label}</text>'
+                     f'<text x="{x(value):.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">{label}</text>')
+    parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT + 8}" text-anchor="middle">{html.escape(x_label)}</text>'
+                 f'<text x="12" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {TOP + plot_h / 2:.1f})">{html.escape(y_label)}</text>')
+    if diagonal:
+        parts.append(f'<line x1="{x(floor):.1f}" y1="{y(floor):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="#999" '
+                     'stroke-dasharray="2 3"/>')
+    for n, (name, (xs, ys)) in enumerate(series.items()):
+        colour = COLOURS[n % len(COLOURS)]
+        dash = ' stroke-dasharray="5 3"' if n >= len(COLOURS) else ""
+        coords = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, ys) if math.isfinite(a) and math.isfinite(b))
+        legend_y = TOP + 14 * n + 8
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>'
+                     f'<line x1="{WIDTH - RIGHT + 10}" x2="{WIDTH - RIGHT + 26}" y1="{legend_y}" y2="{legend_y}" '
+                     f'stroke="{colour}" stroke-width="2"{dash}/>'
+                     f'<text x="{WIDTH - RIGHT + 30}" y="{legend_y + 4}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

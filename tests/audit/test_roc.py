@@ -55,3 +55,15 @@ def test_auc_matches_the_pairwise_count_on_random_ties():
 def test_needs_both_labels():
     with pytest.raises(ValueError, match="positive and one negative"):
         roc.roc_auc([0.1, 0.2], [1, 1])
+
+
+def test_log_roc_points_by_hand():
+    # 4 negatives: the grid runs from 1/4 to 1; with 3 points 0.25, 0.5, 1 (log-evenly spaced)
+    points = roc.log_roc(SCORES, LABELS, n_points=3)
+    assert points == {"fpr": [0.25, 0.5, 1.0], "tpr": [pytest.approx(1 / 3), 1.0, 1.0]}
+    # 5 points: 0.25, 0.3536, 0.5, 0.7071, 1; the curve's TPR is 1/3 below FPR 1/2, then 1
+    points = roc.log_roc(SCORES, LABELS, n_points=5)
+    np.testing.assert_allclose(points["fpr"], [0.25, 0.353553, 0.5, 0.707107, 1.0])
+    np.testing.assert_allclose(points["tpr"], [1 / 3, 1 / 3, 1, 1, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        roc.log_roc(SCORES, LABELS, n_points=1)

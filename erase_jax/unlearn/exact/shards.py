@@ -171,12 +171,14 @@ def epoch_negatives(key, batch_users, data: ShardData, n_items: int, negatives: 
 
 @functools.lru_cache(maxsize=16)
 def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, steps_per_epoch: int, vmapped: bool = True,
-                     negatives: str = "all"):
+                     negatives: str = "all", context_axis: int | None = None):
     """The jitted epoch `(params, opt_state, active, context, data, orders, keys, n_steps) ->
     (params, opt_state, mean_loss)` over stacked shards (`vmapped`), or the same for one shard
     alone. It runs the first `n_steps` of the `steps_per_epoch` batches (`real_steps`: past
     them every shard's batches are padding only); a traced bound, so it never recompiles.
-    `negatives`: "all" items or "shard_items" (see the module docstring).
+    `negatives`: "all" items or "shard_items" (see the module docstring). `context_axis`: None,
+    one model context for every shard (a data-free context, or the shared one); 0, one context
+    per shard stacked on a leading axis (a graph per shard, all padded to one edge capacity).
 
     Cached by (model, optimiser settings, shapes): unlearning requests reuse the compiled call.
     """
@@ -226,7 +228,7 @@ def make_shard_epoch(model, config_key: tuple, n_items: int, batch_size: int, st
         return params, opt_state, loss_sum / jnp.maximum(n_real, 1)
 
     if vmapped:
-        return jax.jit(jax.vmap(one_shard, in_axes=(0, 0, 0, None, 0, 0, 0, None)))
+        return jax.jit(jax.vmap(one_shard, in_axes=(0, 0, 0, context_axis, 0, 0, 0, None)))
     return jax.jit(one_shard)
 
 
@@ -239,15 +241,16 @@ def config_key(config: TrainConfig) -> tuple:
     return tuple(sorted((k, v) for k, v in dataclasses.asdict(config).items() if k not in STEP_INDEPENDENT))
 
 
-def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_per_epoch: int):
-    """Stacked initial parameters and optimiser states, shard s from PRNGKey(seeds[s])."""
+def init_shards(model, context, config: TrainConfig, seeds: np.ndarray, steps_per_epoch: int, context_axis: int | None = None):
+    """Stacked initial parameters and optimiser states, shard s from PRNGKey(seeds[s]) (and its
+    own context where `context_axis` is 0)."""
     optimizer = make_optimizer(config, steps_per_epoch)
 
-    def one(seed):
+    def one(seed, context):
         params = model.init(jax.random.split(jax.random.PRNGKey(seed))[0], context)
         return params, optimizer.init(params)
 
-    return jax.vmap(one)(jnp.asarray(seeds, jnp.uint32))
+    return jax.vmap(one, in_axes=(0, context_axis))(jnp.asarray(seeds, jnp.uint32), context)
 
 
 def run_keys(seeds: np.ndarray) -> jax.Array:

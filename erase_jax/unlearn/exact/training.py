@@ -55,6 +55,7 @@ def train_shards(
     n_items: int,
     init_params: Any = None,
     negatives: str = "all",
+    context_axis: int | None = None,
 ) -> ShardFit:
     """Trains S shards together, each with its own early stopping: from scratch, or from the
     stacked `init_params` (a warm start; the optimiser state is fresh either way).
@@ -63,11 +64,12 @@ def train_shards(
     shard s's (one validator per shard); None trains every shard for `config.epochs` and
     keeps the last parameters (also per shard, where `validate[s]` is None). A warm start's starting
     parameters are never returned: the result has trained at least one epoch on `data`.
+    `context_axis` 0: `context` is one model context per shard, stacked (`make_shard_epoch`).
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
-    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
-    params, opt_state = init_shards(model, context, config, seeds, steps)
+    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives, context_axis)
+    params, opt_state = init_shards(model, context, config, seeds, steps, context_axis)
     if init_params is not None:
         params = init_params
         opt_state = jax.vmap(make_optimizer(config, steps).init)(params)
@@ -128,7 +130,8 @@ def train_shards(
     return ShardFit(_where_shards(unvalidated, params, best_params), record)
 
 
-def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: TrainConfig, n_items: int, negatives: str = "all") -> float:
+def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: TrainConfig, n_items: int, negatives: str = "all",
+                  context_axis: int | None = None) -> float:
     """Compiles the epoch that `train_shards` would run on these shapes, without training:
     one call that runs zero steps. Returns the seconds it took.
 
@@ -138,8 +141,8 @@ def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: Tr
     """
     seeds = np.asarray(seeds, np.int64)
     steps = n_batches(data, config.batch_size)
-    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives)
-    params, opt_state = init_shards(model, context, config, seeds, steps)
+    epoch_fn = _epoch_for(model, config, n_items, steps, len(seeds), negatives, context_axis)
+    params, opt_state = init_shards(model, context, config, seeds, steps, context_axis)
     started = time.perf_counter()
     orders = jnp.zeros((len(seeds), steps * config.batch_size), jnp.int32)
     keys = _epoch_keys(run_keys(seeds), 0)
@@ -148,25 +151,27 @@ def compile_epoch(model, context, data: ShardData, seeds: np.ndarray, config: Tr
     return time.perf_counter() - started
 
 
-def _epoch_for(model, config: TrainConfig, n_items: int, steps: int, n_shards: int, negatives: str):
+def _epoch_for(model, config: TrainConfig, n_items: int, steps: int, n_shards: int, negatives: str, context_axis: int | None = None):
     """The stacked-interface epoch for `n_shards` shards: vmapped, or for one shard the
     unvmapped epoch (`_one_shard_as_stacked`)."""
     epoch_fn = make_shard_epoch(model, config_key(config), n_items, config.batch_size, steps, negatives=negatives,
-                                vmapped=n_shards > 1)
-    return _one_shard_as_stacked(epoch_fn) if n_shards == 1 else epoch_fn
+                                vmapped=n_shards > 1, context_axis=context_axis if n_shards > 1 else None)
+    return _one_shard_as_stacked(epoch_fn, context_axis) if n_shards == 1 else epoch_fn
 
 
 @functools.lru_cache(maxsize=16)
-def _one_shard_as_stacked(epoch_fn):
+def _one_shard_as_stacked(epoch_fn, context_axis: int | None = None):
     """The unvmapped epoch behind the stacked interface: a one-shard retrain (an unlearning
     request) runs without the per-step selects that vmapping needs (see `make_shard_epoch`).
     One jitted call with the unstacking and restacking inside, cached per epoch function so
-    that every retrain of these shapes reuses one compile."""
+    that every retrain of these shapes reuses one compile. A stacked context (`context_axis`
+    0) is unstacked with the rest."""
 
     @jax.jit
     def one_shard_stacked(params, opt_state, active, context, data, orders, keys, n_steps):
         first = functools.partial(jax.tree.map, lambda x: x[0])
         n_steps = jnp.where(active[0], n_steps, 0)  # an inactive shard runs no step
+        context = first(context) if context_axis == 0 else context
         params, opt_state, loss = epoch_fn(first(params), first(opt_state), active[0], context, first(data), orders[0], keys[0], n_steps)
         stack = functools.partial(jax.tree.map, lambda x: x[None])
         return stack(params), stack(opt_state), loss[None]
