@@ -6,7 +6,10 @@ rolled loop of its 5 x 4 rounds (`jax._src.random.threefry2x32`, `use_rolled_loo
 other platforms get the unrolled rounds. Both compute the same bits. This script compiles, in
 one process and alternating, (a) an add (the floor any program pays), (b) `jax.random.randint`
 over 8192 rows, (c) the CF negative draw (`batching.cf.sample_negatives`, 8 redraws) with each
-lowering, and records compile seconds, run seconds and whether the outputs are equal.
+lowering, and records compile seconds, run seconds and whether the outputs are equal. Then, with
+the default (rolled) lowering, `randint` and a shuffle (uniform priorities + argsort, as a loader
+pass's) under each of JAX's public key implementations (`jax.random.key(seed, impl=...)`:
+threefry2x32, rbg, unsafe_rbg; rows with `key_impl`), alternated the same way.
 
     python benchmarks/random_compile.py --repeats 3 --out benchmarks/results/random_compile.json
 
@@ -60,6 +63,18 @@ def programs(n_items: int):
     }
 
 
+KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
+
+def impl_programs(n_items: int):
+    """Each program as a function of (typed key, users)."""
+    def shuffle(key, users):
+        return jnp.argsort(jax.random.uniform(key, users.shape) + (users * 0 + n_items))  # n_items: a new program
+
+    return {"randint": lambda key, users: jax.random.randint(key, users.shape, 0, n_items) + users * 0 + n_items,
+            "shuffle": shuffle}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -85,6 +100,16 @@ def main(argv=None) -> int:
                 print(f"{kind:8s} {name:9s} compile {row['compile_seconds']:.2f} s, run {row['run_seconds'] * 1e3:.2f} ms",
                       file=sys.stderr, flush=True)
     use_lowering("rolled")
+    for repeat in range(args.repeats):
+        for impl in KEY_IMPLS:
+            typed = jax.random.key(0, impl=impl)
+            n_items = base_items + 2 * args.repeats + 3 * repeat + KEY_IMPLS.index(impl)
+            for name, fn in impl_programs(n_items).items():
+                row = {"lowering": "rolled", "key_impl": impl, "program": name, "repeat": repeat, "n_items": n_items,
+                       **timed(fn, typed, users)}
+                result["results"].append(row)
+                print(f"{impl:11s} {name:9s} compile {row['compile_seconds']:.2f} s, run {row['run_seconds'] * 1e3:.2f} ms",
+                      file=sys.stderr, flush=True)
     # the same bits: each program's outputs under both lowerings, at one size
     same = {}
     for name in ("randint", "negatives"):

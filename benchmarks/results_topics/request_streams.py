@@ -122,23 +122,68 @@ def random_compile() -> Section:
     report = load(RANDOM_FILE)
     by = {}
     for r in report["results"]:
-        by.setdefault((r["program"], r["lowering"]), []).append(r)
-    rows = [[program, lowering, str(len(runs)), " / ".join(seconds(r["compile_seconds"]) for r in runs),
+        by.setdefault((r["program"], r["lowering"], r.get("key_impl", "threefry2x32 (raw key)")), []).append(r)
+    rows = [[program, lowering, impl, str(len(runs)), " / ".join(seconds(r["compile_seconds"]) for r in runs),
              " / ".join(f"{r['run_seconds'] * 1e3:.2f}" for r in runs), load_cell(report["load_average_start"],
                                                                                   report["load_average_end"]),
-             *source(report["provenance"])] for (program, lowering), runs in by.items()]
-    mean = {key: sum(r["compile_seconds"] for r in runs) / len(runs) for key, runs in by.items()}
+             *source(report["provenance"])] for (program, lowering, impl), runs in by.items()]
+    mean = {key[:2] if "raw" in key[2] else key: sum(r["compile_seconds"] for r in runs) / len(runs)
+            for key, runs in by.items()}
     answer = (f"an add compiles in {mean[('add', 'rolled')]:.2f} s, one randint in {mean[('randint', 'rolled')]:.1f} s, "
               f"the CF negative draw in {mean[('negatives', 'rolled')]:.1f} s (JAX's CPU lowering; "
               f"{mean[('randint', 'unrolled')]:.1f} s / {mean[('negatives', 'unrolled')]:.1f} s unrolled, the same bits: "
               f"{report['same_bits']})")
+    impls = [key for key in mean if len(key) == 3 and key[0] == "shuffle"]
+    if impls:
+        answer += "; a shuffle compiles in " + ", ".join(f"{mean[key]:.1f} s ({key[2]})" for key in impls)
     return Section("What does one random-draw site cost to compile on CPU?", answer, [
         f"Programs over {report['rows']} rows compiled in one process, alternating JAX's CPU lowering of threefry2x32 "
-        "(rolled rounds, the default) and the unrolled one (other platforms' default, switched through a private hook). "
-        "A request program pays this for each of its random draws (shuffles, fresh values, sampled negatives, key "
-        "splits); Kookmin's holds nine.",
-        "", *table(["program", "lowering", "repeats", "compile s", "run ms", "load", "config", "command", "commit",
-                    "machine"], rows), "", f"Files: `{RANDOM_FILE}`."])
+        "(rolled rounds, the default) and the unrolled one (other platforms' default, switched through a private hook), "
+        "then, with the default lowering, JAX's public key implementations (`jax.random.key(seed, impl=...)`). A request "
+        "program pays this for each of its random draws (shuffles, fresh values, sampled negatives, key splits); "
+        "Kookmin's single request program held nine, before its draws moved to the host.",
+        "", *table(["program", "lowering", "key implementation", "repeats", "compile s", "run ms", "load", "config",
+                    "command", "commit", "machine"], rows), "", f"Files: `{RANDOM_FILE}`."])
+
+
+def before_after() -> Section:
+    files = ab_files()
+    rows, parts = [], []
+    for path in files:
+        report = load(path)
+        method = report["provenance"]["config"]["method"]
+        for s in report["streams"]:
+            if "error" in s:
+                continue
+            commit = report["before_commit"] if s["side"] == "before" else report["provenance"]["commit"]
+            rows.append([method, f"{s['side']} ({commit})", str(s["repeat"]), str(s["n_compiles"]),
+                         seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]),
+                         seconds(s["method_median_seconds"]), seconds(s["mean_seconds"]), f"{s['mean_over_median']:.2f}",
+                         seconds(s["total_seconds"]), load_cell(*s["load_average"]), *source(report["provenance"])])
+        medians = report.get("medians")
+        if medians:
+            b, a = medians["before"], medians["after"]
+            parts.append(f"{method}: AOT {b['aot_seconds']:.1f} -> {a['aot_seconds']:.1f} s, median request "
+                         f"{b['median_seconds'] * 1e3:.0f} -> {a['median_seconds'] * 1e3:.0f} ms, mean / median "
+                         f"{b['mean_over_median']:.2f} -> {a['mean_over_median']:.2f}")
+    return Section(
+        "What did a change to a method's request program do to its stream (before and after, alternated)?",
+        "; ".join(parts) or "not measured", [
+            "The same trained run's stream (BPR ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
+            "commit and the changed tree, each in a fresh process with an empty compilation cache (`benchmarks/stream_ab.py`). "
+            "Kookmin's change: one small jitted step per loader batch from a host loop, its shuffles and re-initialisation "
+            "in numpy, instead of one request program.",
+            "",
+            *table(["method", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
+                    "mean s (compile incl.)", "mean / median", "requests s", "load", "config", "command", "commit",
+                    "machine"], rows),
+            "",
+            "Files: " + ", ".join(f"`{p}`" for p in files) + ".",
+        ])
+
+
+def ab_files() -> list[str]:
+    return [BENCH + p.name for p in sorted((REPO_ROOT / BENCH).glob("stream_ab_*.json"))]
 
 
 def nbr_padding_policies() -> Section:
@@ -175,5 +220,6 @@ def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
-SECTIONS = tuple(s for s, path in ((stream_cost, None), (padding_policies, POLICIES_FILE), (random_compile, RANDOM_FILE),
-                                   (nbr_padding_policies, NBR_POLICIES_FILE)) if path is None or _present(path))
+SECTIONS = tuple(s for s, present in ((stream_cost, True), (before_after, bool(ab_files())),
+                                      (padding_policies, _present(POLICIES_FILE)), (random_compile, _present(RANDOM_FILE)),
+                                      (nbr_padding_policies, _present(NBR_POLICIES_FILE))) if present)

@@ -15,10 +15,10 @@ F_n = |F| (the request's training rows), K = 128 F_n and U = 16 F_n:
 
 Decisions where the spec leaves a choice (all faithful to the original unless said):
 
-* Batches: F, C and R are cut into loader batches of 256 after an on-device shuffle of their
-  real rows; sums of batch means are taken over those batches (the double normalisation Q7).
-  The retain truncation count k is never decremented (Q-KM-1): every R batch is used, each
-  cut to its first k rows, and none when k = 0.
+* Batches: F, C and R are cut into loader batches of 256 after a shuffle of their real rows;
+  sums of batch means are taken over those batches (the double normalisation Q7). The retain
+  truncation count k is never decremented (Q-KM-1): every R batch is used, each cut to its
+  first k rows, and none when k = 0.
 * Ties in the smallest-|s| selection (Q-KM-2; embedding rows untouched by the request have
   exactly zero gradient): lowest flat index first (a stable sort of |s|). Exactly m entries are
   chosen per tensor, m = max(1, floor(n * rate)) (Python `int` of a positive float).
@@ -34,7 +34,20 @@ Decisions where the spec leaves a choice (all faithful to the original unless sa
 * Optimiser: torch-style Adam with a step count PER TENSOR (torch keeps one per parameter), so
   that resetting one tensor's state (step 5) is exact (`finetune.adam_step`). It persists
   across requests in the method state, as the original's trainer optimiser does.
-* The time limit is not checked (the request is one compiled call).
+* The time limit is not checked.
+
+Where it runs. A request is a host loop over its loader batches that calls ONE small jitted
+program, `_kookmin_batch_step`: the gradient of one 256-row batch's mean loss, added to the
+running score with a sign (-1 for F, +1 for C and R), or one Adam step. The shuffles, the
+selection of the re-initialised entries and their fresh values run in numpy, from a generator
+seeded by the request key (`request_generator`); fresh values are drawn for the m chosen entries
+only (they are independent, so this is the same distribution as redrawing the whole tensor).
+The draws are numpy's, not JAX's, so a run differs from one made with the earlier single
+compiled request; the distributions are the original's and a run is reproducible from its
+seed. Why: the single program held 9 threefry sites, 6 sorts and 338 fused kernels and took
+17 s of XLA compilation at load 10, three times the stream's 98 requests of work
+(docs/notes/2026-12-07-request-streams.md). Only batches with real rows are computed (the
+earlier program skipped the others with a `cond`), so work follows real rows, not padding.
 """
 
 from __future__ import annotations
@@ -46,15 +59,17 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from erase_jax.unlearn.methods.base import Batch, RequestData, register
-from erase_jax.unlearn.methods.batches import keep_first, loader_batches, real_rows, shuffle_rows
-from erase_jax.unlearn.methods.finetune import adam_init, path_name, retain_epochs
+from erase_jax.unlearn.methods.batches import LOADER_BATCH
+from erase_jax.unlearn.methods.finetune import AdamState, adam_step, path_name
 
 GRADIENT_ROWS_PER_FORGET_ROW = 128  # K = 128 F_n (dispatcher override)
 FINETUNE_ROWS_PER_FORGET_ROW = 16  # U = R_upd = 16 F_n (dispatcher override)
 KOOKMIN_LR_SCALE = 0.1  # the original scales the config lr by 0.1 before building the trainer
 SCALE_FOR_REINIT_PARAMS = 10.0  # hard-coded gradient multiplier on re-initialised entries
+GENERATOR_PART = 4  # the request key's host stream for Kookmin's draws (the CF task's negatives use 0 and 2)
 
 
 def reinit_count(n_entries: int, rate: float) -> int:
@@ -62,67 +77,109 @@ def reinit_count(n_entries: int, rate: float) -> int:
     return max(1, int(n_entries * rate))
 
 
-def smallest_magnitude_mask(score: jax.Array, rate: float) -> jax.Array:
-    """Boolean mask of the reinit_count(size, rate) entries with the smallest |score|, ties to
-    the lowest flat index.
+def smallest_magnitude_entries(score: np.ndarray, rate: float) -> np.ndarray:
+    """The flat indices of the reinit_count(size, rate) entries with the smallest |score|, ties
+    to the lowest flat index (a stable sort of |score|).
 
     An embedding table's rows that the request never touched have a score of exactly zero, and
-    usually there are more than m of them: the stable sort would then pick the first m zeros
-    in index order, which a cumulative count finds without sorting (the sort of a large table
-    was most of a request's time on CPU: benchmarks/RESULTS.md, "Unlearning cost per request").
-    Otherwise the stable sort decides.
-    """
+    usually there are more than m of them: then the first m zeros in index order are the
+    answer, found without sorting."""
     m = reinit_count(score.size, rate)
-    magnitude = jnp.abs(score).ravel()
-    zero = magnitude == 0
-
-    def first_zeros():
-        return zero & (jnp.cumsum(zero) <= m)
-
-    def by_sort():
-        order = jnp.argsort(magnitude, stable=True)
-        return jnp.zeros(score.size, bool).at[order[:m]].set(True)
-
-    return jax.lax.cond(jnp.sum(zero) >= m, first_zeros, by_sort).reshape(score.shape)
+    magnitude = np.abs(np.asarray(score)).ravel()
+    zeros = np.flatnonzero(magnitude == 0)
+    if len(zeros) >= m:
+        return zeros[:m]
+    return np.argsort(magnitude, kind="stable")[:m]
 
 
-def fresh_values(name: str, shape: tuple, key) -> jax.Array:
-    """The original's re-initialisation draw for a tensor of this shape (module docstring)."""
+def fresh_values(name: str, shape: tuple, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+    """`n` draws (default: the whole tensor, shaped) of the original's re-initialisation of a
+    tensor of this shape (module docstring), float32."""
+    size = math.prod(shape) if n is None else n
     if len(shape) == 4:  # kaiming_normal_(mode="fan_out", nonlinearity="relu"), torch layout
-        fan_out = shape[0] * math.prod(shape[2:])
-        return jax.random.normal(key, shape) * math.sqrt(2.0 / fan_out)
-    if len(shape) == 2:  # kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in)
-        fan_in = shape[1] if "embedding" in name.lower() else shape[0]
-        bound = 1.0 / math.sqrt(fan_in)
-        return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
-    return 0.02 * jax.random.normal(key, shape)
+        values = rng.standard_normal(size) * math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
+    elif len(shape) == 2:  # kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in)
+        bound = 1.0 / math.sqrt(shape[1] if "embedding" in name.lower() else shape[0])
+        values = rng.uniform(-bound, bound, size)
+    else:
+        values = 0.02 * rng.standard_normal(size)
+    values = values.astype(np.float32)
+    return values.reshape(shape) if n is None else values
 
 
-def reinitialise(params, score, rate: float, key):
-    """(params with the smallest-|score| entries of every tensor redrawn, masks)."""
+def reinitialise(params, score, rate: float, rng: np.random.Generator):
+    """(params with the smallest-|score| entries of every tensor redrawn, masks), numpy arrays."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    scores = treedef.flatten_up_to(score)
-    keys = jax.random.split(key, len(leaves))
     new_leaves, masks = [], []
-    for (path, p), s, k in zip(leaves, scores, keys):
-        mask = smallest_magnitude_mask(s, rate)
-        new_leaves.append(jnp.where(mask, fresh_values(path_name(path), p.shape, k).astype(p.dtype), p))
+    for (path, p), s in zip(leaves, treedef.flatten_up_to(score)):
+        chosen = smallest_magnitude_entries(s, rate)
+        new, mask = np.array(p), np.zeros(p.shape, bool)
+        new.flat[chosen] = fresh_values(path_name(path), p.shape, rng, len(chosen)).astype(new.dtype)
+        mask.flat[chosen] = True
+        new_leaves.append(new)
         masks.append(mask)
     return treedef.unflatten(new_leaves), treedef.unflatten(masks)
 
 
-def gradient_sum_of_batch_means(loss_fn, params, batches: Batch, key):
-    """sum_b grad mean-loss(b) over stacked loader batches (a scan: one batch's graph in memory,
-    which matters for a model whose loss propagates a whole graph); batches without real rows
-    are left out."""
+def request_generator(key, part: int = GENERATOR_PART) -> np.random.Generator:
+    """A numpy generator seeded by a request's PRNG key (raw or typed) and `part`."""
+    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.random.default_rng([*np.asarray(data).ravel().tolist(), part])
 
-    def add(total, batch):
-        grads = jax.grad(loss_fn)(params, batch, key)
-        has_rows = real_rows(batch) > 0
-        return jax.tree.map(lambda t, g: t + jnp.where(has_rows, g, 0.0), total, grads), None
 
-    total, _ = jax.lax.scan(add, jax.tree.map(jnp.zeros_like, params), batches)
-    return total
+def loader_row_batches(rng: np.random.Generator, weight: np.ndarray, cap: int | None = None,
+                       first: int | None = None) -> list[np.ndarray]:
+    """A loader pass's batches as row indices: the real rows (weight > 0) in random order, at
+    most `cap` of them, cut into batches of LOADER_BATCH, each cut to its `first` rows; empty
+    batches left out."""
+    rows = rng.permutation(np.flatnonzero(weight > 0))[:cap]
+    batches = [rows[i:i + LOADER_BATCH][:first] for i in range(0, len(rows), LOADER_BATCH)]
+    return [b for b in batches if len(b)]
+
+
+def take_rows(source: dict[str, np.ndarray], rows: np.ndarray) -> Batch:
+    """A LOADER_BATCH-row batch of `rows` of a host batch; padding rows repeat row 0 with weight 0."""
+    index = np.zeros(LOADER_BATCH, np.int64)
+    index[:len(rows)] = rows
+    batch = {name: values[index] for name, values in source.items()}
+    batch["weight"] = np.where(np.arange(LOADER_BATCH) < len(rows), batch["weight"], 0).astype(np.float32)
+    return batch
+
+
+def _placement(value, like: jax.Array):
+    sharding = like.sharding
+    if np.shape(value) != like.shape and hasattr(sharding, "mesh"):  # a scalar beside a sharded tensor
+        sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return sharding
+
+
+def placed(values, like):
+    """The tree `values` (host or device leaves) on the devices of the matching leaves of `like`,
+    committed as a jitted program's outputs are (one transfer), so that every call of the batch
+    step sees the same argument placement and compiles once."""
+    values = jax.tree.map(lambda v: v if isinstance(v, jax.Array) and v.committed else np.asarray(v), values)
+    return jax.device_put(values, jax.tree.map(_placement, values, like))
+
+
+def fresh_adam_state(params) -> AdamState:
+    """`finetune.adam_init` built on the host (no program to compile)."""
+    zeros = jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), params)
+    count = jax.tree.map(lambda p: np.zeros((), np.int32), params)
+    return AdamState(*(placed(tree, params) for tree in (count, zeros, zeros)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _kookmin_batch_step(model, params, opt_state, score, masks, batch, context, sign, adam_on, lr, key, phase, index):
+    """One loader batch: score + sign x grad mean-loss(batch), and, when `adam_on`, one Adam step
+    at `lr` with the masked entries' gradients x 10. The loss key is the request key folded
+    with (phase, index). Returns (params, opt_state, score, loss)."""
+    batch_key = jax.random.fold_in(jax.random.fold_in(key, phase), index)
+    loss, grads = jax.value_and_grad(lambda p: model.loss(p, context, batch, batch_key))(params)
+    score = jax.tree.map(lambda s, g: s + sign * g, score, grads)
+    scaled = jax.tree.map(lambda g, m: jnp.where(m, SCALE_FOR_REINIT_PARAMS * g, g), grads, masks)
+    stepped, stepped_state = adam_step(params, opt_state, scaled, lr)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(adam_on, a, b), new, old)
+    return keep(stepped, params), keep(stepped_state, opt_state), score, loss
 
 
 @register
@@ -143,53 +200,54 @@ class Kookmin:
         return max(8 * n_forget_rows, 32)  # the original's dispatcher rule
 
     def init(self, model, params):
-        return adam_init(params)
+        return fresh_adam_state(params)
 
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
-        batches = (request.forget, request.clean, request.retain)
-        contexts = (request.context_before, request.context_after)
-        return _kookmin_request(self, model, params, state, batches, contexts, request.n_forget_rows, key)
+        rng = request_generator(key)
+        params = placed(params, params)
+        host = lambda batch: None if batch is None else {name: np.asarray(v) for name, v in batch.items()}
+        forget, clean, retain = host(request.forget), host(request.clean), host(request.retain)
+        gradient_rows = GRADIENT_ROWS_PER_FORGET_ROW * request.n_forget_rows
+        finetune_rows = FINETUNE_ROWS_PER_FORGET_ROW * request.n_forget_rows
+        lr = np.float32(KOOKMIN_LR_SCALE * self.learning_rate)
+        no_masks = placed(jax.tree.map(lambda p: np.zeros(p.shape, bool), params), params)
+        running = placed(jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), params), params)  # signed gradient sum
+        opt_state = fresh_adam_state(params)  # every tensor is masked, so every tensor's state is reset
 
+        def step(params, opt_state, running, masks, source, rows, context, sign, adam_on, phase, index):
+            return _kookmin_batch_step(model, params, opt_state, running, masks, take_rows(source, rows), context,
+                                       np.float32(sign), np.bool_(adam_on), lr, key, np.int32(phase), np.int32(index))
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _kookmin_request(method: Kookmin, model, params, opt_state, batches, contexts, n_forget, key):
-    forget, clean, retain = batches
-    context_before, context_after = contexts
-    shuffle_key, reinit_key, loss_key, finetune_key = jax.random.split(key, 4)
-    k_f, k_c, k_r = jax.random.split(shuffle_key, 3)
-    n_forget = jnp.asarray(n_forget, jnp.int32)
-    gradient_rows = GRADIENT_ROWS_PER_FORGET_ROW * n_forget
-    finetune_rows = FINETUNE_ROWS_PER_FORGET_ROW * n_forget
-    before_loss = lambda p, b, k: model.loss(p, context_before, b, k)
-    after_loss = lambda p, b, k: model.loss(p, context_after, b, k)
+        # the score: F with context_before and sign -1; C, then R cut to k rows per batch, with context_after
+        n_clean = 0 if clean is None else int(np.sum(clean["weight"] > 0))
+        parts = [(forget, None, request.context_before, -1.0)]
+        if clean is not None:
+            parts.append((clean, None, request.context_after, 1.0))
+        parts.append((retain, max(0, gradient_rows - n_clean), request.context_after, 1.0))
+        index = 0
+        for source, first, context, sign in parts:
+            for rows in loader_row_batches(rng, source["weight"], first=first):
+                _, _, running, _ = step(params, opt_state, running, no_masks, source, rows, context, sign, False, 0, index)
+                index += 1
+        score = jax.tree.map(lambda s: np.asarray(s) / gradient_rows, running)
 
-    g_forget = gradient_sum_of_batch_means(before_loss, params, loader_batches(shuffle_rows(forget, k_f)), loss_key)
-    n_clean = 0 if clean is None else real_rows(clean)
-    k_more = jnp.maximum(0, gradient_rows - n_clean)
-    retain_batches = jax.vmap(lambda b: keep_first(b, k_more))(loader_batches(shuffle_rows(retain, k_r)))
-    g_retain = gradient_sum_of_batch_means(after_loss, params, retain_batches, loss_key)
-    if clean is not None:
-        g_clean = gradient_sum_of_batch_means(after_loss, params, loader_batches(shuffle_rows(clean, k_c)), loss_key)
-        g_retain = jax.tree.map(jnp.add, g_retain, g_clean)
-    score = jax.tree.map(lambda r, f: (r - f) / gradient_rows, g_retain, g_forget)
+        new_params, masks = reinitialise(params, score, self.kookmin_init_rate, rng)
+        n_reinitialised = int(sum(np.sum(m) for m in jax.tree.leaves(masks)))
+        params, masks = placed(new_params, params), placed(masks, params)
 
-    params, masks = reinitialise(params, score, method.kookmin_init_rate, reinit_key)
-    opt_state = adam_init(params)  # every tensor is masked, so every tensor's state is reset
-
-    n_retain = real_rows(retain)
-    n_epochs = jnp.where(n_retain > 0, 1 + finetune_rows // jnp.maximum(n_retain, 1), 0)
-
-    def scale_masked(grads, batch):
-        return jax.tree.map(lambda g, m: jnp.where(m, SCALE_FOR_REINIT_PARAMS * g, g), grads, masks)
-
-    params, opt_state, last_loss = retain_epochs(
-        after_loss, params, opt_state, retain, finetune_rows, n_epochs,
-        KOOKMIN_LR_SCALE * method.learning_rate, finetune_key, grad_transform=scale_masked,
-    )
-    diagnostics = {
-        "reinitialised": sum(jnp.sum(m) for m in jax.tree.leaves(masks)),
-        "score_norm": jnp.sqrt(sum(jnp.sum(s * s) for s in jax.tree.leaves(score))),
-        "finetune_epochs": n_epochs,
-        "finetune_loss": last_loss,
-    }
-    return params, opt_state, diagnostics
+        n_retain = int(np.sum(retain["weight"] > 0))
+        n_epochs = 1 + finetune_rows // n_retain if n_retain > 0 else 0
+        losses = []
+        for epoch in range(n_epochs):
+            losses = []
+            for index, rows in enumerate(loader_row_batches(rng, retain["weight"], cap=finetune_rows)):
+                params, opt_state, running, loss = step(params, opt_state, running, masks, retain, rows,
+                                                      request.context_after, 0.0, True, 1 + epoch, index)
+                losses.append(loss)
+        diagnostics = {
+            "reinitialised": n_reinitialised,
+            "score_norm": float(np.sqrt(sum(np.sum(np.square(s, dtype=np.float64)) for s in jax.tree.leaves(score)))),
+            "finetune_epochs": n_epochs,
+            "finetune_loss": float(np.mean([np.asarray(v) for v in losses])) if losses else 0.0,
+        }
+        return params, opt_state, diagnostics

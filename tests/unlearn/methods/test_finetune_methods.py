@@ -2,6 +2,8 @@
 class-weighted repair loss, the KL-to-uniform step) and smoke runs through the registry on a tiny
 BPR and a tiny LightGCN, including bit-identical reruns with the same key."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,12 +49,12 @@ def tiny_request(model_name: str):
 
 
 def test_kookmin_reinitialises_exactly_the_smallest_fraction_per_tensor():
-    key = jax.random.PRNGKey(0)
+    rng = np.random.default_rng(0)
     params = {"params": {"user_embedding": {"embedding": jnp.full((30, 8), 7.0)},
                          "item_embedding": {"embedding": jnp.full((20, 8), 7.0)},
                          "bias": jnp.full((5,), 7.0)}}
-    score = jax.tree.map(lambda p: jax.random.normal(key, p.shape), params)  # distinct magnitudes
-    new, masks = jax.jit(kookmin.reinitialise, static_argnums=2)(params, score, 0.1, jax.random.PRNGKey(1))
+    score = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)  # distinct magnitudes
+    new, masks = kookmin.reinitialise(params, score, 0.1, np.random.default_rng(1))
     for (p, n, m, s) in zip(*(jax.tree.leaves(t) for t in (params, new, masks, score))):
         expected = kookmin.reinit_count(p.size, 0.1)  # max(1, int(n * rate)): 24, 16 and 1
         assert int(m.sum()) == expected
@@ -63,12 +65,9 @@ def test_kookmin_reinitialises_exactly_the_smallest_fraction_per_tensor():
     assert [kookmin.reinit_count(n, 0.1) for n in (240, 160, 5)] == [24, 16, 1]
 
 
-def test_kookmin_ties_go_to_the_lowest_index_and_embeddings_use_kaiming_uniform():
-    score = jnp.zeros((10, 4))  # all tied, as untouched embedding rows are
-    mask = kookmin.smallest_magnitude_mask(score, 0.1)
-    np.testing.assert_array_equal(np.flatnonzero(np.asarray(mask).ravel()), [0, 1, 2, 3])
-    values = kookmin.fresh_values("params/user_embedding/embedding", (1000, 4), jax.random.PRNGKey(0))
-    assert float(jnp.max(jnp.abs(values))) <= 0.5 and float(jnp.max(jnp.abs(values))) > 0.45  # U(+-1/sqrt(4))
+def test_kookmin_ties_go_to_the_lowest_index():
+    chosen = kookmin.smallest_magnitude_entries(np.zeros((10, 4)), 0.1)  # all tied, as untouched embedding rows are
+    np.testing.assert_array_equal(chosen, [0, 1, 2, 3])
 
 
 @pytest.mark.parametrize("n_zero_rows", [0, 3, 40, 200])  # zeros fewer / more than m = 80
@@ -78,10 +77,96 @@ def test_kookmin_selection_equals_a_stable_sort_with_and_without_enough_zeros(n_
     score = rng.normal(size=(200, 40)).astype(np.float32)
     score[rng.permutation(200)[:n_zero_rows]] = 0.0  # rows the request never touched
     score[5, :3] = -0.0
-    mask = jax.jit(kookmin.smallest_magnitude_mask, static_argnums=1)(jnp.asarray(score), 0.01)
-    expected = np.zeros(score.size, bool)
-    expected[np.argsort(np.abs(score).ravel(), kind="stable")[:80]] = True
-    np.testing.assert_array_equal(np.asarray(mask).ravel(), expected)
+    chosen = kookmin.smallest_magnitude_entries(score, 0.01)
+    np.testing.assert_array_equal(np.sort(chosen), np.sort(np.argsort(np.abs(score).ravel(), kind="stable")[:80]))
+
+
+@pytest.mark.parametrize("name, shape, low, high, std", [
+    ("params/user_embedding/embedding", (1000, 4), -0.5, 0.5, 0.5 / np.sqrt(3)),  # U(+-1/sqrt(dim)), fan_in = dim
+    ("params/dense/kernel", (16, 300), -0.25, 0.25, 0.25 / np.sqrt(3)),  # U(+-1/sqrt(16)), fan_in = shape[0]
+    ("params/conv/kernel", (8, 3, 2, 2), None, None, np.sqrt(2.0 / (8 * 4))),  # kaiming normal, fan_out
+    ("params/bias", (50,), None, None, 0.02),
+])
+def test_kookmin_fresh_values_follow_the_original_initialisers(name, shape, low, high, std):
+    """The m fresh values drawn for the chosen entries of a tensor (`n`) and a whole tensor's draw
+    come from the same distribution: its range, mean and standard deviation."""
+    rng = np.random.default_rng(0)
+    whole = kookmin.fresh_values(name, shape, rng)
+    some = kookmin.fresh_values(name, shape, rng, 40_000)
+    assert whole.shape == shape and whole.dtype == np.float32 and some.shape == (40_000,)
+    for values in (some, np.concatenate([kookmin.fresh_values(name, shape, rng).ravel() for _ in range(200)])):
+        if low is not None:
+            assert values.min() >= low and values.max() <= high and values.max() > 0.98 * high
+        assert abs(values.mean()) < 0.03 * std and abs(values.std() / std - 1) < 0.03
+
+
+def test_kookmin_loader_batches_are_a_uniform_shuffle_of_the_real_rows():
+    """Each pass: every real row once (at most `cap`), no padding row, batches of at most 256 rows
+    cut to `first`, none empty; over many passes each real row leads a pass equally often."""
+    weight = np.zeros(700, np.float32)
+    real = np.sort(np.random.default_rng(1).choice(700, 600, replace=False))
+    weight[real] = 1.0
+    rng = np.random.default_rng(2)
+    batches = kookmin.loader_row_batches(rng, weight)
+    assert [len(b) for b in batches] == [256, 256, 88]
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), real)
+    capped = np.concatenate(kookmin.loader_row_batches(rng, weight, cap=300))
+    assert len(capped) == 300 and len(set(capped)) == 300 and set(capped) <= set(real)
+    assert [len(b) for b in kookmin.loader_row_batches(rng, weight, first=10)] == [10, 10, 10]
+    assert kookmin.loader_row_batches(rng, weight, first=0) == []
+    small = np.r_[np.ones(6), np.zeros(2)].astype(np.float32)
+    leaders = np.bincount([kookmin.loader_row_batches(rng, small)[0][0] for _ in range(6000)], minlength=8)
+    assert leaders[6:].sum() == 0 and np.all(np.abs(leaders[:6] - 1000) < 5 * np.sqrt(1000))
+
+
+def test_kookmin_batches_pad_with_weightless_rows():
+    source = {"users": np.arange(10, dtype=np.int32) + 5, "weight": np.full(10, 2.0, np.float32)}
+    batch = kookmin.take_rows(source, np.array([7, 3]))
+    assert batch["users"].shape == (256,)
+    np.testing.assert_array_equal(batch["users"][:3], [12, 8, 5])
+    np.testing.assert_array_equal(batch["weight"][:3], [2.0, 2.0, 0.0])
+    assert batch["weight"][2:].sum() == 0
+
+
+def expected_score(model, params, request, parts):
+    """(sum of the parts' signed gradients of their mean losses) / K, each part in ONE loader
+    batch (the tiny request's F, C and R have fewer than 256 rows: the shuffle cannot change it)."""
+    total = jax.tree.map(jnp.zeros_like, params)
+    for batch, context, sign in parts:
+        grads = jax.grad(lambda p: model.loss(p, context, batch, jax.random.PRNGKey(0)))(params)
+        total = jax.tree.map(lambda t, g: t + sign * g, total, grads)
+    return jax.tree.map(lambda t: np.asarray(t) / (kookmin.GRADIENT_ROWS_PER_FORGET_ROW * request.n_forget_rows), total)
+
+
+def test_kookmin_reinitialises_where_the_directly_computed_score_is_smallest():
+    """Without retain rows nothing is fine-tuned, so exactly the re-initialised entries change:
+    they are the smallest |(g_C - g_F) / K| per tensor, g computed here by jax.grad directly."""
+    model, params, request = tiny_request("BPR")
+    request = dataclasses.replace(request, retain={**request.retain, "weight": jnp.zeros_like(request.retain["weight"])})
+    method = build_method("kookmin", kookmin_init_rate=0.1)
+    new, _, diagnostics = method.unlearn(model, params, method.init(model, params), request, jax.random.PRNGKey(3))
+    score = expected_score(model, params, request, [(request.forget, request.context_before, -1.0),
+                                                    (request.clean, request.context_after, 1.0)])
+    assert diagnostics["finetune_epochs"] == 0
+    for p, n, s in zip(*(jax.tree.leaves(t) for t in (params, new, score))):
+        changed = np.flatnonzero(np.asarray(n).ravel() != np.asarray(p).ravel())
+        expected = np.argsort(np.abs(s).ravel(), kind="stable")[:kookmin.reinit_count(s.size, 0.1)]
+        np.testing.assert_array_equal(changed, np.sort(expected))
+    norm = np.sqrt(sum(np.sum(np.square(s, dtype=np.float64)) for s in jax.tree.leaves(score)))
+    np.testing.assert_allclose(diagnostics["score_norm"], norm, rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["BPR", "LightGCN"])
+def test_kookmin_score_with_retain_rows_equals_the_direct_gradients(model_name):
+    model, params, request = tiny_request(model_name)
+    method = build_method("kookmin")
+    _, _, diagnostics = method.unlearn(model, params, method.init(model, params), request, jax.random.PRNGKey(3))
+    score = expected_score(model, params, request, [(request.forget, request.context_before, -1.0),
+                                                    (request.clean, request.context_after, 1.0),
+                                                    (request.retain, request.context_after, 1.0)])
+    norm = np.sqrt(sum(np.sum(np.square(s, dtype=np.float64)) for s in jax.tree.leaves(score)))
+    np.testing.assert_allclose(diagnostics["score_norm"], norm, rtol=1e-5)
+    assert diagnostics["finetune_epochs"] == 1 + 16 * 8 // 30  # E = 1 + U // |R|, U = 16 F_n
 
 
 # ---------------------------------------------------------------------------------------------
