@@ -80,11 +80,15 @@ def summary(rounds: list[dict], models: list[str], threads: list[int]) -> dict:
     out = {}
     for model in models:
         for count in threads:
-            entry = out.setdefault(model, {}).setdefault(f"recbole_threads_{count}", {})
+            entry = {}
             for unit in ("wall", "cpu"):
                 ratios = [r["ratios"][f"recbole_threads_{count}"][unit] for r in rounds
                           if r["model"] == model and f"recbole_threads_{count}" in r["ratios"]]
-                entry[unit] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios}
+                if ratios:  # models and thread counts not run yet are left out
+                    entry[unit] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+                                   "rounds": ratios}
+            if entry:
+                out.setdefault(model, {})[f"recbole_threads_{count}"] = entry
     return out
 
 
@@ -131,10 +135,11 @@ def main(argv=None) -> int:
                     f"{name} {step['epoch_wall_seconds']:.1f} s ({step['epoch_cpu_seconds']:.1f} CPU s)"
                     for name, step in recbole.items()) + f", all_positions {ours['epoch_wall_seconds']:.2f} s "
                       f"({ours['epoch_cpu_seconds']:.2f} CPU s)", file=sys.stderr, flush=True)
-                if index == 0 and args.prefixes_epochs:
-                    result["prefixes"][model] = jax_step(model, "prefixes", args.prefixes_epochs, Path(scratch))
                 result["summary"] = summary(result["rounds"], args.models, args.recbole_threads)
                 write()
+                if index == 0 and args.prefixes_epochs:
+                    result["prefixes"][model] = jax_step(model, "prefixes", args.prefixes_epochs, Path(scratch))
+                    write()
     return 0
 
 
