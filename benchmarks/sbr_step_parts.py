@@ -75,12 +75,14 @@ def parts(model_name: str, repeats: int, overrides: list[str]) -> dict:
 
     representation = model.represent_positions(params, context, items, lengths, key)
     cotangent = jax.random.normal(jax.random.PRNGKey(1), representation.shape)
-    encoder = jax.jit(jax.grad(lambda p, k: jnp.sum(model.represent_positions(p, context, items, lengths, k) * cotangent)))
+    # every array is an argument, not a closed-over constant XLA would fold at compile time
+    encoder = jax.jit(jax.grad(lambda p, items, lengths, k, cotangent: jnp.sum(
+        model.represent_positions(p, context, items, lengths, k) * cotangent)))
 
-    def output_nll(representation, embedding):
+    def output_nll(representation, embedding, targets, weight):
         log_p = jax.nn.log_softmax(representation @ embedding[:-1].T, axis=-1)
-        nll = -jnp.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
-        return jnp.sum(batch["weight"] * nll) / jnp.sum(batch["weight"])
+        nll = -jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+        return jnp.sum(weight * nll) / jnp.sum(weight)
 
     output = jax.jit(jax.grad(output_nll, argnums=(0, 1)))
     embedding = params["params"]["item_embedding"]
@@ -91,8 +93,8 @@ def parts(model_name: str, repeats: int, overrides: list[str]) -> dict:
         "batch_shape": list(items.shape), "batches_per_epoch": n_batches, "n_items": context.n_items,
         "step": timed(step, (params, state.opt_state, batch, key), repeats),
         "loss_and_grad": timed(loss_and_grad, (params, batch, key), repeats),
-        "encoder": timed(encoder, (params, key), repeats),
-        "output": timed(output, (representation, embedding), repeats),
+        "encoder": timed(encoder, (params, items, lengths, key, cotangent), repeats),
+        "output": timed(output, (representation, embedding, batch["targets"], batch["weight"]), repeats),
         "optimizer": timed(jax.jit(optimizer.update), (grads, state.opt_state, params), repeats),
         "batch": {k: v / n_batches for k, v in timed(epoch_batches, (key, order), repeats).items()},
     }
@@ -102,10 +104,11 @@ def parts(model_name: str, repeats: int, overrides: list[str]) -> dict:
         zeros = jnp.zeros(3 * model.hidden_size)
         states_cotangent = jax.random.normal(jax.random.PRNGKey(2), (items.shape[1], items.shape[0], model.hidden_size))
 
-        def recurrence(w_hh, projected):
+        def recurrence(w_hh, projected, states_cotangent):
             return jnp.sum(gru_recurrence(w_hh, zeros, projected, model.hidden_size) * states_cotangent)
 
-        record["recurrence"] = timed(jax.jit(jax.grad(recurrence, argnums=(0, 1))), (net["w_hh"], projected), repeats)
+        record["recurrence"] = timed(jax.jit(jax.grad(recurrence, argnums=(0, 1))),
+                                     (net["w_hh"], projected, states_cotangent), repeats)
     for name, part in record.items():
         if isinstance(part, dict):
             print(f"[{model_name}] {name}: {part['wall_seconds'] * 1e3:.1f} ms wall, {part['cpu_seconds'] * 1e3:.1f} ms CPU",
