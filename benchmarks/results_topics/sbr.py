@@ -116,4 +116,49 @@ def all_positions() -> Section:
                    "epoch time under load, " + "; ".join(answers), intro, table(header, rows), result_file, recbole_speed, recbole_quality)
 
 
-SECTIONS = (quality, speed, all_positions)
+def side_by_side() -> Section:
+    result_file = BENCH + "sbr_side_by_side_ml-100k.json"
+    result = load(result_file)
+    rows = []
+
+    def row(model, index, what, step, ours, flops=None):
+        ratio = lambda unit: times(step[f"epoch_{unit}_seconds"] / ours[f"epoch_{unit}_seconds"]) if step is not ours else ""
+        share = (f"{seconds(flops['matmul_flops_per_epoch'] / 1e9)} GFLOP, "
+                 f"{100 * flops['share_of_matmul_peak']:.0f} % of {seconds(flops['flops_per_second'] / flops['share_of_matmul_peak'] / 1e9)}"
+                 if flops else "")
+        rows.append([model, index, what, seconds(step["epoch_wall_seconds"]), seconds(step["epoch_cpu_seconds"]), ratio("wall"),
+                     ratio("cpu"), share, load_cell(step["load_average_start"], step["load_average_end"]), *source(result["provenance"])])
+
+    for entry in result["rounds"]:
+        model, index, ours = entry["model"], entry["round"], entry["all_positions"]
+        for name in sorted(k for k in entry if k.startswith("recbole_threads_")):
+            batches = entry[name]["recbole"]["timed_batches"]
+            row(model, index, f"RecBole 1.2.1, {name.rsplit('_', 1)[1]} torch thread(s), {batches} batches extrapolated", entry[name], ours)
+        row(model, index, "erase-jax all_positions (median of its timed epochs)", ours, ours, ours["erase_jax"])
+        prefixes = result["prefixes"].get(model)
+        if index == 0 and prefixes is not None:
+            row(model, index, "erase-jax prefixes (the default objective), for reference", prefixes, prefixes, prefixes["erase_jax"])
+    answers = []
+    for model, entry in result["summary"].items():
+        ratios = entry["recbole_threads_1"]
+        answers.append(f"{model} {times(ratios['wall']['median'])} (wall, {times(ratios['wall']['min'])} - "
+                       f"{times(ratios['wall']['max'])}) and {times(ratios['cpu']['median'])} (CPU)")
+    rounds = 1 + max(r["round"] for r in result["rounds"])
+    intro = ("RecBole 1.2.1 (PyTorch, its own environment) and erase-jax's `sequence.objective: all_positions`, GRU4Rec and "
+             "SASRec on the ML-100K user sequences, batch 256 (RecBole: 313 prefix rows; erase-jax: 9 batches of up to 50 "
+             "targets per row), measured in one run by `benchmarks/sbr_side_by_side.py`: per round and model, RecBole's first "
+             "training batches (data loading, forward, backward, Adam; extrapolated to its epoch) and then erase-jax's epochs, "
+             f"each in its own process, {rounds} rounds alternating. The ratio of a row is RecBole's epoch over the erase-jax "
+             "epoch of the same round (and, for the prefixes row, over that row). CPU seconds count every thread of a "
+             "process. RecBole with 2 torch threads spin-waits when other jobs hold the cores (its CPU seconds grow with "
+             "the load), so the 1-thread run is the ratio given. Matmul GFLOP per epoch: 3x the forward matmuls from the "
+             "shapes (`benchmarks/sbr_all_positions.py`), as a share of a float32 1024 x 1024 matmul's GFLOP/s measured in "
+             "the same process.")
+    header = ["model", "round", "implementation", "epoch wall s", "epoch CPU s", "RecBole / this, wall", "RecBole / this, CPU",
+              "matmul work per epoch, share of matmul peak (GFLOP/s)", "load (1 min) start - end", *PROVENANCE_COLUMNS]
+    return section("Session-based training epochs next to RecBole, side by side in one run",
+                   "RecBole's epoch over erase-jax all_positions', median of the rounds: " + "; ".join(answers),
+                   intro, table(header, rows), result_file)
+
+
+SECTIONS = (quality, speed, all_positions, side_by_side)

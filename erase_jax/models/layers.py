@@ -80,11 +80,17 @@ def gru_time_major(w_ih, w_hh, b_ih, b_hh, inputs: jax.Array, hidden_size: int,
     the state after each row's last item, [n, h].
 
     The input projection of all steps is one matmul before the scan, already in the scan's
-    layout (no [n, L, 3h] transpose); with `lengths` the scan carries the last state instead
-    of stacking all of them, so neither the stack nor its gradient is materialised.
+    layout (no [n, L, 3h] transpose); the scan itself is `gru_recurrence`.
     """
-    projected = dense(inputs, w_ih) + b_ih  # [L, n, 3h]
-    initial = jnp.zeros((inputs.shape[1], hidden_size), inputs.dtype)
+    return gru_recurrence(w_hh, b_hh, dense(inputs, w_ih) + b_ih, hidden_size, lengths)
+
+
+def gru_recurrence(w_hh, b_hh, projected: jax.Array, hidden_size: int, lengths: jax.Array | None = None) -> jax.Array:
+    """The GRU's sequential part on projected inputs [L, n, 3h] (x_t W_ih + b_ih, gates r, z, n):
+    every state [L, n, h], or with `lengths` the state after each row's last item, [n, h]. With
+    `lengths` the scan carries the last state instead of stacking all of them, so neither the
+    stack nor its gradient is materialised."""
+    initial = jnp.zeros((projected.shape[1], hidden_size), projected.dtype)
 
     def cell(hidden, x):
         recurrent = hidden @ w_hh + b_hh
@@ -108,7 +114,7 @@ def gru_time_major(w_ih, w_hh, b_ih, b_hh, inputs: jax.Array, hidden_size: int,
         hidden = cell(hidden, x)
         return (hidden, jnp.where((t == lengths - 1)[:, None], hidden, last)), None
 
-    steps = jnp.arange(inputs.shape[0])
+    steps = jnp.arange(projected.shape[0])
     return jax.lax.scan(step_keep_last, (initial, initial), (projected, steps))[0][1]
 
 
