@@ -42,7 +42,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 
-
 MODEL_CONFIGS = {name: f"experiments/configs/{name}_ml-100k.yaml" for name in ("bpr", "itemknn", "ease", "pop")}
 ATTACKS = ("bandwagon_users", "bandwagon_selected")
 
