@@ -24,13 +24,18 @@ TABLE_AXIS = "rows"
 TABLES = ("user_embedding", "item_embedding")
 
 
-def table_mesh(n_devices: int | None = None) -> Mesh:
-    """A one-axis mesh named "rows" over the first `n_devices` of `jax.devices()` (None: all)."""
+def one_axis_mesh(axis: str, n_devices: int | None = None) -> Mesh:
+    """A one-axis mesh named `axis` over the first `n_devices` of `jax.devices()` (None: all)."""
     devices = jax.devices()
     n_devices = len(devices) if n_devices is None else n_devices
     if not 1 <= n_devices <= len(devices):
         raise ValueError(f"asked for {n_devices} devices, there are {len(devices)}")
-    return Mesh(np.array(devices[:n_devices]), (TABLE_AXIS,))
+    return Mesh(np.array(devices[:n_devices]), (axis,))
+
+
+def table_mesh(n_devices: int | None = None) -> Mesh:
+    """A one-axis mesh named "rows" over the first `n_devices` of `jax.devices()` (None: all)."""
+    return one_axis_mesh(TABLE_AXIS, n_devices)
 
 
 def table_shardings(tree, mesh: Mesh, tables=TABLES):

@@ -16,16 +16,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from erase_jax.table_sharding import one_axis_mesh
+
 SHADOW_AXIS = "shadows"
 
 
 def shadow_mesh(n_devices: int | None = None) -> Mesh:
     """A one-axis mesh named "shadows" over the first `n_devices` of `jax.devices()` (None: all)."""
-    devices = jax.devices()
-    n_devices = len(devices) if n_devices is None else n_devices
-    if not 1 <= n_devices <= len(devices):
-        raise ValueError(f"asked for {n_devices} devices, there are {len(devices)}")
-    return Mesh(np.array(devices[:n_devices]), (SHADOW_AXIS,))
+    return one_axis_mesh(SHADOW_AXIS, n_devices)
 
 
 def split_shadows(tree, mesh: Mesh):

@@ -21,20 +21,17 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from erase_jax.table_sharding import one_axis_mesh
 
 ITEM_AXIS = "items"
 
 
 def item_mesh(n_devices: int | None = None) -> Mesh:
     """A one-axis mesh named "items" over the first `n_devices` devices (None: all)."""
-    devices = jax.devices()
-    n_devices = len(devices) if n_devices is None else n_devices
-    if not 1 <= n_devices <= len(devices):
-        raise ValueError(f"asked for {n_devices} devices, there are {len(devices)}")
-    return Mesh(np.array(devices[:n_devices]), (ITEM_AXIS,))
+    return one_axis_mesh(ITEM_AXIS, n_devices)
 
 
 def padded_item_table(item_table: jax.Array, mesh: Mesh) -> jax.Array:
