@@ -126,6 +126,15 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from erase_jax.audit.job import audit, config_from_arguments
+
+    config = config_from_arguments(args)  # the audit's own errors first
+    path = audit(args.run, _unlearn_config(args, "untouched"), config, args.out, args.replace, args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from erase_jax.unlearn.protocol.report import write_report
 
@@ -309,6 +318,14 @@ def main(argv=None) -> int:
     retrain.add_argument("--budget", default="trained", choices=["trained", "original", "early_stopping"],
                          help="trained: the trained run's epochs, no early stopping (default; \"original\" is its old name); early_stopping: the run's rule")
     retrain.set_defaults(func=cmd_retrain)
+
+    from erase_jax.audit.job import add_arguments as add_audit_arguments
+
+    audit = sub.add_parser("audit", parents=[common], help="per-pair membership audit of a scenario's removals with "
+                           "shadow models (BPR, LightGCN): audit/audit.json, shown by report")
+    _add_scenario_arguments(audit)
+    add_audit_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
 
     report = sub.add_parser("report", parents=[common], help="one scenario's methods side by side (report.md, report.png)")
     report.add_argument("scenario_dir", help="a scenario folder: RUN/unlearn/<scenario> (holds unlearning.csv)")

@@ -33,24 +33,13 @@ under `kept_from_earlier_run`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
-from erase_jax.audit.assignment import OUT, STATE_NAMES, UNLEARN, assign_states, trained_mask
-from erase_jax.audit.devices import shadow_mesh
-from erase_jax.audit.game import GAMES, game_examples, per_pair_auc, play, play_rmia
-from erase_jax.audit.pairs import select_audited_rows
-from erase_jax.audit.pilot import pilot_memorisation, with_memorised
-from erase_jax.audit.roc import log_roc, summary
-from erase_jax.audit.shadows import ShadowSet, apply_removal, observation_mask, shadow_seeds, training_rows
+from erase_jax.audit.job import REMOVALS, AuditConfig, audit_record
 from erase_jax.config import load_config
-from erase_jax.data.scenarios.sensitive import sensitive_items
 from erase_jax.run import build_experiment
 from erase_jax.unlearn.protocol.run import UnlearnConfig, build_forget_set
 
@@ -61,24 +50,8 @@ from provenance import provenance  # noqa: E402  (benchmarks/provenance.py)
 CONFIGS = {"bpr": REPO_ROOT / "experiments" / "configs" / "bpr_ml-100k.yaml",
            "lightgcn": REPO_ROOT / "experiments" / "configs" / "lightgcn_ml-100k.yaml"}
 SCENARIO = UnlearnConfig(scenario="sensitive", category="Horror", fraction=0.003, forget_rating_threshold=3.5)
-REMOVALS = ("untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
 RESULTS = {"bpr": REPO_ROOT / "experiments" / "results" / "privacy_audit_ml-100k.json",
            "lightgcn": REPO_ROOT / "experiments" / "results" / "privacy_audit_ml-100k_lightgcn.json"}
-
-
-def forgettable_rows(inter, rows: np.ndarray) -> np.ndarray:
-    """Positions in `rows` of the scenario's candidate pairs: a Horror item rated >= 3.5."""
-    _, sensitive = sensitive_items(inter, SCENARIO.category)
-    return np.nonzero(np.isin(inter.items[rows], sensitive) & (inter.ratings[rows] >= SCENARIO.forget_rating_threshold))[0]
-
-
-def carried_over(previous: dict) -> dict:
-    """The removals of an earlier result file, each with the provenance of the run that measured
-    it (that file's, or the one it had itself kept them from)."""
-    earlier = previous.get("kept_from_earlier_run", {})
-    return {name: {**found, "provenance": found.get("provenance") or (
-                earlier["provenance"] if name in earlier.get("removals", ()) else previous["provenance"])}
-            for name, found in previous.get("removals", {}).items()}
 
 
 def main() -> None:
@@ -102,93 +75,20 @@ def main() -> None:
     config_path = CONFIGS[args.model]
     experiment = build_experiment(load_config(str(config_path), [f"train.epochs={args.epochs}"]))
     forget_set = build_forget_set(experiment, SCENARIO, experiment.config.seed)
-    rows, users, items = training_rows(experiment)
-    forgotten = np.nonzero(forget_set.removal_mask(experiment.data.interactions)[rows])[0]  # positions in `rows`
-    audited = select_audited_rows(forgotten, args.audited, args.seed)
-    inter = experiment.data.interactions
-    shadows = ShadowSet(experiment.model, experiment.context, experiment.config.train, inter.n_users, inter.n_items,
-                        users, items, audited, assign_states(args.shadows, len(audited), args.seed),
-                        shadow_seeds(args.seed, args.shadows), args.group_size or None,
-                        shadow_mesh(args.devices) if args.devices else None)
-    pilot, memorised = None, np.zeros(len(audited), bool)
-    if args.memorised:
-        candidates = forgettable_rows(inter, rows)
-        gaps, pilot = pilot_memorisation(shadows, candidates, args.pilot_shadows, args.seed)
-        audited, chosen = with_memorised(forgotten, candidates, gaps, args.audited, args.memorised, len(rows), args.seed)
-        pilot.update(chosen)
-        memorised = ~np.isin(audited, select_audited_rows(forgotten, args.audited, args.seed))
-        shadows = dataclasses.replace(shadows, audited=audited, states=assign_states(args.shadows, len(audited), args.seed))
-        print(f"pilot: {pilot}", flush=True)
-    test_rows = np.random.default_rng(args.seed).choice(experiment.data.split.test, args.population, replace=False)
-    population_users, population_items = (np.asarray(a[test_rows], np.int32) for a in (inter.users, inter.items))
-    print(f"{len(rows)} training rows, {len(forgotten)} forgotten in train, {len(audited)} audited, K = {args.shadows}", flush=True)
-
-    load = {"before": os.getloadavg()[0]}
-    _, one_record = shadows.train(trained_mask(shadows.states), shadows=np.array([0]))
-    print(f"one model: {one_record}", flush=True)
-    trained, shadow_record = shadows.train_shadows()
-    print(f"{args.shadows} shadows: {shadow_record}", flush=True)
-    phi_trained = np.asarray(shadows.observe(trained, trained_mask(shadows.states), shadows.audited_users, shadows.audited_items))
+    config = AuditConfig(shadows=args.shadows, audited=args.audited, seed=args.seed, population=args.population,
+                         group_size=args.group_size, devices=args.devices, memorised=args.memorised,
+                         pilot_shadows=args.pilot_shadows, removals=tuple(args.removals))
     previous = {} if args.replace or not Path(args.out).exists() else json.loads(Path(args.out).read_text())
-    removals = carried_over(previous)  # the earlier run's, each until this run redoes it
-    redone: set[str] = set()
+    settings = {"run": os.path.relpath(config_path, REPO_ROOT), "train.epochs": args.epochs,
+                "scenario": "sensitive:Horror f0.003 rating>=3.5", "shadows": args.shadows, "audited": args.audited,
+                "seed": args.seed, "population": args.population, "model": args.model, "memorised": args.memorised,
+                "pilot_shadows": args.pilot_shadows, "group_size": args.group_size, "devices": args.devices,
+                "removals": args.removals}
 
-    def write() -> None:
-        load["after"] = os.getloadavg()[0]
-        record = {
-            "provenance": provenance(config={"run": os.path.relpath(config_path, REPO_ROOT), "train.epochs": args.epochs,
-                                             "scenario": "sensitive:Horror f0.003 rating>=3.5", "shadows": args.shadows,
-                                             "audited": args.audited, "seed": args.seed,
-                                             "population": args.population, "model": args.model,
-                                             "memorised": args.memorised, "pilot_shadows": args.pilot_shadows,
-                                             "group_size": args.group_size, "devices": args.devices,
-                                             "removals": args.removals}),
-            "data": {"training_rows": len(rows), "forgotten_training_rows": len(forgotten), "audited_pairs": len(audited),
-                     "memorised_pairs": int(memorised.sum()), "users": inter.n_users, "items": inter.n_items},
-            **({"pilot": pilot} if pilot else {}),
-            "states_per_pair": {STATE_NAMES[s]: [int(c) for c in np.unique((shadows.states == s).sum(0))] for s in range(3)},
-            "mean_phi_trained": {STATE_NAMES[s]: float(phi_trained[shadows.states == s].mean()) for s in range(3)},
-            "memorisation_gap_trained_minus_out": float(phi_trained[shadows.states != OUT].mean() - phi_trained[shadows.states == OUT].mean()),
-            "one_model": one_record,
-            "shadows_together": shadow_record,
-            "load_average_1min": load,
-            "removals": removals,
-            **({"kept_from_earlier_run": {"removals": sorted(set(removals) - redone),
-                                          "provenance": previous.get("provenance"),
-                                          "mean_phi_trained": previous.get("mean_phi_trained")}}
-               if set(removals) - redone else {}),
-            "notes": "each shadow in turn the target, scored against the other K-1 (leave-one-out); "
-                     f"labels: UNLEARN = 1 ({int((shadows.states == UNLEARN).sum())} examples), OUT = 0; IN pairs are not examples. "
-                     "Timings on a shared 2-core CPU under load (see load_average_1min).",
-        }
-        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    def write(record: dict) -> None:  # after every removal: an interrupted run keeps what it finished
+        Path(args.out).write_text(json.dumps({"provenance": provenance(config=settings), **record}, indent=2) + "\n")
 
-    for name in args.removals:
-        started = time.perf_counter()
-        unlearned, record = apply_removal(name, shadows, trained, seed=args.seed)
-        seen = observation_mask(name, shadows.states)
-        phi = np.asarray(shadows.observe(unlearned, seen, shadows.audited_users, shadows.audited_items))
-        removals[name] = {"removal": record, "wall_seconds": time.perf_counter() - started,
-                          "mean_phi_after_removal": {STATE_NAMES[s]: float(phi[shadows.states == s].mean()) for s in range(3)}}
-        log_p = np.asarray(shadows.observe(unlearned, seen, shadows.audited_users, shadows.audited_items, "log_p"))
-        log_p_population = np.asarray(shadows.observe(unlearned, seen, population_users, population_items, "log_p"))
-        for n_references in (1, 2, 4):
-            removals[name][f"rmia_offline_{n_references}_references"] = play_rmia(log_p, shadows.states, log_p_population, n_references)
-        for game in GAMES:
-            for variance in ("global", "pair"):
-                removals[name][f"{game}_{variance}_variance"] = play(game, phi_trained, phi, shadows.states, variance)
-            scores, labels, used = game_examples(game, phi_trained, phi, shadows.states)
-            removals[name][f"{game}_log_roc_global"] = log_roc(scores[used], labels[used])
-            if memorised.any():
-                for part, columns in (("memorised", memorised), ("random", ~memorised)):
-                    subset = used & columns[None]
-                    removals[name][f"{game}_global_variance_{part}"] = summary(scores[subset], labels[subset])
-            pair_auc = per_pair_auc(scores, labels, used)
-            removals[name][f"{game}_per_pair_auc_quantiles_global"] = dict(zip(
-                ("p10", "p50", "p90", "max"), np.nanquantile(pair_auc, [0.1, 0.5, 0.9, 1.0]).round(4).tolist()))
-        print(name, json.dumps({k: v for k, v in removals[name].items() if k.startswith(("game2", "rmia"))}), flush=True)
-        redone.add(name)
-        write()  # after every removal: an interrupted run keeps the removals it finished (and the earlier run's others)
+    audit_record(experiment, SCENARIO, forget_set, config, previous, write, log=lambda line: print(line, flush=True))
     print(f"wrote {args.out}", flush=True)
 
 

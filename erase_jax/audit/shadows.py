@@ -194,18 +194,26 @@ def apply_removal(name: str, shadow_set: ShadowSet, trained_params, seed: int = 
     """The shadows after removal `name` of their UNLEARN pairs: one of `REMOVALS`, or a
     registered unlearning method with its defaults (`erase_jax.audit.methods`; `seed` fixes its
     request order, retain draws and keys)."""
-    name = UNTOUCHED if name == OLD_NAME else name
+    name = check_removal(name)
     if name in REMOVALS:
         return REMOVALS[name](shadow_set, trained_params)
     from erase_jax.audit.methods import method_removal
+
+    return method_removal(shadow_set, trained_params, name, seed=seed)
+
+
+def check_removal(name: str) -> str:
+    """`name` (the old name `original` as `untouched`) if it is a removal; ValueError otherwise."""
     from erase_jax.unlearn.methods.base import METHODS
 
-    try:
-        METHODS.get(name)
-    except (KeyError, ValueError):
-        raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)} or a method of "
-                         f"erase_jax.unlearn.method_names()") from None
-    return method_removal(shadow_set, trained_params, name, seed=seed)
+    name = UNTOUCHED if name == OLD_NAME else name
+    if name not in REMOVALS:
+        try:
+            METHODS.get(name)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown removal {name!r}; available: {sorted(REMOVALS)} or a method of "
+                             f"erase_jax.unlearn.method_names()") from None
+    return name
 
 
 def observation_mask(name: str, states: np.ndarray) -> np.ndarray:

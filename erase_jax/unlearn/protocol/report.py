@@ -272,7 +272,11 @@ def write_report(scenario_dir: str | Path, k: int | None = None, out: str | Path
     out = Path(scenario_dir if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / REPORT_FILE]
-    written[0].write_text(markdown(rows, k, str(Path(scenario_dir) / CSV_FILE), model))
+    from erase_jax.audit.job import report_lines
+
+    text = markdown(rows, k, str(Path(scenario_dir) / CSV_FILE), model)
+    audit = report_lines(scenario_dir)  # `erase-jax audit`'s table, when the folder has one
+    written[0].write_text(text.rstrip("\n") + "\n" + "\n".join(audit) + "\n" if audit else text)
     if plot(rows, out / FIGURE_FILE):
         written.append(out / FIGURE_FILE)
     return written
