@@ -59,7 +59,7 @@ def describe(plan: Plan, store: Store, workers: int = 1) -> str:
     grid = plan.grid
     axes = {name: len({getattr(c, attribute) for c in grid.cells}) for name, attribute in (
         ("data sets", "dataset"), ("models", "model"), ("scenarios", "scenario"), ("methods", "method"), ("seeds", "seed"))}
-    counts = ", ".join(f"{plan.count(kind)} {kind}" for kind in KINDS)
+    counts = ", ".join(f"{plan.count(kind)} {kind}" for kind in KINDS if plan.count(kind) or kind != "audit")
     lines = [f"grid {grid.name}: " + " x ".join(f"{n} {name}" for name, n in axes.items()) + f" = {len(grid.cells)} cells",
              f"{len(plan.tasks)} tasks ({counts}); the store: {store.root}", ""]
     estimates = estimate_seconds(plan, store)

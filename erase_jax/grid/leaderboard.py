@@ -9,7 +9,9 @@ rows, the cell's `reference` task), dataset / model / scenario / method the grid
 `value` the number as the protocol wrote it, commit and machine where that task ran. Rows are
 each method's evaluated checkpoints (`eval_type` unlearning) and the matched retrains
 (`retraining`; `retrain@seed<s>` for those of the grid's `retrain_seeds`); the untouched model is the
-`untouched` method's rows (named `original`, its old name, in the grids).
+`untouched` method's rows (named `original`, its old name, in the grids). A grid with an `audit`
+section adds, per audited removal, the membership audit's game 2 AUC and TPR at 1 % FPR
+(`AUDIT_MEASURES`) at the last checkpoint, `cell` the audit task's key.
 
 `leaderboard.md` and `leaderboard.html` are generated from the CSV alone (`views`, `page`): per
 scenario, data set and model, at the last checkpoint the methods side by side (mean +/- std over
@@ -22,6 +24,7 @@ in `failures.csv` and at the end of both.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -31,12 +34,16 @@ from erase_jax.grid.planner import Plan
 from erase_jax.grid.schedule import Summary
 from erase_jax.grid.store import Store
 from erase_jax.unlearn.protocol import report
+from erase_jax.unlearn.protocol.jobs import CHECKPOINTS
 from erase_jax.unlearn.protocol.results import CSV_FILE, write_csv
 from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR
 
 COLUMNS = ("cell", "dataset", "model", "scenario", "method", "seed", "checkpoint", "metric", "value", "commit", "machine")
 # the protocol's row header (`results.row_header`): which row, not what was measured
 IDENTITY = {"dataset", "model", "seed", "scenario", "category", "fraction", "method", "checkpoint_idx", "eval_type"}
+# leaderboard metric -> (the audit record's game entry, its key)
+AUDIT_MEASURES = {"audit_game2_auc": ("game2_global_variance", "auc"),
+                  "audit_game2_tpr@1%fpr": ("game2_global_variance", "tpr@0.01fpr")}
 FAILURE_COLUMNS = ("task", "status", "kind", "dataset", "model", "scenario", "method", "seed", "error", "log")
 
 
@@ -68,6 +75,30 @@ def long_rows(plan: Plan, store: Store) -> list[dict]:
                         if metric not in IDENTITY and value not in ("", None):
                             rows.append({**header, **own, "checkpoint": int(row["checkpoint_idx"]), "metric": metric,
                                          "value": value, **provenance})
+        if cell_tasks.audit is not None and (cell_tasks.audit, cell.seed) not in seen:
+            seen.add((cell_tasks.audit, cell.seed))
+            rows += audit_rows(plan, store, cell_tasks.audit, cell)
+    return rows
+
+
+def audit_rows(plan: Plan, store: Store, task_id: str, cell) -> list[dict]:
+    """The audit task's measures (`AUDIT_MEASURES`) per removal, at the last checkpoint (the audit
+    removes every forgotten pair), each removal under the methods axis label it audits."""
+    from erase_jax.audit.job import AUDIT_DIR, AUDIT_FILE
+
+    marker = store.marker(task_id)
+    if marker is None:
+        return []
+    record = json.loads((store.path(plan.tasks[task_id].spec["folder"]) / AUDIT_DIR / AUDIT_FILE).read_text())
+    rows = []
+    for removal, label in plan.grid.audit_labels:
+        found = record["removals"].get(removal)
+        if found is None:
+            continue
+        header = dict(zip(COLUMNS[:6], (task_id, cell.dataset, cell.model, cell.scenario, label, cell.seed)))
+        for metric, (game, key) in AUDIT_MEASURES.items():
+            rows.append({**header, "checkpoint": CHECKPOINTS[-1], "metric": metric, "value": found[game][key],
+                         "commit": marker.get("commit", ""), "machine": marker.get("machine", "")})
     return rows
 
 

@@ -4,6 +4,8 @@
                                                          -> unlearn (run, scenario, method)
                        -> retrain k0..k3, seed s (the grid's `retrain_seeds`) -> reference
 
+                       -> audit (run, scenario; the grid's `audit` section, models with shadows)
+
 `train` trains the original model; `retrain` k trains it from scratch without the data the
 requests through checkpoint k remove; `reference` evaluates the four retrains (the rows every
 method is judged against); `unlearn` runs one method over the request stream and evaluates
@@ -27,10 +29,11 @@ import hashlib
 import json
 
 from erase_jax import config as config_lib
+from erase_jax.audit.job import SHADOW_MODELS
 from erase_jax.grid.spec import Cell, Grid
 from erase_jax.unlearn.protocol.jobs import CHECKPOINTS
 
-KINDS = ("train", "retrain", "reference", "unlearn")
+KINDS = ("train", "retrain", "reference", "unlearn", "audit")
 # protocol settings that change a method's run but neither the request stream nor the retrains
 METHOD_ONLY = ("method", "method_options", "max_hours")
 
@@ -74,6 +77,7 @@ class CellTasks:
     train: str
     reference: str
     unlearn: str
+    audit: str | None = None  # the membership audit of the cell's run and scenario, when the grid has one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,5 +133,9 @@ def make_plan(grid: Grid) -> Plan:
         reference = add("reference", inputs, retrains, labels, scenario_folder)
         method = {"run_folder": train.spec["folder"], "unlearn": config_lib.to_dict(cell.unlearn), "retrains": scenario_folder}
         unlearn = add("unlearn", method, (reference.id,), {**labels, "method": cell.method})
-        cells.append(CellTasks(cell, train.id, reference.id, unlearn.id))
+        audit = None
+        if grid.audit is not None and cell.run.model in SHADOW_MODELS:
+            audit = add("audit", {"run_folder": train.spec["folder"], "unlearn": scenario_settings(cell), "audit": grid.audit},
+                        (train.id,), labels).id
+        cells.append(CellTasks(cell, train.id, reference.id, unlearn.id, audit))
     return Plan(grid, tasks, tuple(cells))

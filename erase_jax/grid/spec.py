@@ -13,6 +13,9 @@
     seeds: [2, 3, 4]                         # the run's seed; the forget set draws with the same seed
     retrain_seeds: [3, 4]                    # optional: more retrains per checkpoint with these seeds
                                              # (rows `retrain@seed<s>`): the noise floor of every gap
+    audit: {shadows: 32, audited: 300}       # optional: the membership audit of each (data set, model,
+                                             # scenario, seed) whose model has shadows (BPR, LightGCN);
+                                             # `erase_jax.audit.job.AuditConfig`'s keys
 
 Run settings take the run configuration's keys, nested or dotted (`train.epochs: 1`), and merge
 in the order settings < data set < model < scenario (`spam_ratio`) < seed. Every cell's run
@@ -44,7 +47,7 @@ from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol.run import UnlearnConfig
 
 AXES = ("datasets", "models", "scenarios", "methods")
-SECTIONS = ("settings", "unlearn", *AXES, "seeds", "retrain_seeds")
+SECTIONS = ("settings", "unlearn", *AXES, "seeds", "retrain_seeds", "audit")
 # protocol settings a cell fixes elsewhere: the method comes from the methods axis
 CELL_OWNED = ("method", "method_options")
 
@@ -78,6 +81,8 @@ class Grid:
     name: str
     cells: tuple[Cell, ...]
     retrain_seeds: tuple[int, ...] = ()
+    audit: dict | None = None  # the `audit` section's AuditConfig fields, removals explicit; None: no audit
+    audit_labels: tuple[tuple[str, str], ...] = ()  # (removal, the methods axis label its rows take)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -133,7 +138,34 @@ def build_grid(values, name: str) -> Grid:
             continue
         unlearn = dataclasses.replace(protocol, method=methods[method][0], method_options=methods[method][1])
         cells.append(Cell(dataset, model, scenario, method, seed, runs[key], unlearn))
-    return Grid(name, tuple(cells), tuple(retrain_seeds))
+    audit, audit_labels = _audit(values["audit"], methods) if "audit" in values else (None, ())
+    return Grid(name, tuple(cells), tuple(retrain_seeds), audit, audit_labels)
+
+
+def _audit(entry, methods: dict[str, tuple[str, dict]]) -> tuple[dict, tuple[tuple[str, str], ...]]:
+    """(the audit's settings, every field explicit, (removal, label) pairs). By default the
+    removals are `untouched`, `retrain` and every method of the methods axis that runs with its
+    defaults (the audit applies each method with its defaults); a listed removal that is a
+    label of the methods axis audits that label's method."""
+    from erase_jax.audit.job import AuditConfig
+
+    values = _mapping(entry, "audit")
+    known = [f.name for f in dataclasses.fields(AuditConfig) if f.name not in ("seed", "devices")]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise GridError(f"audit: unknown keys {unknown}; known: {known}")
+    defaults = {label: name for label, (name, options) in methods.items() if options == config_lib.to_dict(build_method(name))}
+    labels = {"retrain": "retrain", **{build_method(name).name: label for label, name in defaults.items()}}
+    removals = values.pop("removals", None)
+    if removals is None:
+        removals = ["untouched", "retrain", *[r for r in labels if r not in ("untouched", "retrain")]]
+    removals = [methods[r][0] if r in methods else r for r in removals]
+    try:
+        config = AuditConfig(**values, removals=tuple(build_method(r).name if r != "retrain" else r for r in removals))
+    except (ValueError, KeyError, TypeError) as error:
+        raise GridError(f"audit: {_message(error)}") from None
+    settings = {**dataclasses.asdict(config), "removals": list(config.removals)}
+    return settings, tuple((r, labels.get(r, r)) for r in config.removals)
 
 
 def _seeds(seeds, where: str) -> list[int]:

@@ -27,7 +27,7 @@ from erase_jax.result_labels import BASELINES, OLD_NAME
 from erase_jax.unlearn.protocol import report
 
 GAP_MEASURES = report.UTILITY + report.EXPOSURE
-SIDE_BY_SIDE = report.UTILITY + report.EXPOSURE + report.AGREEMENT + report.COST
+SIDE_BY_SIDE = report.UTILITY + report.EXPOSURE + report.AGREEMENT + report.AUDIT + report.COST
 # the models' comparison (`_models_section`): full-ranking utility at two cut-offs, and exposure
 MODEL_MEASURES = (("test_recall@20", "Recall@20"), ("test_ndcg@20", "NDCG@20"), ("test_recall@10", "Recall@10"),
                   ("test_ndcg@10", "NDCG@10"), *report.EXPOSURE)

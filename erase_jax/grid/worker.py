@@ -77,7 +77,15 @@ def unlearn(store: Store, spec: dict) -> None:
     unlearn_job(store.path(spec["run_folder"]), unlearn_config(spec), str(folder), quiet=True)
 
 
-RUNNERS = {"train": train, "retrain": retrain, "reference": reference, "unlearn": unlearn}
+def audit(store: Store, spec: dict) -> None:
+    from erase_jax.audit.job import AuditConfig
+    from erase_jax.audit.job import audit as audit_job
+
+    config = AuditConfig(**{**spec["audit"], "removals": tuple(spec["audit"]["removals"])})
+    audit_job(store.path(spec["run_folder"]), unlearn_config(spec), config, str(store.path(spec["folder"])), quiet=True)
+
+
+RUNNERS = {"train": train, "retrain": retrain, "reference": reference, "unlearn": unlearn, "audit": audit}
 
 
 def provenance() -> dict:

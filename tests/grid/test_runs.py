@@ -131,3 +131,22 @@ def test_retrain_seeds_put_the_noise_floors_retrains_in_the_leaderboard(smoke, t
                                          ].sort_values("checkpoint")["value"].tolist()
     assert recall(board, "retrain") == recall(plain, "retrain")  # the seed-2 retrains, trained again alike
     assert recall(board, "retrain@seed3") != recall(board, "retrain")
+
+
+def test_a_grid_with_an_audit_section_adds_the_audit_to_its_leaderboard(smoke, tmp_path):
+    """The smoke grid plus an `audit` section, run on the smoke grid's store: the cells' tasks are
+    reused and one audit task runs (one data set, model, scenario and seed); its game 2 AUC and
+    TPR stand in the leaderboard under the no-op's and the retrain's labels at the last checkpoint."""
+    out, first, _ = smoke
+    grid = copy.deepcopy(SMOKE)
+    grid["audit"] = {"shadows": 9, "audited": 20, "epochs": 2, "population": 20, "removals": ["untouched", "retrain"]}
+    path = tmp_path / "audited.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    plan, summary, _ = execute_grid(path, out, workers=1, quiet=True)
+    assert summary.failed == {} and [plan.tasks[t].kind for t in summary.executed] == ["audit"]
+    board = leaderboard(out, "audited")
+    audited = board[board["metric"].str.startswith("audit_")]
+    assert set(audited["method"]) == {"untouched", "retrain"} and set(audited["checkpoint"]) == {"3"}
+    assert set(audited["metric"]) == {"audit_game2_auc", "audit_game2_tpr@1%fpr"}
+    assert all(0.0 <= float(v) <= 1.0 for v in audited["value"])
+    assert "audit AUC (game 2)" in (out / "audited" / "leaderboard.md").read_text()

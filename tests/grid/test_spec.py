@@ -85,7 +85,19 @@ BAD_GRIDS = {
     "a retrain seed twice": (dict(retrain_seeds=[3, 3]), "retrain_seeds has a seed twice: [3, 3]"),
     "a baseline without the no-op": (dict(models={"Pop": {}}, methods={"scif": {}}),
                                      "models.Pop: Pop is not learned, so the grid runs it only with the no-op method"),
+    "audit key": (dict(audit={"shadow": 9}), "audit: unknown keys ['shadow']"),
+    "audit removal": (dict(audit={"removals": ["untouched", "scfi"]}), "audit: unknown unlearning method 'scfi'"),
+    "audit shadows": (dict(audit={"shadows": 4}), "audit: audit: --shadows must be at least 9"),
 }
+
+
+def test_the_audit_section_audits_the_default_methods_under_their_labels():
+    grid = build_grid(grid_with(methods={"original": {}, "scif": {}, "scif-strong": {"method": "scif", "damping": 0.5}},
+                                audit={"shadows": 9}), "audited")
+    assert grid.audit["shadows"] == 9 and grid.audit["removals"] == ["untouched", "retrain", "scif"]
+    # the no-op's rows take the grid's label for it; a method with other options is not audited
+    assert dict(grid.audit_labels) == {"untouched": "original", "retrain": "retrain", "scif": "scif"}
+    assert build_grid(grid_with(), "plain").audit is None
 
 
 @pytest.mark.parametrize("case", BAD_GRIDS)

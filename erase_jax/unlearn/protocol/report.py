@@ -54,6 +54,8 @@ EXPOSURE = (
     ("forgotten_hit@20", "forgotten hit@20"),
 )
 AGREEMENT = (("agree_unlearned_jaccard@20", "Jaccard@20 vs retrain"),)
+# the grid's membership audit (`erase_jax.grid.leaderboard.AUDIT_MEASURES`; 0.5: a removed pair looks never trained)
+AUDIT = (("audit_game2_auc", "audit AUC (game 2)"), ("audit_game2_tpr@1%fpr", "audit TPR @ 1 % FPR"))
 COST = (
     ("request_seconds_median", "s/request median"),
     ("request_seconds_p90", "s/request p90"),
