@@ -163,7 +163,8 @@ def before_after() -> Section:
         medians = report.get("medians")
         if medians:
             b, a = medians["before"], medians["after"]
-            parts.append(f"{method}: AOT {b['aot_seconds']:.1f} -> {a['aot_seconds']:.1f} s, median request "
+            label = report["provenance"]["config"].get("label") or method
+            parts.append(f"{label}: AOT {b['aot_seconds']:.1f} -> {a['aot_seconds']:.1f} s, median request "
                          f"{b['median_seconds'] * 1e3:.0f} -> {a['median_seconds'] * 1e3:.0f} ms, mean / median "
                          f"{b['mean_over_median']:.2f} -> {a['mean_over_median']:.2f}")
     return Section(
@@ -171,8 +172,10 @@ def before_after() -> Section:
         "; ".join(parts) or "not measured", [
             "The same trained run's stream (BPR ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
             "commit and the changed tree, each in a fresh process with an empty compilation cache (`benchmarks/stream_ab.py`). "
-            "Kookmin's change: one small jitted step per loader batch from a host loop, its shuffles and re-initialisation "
-            "in numpy, instead of one request program.",
+            "Kookmin's changes: first (`stream_ab_ml-100k_bpr_kookmin.json`) one small jitted step per loader batch from a "
+            "host loop, its shuffles and re-initialisation in numpy, instead of one request program; then "
+            "(`stream_ab_ml-100k_bpr_kookmin_phases.json`) each phase (the score's F pass, its C and R pass, each "
+            "fine-tuning epoch) as one call of a compiled loop over the phase's batches, gathered on device.",
             "",
             *table(["method", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
                     "mean s (compile incl.)", "mean / median", "requests s", "load", "config", "command", "commit",

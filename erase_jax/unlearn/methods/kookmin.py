@@ -36,18 +36,23 @@ Decisions where the spec leaves a choice (all faithful to the original unless sa
   across requests in the method state, as the original's trainer optimiser does.
 * The time limit is not checked.
 
-Where it runs. A request is a host loop over its loader batches that calls ONE small jitted
-program, `_kookmin_batch_step`: the gradient of one 256-row batch's mean loss, added to the
-running score with a sign (-1 for F, +1 for C and R), or one Adam step. The shuffles, the
-selection of the re-initialised entries and their fresh values run in numpy, from a generator
-seeded by the request key (`request_generator`); fresh values are drawn for the m chosen entries
-only (they are independent, so this is the same distribution as redrawing the whole tensor).
-The draws are numpy's, not JAX's, so a run differs from one made with the earlier single
-compiled request; the distributions are the original's and a run is reproducible from its
-seed. Why: the single program held 9 threefry sites, 6 sorts and 338 fused kernels and took
-17 s of XLA compilation at load 10, three times the stream's 98 requests of work
-(docs/notes/2026-12-07-request-streams.md). Only batches with real rows are computed (the
-earlier program skipped the others with a `cond`), so work follows real rows, not padding.
+Where it runs. A request is a few calls of ONE compiled program, `_kookmin_pass`, one per phase:
+the F pass of the score (context_before, sign -1), the C and R pass (context_after, +1, batch
+numbers running on from F's), then each fine-tuning epoch (one Adam step per batch, masked
+gradients x 10). The program is a `fori_loop` over the pass's loader batches: each batch is
+gathered on device from the request's rows, joined F | C | R, through a plan of row indices
+[n_max, 256] built on the host (`stacked_batches`); n_max is fixed by the request's padded
+shapes (F's batches, or C's and R's), so the program compiles once per request shape, ahead of
+the stream (`protocol.shapes`), and the loop's trip count is the pass's real batch count, so
+padded batches are never visited and never touch the Adam state. A request without clean rows
+passes F in C's place (no batch reads it), keeping the shape. The shuffles, the selection of the
+re-initialised entries and their fresh values run in numpy, from a generator seeded by the
+request key (`request_generator`); fresh values are drawn for the m chosen entries only (they are
+independent, so this is the same distribution as redrawing the whole tensor). The draws are
+numpy's, not JAX's: the distributions are the original's and a run is reproducible from its seed.
+Why: a single compiled request program (shuffles, selection and draws on device) compiled for
+far longer than its stream's requests ran; a loop over one batch's gradient and Adam step
+compiles about as fast as that step alone (docs/notes/2026-12-07-request-streams.md).
 """
 
 from __future__ import annotations
