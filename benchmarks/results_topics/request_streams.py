@@ -152,11 +152,12 @@ def before_after() -> Section:
     for path in files:
         report = load(path)
         method = report["provenance"]["config"]["method"]
+        run = Path(report["provenance"]["config"]["run_dir"]).name  # e.g. BPR_ml-100k
         for s in report["streams"]:
             if "error" in s:
                 continue
             commit = report["before_commit"] if s["side"] == "before" else report["provenance"]["commit"]
-            rows.append([method, f"{s['side']} ({commit})", str(s["repeat"]), str(s["n_compiles"]),
+            rows.append([method, run, f"{s['side']} ({commit})", str(s["repeat"]), str(s["n_compiles"]),
                          seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]),
                          seconds(s["method_median_seconds"]), seconds(s["mean_seconds"]), f"{s['mean_over_median']:.2f}",
                          seconds(s["total_seconds"]), load_cell(*s["load_average"]), *source(report["provenance"])])
@@ -170,14 +171,14 @@ def before_after() -> Section:
     return Section(
         "What did a change to a method's request program do to its stream (before and after, alternated)?",
         "; ".join(parts) or "not measured", [
-            "The same trained run's stream (BPR ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
+            "One trained run's stream (ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
             "commit and the changed tree, each in a fresh process with an empty compilation cache (`benchmarks/stream_ab.py`). "
             "Kookmin's changes: first (`stream_ab_ml-100k_bpr_kookmin.json`) one small jitted step per loader batch from a "
             "host loop, its shuffles and re-initialisation in numpy, instead of one request program; then "
-            "(`stream_ab_ml-100k_bpr_kookmin_phases.json`) each phase (the score's F pass, its C and R pass, each "
+            "(`stream_ab_ml-100k_bpr_kookmin_phases.json`, `stream_ab_ml-100k_lightgcn_kookmin_phases.json`) each phase (the score's F pass, its C and R pass, each "
             "fine-tuning epoch) as one call of a compiled loop over the phase's batches, gathered on device.",
             "",
-            *table(["method", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
+            *table(["method", "trained run", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
                     "mean s (compile incl.)", "mean / median", "requests s", "load", "config", "command", "commit",
                     "machine"], rows),
             "",
