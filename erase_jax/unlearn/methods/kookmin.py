@@ -142,16 +142,21 @@ def loader_row_batches(rng: np.random.Generator, weight: np.ndarray, cap: int | 
     return [b for b in batches if len(b)]
 
 
-def stacked_batches(batches: list[np.ndarray], offsets: list[int], n_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """A pass's loader batches as one device-gather plan: (index [n_max, LOADER_BATCH] int32,
-    lengths [n_max] int32). Batch b's rows are `batches[b] + offsets[b]` (its part's place in
-    the joined F | C | R rows); its padding positions repeat its part's first row (they get
-    weight 0 on device); batches past len(batches) have length 0 and are never visited."""
+def loader_batch_count(n_rows: int) -> int:
+    """Loader batches that `n_rows` rows fill at most (the last one partly)."""
+    return -(-n_rows // LOADER_BATCH)
+
+
+def stacked_batches(batches: list[tuple[np.ndarray, int]], n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pass's loader batches, each (rows, offset of its part in the joined F | C | R rows), as
+    one device-gather plan: (index [n_max, LOADER_BATCH] int32, lengths [n_max] int32). Batch
+    b's padding positions repeat its part's first row (they get weight 0 on device); batches past
+    len(batches) have length 0 and are never visited."""
     if len(batches) > n_max:
         raise ValueError(f"{len(batches)} loader batches do not fit the request's {n_max}")
     index = np.zeros((n_max, LOADER_BATCH), np.int32)
     lengths = np.zeros(n_max, np.int32)
-    for b, (rows, offset) in enumerate(zip(batches, offsets)):
+    for b, (rows, offset) in enumerate(batches):
         index[b] = offset
         index[b, :len(rows)] = rows + offset
         lengths[b] = len(rows)
@@ -236,8 +241,8 @@ class Kookmin:
         parts = (request.forget, request.forget if request.clean is None else request.clean, request.retain)
         weights = [np.asarray(part["weight"]) for part in parts]
         offsets = np.cumsum([0] + [len(w) for w in weights[:-1]])
-        n_max = max(-(-len(weights[0]) // LOADER_BATCH),
-                    -(-len(weights[1]) // LOADER_BATCH) + -(-len(weights[2]) // LOADER_BATCH))
+        n_max = max(loader_batch_count(len(weights[0])),  # F's pass, or C's and R's
+                    loader_batch_count(len(weights[1])) + loader_batch_count(len(weights[2])))
         gradient_rows = GRADIENT_ROWS_PER_FORGET_ROW * request.n_forget_rows
         finetune_rows = FINETUNE_ROWS_PER_FORGET_ROW * request.n_forget_rows
         lr = np.float32(KOOKMIN_LR_SCALE * self.learning_rate)
@@ -246,7 +251,7 @@ class Kookmin:
         opt_state = fresh_adam_state(params)  # every tensor is masked, so every tensor's state is reset
 
         def run_pass(params, opt_state, running, masks, batches, context, sign, adam_on, phase, first):
-            index, lengths = stacked_batches([rows for rows, _ in batches], [offset for _, offset in batches], n_max)
+            index, lengths = stacked_batches(batches, n_max)
             return _kookmin_pass(model, params, opt_state, running, masks, parts, index, lengths, np.int32(len(batches)),
                                  context, np.float32(sign), np.bool_(adam_on), lr, key, np.int32(phase), np.int32(first))
 

@@ -143,6 +143,7 @@ def test_compiled_phases_equal_the_per_batch_host_loop(case, model_name):
     expected_params, expected_state, expected, pass_batches = reference_unlearn(method, model, params, request, key)
     new_params, new_state, diagnostics = method.unlearn(model, params, method.init(model, params), request, key)
     n_planned = max(512 // LOADER_BATCH, (512 + 1024) // LOADER_BATCH)  # F's, or C's and R's loader batches
+    assert kookmin.loader_batch_count(512) + kookmin.loader_batch_count(1024) == n_planned
     score_batches = pass_batches[:-expected["finetune_epochs"]]  # F, C, R (C absent without clean rows)
     assert sum(score_batches[:1]) < n_planned and sum(score_batches[1:]) < n_planned  # both score passes padded
     assert max(pass_batches[len(score_batches):]) < n_planned  # and every epoch
@@ -157,10 +158,10 @@ def test_compiled_phases_equal_the_per_batch_host_loop(case, model_name):
 
 
 def test_a_gather_plan_repeats_each_batchs_first_row_and_rejects_overflow():
-    index, lengths = kookmin.stacked_batches([np.array([7, 3]), np.array([1])], [0, 100], 3)
+    index, lengths = kookmin.stacked_batches([(np.array([7, 3]), 0), (np.array([1]), 100)], 3)
     np.testing.assert_array_equal(index[0, :3], [7, 3, 0])
     np.testing.assert_array_equal(index[1, :2], [101, 100])
     np.testing.assert_array_equal(lengths, [2, 1, 0])
     assert index.shape == (3, LOADER_BATCH) and index.dtype == np.int32
     with pytest.raises(ValueError, match="do not fit"):
-        kookmin.stacked_batches([np.array([1])] * 4, [0] * 4, 3)
+        kookmin.stacked_batches([(np.array([1]), 0)] * 4, 3)
