@@ -2,6 +2,9 @@
 
     python benchmarks/stream_ab.py --before a27ddb8 --run-dir runs/benchmarks/BPR_ml-100k \\
         --method kookmin --repeats 2 --out benchmarks/results/stream_ab_ml-100k_bpr_kookmin.json
+    python benchmarks/stream_ab.py --before 587360c --run-dir runs/benchmarks/BPR_ml-100k --method kookmin \
+        --repeats 3 --label "kookmin, phases as compiled loops" \
+        --out benchmarks/results/stream_ab_ml-100k_bpr_kookmin_phases.json
 
 For a change to one method's compilation or per-request work, measured as a ratio on a loaded
 machine: the earlier commit is extracted with `git archive` into a temporary folder, then each
@@ -36,7 +39,9 @@ def serve(tree: Path, run_dir: str, method: str, random_users: bool) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         command = [sys.executable, str(tree / "benchmarks" / "stream_cost.py"), "--worker", "--run-dir", run_dir,
                    "--method", method, "--policy", "stream", "--cache-dir", cache] + (["--random-users"] if random_users else [])
-        env = {**os.environ, "PYTHONPATH": str(tree)}
+        # the earlier tree lies in a temporary folder: both read this tree's data root
+        data_root = os.environ.get("ERASE_JAX_DATA") or str(HERE.parent / "shared" / "data")
+        env = {**os.environ, "PYTHONPATH": str(tree), "ERASE_JAX_DATA": data_root}
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:]}
@@ -51,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--random-users", action="store_true", help="stream_cost.py's random-users scenario")
+    parser.add_argument("--label", default=None, help="what changed, in a few words (the results page's summary)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     run_dir = str(Path(args.run_dir).resolve())

@@ -152,29 +152,33 @@ def before_after() -> Section:
     for path in files:
         report = load(path)
         method = report["provenance"]["config"]["method"]
+        run = Path(report["provenance"]["config"]["run_dir"]).name  # e.g. BPR_ml-100k
         for s in report["streams"]:
             if "error" in s:
                 continue
             commit = report["before_commit"] if s["side"] == "before" else report["provenance"]["commit"]
-            rows.append([method, f"{s['side']} ({commit})", str(s["repeat"]), str(s["n_compiles"]),
+            rows.append([method, run, f"{s['side']} ({commit})", str(s["repeat"]), str(s["n_compiles"]),
                          seconds(s["aot_seconds"]), seconds(s["stream_compile_seconds"]), seconds(s["median_seconds"]),
                          seconds(s["method_median_seconds"]), seconds(s["mean_seconds"]), f"{s['mean_over_median']:.2f}",
                          seconds(s["total_seconds"]), load_cell(*s["load_average"]), *source(report["provenance"])])
         medians = report.get("medians")
         if medians:
             b, a = medians["before"], medians["after"]
-            parts.append(f"{method}: AOT {b['aot_seconds']:.1f} -> {a['aot_seconds']:.1f} s, median request "
+            label = report["provenance"]["config"].get("label") or method
+            parts.append(f"{label}: AOT {b['aot_seconds']:.1f} -> {a['aot_seconds']:.1f} s, median request "
                          f"{b['median_seconds'] * 1e3:.0f} -> {a['median_seconds'] * 1e3:.0f} ms, mean / median "
                          f"{b['mean_over_median']:.2f} -> {a['mean_over_median']:.2f}")
     return Section(
         "What did a change to a method's request program do to its stream (before and after, alternated)?",
         "; ".join(parts) or "not measured", [
-            "The same trained run's stream (BPR ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
+            "One trained run's stream (ML-100K, sensitive Horror, 98 requests), served alternately by the earlier "
             "commit and the changed tree, each in a fresh process with an empty compilation cache (`benchmarks/stream_ab.py`). "
-            "Kookmin's change: one small jitted step per loader batch from a host loop, its shuffles and re-initialisation "
-            "in numpy, instead of one request program.",
+            "Kookmin's changes: first (`stream_ab_ml-100k_bpr_kookmin.json`) one small jitted step per loader batch from a "
+            "host loop, its shuffles and re-initialisation in numpy, instead of one request program; then "
+            "(`stream_ab_ml-100k_bpr_kookmin_phases.json`, `stream_ab_ml-100k_lightgcn_kookmin_phases.json`) each phase (the score's F pass, its C and R pass, each "
+            "fine-tuning epoch) as one call of a compiled loop over the phase's batches, gathered on device.",
             "",
-            *table(["method", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
+            *table(["method", "trained run", "code", "repeat", "XLA programs", "AOT s", "compile s", "median s", "method median s",
                     "mean s (compile incl.)", "mean / median", "requests s", "load", "config", "command", "commit",
                     "machine"], rows),
             "",

@@ -36,18 +36,23 @@ Decisions where the spec leaves a choice (all faithful to the original unless sa
   across requests in the method state, as the original's trainer optimiser does.
 * The time limit is not checked.
 
-Where it runs. A request is a host loop over its loader batches that calls ONE small jitted
-program, `_kookmin_batch_step`: the gradient of one 256-row batch's mean loss, added to the
-running score with a sign (-1 for F, +1 for C and R), or one Adam step. The shuffles, the
-selection of the re-initialised entries and their fresh values run in numpy, from a generator
-seeded by the request key (`request_generator`); fresh values are drawn for the m chosen entries
-only (they are independent, so this is the same distribution as redrawing the whole tensor).
-The draws are numpy's, not JAX's, so a run differs from one made with the earlier single
-compiled request; the distributions are the original's and a run is reproducible from its
-seed. Why: the single program held 9 threefry sites, 6 sorts and 338 fused kernels and took
-17 s of XLA compilation at load 10, three times the stream's 98 requests of work
-(docs/notes/2026-12-07-request-streams.md). Only batches with real rows are computed (the
-earlier program skipped the others with a `cond`), so work follows real rows, not padding.
+Where it runs. A request is a few calls of ONE compiled program, `_kookmin_pass`, one per phase:
+the F pass of the score (context_before, sign -1), the C and R pass (context_after, +1, batch
+numbers running on from F's), then each fine-tuning epoch (one Adam step per batch, masked
+gradients x 10). The program is a `fori_loop` over the pass's loader batches: each batch is
+gathered on device from the request's rows, joined F | C | R, through a plan of row indices
+[n_max, 256] built on the host (`stacked_batches`); n_max is fixed by the request's padded
+shapes (F's batches, or C's and R's), so the program compiles once per request shape, ahead of
+the stream (`protocol.shapes`), and the loop's trip count is the pass's real batch count, so
+padded batches are never visited and never touch the Adam state. A request without clean rows
+passes F in C's place (no batch reads it), keeping the shape. The shuffles, the selection of the
+re-initialised entries and their fresh values run in numpy, from a generator seeded by the
+request key (`request_generator`); fresh values are drawn for the m chosen entries only (they are
+independent, so this is the same distribution as redrawing the whole tensor). The draws are
+numpy's, not JAX's: the distributions are the original's and a run is reproducible from its seed.
+Why: a single compiled request program (shuffles, selection and draws on device) compiled for
+far longer than its stream's requests ran; a loop over one batch's gradient and Adam step
+compiles about as fast as that step alone (docs/notes/2026-12-07-request-streams.md).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from erase_jax.unlearn.methods.base import Batch, RequestData, register
+from erase_jax.unlearn.methods.base import RequestData, register
 from erase_jax.unlearn.methods.batches import LOADER_BATCH
 from erase_jax.unlearn.methods.finetune import AdamState, adam_step, path_name
 
@@ -137,13 +142,25 @@ def loader_row_batches(rng: np.random.Generator, weight: np.ndarray, cap: int | 
     return [b for b in batches if len(b)]
 
 
-def take_rows(source: dict[str, np.ndarray], rows: np.ndarray) -> Batch:
-    """A LOADER_BATCH-row batch of `rows` of a host batch; padding rows repeat row 0 with weight 0."""
-    index = np.zeros(LOADER_BATCH, np.int64)
-    index[:len(rows)] = rows
-    batch = {name: values[index] for name, values in source.items()}
-    batch["weight"] = np.where(np.arange(LOADER_BATCH) < len(rows), batch["weight"], 0).astype(np.float32)
-    return batch
+def loader_batch_count(n_rows: int) -> int:
+    """Loader batches that `n_rows` rows fill at most (the last one partly)."""
+    return -(-n_rows // LOADER_BATCH)
+
+
+def stacked_batches(batches: list[tuple[np.ndarray, int]], n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pass's loader batches, each (rows, offset of its part in the joined F | C | R rows), as
+    one device-gather plan: (index [n_max, LOADER_BATCH] int32, lengths [n_max] int32). Batch
+    b's padding positions repeat its part's first row (they get weight 0 on device); batches past
+    len(batches) have length 0 and are never visited."""
+    if len(batches) > n_max:
+        raise ValueError(f"{len(batches)} loader batches do not fit the request's {n_max}")
+    index = np.zeros((n_max, LOADER_BATCH), np.int32)
+    lengths = np.zeros(n_max, np.int32)
+    for b, (rows, offset) in enumerate(batches):
+        index[b] = offset
+        index[b, :len(rows)] = rows + offset
+        lengths[b] = len(rows)
+    return index, lengths
 
 
 def _placement(value, like: jax.Array):
@@ -169,17 +186,31 @@ def fresh_adam_state(params) -> AdamState:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _kookmin_batch_step(model, params, opt_state, score, masks, batch, context, sign, adam_on, lr, key, phase, index):
-    """One loader batch: score + sign x grad mean-loss(batch), and, when `adam_on`, one Adam step
-    at `lr` with the masked entries' gradients x 10. The loss key is the request key folded
-    with (phase, index). Returns (params, opt_state, score, loss)."""
-    batch_key = jax.random.fold_in(jax.random.fold_in(key, phase), index)
-    loss, grads = jax.value_and_grad(lambda p: model.loss(p, context, batch, batch_key))(params)
-    score = jax.tree.map(lambda s, g: s + sign * g, score, grads)
-    scaled = jax.tree.map(lambda g, m: jnp.where(m, SCALE_FOR_REINIT_PARAMS * g, g), grads, masks)
-    stepped, stepped_state = adam_step(params, opt_state, scaled, lr)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(adam_on, a, b), new, old)
-    return keep(stepped, params), keep(stepped_state, opt_state), score, loss
+def _kookmin_pass(model, params, opt_state, score, masks, parts, index, lengths, n_batches, context, sign, adam_on, lr,
+                  key, phase, first):
+    """One loader pass: batches 0 .. n_batches - 1 of the plan (`stacked_batches`) over the
+    joined rows of `parts` (F, C, R), in order, as a `fori_loop` whose trip count is the real
+    batch count (padded batches are never visited). Each batch: score + sign x grad
+    mean-loss(batch) and, when `adam_on`, one Adam step at `lr` with the masked entries'
+    gradients x 10; its loss key is the request key folded with (phase, first + b).
+    Returns (params, opt_state, score, losses [n_max], 0 past n_batches)."""
+    rows = {name: jnp.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def batch_step(b, carry):
+        params, opt_state, score, losses = carry
+        batch = {name: values[index[b]] for name, values in rows.items()}
+        real = jnp.arange(LOADER_BATCH) < lengths[b]
+        batch["weight"] = jnp.where(real, batch["weight"], 0).astype(jnp.float32)
+        batch_key = jax.random.fold_in(jax.random.fold_in(key, phase), first + b)
+        loss, grads = jax.value_and_grad(lambda p: model.loss(p, context, batch, batch_key))(params)
+        score = jax.tree.map(lambda s, g: s + sign * g, score, grads)
+        scaled = jax.tree.map(lambda g, m: jnp.where(m, SCALE_FOR_REINIT_PARAMS * g, g), grads, masks)
+        stepped, stepped_state = adam_step(params, opt_state, scaled, lr)
+        keep = lambda new, old: jax.tree.map(lambda a, c: jnp.where(adam_on, a, c), new, old)
+        return keep(stepped, params), keep(stepped_state, opt_state), score, losses.at[b].set(loss)
+
+    losses = jnp.zeros(index.shape[0], jnp.float32)
+    return jax.lax.fori_loop(0, n_batches, batch_step, (params, opt_state, score, losses))
 
 
 @register
@@ -205,8 +236,13 @@ class Kookmin:
     def unlearn(self, model, params, state, request: RequestData, key: jax.Array):
         rng = request_generator(key)
         params = placed(params, params)
-        host = lambda batch: None if batch is None else {name: np.asarray(v) for name, v in batch.items()}
-        forget, clean, retain = host(request.forget), host(request.clean), host(request.retain)
+        # the joined rows F | C | R (C stands in as F when absent: no batch reads it, and the
+        # request's shapes, hence its compiled pass, stay those of a request with clean rows)
+        parts = (request.forget, request.forget if request.clean is None else request.clean, request.retain)
+        weights = [np.asarray(part["weight"]) for part in parts]
+        offsets = np.cumsum([0] + [len(w) for w in weights[:-1]])
+        n_max = max(loader_batch_count(len(weights[0])),  # F's pass, or C's and R's
+                    loader_batch_count(len(weights[1])) + loader_batch_count(len(weights[2])))
         gradient_rows = GRADIENT_ROWS_PER_FORGET_ROW * request.n_forget_rows
         finetune_rows = FINETUNE_ROWS_PER_FORGET_ROW * request.n_forget_rows
         lr = np.float32(KOOKMIN_LR_SCALE * self.learning_rate)
@@ -214,40 +250,42 @@ class Kookmin:
         running = placed(jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), params), params)  # signed gradient sum
         opt_state = fresh_adam_state(params)  # every tensor is masked, so every tensor's state is reset
 
-        def step(params, opt_state, running, masks, source, rows, context, sign, adam_on, phase, index):
-            return _kookmin_batch_step(model, params, opt_state, running, masks, take_rows(source, rows), context,
-                                       np.float32(sign), np.bool_(adam_on), lr, key, np.int32(phase), np.int32(index))
+        def run_pass(params, opt_state, running, masks, batches, context, sign, adam_on, phase, first):
+            index, lengths = stacked_batches(batches, n_max)
+            return _kookmin_pass(model, params, opt_state, running, masks, parts, index, lengths, np.int32(len(batches)),
+                                 context, np.float32(sign), np.bool_(adam_on), lr, key, np.int32(phase), np.int32(first))
 
-        # the score: F with context_before and sign -1; C, then R cut to k rows per batch, with context_after
-        n_clean = 0 if clean is None else int(np.sum(clean["weight"] > 0))
-        parts = [(forget, None, request.context_before, -1.0)]
-        if clean is not None:
-            parts.append((clean, None, request.context_after, 1.0))
-        parts.append((retain, max(0, gradient_rows - n_clean), request.context_after, 1.0))
-        index = 0
-        for source, first, context, sign in parts:
-            for rows in loader_row_batches(rng, source["weight"], first=first):
-                _, _, running, _ = step(params, opt_state, running, no_masks, source, rows, context, sign, False, 0, index)
-                index += 1
+        # the score: F with context_before and sign -1; then C, and R cut to k rows per batch, with
+        # context_after and +1 (the shuffles drawn in this order, batch numbers running on)
+        n_clean = 0 if request.clean is None else int(np.sum(weights[1] > 0))
+        forget_batches = [(rows, offsets[0]) for rows in loader_row_batches(rng, weights[0])]
+        after_batches = [] if request.clean is None else [(rows, offsets[1]) for rows in loader_row_batches(rng, weights[1])]
+        after_batches += [(rows, offsets[2])
+                          for rows in loader_row_batches(rng, weights[2], first=max(0, gradient_rows - n_clean))]
+        if forget_batches:
+            _, _, running, _ = run_pass(params, opt_state, running, no_masks, forget_batches, request.context_before,
+                                        -1.0, False, 0, 0)
+        if after_batches:
+            _, _, running, _ = run_pass(params, opt_state, running, no_masks, after_batches, request.context_after,
+                                        1.0, False, 0, len(forget_batches))
         score = jax.tree.map(lambda s: np.asarray(s) / gradient_rows, running)
 
         new_params, masks = reinitialise(params, score, self.kookmin_init_rate, rng)
         n_reinitialised = int(sum(np.sum(m) for m in jax.tree.leaves(masks)))
         params, masks = placed(new_params, params), placed(masks, params)
 
-        n_retain = int(np.sum(retain["weight"] > 0))
+        n_retain = int(np.sum(weights[2] > 0))
         n_epochs = 1 + finetune_rows // n_retain if n_retain > 0 else 0
-        losses = []
+        losses = np.zeros(0, np.float32)
         for epoch in range(n_epochs):
-            losses = []
-            for index, rows in enumerate(loader_row_batches(rng, retain["weight"], cap=finetune_rows)):
-                params, opt_state, running, loss = step(params, opt_state, running, masks, retain, rows,
-                                                      request.context_after, 0.0, True, 1 + epoch, index)
-                losses.append(loss)
+            batches = [(rows, offsets[2]) for rows in loader_row_batches(rng, weights[2], cap=finetune_rows)]
+            params, opt_state, running, losses = run_pass(params, opt_state, running, masks, batches,
+                                                          request.context_after, 0.0, True, 1 + epoch, 0)
+            losses = np.asarray(losses)[:len(batches)]
         diagnostics = {
             "reinitialised": n_reinitialised,
             "score_norm": float(np.sqrt(sum(np.sum(np.square(s, dtype=np.float64)) for s in jax.tree.leaves(score)))),
             "finetune_epochs": n_epochs,
-            "finetune_loss": float(np.mean([np.asarray(v) for v in losses])) if losses else 0.0,
+            "finetune_loss": float(np.mean(losses)) if len(losses) else 0.0,
         }
         return params, opt_state, diagnostics

@@ -119,15 +119,6 @@ def test_kookmin_loader_batches_are_a_uniform_shuffle_of_the_real_rows():
     assert leaders[6:].sum() == 0 and np.all(np.abs(leaders[:6] - 1000) < 5 * np.sqrt(1000))
 
 
-def test_kookmin_batches_pad_with_weightless_rows():
-    source = {"users": np.arange(10, dtype=np.int32) + 5, "weight": np.full(10, 2.0, np.float32)}
-    batch = kookmin.take_rows(source, np.array([7, 3]))
-    assert batch["users"].shape == (256,)
-    np.testing.assert_array_equal(batch["users"][:3], [12, 8, 5])
-    np.testing.assert_array_equal(batch["weight"][:3], [2.0, 2.0, 0.0])
-    assert batch["weight"][2:].sum() == 0
-
-
 def expected_score(model, params, request, parts):
     """(sum of the parts' signed gradients of their mean losses) / K, each part in ONE loader
     batch (the tiny request's F, C and R have fewer than 256 rows: the shuffle cannot change it)."""

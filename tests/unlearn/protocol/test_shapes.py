@@ -102,16 +102,19 @@ def test_ahead_of_time_step_compiles_only_the_method(run):
     assert dict(COMPILED) == {"jit(_correct_request)": 1}
 
 
-def test_kookmin_compiles_one_batch_step_for_every_request_shape(run):
-    # Kookmin steps through fixed 256-row loader batches from a host loop, so even the bucket
-    # policy's several request shapes need its one small program (its single request program
-    # once took 17 s of XLA compilation at load 10 on BPR ML-100K)
+@pytest.mark.parametrize("policy", ["stream", pytest.param("buckets", marks=pytest.mark.slow)])
+def test_kookmin_compiles_its_pass_once_per_request_shape_and_the_stream_none(run, policy):
+    # Kookmin's score pass and fine-tuning epochs are one program (a loop over a gather plan of
+    # the request's F | C | R rows): one compilation per (F, R) padding, none for a request
+    # without clean rows (F stands in for C), none during the stream (its single request
+    # program once took 17 s of XLA compilation at load 10 on BPR ML-100K)
     jax.clear_caches()
-    loop = requests(run, "sensitive:Horror", "kookmin", request_shapes="buckets", **SCENARIO)
+    loop = requests(run, "sensitive:Horror", "kookmin", request_shapes=policy, **SCENARIO)
     COMPILED.clear()
     loop.compile_requests()
-    assert len(loop.plan.shapes) > 1  # several request shapes: the test means something
-    assert dict(COMPILED) == {"jit(_kookmin_batch_step)": 1}
+    paddings = {s[:2] for s in loop.plan.shapes}
+    assert len(paddings) == 1 if policy == "stream" else len(paddings) > 1  # buckets: several, the test means something
+    assert dict(COMPILED) == {"jit(_kookmin_pass)": len(paddings)}
     COMPILED.clear()
     rows = [row for row in loop.take() if "seconds" in row]
     assert rows and sum(COMPILED.values()) == 0
