@@ -175,8 +175,9 @@ def methods_by_the_floor() -> Section:
     rows, violating = [], []
     for model, found_model in record["models"].items():
         floor = found_model["noise_floor"]
-        served = [(method, found, found_model["provenance"]) for method, found
-                  in found_model["methods_at_checkpoint_3"].items() if method != "trained"]
+        carried = found_model.get("carried_from", {})  # rows of methods an earlier run of the same model measured
+        served = [(method, found, carried["provenance"] if method in carried.get("methods", ()) else found_model["provenance"])
+                  for method, found in found_model["methods_at_checkpoint_3"].items() if method != "trained"]
         served += [(f"{v['method']} ({', '.join(v['options'])}; diagnosis)", v["at_checkpoint_3"], v["provenance"])
                    for v in found_model.get("variants", {}).values()]
         for method, found, provenance_block in served:
@@ -202,7 +203,8 @@ def methods_by_the_floor() -> Section:
              "written by `experiments/method_distance_ml-100k.py`; the grids `experiments/grids/method_distance_ml-100k.yaml` "
              "(BPR, LightGCN) and `method_distance_sasrec_ml-100k.yaml`, then `python experiments/leaderboard_acceptance.py "
              "<grid> --model <model> --out experiments/results/method_distance_ml-100k.json`, write the same entries "
-             "(the diagnoses' variants only the script does).")
+             "(the diagnoses' variants only the script does). A model's rows may come from two runs of the script on the "
+             "same trained model and reference (equal to the last digit): each row names its own.")
     header = ["model", "method", "Jaccard@20 with retrain", "doing nothing's (trained)", "retrain vs retrain", "Recall@20",
               "% Recall@20 lost", "% users with Horror @20 gap", "forgotten hit@20 gap", "below doing nothing's Jaccard",
               "acceptance", *PROVENANCE_COLUMNS]
