@@ -114,7 +114,7 @@ EPOCH_FILES = ("nbr_epoch_side_by_side_500users.json", "nbr_epoch_side_by_side.j
 
 def epoch_side_by_side() -> Section:
     """A training epoch of each model next to the public PyTorch code, same users, alternating rounds."""
-    rows, answers, files = [], [], []
+    rows, answers, files, phases = [], [], [], []
     for name in EPOCH_FILES:
         path = BENCH + name
         if not (REPO_ROOT / path).exists():
@@ -130,7 +130,12 @@ def epoch_side_by_side() -> Section:
                          cpu, seconds(record["jax_compile_seconds"]),
                          load_cell(record.get("load_average_at_start"), record.get("load_average_at_end")),
                          *source(record["provenance"])])
-        answers.append(f"{model}, {record['users']} users: {times(record['speedup_median'])}")
+        cpu_ratio = f" wall, {times(record['speedup_cpu_median'])} CPU" if "speedup_cpu_median" in record else ""
+        answers.append(f"{model}, {record['users']} users: {times(record['speedup_median'])}{cpu_ratio}")
+        if "jax_step_phases" in record:
+            ph = record["jax_step_phases"]
+            phases.append(f"{model} ({ph['parameters']:,} parameters): loss and gradient {seconds(ph['loss_and_grad_seconds'])} s, "
+                          f"Adam update {seconds(ph['update_seconds'])} s (medians over {ph['batches']} batches)")
     intro = ("One training epoch on the same seeded sample of Ta-Feng users (train-phase examples), measured in one run by "
              "`benchmarks/nbr_epoch_side_by_side.py`: per round a fresh PyTorch process (the public code from the RC checkout, "
              "`benchmarks/nbr_pytorch_baseline.py`, 2 torch threads; its training pass, data feeding included, evaluation "
@@ -139,6 +144,9 @@ def epoch_side_by_side() -> Section:
              "user, as the original), 98 history baskets; both implementations carry the original's dense item x item history "
              "layer (11,997^2 weights) and update all of it with Adam at every step. Wall ratio per round; CPU seconds count every "
              "thread of a process (the steadier ratio under the shared machine's load).")
+    if phases:
+        intro += (" One erase-jax step, jitted in two parts outside the scan (each call then allocates fresh buffers for the "
+                  "weights and moments, so both parts take longer than a scanned step): " + "; ".join(phases) + ".")
     header = ["model", "users", "erase-jax batches", "round", "PyTorch epoch wall s", "erase-jax epoch wall s", "PyTorch / erase-jax",
               "CPU s PyTorch / erase-jax (ratio)", "erase-jax compile s", "load (1 min) start - end", *PROVENANCE_COLUMNS]
     answer = "median ratio of the rounds: " + "; ".join(answers) if answers else "not run yet"
