@@ -109,7 +109,8 @@ def unlearning() -> Section:
     return Section("Unlearning on next-basket data: DNNTSP on Ta-Feng, per scenario (last checkpoint)", answer, lines)
 
 
-EPOCH_FILES = ("nbr_epoch_side_by_side_500users.json", "nbr_epoch_side_by_side.json", "nbr_epoch_side_by_side_sets2sets.json")
+EPOCH_FILES = ("nbr_epoch_side_by_side_500users.json", "nbr_epoch_side_by_side.json", "nbr_epoch_side_by_side_sets2sets.json",
+               "nbr_epoch_side_by_side_sets2sets_100users.json")
 
 
 def epoch_side_by_side() -> Section:
