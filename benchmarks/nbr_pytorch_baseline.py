@@ -13,7 +13,12 @@ loads graphbolt libraries built for torch <= 2.2; dgl imports `setuptools.extern
 setuptools, which pip reports as a conflict with torch's metadata and which is harmless here):
 
     python3 -m venv /work/torch-venv
-    /work/torch-venv/bin/pip install torch-2.13.0+cpu-...whl "numpy<2" scikit-learn tqdm packaging dgl==1.1.3 "setuptools<70"
+    /work/torch-venv/bin/pip install torch-2.13.0+cpu-...whl "numpy<2" scikit-learn tqdm packaging
+    /work/torch-venv/bin/pip install dgl==1.1.3              # DNNTSP only; Sets2Sets needs torch alone
+    /work/torch-venv/bin/pip install --no-deps "setuptools<70"  # in one command with torch pip refuses it
+
+The checkout: `git --git-dir <bare RC repository> archive HEAD methods | tar -x -C /work/nbr-torch/rc`
+(its `dataset/` files are Git LFS objects, not needed), and the commit in `rc/REVISION`.
 
 Two modes, two interpreters:
 
