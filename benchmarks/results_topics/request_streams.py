@@ -250,7 +250,7 @@ def nbr_method_run_phases() -> Section:
             f"One `erase-jax unlearn` per method and code tree (`{' / '.join(trees)}`, alternating method by method, each "
             f"in a fresh process with the persistent compilation cache off, so every compilation is cold), the methods one "
             f"after the other in one scenario folder per tree; run `{data['run']}`, scenario {data['scenario']} "
-            f"(fraction {data['fraction']}). Phases (`benchmarks/nbr_method_run_phases.py`): loading the run and protocol, "
+            f"(fraction {data['fraction']}); {report.get('setting', 'the run as trained')}. Phases (`benchmarks/nbr_method_run_phases.py`): loading the run and protocol, "
             "planning and compiling the request shapes, the requests, per-request state checkpoints, the trained model's "
             "rows, the method's model at the four checkpoints (evaluation), and the result files. XLA programs: "
             "executables built in the run. The rows of `unlearning.csv` of the two trees, largest absolute difference "
