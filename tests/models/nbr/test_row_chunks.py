@@ -74,7 +74,7 @@ def test_chunked_curvature_products_equal_the_one_piece_products(dnntsp, curvatu
     monkeypatch.setattr(type(model), "chunked_rows", lambda self, context, batch: None)  # one piece
     whole = curvature_operator(curvature, model, context, batch, None, params)(v)
     # a chunk may run at more basket steps than its rows need (`chunk_shapes`): the same product, other rounding
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-6), chunked, whole)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=3e-4, atol=5e-6), chunked, whole)
 
 
 @pytest.mark.parametrize("width,max_steps", [(473, 48), (WIDTH, H), (5, 48), (473, 1)])
