@@ -249,10 +249,58 @@ def nbr_padding_policies() -> Section:
         ])
 
 
+PHASES_FILE = BENCH + "nbr_method_run_phases_tafeng.json"
+PHASES = ("load", "plan", "compile", "requests", "checkpointing", "trained", "evaluation", "writing")
+
+
+def phase_seconds(run: dict, name: str) -> float:
+    """A phase's seconds; "evaluation" adds up the method's checkpoints k = 0..3."""
+    if name == "evaluation":
+        return sum(v["seconds"] for k, v in run["phases"].items() if k.startswith("evaluation_k"))
+    return run["phases"].get(name, {}).get("seconds", 0.0)
+
+
+def nbr_method_run_phases() -> Section:
+    report = load(PHASES_FILE)
+    runs = [r for r in report["runs"] if "error" not in r]
+    rows = []
+    for r in runs:
+        programs = sum(v.get("n_compiles", 0) for v in r["phases"].values())
+        rows.append([r["method"], r["tree"], seconds(r["total_seconds"]), *(seconds(phase_seconds(r, p)) for p in PHASES),
+                     str(programs), load_cell(*r["load_average"]), *source(report["provenance"])])
+    trees = list(dict.fromkeys(r["tree"] for r in runs))
+    parts = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        by = {r["tree"]: r for r in runs if r["method"] == method}
+        if len(trees) == 2 and all(t in by for t in trees):
+            before, after = (by[t]["total_seconds"] for t in trees)
+            parts.append(f"{method} {before:.0f} -> {after:.0f} s ({before / after:.1f}x)")
+    same = [f"{c['method']}: {c['max_abs_difference']:.2g}" for c in report.get("rows", []) if "max_abs_difference" in c]
+    answer = "; ".join(parts) or "not measured side by side yet"
+    data = report["provenance"]["config"]
+    return Section(
+        "Where do the seconds of one next-basket method run go (DNNTSP, Ta-Feng), before and after?", answer, [
+            f"One `erase-jax unlearn` per method and code tree (`{' / '.join(trees)}`, alternating method by method, each "
+            f"in a fresh process with the persistent compilation cache off, so every compilation is cold), the methods one "
+            f"after the other in one scenario folder per tree; run `{data['run']}`, scenario {data['scenario']} "
+            f"(fraction {data['fraction']}); {report.get('setting', 'the run as trained')}. Phases (`benchmarks/nbr_method_run_phases.py`): loading the run and protocol, "
+            "planning and compiling the request shapes, the requests, per-request state checkpoints, the trained model's "
+            "rows, the method's model at the four checkpoints (evaluation), and the result files. XLA programs: "
+            "executables built in the run. The rows of `unlearning.csv` of the two trees, largest absolute difference "
+            "over the measured columns: " + ("; ".join(same) or "not compared") + ".",
+            "",
+            *table(["method", "code", "total s", *(f"{p} s" for p in PHASES), "XLA programs", "load", "config", "command",
+                    "commit", "machine"], rows),
+            "",
+            f"Files: `{PHASES_FILE}`.",
+        ])
+
+
 def _present(path: str) -> bool:
     return Path(REPO_ROOT / path).exists()
 
 
 SECTIONS = tuple(s for s, present in ((stream_cost, True), (before_after, bool(ab_files())),
                                       (padding_policies, _present(POLICIES_FILE)), (random_compile, _present(RANDOM_FILE)),
-                                      (nbr_padding_policies, _present(NBR_POLICIES_FILE))) if present)
+                                      (nbr_padding_policies, _present(NBR_POLICIES_FILE)),
+                                      (nbr_method_run_phases, _present(PHASES_FILE))) if present)

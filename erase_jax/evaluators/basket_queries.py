@@ -7,9 +7,9 @@ that user. Histories are stored at one width (the longest), but most are far sho
 Ta-Feng the median test history has 31 item occurrences in 5 baskets, the longest 480 in 48),
 so scoring every user at the stored width costs about 28 times the work of the bucketed
 evaluation (`erase_jax.evaluators.basket_ranking`). Here the asked users are sorted by history
-length, cut into fixed chunks, and each chunk runs at the smallest (width, steps) bucket of
-`erase_jax.data.baskets.bucket_shapes` that holds all of its histories (`lax.switch` over the
-buckets, each branch compiled once; histories are left-aligned, so cutting trailing padding
+length, cut into fixed chunks, and each chunk runs at the smallest (width, steps) of
+`erase_jax.models.nbr.row_chunks.chunk_shapes` that holds all of its histories (`lax.switch` over
+the shapes, each branch compiled once; histories are left-aligned, so cutting trailing padding
 changes nothing); the scores are put back in the asked order. Shapes stay static, so the
 same compiled program serves every checkpoint and every set of users of a given size.
 """

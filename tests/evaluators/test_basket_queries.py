@@ -10,6 +10,7 @@ from erase_jax.evaluators import basket_queries
 from erase_jax.evaluators.basket_queries import UserHistoryQueries, chunk_buckets
 from erase_jax.models import build_model
 from erase_jax.models.nbr.base import BasketShape
+from erase_jax.models.nbr.row_chunks import chunk_shapes
 from erase_jax.models.nbr.topfreq import FrequencyContext
 
 N_ITEMS, H, WIDTH = 30, 12, 40
@@ -34,11 +35,11 @@ def stored_histories(width=WIDTH, seed=0, n_users=24):
 
 def test_chunk_bucket_table_holds_every_chunk():
     shapes, widths, steps, table = chunk_buckets(WIDTH, H)
-    assert shapes == bucket_shapes(WIDTH, H)
+    assert shapes == chunk_shapes(WIDTH, H) and set(shapes) <= set(bucket_shapes(WIDTH, H))
     for wi, w in enumerate(widths):
         for ti, t in enumerate(steps):
-            if t <= w:  # a chunk's baskets never outnumber its occurrences
-                assert shapes[table[wi, ti]] == (w, t)
+            if t <= w:  # a chunk's baskets never outnumber its occurrences: the smallest shape holding them
+                assert shapes[table[wi, ti]] == min(s for s in shapes if s[0] == w and s[1] >= t)
 
 
 @pytest.mark.parametrize("name, width, chunk", [("PTopFreq", WIDTH, 1000), ("PTopFreq", WIDTH, 3), ("DNNTSP", 16, 3)])

@@ -7,10 +7,20 @@ in one piece, such a batch holds every row's activations at the widest shape at 
 curvature products over a request's 129 rows asked DNNTSP for 32.8 GB
 (docs/notes/2026-12-07-next-basket.md). Here the rows are sorted by history length and cut into
 chunks of a static number of rows (about `CHUNK_CELLS` rows x width x steps); each chunk runs at
-the smallest (width, steps) of `bucket_shapes` that holds its histories (`lax.switch`, each branch
+the smallest (width, steps) of `chunk_shapes` that holds its histories (`lax.switch`, each branch
 compiled once; histories are left-aligned, so cutting trailing padding changes nothing), and a
 `lax.scan` over the chunks adds up their contributions. Memory is then one chunk's, and each row
 costs its own width's work.
+
+`chunk_shapes` is the training buckets' ladder (`bucket_shapes`: every doubling width, each with
+every doubling step count up to it) without the step counts far below a width: a chunk of
+histories w occurrences wide runs at no fewer than w / `OCCURRENCES_PER_STEP` basket steps (the
+top one, min(w, max_steps), always stays). Every branch of a switch is compiled, once per switch
+in a program, and a method's request holds several (gradients, curvature products), so the
+branch count is most of a stream's compile time; on Ta-Feng's request rows (median history 31
+occurrences in 5 baskets) the cut drops about half the branches for a few per cent more
+padding (benchmarks/results/nbr_method_run_phases_tafeng.json). The same ladder serves the
+user queries of the evaluators (`erase_jax.evaluators.basket_queries`).
 
 * `RowChunks.weighted_sum(fn, like)`: sum over chunks c of W_c fn(rows_c, steps_c), W_c the
   chunk's weight; chunks of padding only are skipped. The curvature products of the influence
@@ -34,17 +44,30 @@ from erase_jax.unlearn.influence.sharding import pad_rows
 from erase_jax.unlearn.influence.trees import tree_scale
 
 CHUNK_CELLS = 8 * 64 * 8 * 32  # rows x history width x basket steps of one chunk (5 rows at 480 x 48)
+OCCURRENCES_PER_STEP = 8  # a chunk w occurrences wide runs at >= w / OCCURRENCES_PER_STEP steps (module doc)
+
+
+def chunk_shapes(width: int, max_steps: int) -> tuple[tuple[int, int], ...]:
+    """The (occurrence width, basket steps) a chunk can run at: `bucket_shapes(width, max_steps)`
+    without a width's step counts below width / OCCURRENCES_PER_STEP, its largest always kept
+    (module doc)."""
+    shapes = []
+    for w in occurrence_widths(width):
+        ladder = [t for ww, t in bucket_shapes(width, max_steps) if ww == w]
+        shapes += [(w, t) for t in ([t for t in ladder if t * OCCURRENCES_PER_STEP >= w] or ladder[-1:])]
+    return tuple(shapes)
 
 
 def chunk_buckets(width: int, max_steps: int) -> tuple[tuple[tuple[int, int], ...], np.ndarray, np.ndarray, np.ndarray]:
-    """(bucket shapes, widths ladder, steps ladder, table [n_widths, n_steps] -> shape index).
+    """(chunk shapes, widths ladder, steps ladder, table [n_widths, n_steps] -> shape index).
 
     A chunk whose longest history has length L and most baskets B runs at width
-    w = widths[searchsorted(widths, L)] and steps t = steps[searchsorted(steps, B)] (B <= L <= w,
-    so t <= w whenever w is on the ladder below `max_steps`; otherwise t <= max_steps): the
-    table maps (w, t) to the index of that shape in `bucket_shapes(width, max_steps)`.
+    w = widths[searchsorted(widths, L)] and the smallest step count of `chunk_shapes` at w that
+    is >= steps[searchsorted(steps, B)] (B <= L <= w, so that count exists whenever w is on the
+    ladder below `max_steps`; otherwise B <= max_steps, the largest at w): the table maps the two
+    ladder positions to the index of that shape in `chunk_shapes(width, max_steps)`.
     """
-    shapes = bucket_shapes(width, max_steps)
+    shapes = chunk_shapes(width, max_steps)
     widths, steps = np.asarray(occurrence_widths(width)), np.asarray(step_widths(max_steps))
     index = {shape: i for i, shape in enumerate(shapes)}
     table = np.zeros((len(widths), len(steps)), np.int32)
@@ -57,7 +80,7 @@ def chunk_buckets(width: int, max_steps: int) -> tuple[tuple[tuple[int, int], ..
 
 
 def chunk_bucket(lengths: jax.Array, n_baskets: jax.Array, width: int, max_steps: int) -> jax.Array:
-    """The index into `bucket_shapes(width, max_steps)` of the smallest shape holding histories of
+    """The index into `chunk_shapes(width, max_steps)` of the smallest shape holding histories of
     at most `lengths.max()` occurrences in `n_baskets.max()` baskets (traced)."""
     _, widths, steps, table = chunk_buckets(width, max_steps)
     wi = jnp.searchsorted(jnp.asarray(widths), jnp.maximum(lengths.max(), 1))
@@ -75,7 +98,7 @@ class RowChunks:
     """A batch's rows sorted by history length and stacked in chunks (module doc).
 
     chunks: the batch's leaves reshaped to [n_chunks, rows, ...]; bucket: int32 [n_chunks], the
-    shape index of each chunk, -1 for a chunk of padding rows only; shapes: `bucket_shapes`.
+    shape index of each chunk, -1 for a chunk of padding rows only; shapes: `chunk_shapes`.
     """
 
     chunks: dict
@@ -95,7 +118,7 @@ class RowChunks:
         lengths, n_baskets = (jnp.where(in_use, chunks[name], 0) for name in ("lengths", "n_baskets"))
         buckets = jax.vmap(lambda a, b: chunk_bucket(a, b, width, max_steps))(lengths, n_baskets)
         bucket = jnp.where(jnp.any(in_use, axis=1), buckets, -1)
-        return cls(chunks, bucket, bucket_shapes(width, max_steps))
+        return cls(chunks, bucket, chunk_shapes(width, max_steps))
 
     def weighted_sum(self, fn, like):
         """sum over chunks of W_c fn(rows_c, steps_c): rows_c cut to the chunk's width, steps_c its

@@ -74,7 +74,7 @@ from erase_jax.unlearn.influence.solvers import cg_solve
 from erase_jax.unlearn.influence.trees import tree_axpy, tree_scale
 from erase_jax.unlearn.methods import ceu_erase
 from erase_jax.unlearn.methods.base import RequestData, check_compat, register
-from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, training_rows
+from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, same_context, training_rows
 from erase_jax.unlearn.methods.noise import (
     NOISE_STREAM,
     check_noise_mode,
@@ -130,23 +130,24 @@ class CEU:
         contexts = (request.context_before, request.context_after)
         if resolved_noise_mode(self) == "release":
             # Step from the noiseless parameters; the noise goes on the released copy only.
-            noiseless, diagnostics = _ceu_request(self, model, state, contexts, batches, n_train, key, False)
+            noiseless, diagnostics = _ceu_request(self, model, state, contexts, batches, n_train, key, False,
+                                                  same_context(request))
             noise_key = jax.random.fold_in(key, NOISE_STREAM)
             # Always noised, also after a skipped step: a release without noise would expose
             # the noiseless state.
             diagnostics["noise_scale"] = jnp.float32(self.ceu_sigma)
             released = release_with_noise(noiseless, diagnostics["noise_scale"], noise_key)
             return released, noiseless, diagnostics
-        params, diagnostics = _ceu_request(self, model, params, contexts, batches, n_train, key, True)
+        params, diagnostics = _ceu_request(self, model, params, contexts, batches, n_train, key, True, same_context(request))
         return params, state, diagnostics
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 7))
-def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, add_noise: bool):
+@functools.partial(jax.jit, static_argnums=(0, 1, 7, 8))
+def _ceu_request(method: CEU, model, params, contexts, batches, n_train, key, add_noise: bool, same: bool = False):
     loss_key, noise_key = jax.random.split(key)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train, same)
         damping, sign, scale = newton_damping(method.ceu_lambda, curvature, model), 1.0, 1.0
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.ceu_cg_iterations)
     else:

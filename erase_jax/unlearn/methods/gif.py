@@ -77,7 +77,7 @@ from erase_jax.unlearn.influence.solvers import cg_solve, lissa_solve
 from erase_jax.unlearn.methods import gif_erase
 from erase_jax.unlearn.methods.base import RequestData, check_compat, register
 from erase_jax.unlearn.methods.finetune import fine_tunes, finetune_epochs, retain_passes
-from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, training_rows
+from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, same_context, training_rows
 
 CG_TOLERANCE = 1e-6  # relative, as CEU's and IDEA's correct modes
 
@@ -154,16 +154,17 @@ class GIF:
         epochs = finetune_epochs(cap, request.retain) if fine_tunes(self) else 0
         batches = (request.forget, request.clean, request.retain)
         contexts = (request.context_before, request.context_after)
-        return _gif_request(self, model, epochs, params, state, contexts, batches, training_rows(request), jnp.float32(cap), key)
+        return _gif_request(self, model, same_context(request), epochs, params, state, contexts, batches,
+                            training_rows(request), jnp.float32(cap), key)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batches, n_train, cap, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _gif_request(method: GIF, model, same: bool, epochs, params, opt_state, contexts, batches, n_train, cap, key):
     retain, after = batches[2], contexts[1]
     loss_key, finetune_key = jax.random.split(key)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train, same)
         if method.solver == "cg":
             damping = newton_damping(method.gif_cg_damping, curvature, model)
             x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.gif_iterations)
@@ -173,6 +174,9 @@ def _gif_request(method: GIF, model, epochs, params, opt_state, contexts, batche
         x, info = gif_erase.solve(model, params, contexts, batches, loss_key, method.gif_damping,
                                   method.gif_scale_factor, method.gif_hessian_samples, method.gif_iterations)
     params, skipped, diagnostics = apply_step(params, x, 1.0, method.max_norm, info)
+    if not fine_tunes(method):  # zero passes: nothing to trace
+        diagnostics["finetune_loss"] = jnp.float32(0.0)
+        return params, opt_state, diagnostics
     tuned, new_state, finetune_loss = retain_passes(
         model, params, opt_state, after, retain, cap, epochs, method.learning_rate, finetune_key
     )

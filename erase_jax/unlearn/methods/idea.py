@@ -68,7 +68,7 @@ from erase_jax.unlearn.influence.trees import tree_norm, tree_scale
 from erase_jax.unlearn.methods import idea_erase
 from erase_jax.unlearn.methods.base import RequestData, check_compat, register
 from erase_jax.unlearn.methods.finetune import fine_tunes, finetune_epochs, retain_passes
-from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, training_rows
+from erase_jax.unlearn.methods.newton import apply_step, removal_newton_system, same_context, training_rows
 from erase_jax.unlearn.methods.noise import (
     NOISE_STREAM,
     check_noise_mode,
@@ -136,13 +136,15 @@ class IDEA:
         contexts = (request.context_before, request.context_after)
         if resolved_noise_mode(self) == "release":
             noiseless, adam, diagnostics = _idea_request(
-                self, model, epochs, False, state["noiseless"], state["adam"], contexts, batches, n_train, jnp.float32(cap), key
+                self, model, same_context(request), epochs, False, state["noiseless"], state["adam"], contexts, batches,
+                n_train, jnp.float32(cap), key
             )
             # Always noised (at least sigma_0), also after a skipped step.
             diagnostics["noise_scale"] = jnp.maximum(diagnostics["noise_scale"], self.idea_sigma)
             released = release_with_noise(noiseless, diagnostics["noise_scale"], jax.random.fold_in(key, NOISE_STREAM))
             return released, {"adam": adam, "noiseless": noiseless}, diagnostics
-        return _idea_request(self, model, epochs, True, params, state, contexts, batches, n_train, jnp.float32(cap), key)
+        return _idea_request(self, model, same_context(request), epochs, True, params, state, contexts, batches, n_train,
+                             jnp.float32(cap), key)
 
 
 def gaussian_mechanism_factor(delta: float) -> float:
@@ -150,13 +152,14 @@ def gaussian_mechanism_factor(delta: float) -> float:
     return math.sqrt(2.0 * math.log(1.25 / delta))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 3))
-def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_state, contexts, batches, n_train, cap, key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 4))
+def _idea_request(method: IDEA, model, same: bool, epochs, add_noise: bool, params, opt_state, contexts, batches, n_train,
+                  cap, key):
     retain, after = batches[2], contexts[1]
     loss_key, noise_key, finetune_key = jax.random.split(key, 3)
     if method.compat == "correct":
         curvature = resolve_curvature(method.curvature, model)
-        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train)
+        g, matvec = removal_newton_system(model, params, contexts, batches, loss_key, curvature, n_train, same)
         damping = newton_damping(method.idea_damping, curvature, model)
         x, info = cg_solve(matvec, g, damping, CG_TOLERANCE, method.idea_iterations)
     else:
@@ -174,9 +177,12 @@ def _idea_request(method: IDEA, model, epochs, add_noise: bool, params, opt_stat
     noise_scale = jnp.maximum(method.idea_sigma, required)
     noise = gaussian_noise(noise_key, params, noise_scale) if add_noise else None
     params, skipped, diagnostics = apply_step(params, x, 1.0, None, info, noise)
-    tuned, new_state, finetune_loss = retain_passes(
-        model, params, opt_state, after, retain, cap, epochs, method.learning_rate, finetune_key
-    )
+    if fine_tunes(method):
+        tuned, new_state, finetune_loss = retain_passes(
+            model, params, opt_state, after, retain, cap, epochs, method.learning_rate, finetune_key
+        )
+    else:  # zero passes: nothing to trace
+        tuned, new_state, finetune_loss = params, opt_state, jnp.float32(0.0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(skipped, b, a), new, old)
     diagnostics.update(
         noise_scale=jnp.where(skipped, 0.0, noise_scale),

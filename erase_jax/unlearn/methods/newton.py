@@ -31,7 +31,15 @@ def _zero_batch_like(batch: Batch) -> Batch:
     return {**batch, "weight": jnp.zeros_like(batch["weight"])}
 
 
-def removal_newton_system(model, params, contexts, batches, key, curvature: str = "hessian", n_train=0.0):
+def same_context(request: RequestData) -> bool:
+    """Whether the request leaves the model's data context as it was (the same object before and
+    after: a context that does not depend on the removed rows, as the next-basket models' sizes).
+    Host side, so that it can be a static argument of a jitted step."""
+    return request.context_before is request.context_after
+
+
+def removal_newton_system(model, params, contexts, batches, key, curvature: str = "hessian", n_train=0.0,
+                          same_context: bool = False):
     """(g, v -> H v): the right-hand side and operator of the correct modes' Newton system.
 
     The objective is the mean loss over the n training rows kept after the request (n =
@@ -51,10 +59,15 @@ def removal_newton_system(model, params, contexts, batches, key, curvature: str 
     `n_train` 0 means "the sample is the data": n = |C| + |R|, w = 1. `curvature` is "hessian"
     or "gauss_newton" (`influence.curvature_operator`); everything is over all parameters.
     `model.loss` must be a weighted mean.
+
+    Terms that are zero whatever the parameters are not traced: R's grad l(before) - grad l(after)
+    when `same_context` (the two contexts are one, `same_context(request)`), and C's gradient when
+    the request has no clean batch (`clean` None). The system is the same; the compiled program
+    and each request's work are smaller (on DNNTSP, each term is a pass over its rows' chunks).
     """
     before, after = contexts
-    forget, clean, retain = batches
-    clean = _zero_batch_like(forget) if clean is None else clean
+    forget, given_clean, retain = batches
+    clean = _zero_batch_like(forget) if given_clean is None else given_clean
     n = lambda b: jnp.sum(b["weight"])
     n_sample = jnp.maximum(n(clean) + n(retain), 1.0)
     n_total = jnp.where(n_train > 0, jnp.maximum(n_train, n_sample), n_sample)
@@ -66,8 +79,12 @@ def removal_newton_system(model, params, contexts, batches, key, curvature: str 
     loss_after = data_parallel_loss(model, after, key)
 
     def signed_sum(p):
-        total = n(forget) * loss_before(p, forget) - n(clean) * loss_after(p, clean)
-        return total + retain_weight * n(retain) * (loss_before(p, retain) - loss_after(p, retain))
+        total = n(forget) * loss_before(p, forget)
+        if given_clean is not None:
+            total = total - n(clean) * loss_after(p, clean)
+        if not same_context:
+            total = total + retain_weight * n(retain) * (loss_before(p, retain) - loss_after(p, retain))
+        return total
 
     g = tree_scale(1.0 / n_total, jax.grad(signed_sum)(params))
     return g, curvature_operator(curvature, model, after, kept, key, params)

@@ -8,6 +8,8 @@ Folder layout under a scenario folder (default `<trained run>/unlearn/<scenario 
     retrain/            unlearning.csv, unlearning.json of the retrains
     unlearning.csv      every row of every method and retrain run so far, for comparison
     model.json          the fingerprint of the trained model all of it is derived from
+    trained_rows.json   the trained model's rows, computed by the first method job and reused
+                        by the others while their inputs stay the same (`trained_rows`)
 
 Every job checks the scenario folder's model fingerprint before it writes or reads anything
 in it (`erase_jax.fingerprint`): resuming, re-evaluating or adding to a folder derived from
@@ -23,21 +25,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from erase_jax import config as config_lib
 from erase_jax import fingerprint
 from erase_jax.checkpoint import Checkpointer
 from erase_jax.evaluators.base import ScoredModel
 from erase_jax.folder_lock import FolderLock
 from erase_jax.result_labels import RETRAIN, RETRAINING, TRAINED, UNLEARNING, current_row
-from erase_jax.run import DERIVED, load_run, require_finished
+from erase_jax.run import DERIVED, RESULT_FILE, load_run, require_finished, write_atomically
 from erase_jax.unlearn.methods.base import build_method
 from erase_jax.unlearn.protocol import results
 from erase_jax.unlearn.protocol.loop import run_requests
-from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, budget_epochs, load_retrain, retrain
+from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR, budget_epochs, load_retrain, retrain, retrain_dir
 from erase_jax.unlearn.protocol.run import (
     ORIGINAL_FULL_DATA,
     STATE_DIR,
@@ -104,7 +109,7 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
         _write_requests_csv(method_dir, record)
 
     cost = results.cost_summary(record)
-    rows = trained_rows(protocol, params, scenario_dir)
+    rows = trained_rows(protocol, params, scenario_dir, model)
     like = method.start(experiment.model, params, experiment, train=False)[0] if hasattr(method, "start") else params
     for k in CHECKPOINTS:
         quarter_params, removed = load_quarter(method_dir, k, like, len(experiment.data.interactions))
@@ -128,9 +133,44 @@ def _unlearn(protocol: UnlearningRun, method, params, scenario_dir: Path, method
     return rows
 
 
-def trained_rows(protocol: UnlearningRun, params, scenario_dir: Path) -> list[dict]:
+TRAINED_ROWS_FILE = "trained_rows.json"
+
+
+def trained_rows(protocol: UnlearningRun, params, scenario_dir: Path, model: dict | None = None) -> list[dict]:
     """The trained model, labelled `trained`: on all data (checkpoint_idx -1) and at every
-    checkpoint's data."""
+    checkpoint's data.
+
+    Every method job of a scenario folder evaluates the same trained model on the same data
+    against the same retrains, so with `model` (the folder's fingerprint, `scenario_job`) the
+    rows are kept in `trained_rows.json` under a key of what they depend on (the model's
+    fingerprint, the scenario's settings but the method, the evaluators, each retrain's
+    `result.json`) and reused while the key is the same; a retrain trained since, or another
+    evaluator list, computes them again. Delete the file after changing an evaluator's code.
+    """
+    path = Path(scenario_dir) / TRAINED_ROWS_FILE
+    key = None if model is None else _trained_rows_key(protocol, scenario_dir, model)
+    if key is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["rows"]
+    rows = _evaluate_trained(protocol, params, scenario_dir)
+    if key is not None:
+        write_atomically(path, json.dumps({"key": key, "rows": rows}, indent=1, default=results.plain))
+    return rows
+
+
+def _trained_rows_key(protocol: UnlearningRun, scenario_dir: Path, model: dict) -> dict:
+    settings = config_lib.to_dict(dataclasses.replace(protocol.config, method="untouched", method_options={}))
+    retrains = {}
+    for k in CHECKPOINTS:
+        result = retrain_dir(scenario_dir, k) / RESULT_FILE
+        retrains[str(k)] = hashlib.sha256(result.read_bytes()).hexdigest() if result.exists() else None
+    key = {"model": model["fingerprint"], "settings": settings, "evaluators": list(protocol.config.evaluators),
+           "retrains": retrains}
+    return json.loads(json.dumps(key, default=results.plain))  # as it reads back from the file
+
+
+def _evaluate_trained(protocol: UnlearningRun, params, scenario_dir: Path) -> list[dict]:
     experiment = protocol.experiment
     rows = []
     for k in (ORIGINAL_FULL_DATA, *CHECKPOINTS):

@@ -107,7 +107,7 @@ def write_results(out_dir: Path, rows: list[dict], protocol: UnlearningRun, extr
         "checkpoint_requests": protocol.stream.checkpoint_batches,
         **extra,
     }
-    write_atomically(Path(out_dir) / JSON_FILE, json.dumps(document, indent=2, default=_plain))
+    write_atomically(Path(out_dir) / JSON_FILE, json.dumps(document, indent=2, default=plain))
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -122,7 +122,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_atomically(path, buffer.getvalue())
 
 
-def _plain(value):
+def plain(value):
+    """A numpy value as the plain Python value JSON writes (`json.dumps(..., default=plain)`)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -17,7 +17,7 @@ from erase_jax.unlearn.influence.solvers import SolverStatus
 from erase_jax.unlearn.methods import ceu, gif, idea  # noqa: F401  (register "gif", "ceu", "idea")
 from erase_jax.unlearn.methods.base import RequestData, build_method
 from erase_jax.unlearn.methods.finetune import fine_tunes
-from erase_jax.unlearn.methods.newton import removal_newton_system
+from erase_jax.unlearn.methods.newton import removal_newton_system, same_context
 from erase_jax.unlearn.methods.noise import NOISE_STREAM, gaussian_noise
 
 PADDED_ROWS = 64
@@ -345,3 +345,19 @@ def test_retain_finetuning_runs_only_in_erase_mode_unless_asked(convex, name):
     np.testing.assert_allclose(moved[None], step_only, atol=1e-6)  # lr does not matter: no fine-tuning
     assert np.abs(moved[True] - step_only).max() > 1e-3  # fine-tuning asked for: it moves
     assert fine_tunes(build_method(name, compat="erase")) and not fine_tunes(build_method(name))
+
+
+def test_newton_system_without_the_terms_that_cancel_is_the_same(convex):
+    """One context before and after (`same_context`): R's before-minus-after gradient is not
+    traced; a request without C: C's gradient is not traced. The system is the same."""
+    model, params, req, *_ = convex
+    assert same_context(dataclasses.replace(req, context_after=req.context_before))
+    contexts, key, n_train = (req.context_after, req.context_after), jax.random.PRNGKey(0), jnp.float32(100)
+    v = {"params": {"user_embedding": {"embedding": jnp.ones_like(params["params"]["user_embedding"]["embedding"])}}}
+    for clean in (req.clean, None):
+        batches = (req.forget, clean, req.retain)
+        g, matvec = removal_newton_system(model, params, contexts, batches, key, "hessian", n_train)
+        g_cut, matvec_cut = jax.jit(lambda p, b: removal_newton_system(model, p, contexts, b, key, "hessian", n_train,
+                                                                        same_context=True))(params, batches)
+        np.testing.assert_allclose(table(g_cut), table(g), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(table(matvec_cut(v)), table(matvec(v)), rtol=1e-6)

@@ -169,3 +169,22 @@ def test_retrains_with_other_seeds_and_the_originals_budget(tmp_path):
     assert main(["retrain", *scenario, "--checkpoint-idx", "2", "--budget", "early_stopping", "--quiet"]) == 0
     rows = json.loads((folder / "unlearning.json").read_text())["rows"]
     assert [(row["method"], row["checkpoint_idx"]) for row in rows] == [("retrain", 2), ("retrain", 3), ("retrain@seed5", 3)]
+
+
+def test_method_jobs_of_a_scenario_folder_share_the_trained_rows(tmp_path, monkeypatch):
+    """The trained model's rows are computed by the first method job of a folder and reused by
+    the next (the same rows), and computed again once a retrain exists (agreement changes)."""
+    run = tmp_path / "run"
+    train_run(bpr_config(1), run, quiet=True)
+    computed = []
+    evaluate_trained = jobs._evaluate_trained
+    monkeypatch.setattr(jobs, "_evaluate_trained", lambda *a: computed.append(1) or evaluate_trained(*a))
+    scenario = UnlearnConfig(**{**SCENARIO.__dict__, "evaluators": ("utility", "agreement")})
+    trained = lambda rows: [row for row in rows if row["eval_type"] == "trained"]
+    first = trained(jobs.unlearn(run, scenario, quiet=True))
+    second = trained(jobs.unlearn(run, UnlearnConfig(**{**scenario.__dict__, "method": "scif"}), quiet=True))
+    assert len(computed) == 1 and second == first and len(first) == 5
+    jobs.retrain_all(run, scenario, (0,), quiet=True)
+    with_retrain = trained(jobs.unlearn(run, scenario, eval_only=True, quiet=True))
+    assert len(computed) == 2
+    assert "agree_unlearned_jaccard@20" in with_retrain[1] and "agree_unlearned_jaccard@20" not in first[1]
