@@ -28,8 +28,11 @@ rows stay those committed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
+
+import pandas as pd
 
 from erase_jax.grid.planner import Plan, Task, digest
 from erase_jax.grid.store import Store
@@ -120,11 +123,14 @@ class Archive:
         existing = self.records.get(task.id)
         if existing is not None and existing["spec_hash"] == digest(task.spec):
             return None
-        record = make_record(task, store)
-        path = self.folder / RECORDS_DIR / f"{task.id}.json"
+        return self.write(make_record(task, store))
+
+    def write(self, record: dict) -> Path:
+        """Writes a record (`make_record`, `rebuild_records`) atomically; returns its path."""
+        path = self.folder / RECORDS_DIR / f"{record['task']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-        self.records[task.id] = record
+        self.records[record["task"]] = record
         return path
 
     def add_finished(self, plan: Plan, store: Store) -> list[Path]:
@@ -132,6 +138,34 @@ class Archive:
         without --archive, or a run killed between a marker and its record)."""
         return [path for task in plan.tasks.values() if store.is_done(task.id)
                 for path in [self.add(task, store)] if path is not None]
+
+
+def rebuild_records(plan: Plan, board: pd.DataFrame, source: str) -> list[dict]:
+    """Records of the plan's `reference` and `unlearn` tasks rebuilt from a leaderboard (`board`:
+    a leaderboard.csv as strings, written by `source`), for a grid whose leaderboard was committed
+    before archives existed. Each record's file is that task's rows of the leaderboard as a CSV
+    with the columns the leaderboard reads (method, checkpoint_idx, eval_type and the measures,
+    values as written), so the leaderboard it gives has the same rows; its marker has the rows'
+    commit and machine and `rebuilt_from: source`, no seconds (not measured). Tasks of the board
+    not in the plan are left out."""
+    records = []
+    for task_id, rows in board.groupby("cell", sort=False):
+        task = plan.tasks.get(task_id)
+        if task is None or task.kind not in LEADERBOARD_KINDS:
+            continue
+        own = task.spec["unlearn"]["method"].lower() if task.kind == "unlearn" else None
+        wide = rows.pivot_table(index=["method", "checkpoint"], columns="metric", values="value", aggfunc="first", sort=False)
+        wide = wide.reindex(columns=list(dict.fromkeys(rows["metric"]))).fillna("").reset_index()
+        identity = pd.DataFrame({"method": own or wide["method"], "checkpoint_idx": wide["checkpoint"],
+                                 "eval_type": "unlearning" if own else "retraining"})
+        text = io.StringIO()
+        pd.concat([identity, wide.drop(columns=["method", "checkpoint"])], axis=1).to_csv(text, index=False)
+        first = rows.iloc[0]
+        marker = {"task": task_id, "commit": first["commit"], "machine": first["machine"], "rebuilt_from": source}
+        (relative,) = result_files(task.spec)
+        records.append({"task": task_id, "kind": task.kind, "spec_hash": digest(task.spec), "spec": task.spec,
+                        "marker": marker, "files": {relative: text.getvalue()}})
+    return records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,19 +206,22 @@ class Results:
     committed), then the store."""
 
     def __init__(self, plan: Plan, store: Store, archive: Archive | None = None):
-        self.plan, self.store = plan, store
-        self.archived = archive.done(plan) if archive is not None else set()
-        self.archive = archive
+        self.plan, self.store, self.archive = plan, store, archive
+
+    def _record(self, task_id: str) -> dict | None:
+        """The task's record, if archived under the plan's spec (records added meanwhile count)."""
+        record = self.archive.records.get(task_id) if self.archive is not None else None
+        return record if record is not None and record["spec_hash"] == digest(self.plan.tasks[task_id].spec) else None
 
     def marker(self, task_id: str) -> dict | None:
-        if task_id in self.archived:
-            return self.archive.records[task_id]["marker"]
-        return self.store.marker(task_id)
+        record = self._record(task_id)
+        return record["marker"] if record is not None else self.store.marker(task_id)
 
     def text(self, task_id: str, relative: str) -> str:
         """A result file of a finished task (`result_files`)."""
-        if task_id in self.archived:
-            return self.archive.records[task_id]["files"][relative]
+        record = self._record(task_id)
+        if record is not None:
+            return record["files"][relative]
         return (self.store.path(self.plan.tasks[task_id].spec["folder"]) / relative).read_text()
 
     def specs_and_markers(self) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -17,8 +17,13 @@ every task is done, 1 when some failed.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import statistics
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from erase_jax.grid.archive import Archive, Results, Selection, default_folder, select
@@ -72,18 +77,40 @@ def execute_grid(path: str | Path, out: str | Path, workers: int = 1, executor: 
     records = open_archive(plan, archive)  # a bad record fails here, before anything runs
     runner = get_executor(executor, workers, address)
     store = Store(Path(out) / STORE_DIR)
-    if records is None:
-        summary = execute(plan, store, runner, progress=not quiet)
-        return plan, summary, write_leaderboard(plan, Results(plan, store), summary, Path(out) / plan.grid.name)
-    records.add_finished(plan, store)
-    selection = select(plan, store, records.done(plan))
-    summary = execute(plan, store, runner, progress=not quiet, run=selection.run,
-                      on_done=lambda task_id: records.add(plan.tasks[task_id], store))
+    if records is not None:
+        records.add_finished(plan, store)
+    selection = select(plan, store, records.done(plan) if records is not None else set())
+    summary, results = Summary(), Results(plan, store, records)
+    folders = [Path(out) / plan.grid.name, *([records.folder] if records is not None else [])]
+
+    def leaderboards() -> list[Path]:
+        return [p for folder in folders for p in write_leaderboard(plan, results, summary, folder)]
+
+    with leaderboard_on_sigterm(leaderboards):
+        execute(plan, store, runner, progress=not quiet, run=selection.run, summary=summary,
+                on_done=None if records is None else lambda task_id: records.add(plan.tasks[task_id], store))
     summary.skipped = [t for t in summary.reused if t in selection.skipped]
     summary.reused = [t for t in summary.reused if t not in selection.skipped]
-    results = Results(plan, store, records)
-    written = write_leaderboard(plan, results, summary, Path(out) / plan.grid.name)
-    return plan, summary, written + write_leaderboard(plan, results, summary, records.folder)
+    return plan, summary, leaderboards()
+
+
+@contextlib.contextmanager
+def leaderboard_on_sigterm(write: Callable[[], list[Path]]):
+    """While the grid runs, SIGTERM writes the leaderboard of what has finished, then ends the
+    grid at once (its workers die with it; the tasks they ran are run again next time)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        write()
+        os._exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def describe(plan: Plan, store: Store, workers: int = 1, archive: Archive | None = None) -> str:

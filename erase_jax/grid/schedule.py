@@ -38,11 +38,11 @@ class Summary:
 
 
 def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True, run: tuple[str, ...] | None = None,
-            on_done: Callable[[str], None] | None = None) -> Summary:
+            on_done: Callable[[str], None] | None = None, summary: Summary | None = None) -> Summary:
     """Runs the plan's unfinished tasks on `executor` (`run`: only these, in plan order, each
     of whose dependencies is done in the store or among them); calls `on_done(task id)` as each
-    finishes; returns what happened to each."""
-    summary = Summary()
+    finishes; returns what happened to each (in `summary` where given, filled as tasks end)."""
+    summary = Summary() if summary is None else summary
     done = {task_id for task_id in plan.tasks if store.is_done(task_id)}
     waiting = [task_id for task_id in plan.tasks if task_id not in done] if run is None else list(run)
     summary.reused = [task_id for task_id in plan.tasks if task_id not in waiting]

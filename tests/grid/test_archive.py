@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from erase_jax.cli import main
-from erase_jax.grid.archive import RECORDS_DIR, Archive, ArchiveError, default_folder, select
+from erase_jax.grid.archive import RECORDS_DIR, Archive, ArchiveError, Results, default_folder, rebuild_records, select
 from erase_jax.grid.command import DEFAULT_ARCHIVE, describe, execute_grid
+from erase_jax.grid.leaderboard import COLUMNS, long_rows
 from erase_jax.grid.planner import digest
 from erase_jax.grid.store import Store
 from tests.conftest import REPO_ROOT
@@ -162,7 +163,7 @@ def test_a_grid_finished_in_two_pieces_with_the_store_deleted_gives_the_one_go_l
 
 
 @pytest.mark.slow
-def test_a_grid_killed_then_rerun_on_an_empty_store_with_its_archive_finishes_alike(smoke, tmp_path):
+def test_a_grid_stopped_then_rerun_on_an_empty_store_with_its_archive_finishes_alike(smoke, tmp_path):
     archive, out = tmp_path / "archive", tmp_path / "first"
     records = archive / RECORDS_DIR
     process = subprocess.Popen([*grid_command(out), "--archive", str(archive)], cwd=REPO_ROOT,
@@ -170,18 +171,35 @@ def test_a_grid_killed_then_rerun_on_an_empty_store_with_its_archive_finishes_al
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and len(list(records.glob("reference-*.json"))) == 0:
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGTERM)  # the leaderboard of what finished is written, then the grid ends
     process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr.read().decode()
     _, plan, _ = smoke
     archived = {p.stem for p in records.glob("*.json")}
     assert 6 <= len(archived) < len(plan.tasks)  # the trained model, the retrains, the reference
+    first = leaderboard(archive.parent, archive.name)
+    assert plan.cells[0].reference in set(first["cell"]) and set(first["cell"]) <= archived
     shutil.rmtree(out)
 
     _, summary, _ = execute_grid(SMOKE_FILE, tmp_path / "second", workers=2, quiet=True, archive=archive)
     methods = {c.unlearn for c in plan.cells}
     assert summary.failed == {} and set(summary.reused) == archived & methods
     # what the methods left need: the trained model, the retrains and their reference, recomputed
-    assert set(summary.executed) == (set() if methods <= archived else set(plan.tasks) - archived & methods)
+    assert set(summary.executed) == (set() if methods <= archived else set(plan.tasks) - (archived & methods))
     assert {p.stem for p in records.glob("*.json")} == set(plan.tasks)
     pd.testing.assert_frame_equal(without_timing(leaderboard(tmp_path / "second")), without_timing(leaderboard(smoke[0])))
+
+
+def test_records_rebuilt_from_a_committed_leaderboard_give_its_rows(smoke, tmp_path):
+    one_go, plan, _ = smoke
+    board = leaderboard(one_go)
+    archive = Archive(tmp_path / "archive")
+    for record in rebuild_records(plan, board, "smoke/leaderboard.csv"):
+        archive.write(record)
+    archive = Archive(tmp_path / "archive")  # read back and checked
+    assert archive.done(plan) == {t for c in plan.cells for t in (c.reference, c.unlearn)}
+    assert select(plan, Store(tmp_path / "store"), archive.done(plan)).run == ()  # nothing left to run
+    rows = pd.DataFrame(long_rows(plan, Results(plan, Store(tmp_path / "store"), archive)), columns=list(COLUMNS))
+    pd.testing.assert_frame_equal(rows.astype(str), board)  # every row, timings included
+    marker = archive.records[plan.cells[0].reference]["marker"]
+    assert marker["rebuilt_from"] == "smoke/leaderboard.csv" and "seconds" not in marker
