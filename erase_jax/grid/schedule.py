@@ -4,7 +4,10 @@ The resume rule: a task is done when its marker exists in the store (`Store.is_d
 grid started again, after it finished, failed or was killed, runs only what has no marker (a
 task killed half-way resumes inside its own job). A failed task is reported and the tasks
 that need it are blocked; every other task goes on. Failed tasks are tried again by the next
-run of the grid. With a grid's archive (`erase_jax.grid.archive`), the run is the archive's
+run of the grid. At most the executor's `workers` tasks are in flight, each the first ready
+task in plan order, so the cells finish one after another rather than every training first: a
+grid stopped mid-way leaves few cells half done (what a grid finished over sessions loses at
+each stop). With a grid's archive (`erase_jax.grid.archive`), the run is the archive's
 selection: archived tasks count as done, and each task's record is archived as it finishes.
 """
 
@@ -47,6 +50,7 @@ def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True,
     waiting = [task_id for task_id in plan.tasks if task_id not in done] if run is None else list(run)
     summary.reused = [task_id for task_id in plan.tasks if task_id not in waiting]
     running = {}
+    slots = executor.workers
     bar = _bar(len(waiting), progress)
     try:
         while waiting or running:
@@ -57,7 +61,7 @@ def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True,
                 if failed:
                     summary.blocked[task_id] = summary.blocked.get(failed[0], failed[0])
                     bar.update(1)
-                elif all(d in done for d in task.deps):
+                elif len(running) < slots and all(d in done for d in task.deps):
                     store.write_spec(task_id, task.spec)
                     running[executor.submit(task, store)] = task_id
                 else:

@@ -19,6 +19,7 @@ from erase_jax.grid.archive import RECORDS_DIR, Archive, ArchiveError, Results, 
 from erase_jax.grid.command import DEFAULT_ARCHIVE, describe, execute_grid
 from erase_jax.grid.leaderboard import COLUMNS, long_rows
 from erase_jax.grid.planner import digest
+from erase_jax.grid.schedule import execute
 from erase_jax.grid.store import Store
 from tests.conftest import REPO_ROOT
 from tests.grid.conftest import SMOKE_FILE, leaderboard, without_timing
@@ -203,3 +204,36 @@ def test_records_rebuilt_from_a_committed_leaderboard_give_its_rows(smoke, tmp_p
     pd.testing.assert_frame_equal(rows.astype(str), board)  # every row, timings included
     marker = archive.records[plan.cells[0].reference]["marker"]
     assert marker["rebuilt_from"] == "smoke/leaderboard.csv" and "seconds" not in marker
+
+
+class Instant:
+    """An executor of one worker whose tasks finish at once (their marker written), in order."""
+
+    workers = 1
+
+    def __init__(self):
+        self.order = []
+
+    def submit(self, task, store):
+        from concurrent.futures import Future
+
+        from erase_jax.grid.executors.base import Outcome
+
+        self.order.append(task.id)
+        store.mark_done(task.id, {"seconds": 0.0})
+        future = Future()
+        future.set_result(Outcome(task.id, True, 0.0))
+        return future
+
+    def shutdown(self):
+        pass
+
+
+def test_cells_finish_one_after_another_so_a_stopped_grid_leaves_few_half_done(tmp_path):
+    plan = plan_of(methods={"untouched": {}, "scif": {}}, seeds=[2, 3])
+    executor = Instant()
+    summary = execute(plan, Store(tmp_path / "store"), executor, progress=False)
+    assert sorted(summary.executed) == sorted(plan.tasks)
+    # plan order: seed 2's training, retrains, reference and method before seed 3's training
+    assert executor.order == list(plan.tasks)
+    assert executor.order.index(plan.cells[0].unlearn) < executor.order.index(plan.cells[1].train)
