@@ -12,6 +12,9 @@ nothing else (no checkpoints, no models):
      "marker": its done marker (seconds, finished, commit, machine),
      "files": {path in the task's folder: text}}     # `result_files`: a method's or the retrains' CSV
 
+A training's or a retrain's record has no file: it keeps the seconds `--dry-run` estimates from.
+`rebuild_records` makes records from a leaderboard committed before archives existed.
+
 The planner's ids already hash the settings; `spec_hash` (the hash of the spec, folder included)
 is checked against the plan's task, so a record written under other settings is never taken as
 done (`Archive.done`). A record that cannot be read, or whose hash is not its spec's, is an
