@@ -35,7 +35,7 @@ class Summary:
     skipped: list[str] = dataclasses.field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{len(self.executed)} tasks run, {len(self.reused)} reused from the store, "
+        return (f"{len(self.executed)} tasks run, {len(self.reused)} reused from the store or archive, "
                 f"{len(self.failed)} failed, {len(self.blocked)} blocked by a failure"
                 + (f", {len(self.skipped)} not needed (archived dependents)" if self.skipped else ""))
 
