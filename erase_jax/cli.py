@@ -212,7 +212,7 @@ def _add_data_commands(sub, common) -> None:
 def cmd_grid(args) -> int:
     from erase_jax.grid.command import run_grid
 
-    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet, args.address)
+    return run_grid(args.grid, args.out, args.workers, args.executor, args.dry_run, args.quiet, args.address, args.archive)
 
 
 def cmd_demo(args) -> int:
@@ -343,6 +343,10 @@ def main(argv=None) -> int:
     grid.add_argument("--address", default=None,
                       help="--executor ray: join this Ray cluster (auto: the one on this machine) instead of starting one")
     grid.add_argument("--dry-run", action="store_true", help="print the plan and an estimated cost; run nothing")
+    grid.add_argument("--archive", nargs="?", const="", default=None, metavar="DIR",
+                      help="keep each finished task's small record in DIR (default: experiments/results/grids/<grid name>/ "
+                      "of the repository, run from its root) and count archived tasks as done, so the grid finishes "
+                      "over sessions that each commit the archive; the leaderboard is written there too")
     grid.set_defaults(func=cmd_grid)
 
     demo = sub.add_parser("demo", parents=[common], help="the main job on the embedded synthetic data set (no download)")

@@ -24,19 +24,19 @@ in `failures.csv` and at the end of both.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from erase_jax.grid import page, views
+from erase_jax.grid.archive import Results, result_files
 from erase_jax.grid.planner import Plan
 from erase_jax.grid.schedule import Summary
-from erase_jax.grid.store import Store
 from erase_jax.unlearn.protocol import report
 from erase_jax.unlearn.protocol.jobs import CHECKPOINTS
-from erase_jax.unlearn.protocol.results import CSV_FILE, write_csv
-from erase_jax.unlearn.protocol.retrain import RETRAIN_DIR
+from erase_jax.unlearn.protocol.results import write_csv
 
 COLUMNS = ("cell", "dataset", "model", "scenario", "method", "seed", "checkpoint", "metric", "value", "commit", "machine")
 # the protocol's row header (`results.row_header`): which row, not what was measured
@@ -47,25 +47,23 @@ AUDIT_MEASURES = {"audit_game2_auc": ("game2_global_variance", "auc"),
 FAILURE_COLUMNS = ("task", "status", "kind", "dataset", "model", "scenario", "method", "seed", "error", "log")
 
 
-def long_rows(plan: Plan, store: Store) -> list[dict]:
-    """Every measure of every finished method run and retrain of the plan, in plan order."""
+def long_rows(plan: Plan, results: Results) -> list[dict]:
+    """Every measure of every finished method run and retrain of the plan, in plan order, from
+    the finished tasks' result files (`results`: the store's, or an archive's and the store's)."""
     rows, seen = [], set()
     for cell_tasks in plan.cells:
         cell = cell_tasks.cell
-        method_dir = cell.unlearn.method.lower()
-        sources = (
-            (cell_tasks.unlearn, cell.method, "unlearning", Path(method_dir) / CSV_FILE),
-            (cell_tasks.reference, report.REFERENCE, "retraining", Path(RETRAIN_DIR) / CSV_FILE),
-        )
-        for task_id, method, eval_type, relative in sources:
+        sources = ((cell_tasks.unlearn, cell.method, "unlearning"), (cell_tasks.reference, report.REFERENCE, "retraining"))
+        for task_id, method, eval_type in sources:
             labels = (cell.dataset, cell.model, cell.scenario, method, cell.seed)
-            marker = store.marker(task_id)
+            marker = results.marker(task_id)
             if marker is None or (task_id, labels) in seen:
                 continue
             seen.add((task_id, labels))
             header = dict(zip(COLUMNS[:6], (task_id, *labels)))
             provenance = {"commit": marker.get("commit", ""), "machine": marker.get("machine", "")}
-            with (store.path(plan.tasks[task_id].spec["folder"]) / relative).open() as handle:
+            (relative,) = result_files(plan.tasks[task_id].spec)  # the method's CSV, or the retrains'
+            with io.StringIO(results.text(task_id, relative)) as handle:
                 for row in csv.DictReader(handle):
                     if row["eval_type"] != eval_type or int(row["checkpoint_idx"]) < 0:
                         continue
@@ -77,19 +75,18 @@ def long_rows(plan: Plan, store: Store) -> list[dict]:
                                          "value": value, **provenance})
         if cell_tasks.audit is not None and (cell_tasks.audit, cell.seed) not in seen:
             seen.add((cell_tasks.audit, cell.seed))
-            rows += audit_rows(plan, store, cell_tasks.audit, cell)
+            rows += audit_rows(plan, results, cell_tasks.audit, cell)
     return rows
 
 
-def audit_rows(plan: Plan, store: Store, task_id: str, cell) -> list[dict]:
+def audit_rows(plan: Plan, results: Results, task_id: str, cell) -> list[dict]:
     """The audit task's measures (`AUDIT_MEASURES`) per removal, at the last checkpoint (the audit
     removes every forgotten pair), each removal under the methods axis label it audits."""
-    from erase_jax.audit.job import AUDIT_DIR, AUDIT_FILE
-
-    marker = store.marker(task_id)
+    marker = results.marker(task_id)
     if marker is None:
         return []
-    record = json.loads((store.path(plan.tasks[task_id].spec["folder"]) / AUDIT_DIR / AUDIT_FILE).read_text())
+    (relative,) = result_files(plan.tasks[task_id].spec)  # the audit file
+    record = json.loads(results.text(task_id, relative))
     rows = []
     for removal, label in plan.grid.audit_labels:
         found = record["removals"].get(removal)
@@ -116,14 +113,14 @@ def failure_rows(plan: Plan, summary: Summary) -> list[dict]:
     return [{column: row.get(column, "") for column in FAILURE_COLUMNS} for row in rows]
 
 
-def write_leaderboard(plan: Plan, store: Store, summary: Summary, folder: str | Path) -> list[Path]:
-    """Writes leaderboard.csv, then from it (`views`) leaderboard.md and leaderboard.html, and
-    failures.csv into `folder`; returns their paths."""
+def write_leaderboard(plan: Plan, results: Results, summary: Summary, folder: str | Path) -> list[Path]:
+    """Writes leaderboard.csv (the rows of `results`), then from it (`views`) leaderboard.md and
+    leaderboard.html, and failures.csv into `folder`; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     failures = failure_rows(plan, summary)
     paths = [folder / "leaderboard.csv", folder / "leaderboard.md", folder / page.PAGE_FILE, folder / "failures.csv"]
-    pd.DataFrame(long_rows(plan, store), columns=list(COLUMNS)).to_csv(paths[0], index=False)
+    pd.DataFrame(long_rows(plan, results), columns=list(COLUMNS)).to_csv(paths[0], index=False)
     if failures:
         write_csv(paths[3], failures)
     else:

@@ -4,13 +4,18 @@ The resume rule: a task is done when its marker exists in the store (`Store.is_d
 grid started again, after it finished, failed or was killed, runs only what has no marker (a
 task killed half-way resumes inside its own job). A failed task is reported and the tasks
 that need it are blocked; every other task goes on. Failed tasks are tried again by the next
-run of the grid.
+run of the grid. At most the executor's `workers` tasks are in flight, each the first ready
+task in plan order, so the cells finish one after another rather than every training first: a
+grid stopped mid-way leaves few cells half done (what a grid finished over sessions loses at
+each stop). With a grid's archive (`erase_jax.grid.archive`), the run is the archive's
+selection: archived tasks count as done, and each task's record is archived as it finishes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from erase_jax.grid.executors.base import Executor, Outcome
@@ -20,25 +25,32 @@ from erase_jax.grid.store import Store
 
 @dataclasses.dataclass
 class Summary:
-    """What a run of the plan did: task ids reused (done before), run now, failed, blocked."""
+    """What a run of the plan did: task ids reused (done before: in the store or archived), run
+    now, failed, blocked, and skipped (not done, but nothing left needs them: `archive.select`)."""
 
     reused: list[str] = dataclasses.field(default_factory=list)
     executed: list[str] = dataclasses.field(default_factory=list)
     failed: dict[str, Outcome] = dataclasses.field(default_factory=dict)
     blocked: dict[str, str] = dataclasses.field(default_factory=dict)  # task id -> the failed task it needs
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{len(self.executed)} tasks run, {len(self.reused)} reused from the store, "
-                f"{len(self.failed)} failed, {len(self.blocked)} blocked by a failure")
+        return (f"{len(self.executed)} tasks run, {len(self.reused)} reused from the store or archive, "
+                f"{len(self.failed)} failed, {len(self.blocked)} blocked by a failure"
+                + (f", {len(self.skipped)} not needed (archived dependents)" if self.skipped else ""))
 
 
-def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True) -> Summary:
-    """Runs the plan's unfinished tasks on `executor`; returns what happened to each."""
-    summary = Summary()
+def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True, run: tuple[str, ...] | None = None,
+            on_done: Callable[[str], None] | None = None, summary: Summary | None = None) -> Summary:
+    """Runs the plan's unfinished tasks on `executor` (`run`: only these, in plan order, each
+    of whose dependencies is done in the store or among them); calls `on_done(task id)` as each
+    finishes; returns what happened to each (in `summary` where given, filled as tasks end)."""
+    summary = Summary() if summary is None else summary
     done = {task_id for task_id in plan.tasks if store.is_done(task_id)}
-    summary.reused = [task_id for task_id in plan.tasks if task_id in done]
-    waiting = [task_id for task_id in plan.tasks if task_id not in done]
+    waiting = [task_id for task_id in plan.tasks if task_id not in done] if run is None else list(run)
+    summary.reused = [task_id for task_id in plan.tasks if task_id not in waiting]
     running = {}
+    slots = executor.workers
     bar = _bar(len(waiting), progress)
     try:
         while waiting or running:
@@ -49,7 +61,7 @@ def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True)
                 if failed:
                     summary.blocked[task_id] = summary.blocked.get(failed[0], failed[0])
                     bar.update(1)
-                elif all(d in done for d in task.deps):
+                elif len(running) < slots and all(d in done for d in task.deps):
                     store.write_spec(task_id, task.spec)
                     running[executor.submit(task, store)] = task_id
                 else:
@@ -64,6 +76,8 @@ def execute(plan: Plan, store: Store, executor: Executor, progress: bool = True)
                 if result.ok:
                     done.add(task_id)
                     summary.executed.append(task_id)
+                    if on_done is not None:
+                        on_done(task_id)
                 else:
                     summary.failed[task_id] = result
                     if progress:

@@ -81,7 +81,7 @@ def test_an_overlapping_grid_reuses_finished_cells_and_a_failing_cell_stops_only
 
     # the command reports the failure in its exit status; only the failed task is tried again
     assert main(["grid", str(path), "--out", str(out), "--quiet"]) == 1
-    assert "0 tasks run, 9 reused from the store, 1 failed, 8 blocked" in capsys.readouterr().out
+    assert "0 tasks run, 9 reused from the store or archive, 1 failed, 8 blocked" in capsys.readouterr().out
 
 
 def grid_command(out) -> list[str]:

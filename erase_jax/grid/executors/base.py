@@ -40,6 +40,8 @@ class Outcome:
 
 
 class Executor(Protocol):
+    workers: int  # tasks at a time: the scheduler keeps at most this many submitted
+
     def submit(self, task: Task, store: Store) -> Future: ...
 
     def shutdown(self) -> None: ...

@@ -53,7 +53,7 @@ class RayExecutor:
     def __init__(self, workers: int, address: str | None):
         import ray
 
-        self.ray = ray
+        self.ray, self.workers = ray, workers
         self.started = not ray.is_initialized()
         if self.started and address is None:
             ray.init(num_cpus=workers, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
