@@ -13,8 +13,9 @@ score, and each game's ROC at log-spaced FPRs.
 
 The record (`audit_record`) is the one `experiments/privacy_audit_ml-100k.py` writes; the job
 adds its settings and the run's model fingerprint. Resumable: the record is written atomically
-after every removal; a rerun with the same settings trains the same shadows again (they are
-seeded) and skips the removals already in the file; other settings are refused unless
+after every removal; a rerun with the same settings returns at once when every removal asked
+for is in the file, and otherwise trains the same shadows again (they are seeded) and skips the
+removals already there; other settings are refused unless
 `--replace`. Shadows exist for CF models trained by the sharded-ensemble trainer (BPR,
 LightGCN); another model is refused before anything trains.
 """
@@ -254,6 +255,8 @@ def audit(run_dir, scenario, config: AuditConfig, out: str | None = None, replac
             if previous is not None and previous.get("settings") != wanted:
                 raise ValueError(f"{path} was written with other settings ({_changes(previous.get('settings'), wanted)}); "
                                  "rerun with --replace to start it afresh")
+            if previous is not None and set(config.removals) <= set(previous.get("removals", {})):
+                return path  # every removal asked for is done: nothing to train again
             seed = experiment.config.seed if scenario.seed is None else scenario.seed
             forget_set = build_forget_set(experiment, scenario, seed)
             if config.seed is None:

@@ -59,6 +59,11 @@ def test_audit_writes_its_file_and_the_report_shows_it(bpr_run, capsys):
     assert "## Membership audit" in text
     assert f"| retrain | {retrain:.3f} |" in text
 
+    # a rerun asking for removals already done writes nothing (no shadow is trained again)
+    written = (scenario_dir / AUDIT_DIR / AUDIT_FILE).stat().st_mtime_ns
+    assert audit(bpr_run, "--removals", "retrain") == 0
+    assert (scenario_dir / AUDIT_DIR / AUDIT_FILE).stat().st_mtime_ns == written
+
     # a rerun with the same settings keeps the finished removals (resume) and adds new ones
     before = record["removals"]["retrain"]["wall_seconds"]
     assert audit(bpr_run, "--removals", "untouched", "retrain", "scif") == 0
