@@ -9,7 +9,7 @@ from __future__ import annotations
 from erase_jax.grid import views
 from erase_jax.grid.leaderboard import read_leaderboard
 from erase_jax.unlearn.protocol import report
-from results_topics.cells import PROVENANCE_COLUMNS, Section, commit_cell, config_cell, machine_cell, table
+from results_topics.cells import PROVENANCE_COLUMNS, Section, code, commit_cell, config_cell, machine_cell, table
 from results_topics.read import EXP, REPO_ROOT, load
 
 TITLE = "The benchmark grids: every method next to the retrain"
@@ -48,6 +48,40 @@ def row_commits(frame) -> dict[tuple[str, str, str], str]:
             for keys, group in frame.groupby(["scenario", "model", "method"], sort=False)}
 
 
+def method_rows(frame, sections, provenance) -> list[list[str]]:
+    """One row per (scenario, model, method) with a gap to the retrain at the last checkpoint."""
+    rows = []
+    for section in sections:
+        focus = FOCUS.get(section.scenario, RECALL)
+        cost = {m: dict(zip(t.titles, cells)) for t in section.tables if t.caption.startswith("Cost") for m, cells in t.rows}
+        for method, gap in gaps(section).items():
+            spent = cost.get(method, {})
+            cell = lambda title: spent[title].text() if spent.get(title) else ""
+            rows.append([section.scenario, section.model, method, gap[RECALL].text() if RECALL in gap else "", TITLES[focus],
+                         gap[focus].text() if focus in gap else "", cell("s/request (median)"),
+                         cell("% of one retrain per request"), *provenance(section.scenario, section.model, method)])
+    return rows
+
+
+HEADER = ["scenario", "model", "method", "Recall@20 - retrain", "focus measure", "focus - retrain",
+          "s/request (median)", "% of one retrain per request", *PROVENANCE_COLUMNS]
+FOCUS_TEXT = ("The focus measure is what the scenario is about: Horror: share of the unlearned users with a Horror item "
+              "in their top 20; spam: share of genuine users with a spam target in their top 20; random: the forgotten "
+              "items' hit@20 for their users.")
+
+
+def answer_line(sections) -> str:
+    return (f"the method closest to the retrain on what the scenario is about, among those within {KEPT_RECALL} of its "
+            "Recall@20: ") + "; ".join(
+        f"{s.scenario} {s.model}: {closest(s)}" for s in sections if len(gaps(s)) > 1)  # learned models
+
+
+def links(folder: str) -> str:
+    return (f"The whole leaderboard: [leaderboard.html](../../{folder}/leaderboard.html) (sortable tables, trajectories over "
+            f"the four checkpoints; open the file in a browser), [leaderboard.md](../../{folder}/leaderboard.md), "
+            f"[leaderboard.csv](../../{folder}/leaderboard.csv)")
+
+
 def grid_section(name: str, what: str) -> Section:
     folder = GRIDS + name
     frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
@@ -59,39 +93,57 @@ def grid_section(name: str, what: str) -> Section:
     provenance = lambda scenario, model, method: [config_cell(block["config"]), f"`{block['command']}`",
                                                   commits.get((scenario, model, method), commit_cell(block)),
                                                   machine_cell(block)]
-    header = ["scenario", "model", "method", "Recall@20 - retrain", "focus measure", "focus - retrain",
-              "s/request (median)", "% of one retrain per request", *PROVENANCE_COLUMNS]
-    rows = []
-    for section in sections:
-        focus = FOCUS.get(section.scenario, RECALL)
-        cost = {m: dict(zip(t.titles, cells)) for t in section.tables if t.caption.startswith("Cost") for m, cells in t.rows}
-        for method, gap in gaps(section).items():
-            spent = cost.get(method, {})
-            cell = lambda title: spent[title].text() if spent.get(title) else ""
-            rows.append([section.scenario, section.model, method, gap[RECALL].text() if RECALL in gap else "", TITLES[focus],
-                         gap[focus].text() if focus in gap else "", cell("s/request (median)"),
-                         cell("% of one retrain per request"), *provenance(section.scenario, section.model, method)])
-    answer = (f"the method closest to the retrain on what the scenario is about, among those within {KEPT_RECALL} of its "
-              "Recall@20: ") + "; ".join(
-        f"{s.scenario} {s.model}: {closest(s)}" for s in sections if len(gaps(s)) > 1)  # learned models
     lines = [
         f"{what} {run['cells']} cells, {run['tasks']} tasks ({', '.join(f'{n} {k}' for k, n in run['tasks_by_kind'].items())}), "
         f"{len(frame)} leaderboard rows, {len(failures)} failed or blocked tasks; {run['task_seconds_total'] / 3600:.1f} h of "
         f"task time with one worker ({run['wall']}). Last checkpoint (every request done), one seed; the gap is the "
-        "method's value minus the retrain's (0 = what exact unlearning gives). The focus measure is what the scenario "
-        "is about: Horror: share of the unlearned users with a Horror item in their top 20; spam: share of genuine "
-        "users with a spam target in their top 20; random: the forgotten items' hit@20 for their users. Times were "
+        f"method's value minus the retrain's (0 = what exact unlearning gives). {FOCUS_TEXT} Times were "
         "measured on the shared 2-core machine (load average about 11): upper bounds. A non-learned model's request "
         "costs the protocol's own work plus its recomputation, and its retrain only the recomputation (Random's: "
         "microseconds), so its shares of a retrain are large and say little.",
         "",
-        f"The whole leaderboard: [leaderboard.html](../../{folder}/leaderboard.html) (sortable tables, trajectories over "
-        f"the four checkpoints; open the file in a browser), [leaderboard.md](../../{folder}/leaderboard.md), "
-        f"[leaderboard.csv](../../{folder}/leaderboard.csv); how it ran: `{folder}/run.json`.",
+        f"{links(folder)}; how it ran: `{folder}/run.json`.",
         "",
-        *table(header, rows),
+        *table(HEADER, method_rows(frame, sections, provenance)),
     ]
-    return Section(f"{what.split(':')[0]}: the grid {name}", answer, lines)
+    return Section(f"{what.split(':')[0]}: the grid {name}", answer_line(sections), lines)
+
+
+def archive_section(name: str, what: str) -> Section:
+    """A grid that finishes over sessions (`--archive`): what its archive holds so far, the same
+    table as `grid_section`, each row's commit and machine from the leaderboard."""
+    from erase_jax.grid.planner import make_plan
+    from erase_jax.grid.spec import load_grid
+
+    folder = GRIDS + name
+    grid_file = f"experiments/grids/{name}.yaml"
+    plan = make_plan(load_grid(REPO_ROOT / grid_file))
+    archived = {path.stem for path in (REPO_ROOT / folder / "tasks").glob("*.json")} & set(plan.tasks)
+    frame = read_leaderboard(REPO_ROOT / folder / "leaderboard.csv")
+    sections = views.sections(frame)
+    commits = row_commits(frame)
+    machines = {keys: ", ".join(sorted(set(group["machine"])))
+                for keys, group in frame.groupby(["scenario", "model", "method"], sort=False)}
+    command = f"`erase-jax grid {grid_file} --workers 1 --archive --out DIR`"
+    provenance = lambda scenario, model, method: [code(grid_file), command, commits.get((scenario, model, method), ""),
+                                                  machines.get((scenario, model, method), "")]
+    by_kind = {}
+    for task in archived:
+        by_kind[plan.tasks[task].kind] = by_kind.get(plan.tasks[task].kind, 0) + 1
+    seeds = sorted({int(s) for s in frame["seed"].dropna().unique()})
+    lines = [
+        f"{what} in progress: {len(archived)} of its {len(plan.tasks)} tasks are archived "
+        f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items()))}), {len(frame)} leaderboard rows; the rest run "
+        "in later sessions (each one's piece archived in `" + folder + "/tasks/`). Last checkpoint (every request "
+        f"done), mean +/- std over the seeds archived so far ({', '.join(map(str, seeds))}; a cell with fewer seeds shows "
+        f"fewer); the gap is the method's value minus the retrain's (0 = what exact unlearning gives). {FOCUS_TEXT} "
+        "Times were measured on the shared 2-core machine beside other jobs: upper bounds.",
+        "",
+        f"{links(folder)}; failed and blocked tasks: `{folder}/failures.csv`.",
+        "",
+        *table(HEADER, method_rows(frame, sections, provenance)),
+    ]
+    return Section(f"{what.split(':')[0]}, the whole grid so far: {name}", answer_line(sections), lines)
 
 
 def cf_ml100k() -> Section:
@@ -144,8 +196,13 @@ def baselines_section(name: str, learned: str) -> Section:
     return Section(f"The non-learned baselines next to {learned}: the grid {name}", answer, lines)
 
 
+def cf_ml100k_full() -> Section:
+    return archive_section("cf_ml-100k_full", "CF on MovieLens-100K: BPR, LightGCN and SGL x every approximate method x "
+                                              "Horror, spam and random x 3 seeds, with Pop, ItemKNN, EASE and Random:")
+
+
 def cf_ml100k_baselines() -> Section:
     return baselines_section("cf_ml-100k", "BPR")
 
 
-SECTIONS = (cf_ml100k, cf_ml100k_baselines)
+SECTIONS = (cf_ml100k, cf_ml100k_full, cf_ml100k_baselines)

@@ -156,7 +156,13 @@ def retrain_reference() -> Section:
               f"budget within it at " + ", ".join(f"k={k}: {sum(v['within_originals_spread'] for v in f['original_budget'].values())}"
                                                   f"/{len(f['original_budget'])}" for k, f in record["retrains"].items())
               + f"; retrain-vs-retrain Jaccard@20 at k=3: {num(record['retrains']['3']['noise_floor'].get('agree_unlearned_jaccard@20'), 3)}")
-    intro = ("ML-100K BPR, Horror (98 requests): the originals trained with seeds 2, 3, 4 for 100 epochs (best "
+    seeds = ", ".join(str(s) for s in record["originals"])
+    moments = record.get("originals_moments", {}).get("test_recall@20")
+    pooled = record.get("retrains_recall@20_moments")
+    if moments and pooled:
+        answer += (f"; test Recall@20 mean +/- std: originals {num(moments['mean'])} +/- {num(moments['std'])} "
+                   f"(n={moments['n']}), retrains {num(pooled['mean'])} +/- {num(pooled['std'])} (n={pooled['n']})")
+    intro = (f"ML-100K BPR, Horror (98 requests): the originals trained with seeds {seeds} for 100 epochs (best "
              "validated kept), the retrains of seed 2's run at each checkpoint with the original's budget (100 epochs, "
              "early stopping off) and seeds 2 (the reference), 3 and 4, and with the run's own stopping rule, which "
              "for these runs is patience 100 (so the same 100 epochs: the comparison with patience 10, where the "
