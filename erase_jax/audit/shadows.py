@@ -17,7 +17,11 @@ Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
   rows minus its UNLEARN (and OUT) pairs: the floor, a model that never saw them.
 
 * any registered method (SCIF, Fanchuan, ...): run on each shadow in turn with the protocol's
-  requests built from that shadow's rows (`audit/methods.py`).
+  requests built from that shadow's rows (`audit/methods.py`; sequence shadows:
+  `audit/sequence_methods.py`).
+
+The removals take any shadow set with `train(audited_kept)` and `method_removal`: this module's
+CF `ShadowSet` or `sequence_shadows.SequenceShadowSet` (SASRec, GRU4Rec, ...).
 Deviation from the protocol's retrain: the split stays fixed (rows are dropped from the
 training split; the protocol recomputes the split after removing rows before splitting).
 
@@ -93,6 +97,11 @@ class ShadowSet:
     @property
     def audited_items(self) -> np.ndarray:
         return self.train_items[self.audited]
+
+    @property
+    def audited_queries(self) -> np.ndarray:
+        """Each audited pair's query for `observe`: its user."""
+        return self.audited_users
 
     def data(self, audited_kept: np.ndarray) -> ShardData:
         """Every shadow's training rows: all rows, minus the audited pairs where
@@ -174,6 +183,12 @@ class ShadowSet:
         """All shadows on their IN and UNLEARN pairs (before any removal)."""
         return self.train(trained_mask(self.states))
 
+    def method_removal(self, trained_params, name: str, seed: int = 0) -> tuple[Any, dict]:
+        """A registered method on every shadow (`audit/methods.py`)."""
+        from erase_jax.audit.methods import method_removal
+
+        return method_removal(self, trained_params, name, seed=seed)
+
 
 def remove_nothing(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
     """The do-nothing "unlearning": the trained shadows themselves."""
@@ -197,9 +212,7 @@ def apply_removal(name: str, shadow_set: ShadowSet, trained_params, seed: int = 
     name = check_removal(name)
     if name in REMOVALS:
         return REMOVALS[name](shadow_set, trained_params)
-    from erase_jax.audit.methods import method_removal
-
-    return method_removal(shadow_set, trained_params, name, seed=seed)
+    return shadow_set.method_removal(trained_params, name, seed=seed)
 
 
 def check_removal(name: str) -> str:
