@@ -17,7 +17,10 @@ after every removal; a rerun with the same settings returns at once when every r
 for is in the file, and otherwise trains the same shadows again (they are seeded) and skips the
 removals already there; other settings are refused unless
 `--replace`. Shadows exist for CF models trained by the sharded-ensemble trainer (BPR,
-LightGCN); another model is refused before anything trains.
+LightGCN; `shadows.ShadowSet`) and for sequence models (SASRec, GRU4Rec;
+`sequence_shadows.SequenceShadowSet`: an audited pair is the target interaction of a training
+prefix row, removed by the SBR retrain's rule, observed after the prefix that precedes it);
+another model is refused before anything trains.
 """
 
 from __future__ import annotations
