@@ -124,3 +124,10 @@ def test_a_sequence_run_is_audited_through_the_command_line(tmp_path_factory, ca
     assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", "--out", str(run / "elsewhere"), *SMALL,
                  "--devices", "2"]) == 2
     assert "sequence shadows train on one device" in capsys.readouterr().err
+    # the most memorised forgettable interactions, from a pilot of sequence shadows
+    assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", "--out", str(run / "memorised"), "--shadows", "9",
+                 "--audited", "10", "--epochs", "1", "--population", "20", "--memorised", "5", "--pilot-shadows", "3",
+                 "--removals", "untouched"]) == 0
+    record = json.loads((run / "memorised" / AUDIT_DIR / AUDIT_FILE).read_text())
+    assert record["data"]["memorised_pairs"] == 5 and record["data"]["audited_pairs"] == 15
+    assert record["pilot"]["n_memorised"] == 5 and "game2_global_variance_memorised" in record["removals"]["untouched"]
