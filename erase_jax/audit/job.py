@@ -35,18 +35,17 @@ from pathlib import Path
 import numpy as np
 
 from erase_jax.audit.assignment import OUT, STATE_NAMES, UNLEARN, assign_states, trained_mask
-from erase_jax.audit.devices import shadow_mesh
 from erase_jax.audit.game import GAMES, game_examples, per_pair_auc, play, play_rmia
 from erase_jax.audit.pairs import select_audited_rows
 from erase_jax.audit.pilot import pilot_memorisation, with_memorised
 from erase_jax.audit.roc import log_roc, summary
 from erase_jax.audit.sequence_shadows import SequenceShadowSet
-from erase_jax.audit.shadows import ShadowSet, apply_removal, check_removal, observation_mask, shadow_seeds, training_rows
+from erase_jax.audit.shadows import ShadowSet, apply_removal, check_removal, observation_mask, shadow_seeds
 
 REMOVALS = ("untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
-# the models whose shadows are trained, by task (tests/audit): `ShadowSet`, `SequenceShadowSet`
-SHADOW_MODELS_BY_TASK = {"CF": ("BPR", "LightGCN"), "SBR": ("SASRec", "GRU4Rec")}
-SHADOW_MODELS = {name for names in SHADOW_MODELS_BY_TASK.values() for name in names}
+# the models whose shadows are trained, and the shadow set that trains them (tests/audit)
+SHADOW_SETS = {"BPR": ShadowSet, "LightGCN": ShadowSet, "SASRec": SequenceShadowSet, "GRU4Rec": SequenceShadowSet}
+SHADOW_MODELS = tuple(SHADOW_SETS)
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.json"
 
@@ -96,44 +95,21 @@ def forgettable_rows(experiment, scenario, rows: np.ndarray) -> np.ndarray:
 
 def check_model(experiment, config: AuditConfig | None = None) -> None:
     """Refuses a run whose model the shadows cannot train (before anything trains)."""
-    if experiment.config.model not in SHADOW_MODELS:
-        raise ValueError(f"audit: shadows are trained for CF models {list(SHADOW_MODELS_BY_TASK['CF'])} and sequence models "
-                         f"{list(SHADOW_MODELS_BY_TASK['SBR'])}; this run's model is {experiment.config.model!r} "
+    if experiment.config.model not in SHADOW_SETS:
+        by_kind = {kind: [m for m, k in SHADOW_SETS.items() if k is kind] for kind in (ShadowSet, SequenceShadowSet)}
+        raise ValueError(f"audit: shadows are trained for CF models {by_kind[ShadowSet]} and sequence models "
+                         f"{by_kind[SequenceShadowSet]}; this run's model is {experiment.config.model!r} "
                          "(basket shadows are not built yet)")
-    if config is not None and experiment.task.name == "SBR" and config.devices:
+    if config is not None and config.devices and SHADOW_SETS[experiment.config.model] is not ShadowSet:
         raise ValueError("audit: --devices splits CF shadows only; sequence shadows train on one device")
 
 
 def shadow_set(experiment, train_config, audited_positions: np.ndarray, config: AuditConfig, seed: int):
-    """(the shadow set of the run's task, the interaction row of each training position): the
-    CF `ShadowSet` over the training interactions, or the SBR `SequenceShadowSet` over the
-    training prefix rows (positions: prefix rows; their targets are the audited interactions)."""
-    inter = experiment.data.interactions
-    states, seeds = assign_states(config.shadows, len(audited_positions), seed), shadow_seeds(seed, config.shadows)
-    group_size = config.group_size or None
-    if experiment.task.name == "SBR":
-        train = experiment.examples.train
-        shadows = SequenceShadowSet(experiment.model, experiment.context, train_config, experiment.config.sequence,
-                                    tuple(experiment.config.data.split_ratios), inter, train, audited_positions, states,
-                                    seeds, group_size, experiment)
-        return shadows, np.asarray(train.target_rows)
-    rows, users, items = training_rows(experiment)
-    shadows = ShadowSet(experiment.model, experiment.context, train_config, inter.n_users, inter.n_items, users, items,
-                        audited_positions, states, seeds, group_size, shadow_mesh(config.devices) if config.devices else None)
-    return shadows, rows
-
-
-def population(experiment, shadows, size: int, seed: int):
-    """RMIA's population: (queries, items) of `size` seeded test pairs (CF: test interactions,
-    their users the queries; SBR: test prefix rows, their prefixes the queries)."""
-    if isinstance(shadows, SequenceShadowSet):
-        test = experiment.examples.test
-        chosen = np.sort(np.random.default_rng(seed).choice(len(test), min(size, len(test)), replace=False))
-        return shadows.queries(test.select(chosen)), np.asarray(test.targets[chosen], np.int32)
-    inter = experiment.data.interactions
-    test = np.asarray(experiment.data.split.test)
-    test_rows = np.random.default_rng(seed).choice(test, min(size, len(test)), replace=False)
-    return tuple(np.asarray(a[test_rows], np.int32) for a in (inter.users, inter.items))
+    """(the shadow set of the run's model, `SHADOW_SETS`, the interaction row of each training
+    position: CF training rows, or SBR training prefix rows whose targets are the audited pairs)."""
+    return SHADOW_SETS[experiment.config.model].from_experiment(
+        experiment, train_config, audited_positions, assign_states(config.shadows, len(audited_positions), seed),
+        shadow_seeds(seed, config.shadows), config.group_size or None, config.devices)
 
 
 def carried_over(previous: dict) -> dict:
@@ -168,7 +144,7 @@ def audit_record(experiment, scenario, forget_set, config: AuditConfig, previous
         memorised = ~np.isin(audited, select_audited_rows(forgotten, config.audited, seed))
         shadows = dataclasses.replace(shadows, audited=audited, states=assign_states(config.shadows, len(audited), seed))
         log(f"pilot: {pilot}")
-    population_users, population_items = population(experiment, shadows, config.population, seed)
+    population_users, population_items = shadows.population(experiment, config.population, seed)
     log(f"{len(rows)} training rows, {len(forgotten)} forgotten in train, {len(audited)} audited, K = {config.shadows}")
 
     load = {"before": os.getloadavg()[0]}

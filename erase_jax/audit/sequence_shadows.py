@@ -169,6 +169,22 @@ class SequenceShadowSet:
         if jax.tree.leaves(self.context):
             raise ValueError("sequence shadows need a data-free model context (the sizes); this model's holds arrays")
 
+    @classmethod
+    def from_experiment(cls, experiment, config: TrainConfig, audited, states, seeds, group_size=None, devices: int = 0):
+        """(the shadow set of a trained SBR run's training prefix rows, their targets' rows in the interactions)."""
+        if devices:
+            raise ValueError("audit: --devices splits CF shadows only; sequence shadows train on one device")
+        train = experiment.examples.train
+        return cls(experiment.model, experiment.context, config, experiment.config.sequence,
+                   tuple(experiment.config.data.split_ratios), experiment.data.interactions, train, audited, states, seeds,
+                   group_size, experiment), np.asarray(train.target_rows)
+
+    def population(self, experiment, size: int, seed: int) -> tuple[dict, np.ndarray]:
+        """RMIA's population: (queries, items) of `size` seeded test prefix rows of the full data."""
+        test = experiment.examples.test
+        chosen = np.sort(np.random.default_rng(seed).choice(len(test), min(size, len(test)), replace=False))
+        return self.queries(test.select(chosen)), np.asarray(test.targets[chosen], np.int32)
+
     @property
     def n_shadows(self) -> int:
         return len(self.seeds)

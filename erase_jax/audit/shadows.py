@@ -48,7 +48,7 @@ import numpy as np
 
 from erase_jax.audit.assignment import kept_mask, trained_mask
 from erase_jax.audit.confidence import stacked_observation
-from erase_jax.audit.devices import split_shadows
+from erase_jax.audit.devices import shadow_mesh, split_shadows
 from erase_jax.data.cf import CFTrainData
 from erase_jax.result_labels import OLD_NAME, UNTOUCHED
 from erase_jax.train import TrainConfig
@@ -85,6 +85,20 @@ class ShadowSet:
             raise ValueError(f"states {self.states.shape} do not match {len(self.seeds)} seeds x {len(self.audited)} audited pairs")
         if len(np.unique(self.audited)) != len(self.audited):
             raise ValueError("audited pairs must be distinct rows")
+
+    @classmethod
+    def from_experiment(cls, experiment, config: TrainConfig, audited, states, seeds, group_size=None, devices: int = 0):
+        """(the shadow set of a trained CF run's training rows, their rows in the interactions)."""
+        rows, users, items = training_rows(experiment)
+        inter = experiment.data.interactions
+        return cls(experiment.model, experiment.context, config, inter.n_users, inter.n_items, users, items, audited, states,
+                   seeds, group_size, shadow_mesh(devices) if devices else None), rows
+
+    def population(self, experiment, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """RMIA's population: (users, items) of `size` seeded test interactions."""
+        inter, test = experiment.data.interactions, np.asarray(experiment.data.split.test)
+        rows = np.random.default_rng(seed).choice(test, min(size, len(test)), replace=False)
+        return np.asarray(inter.users[rows], np.int32), np.asarray(inter.items[rows], np.int32)
 
     @property
     def n_shadows(self) -> int:
