@@ -72,12 +72,17 @@ def test_the_out_rule_is_the_sbr_retrains_and_removes_exactly_the_audited_intera
         np.testing.assert_array_equal(np.asarray(data.targets[s, :n]), expected.targets)
         np.testing.assert_array_equal(np.asarray(data.items[s, :n]), expected.items if objective == "all_positions" else expected.prefixes)
         assert not np.asarray(data.weight[s, n:]).any()
-        # no OUT pair is a training target any more, every IN / UNLEARN one still is, and an OUT
-        # item is in no training context either (the user's sequence was rebuilt without it)
+        # no OUT pair is a training target any more; every IN / UNLEARN one is still in the data
+        # (a training target unless the new split moved it to validation); an OUT item is in no
+        # training context either (the user's sequence was rebuilt without it)
         shadow_pairs = pairs(retrain.data.interactions, retrain.examples.train)
+        kept_data = retrain.data.interactions
+        present = set(zip(kept_data.users.tolist(), kept_data.items.tolist(), kept_data.timestamps.tolist()))
         audited_pairs = [(int(inter.users[r]), int(inter.items[r]), float(inter.timestamps[r])) for r in audited]
+        assert set(audited_pairs) <= full
         for state, pair in zip(shadows.states[s], audited_pairs):
-            assert (pair in shadow_pairs) == (state != OUT) or (state != OUT and pair not in full)
+            assert (pair in present) == (state != OUT) and (state != OUT or pair not in shadow_pairs)
+        assert sum(p in shadow_pairs for p in audited_pairs) >= 0.9 * int((shadows.states[s] != OUT).sum())
         out_rows = audited[shadows.states[s] == OUT]
         for user, item in zip(inter.users[out_rows], inter.items[out_rows]):
             mine = retrain.data.interactions.users == user
