@@ -11,6 +11,7 @@ from results_topics.read import BENCH, EXP, REPO_ROOT, load
 TITLE = "Privacy audit and the retrain reference"
 AUDIT = EXP + "privacy_audit_ml-100k.json"
 AUDIT_LIGHTGCN = EXP + "privacy_audit_ml-100k_lightgcn.json"
+AUDIT_SASREC = EXP + "privacy_audit_sasrec_ml-100k.json"
 SHADOW_COST = BENCH + "shadow_training_cost.json"
 REFERENCE = EXP + "retrain_reference_ml-100k.json"
 SEIF_COLLAPSE = EXP + "seif_collapse_ml-100k.json"
@@ -39,6 +40,47 @@ def audit() -> Section:
 
 def audit_lightgcn() -> Section:
     return audit_of(AUDIT_LIGHTGCN, "LightGCN", "privacy_audit_lightgcn", "And on LightGCN shadows?")
+
+
+def audit_sasrec() -> Section:
+    """The audit of a sequence model (`experiments/privacy_audit_sasrec_ml-100k.py`: the job's record,
+    and the group sizes side by side)."""
+    found = load(AUDIT_SASREC)
+    record, provenance = found["audit"], found["provenance"]
+    settings = record["settings"]["audit"]
+    removals = record["removals"]
+    rows = [[name, num(removals[name]["game2_global_variance"]["auc"], 3), num(removals[name]["game2_global_variance"]["tpr@0.01fpr"], 3),
+             num(removals[name]["game1_global_variance"]["auc"], 3), num(removals[name]["rmia_offline_4_references"]["auc"], 3),
+             num(removals[name]["mean_phi_after_removal"]["UNLEARN"], 3), num(removals[name]["mean_phi_after_removal"]["OUT"], 3),
+             seconds(removals[name]["removal"]["seconds"]), *source(provenance)]
+            for name in REMOVAL_ORDER if name in removals]
+    one, together = record["one_model"], record["shadows_together"]
+    auc = {name: removals[name]["game2_global_variance"]["auc"] for name in removals}
+    answer = (f"SASRec, game 2 AUC (K = {settings['shadows']}, {together['epochs']} epochs): "
+              + ", ".join(f"{name} {num(auc[name], 3)}" for name in REMOVAL_ORDER if name in auc)
+              + f"; trained minus never-trained mean phi {num(record['memorisation_gap_trained_minus_out'], 3)} nats"
+              + ("; the untouched ceiling is at chance: nothing to detect at this budget, so no method can be judged"
+                 if auc.get("untouched", 1.0) < 0.55 else ""))
+    intro = (f"ML-100K SASRec (the method-distance run: all-positions objective, batch 32, dropout 0.5), Horror "
+             f"(fraction 0.001, ratings >= 3.5): {record['data']['audited_pairs']} forgotten training interactions "
+             f"audited, K = {settings['shadows']} shadows of {together['epochs']} epochs; OUT removes the interaction as "
+             "the SBR retrain does (sequence rebuilt, split again); the observation is phi of the item after the prefix "
+             "before it. Mean phi before removal: "
+             + ", ".join(f"{state} {num(value, 3)}" for state, value in record["mean_phi_trained"].items())
+             + f". One model {seconds(one['train_seconds'])} s, {together['n_shadows']} shadows "
+             f"{seconds(together['train_seconds'])} s in groups of {together['group_size']} "
+             f"({times(together['train_seconds'] / one['train_seconds'])} one model; load "
+             f"{load_cell(record['load_average_1min']['before'], record['load_average_1min']['after'])}).")
+    lines = [intro, "", *table(["removal", "game 2 AUC", "TPR@1% FPR", "game 1 AUC", "RMIA AUC", "mean phi UNLEARN",
+                                "mean phi OUT", "removal s (all shadows)", *PROVENANCE_COLUMNS], rows), ""]
+    comparison = found.get("group_size_comparison")
+    if comparison:
+        best = {name: min(t["train_seconds"] for t in runs) for name, runs in comparison["timings"].items()}
+        lines += [f"Group size side by side ({comparison['n_shadows']} shadows, {comparison['epochs']} epoch, alternated "
+                  f"twice, best of two, load {num(min(comparison['load_average_1min']), 1)}-"
+                  f"{num(max(comparison['load_average_1min']), 1)}): one at a time {seconds(best['one_at_a_time'])} s, "
+                  f"one vmapped call {seconds(best['vmapped'])} s ({times(comparison['vmapped_over_one_at_a_time_train_seconds'])}).", ""]
+    return Section("And on sequence (SASRec) shadows?", answer, [*lines, files_line(AUDIT_SASREC)])
 
 
 def audit_of(path: str, label: str, prefix: str, title: str) -> Section:
@@ -240,4 +282,5 @@ def seif_collapse() -> Section:
     return Section("What collapses SEIF on BPR?", answer, [intro, "", *table(header, rows), "", files_line(SEIF_COLLAPSE)])
 
 
-SECTIONS = (audit, *((audit_lightgcn,) if (REPO_ROOT / AUDIT_LIGHTGCN).is_file() else ()), shadow_cost, retrain_reference, methods_by_the_floor, seif_collapse)
+SECTIONS = (audit, *((audit_lightgcn,) if (REPO_ROOT / AUDIT_LIGHTGCN).is_file() else ()),
+            *((audit_sasrec,) if (REPO_ROOT / AUDIT_SASREC).is_file() else ()), shadow_cost, retrain_reference, methods_by_the_floor, seif_collapse)

@@ -7,6 +7,8 @@ section A5). One concern per module: `pairs` (which (user, item) training rows a
 `assignment` (each audited pair IN / UNLEARN / OUT in each shadow), `shadows` (K BPR or
 LightGCN shadows trained as one vmap with the sharded-ensemble machinery, one graph per shadow
 where the context depends on the data, and each audited removal applied to all of them),
+`sequence_shadows` / `sequence_methods` (the same for SASRec / GRU4Rec: per-shadow sequences
+rebuilt without the removed interactions, stacked and trained as one vmap),
 `devices` (the shadow axis split over a device mesh), `pilot` (the most memorised pairs from a
 few pilot shadows), `confidence` (the logit-scaled confidence of a pair), `lira` (per-pair Gaussian
 likelihood ratios, each shadow in turn the target), `rmia` (RMIA's offline score with a few

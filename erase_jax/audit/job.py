@@ -17,7 +17,10 @@ after every removal; a rerun with the same settings returns at once when every r
 for is in the file, and otherwise trains the same shadows again (they are seeded) and skips the
 removals already there; other settings are refused unless
 `--replace`. Shadows exist for CF models trained by the sharded-ensemble trainer (BPR,
-LightGCN); another model is refused before anything trains.
+LightGCN; `shadows.ShadowSet`) and for sequence models (SASRec, GRU4Rec;
+`sequence_shadows.SequenceShadowSet`: an audited pair is the target interaction of a training
+prefix row, removed by the SBR retrain's rule, observed after the prefix that precedes it);
+another model is refused before anything trains.
 """
 
 from __future__ import annotations
@@ -32,15 +35,17 @@ from pathlib import Path
 import numpy as np
 
 from erase_jax.audit.assignment import OUT, STATE_NAMES, UNLEARN, assign_states, trained_mask
-from erase_jax.audit.devices import shadow_mesh
 from erase_jax.audit.game import GAMES, game_examples, per_pair_auc, play, play_rmia
 from erase_jax.audit.pairs import select_audited_rows
 from erase_jax.audit.pilot import pilot_memorisation, with_memorised
 from erase_jax.audit.roc import log_roc, summary
-from erase_jax.audit.shadows import ShadowSet, apply_removal, check_removal, observation_mask, shadow_seeds, training_rows
+from erase_jax.audit.sequence_shadows import SequenceShadowSet
+from erase_jax.audit.shadows import ShadowSet, apply_removal, check_removal, observation_mask, shadow_seeds
 
 REMOVALS = ("untouched", "retrain", "scif", "kookmin", "fanchuan", "gif", "ceu", "idea", "seif")
-SHADOW_MODELS = ("BPR", "LightGCN")  # the models ShadowSet trains (tests/audit)
+# the models whose shadows are trained, and the shadow set that trains them (tests/audit)
+SHADOW_SETS = {"BPR": ShadowSet, "LightGCN": ShadowSet, "SASRec": SequenceShadowSet, "GRU4Rec": SequenceShadowSet}
+SHADOW_MODELS = tuple(SHADOW_SETS)
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.json"
 
@@ -88,11 +93,23 @@ def forgettable_rows(experiment, scenario, rows: np.ndarray) -> np.ndarray:
     return np.nonzero(np.isin(inter.items[rows], sensitive) & rated)[0]
 
 
-def check_model(experiment) -> None:
+def check_model(experiment, config: AuditConfig | None = None) -> None:
     """Refuses a run whose model the shadows cannot train (before anything trains)."""
-    if experiment.config.model not in SHADOW_MODELS:
-        raise ValueError(f"audit: shadows are trained for CF models {list(SHADOW_MODELS)}; this run's model is "
-                         f"{experiment.config.model!r} (sequence and basket shadows are not built yet)")
+    if experiment.config.model not in SHADOW_SETS:
+        by_kind = {kind: [m for m, k in SHADOW_SETS.items() if k is kind] for kind in (ShadowSet, SequenceShadowSet)}
+        raise ValueError(f"audit: shadows are trained for CF models {by_kind[ShadowSet]} and sequence models "
+                         f"{by_kind[SequenceShadowSet]}; this run's model is {experiment.config.model!r} "
+                         "(basket shadows are not built yet)")
+    if config is not None and config.devices and SHADOW_SETS[experiment.config.model] is not ShadowSet:
+        raise ValueError("audit: --devices splits CF shadows only; sequence shadows train on one device")
+
+
+def shadow_set(experiment, train_config, audited_positions: np.ndarray, config: AuditConfig, seed: int):
+    """(the shadow set of the run's model, `SHADOW_SETS`, the interaction row of each training
+    position: CF training rows, or SBR training prefix rows whose targets are the audited pairs)."""
+    return SHADOW_SETS[experiment.config.model].from_experiment(
+        experiment, train_config, audited_positions, assign_states(config.shadows, len(audited_positions), seed),
+        shadow_seeds(seed, config.shadows), config.group_size or None, config.devices)
 
 
 def carried_over(previous: dict) -> dict:
@@ -111,15 +128,13 @@ def audit_record(experiment, scenario, forget_set, config: AuditConfig, previous
     removals of `previous` are kept until redone, or (`skip_done`) not redone at all."""
     seed = forget_set_seed(experiment, config)
     train_config = experiment.config.train if config.epochs is None else dataclasses.replace(experiment.config.train, epochs=config.epochs)
-    rows, users, items = training_rows(experiment)
     inter = experiment.data.interactions
-    forgotten = np.nonzero(forget_set.removal_mask(inter)[rows])[0]  # positions in `rows`
+    shadows, rows = shadow_set(experiment, train_config, np.zeros(0, np.int64), config, seed)
+    forgotten = np.nonzero(forget_set.removal_mask(inter)[rows])[0]  # training positions (CF rows, SBR prefix rows)
     if len(forgotten) == 0:
         raise ValueError("audit: the scenario removes no training pair, so there is nothing to audit")
     audited = select_audited_rows(forgotten, config.audited, seed)
-    shadows = ShadowSet(experiment.model, experiment.context, train_config, inter.n_users, inter.n_items, users, items,
-                        audited, assign_states(config.shadows, len(audited), seed), shadow_seeds(seed, config.shadows),
-                        config.group_size or None, shadow_mesh(config.devices) if config.devices else None)
+    shadows = dataclasses.replace(shadows, audited=audited, states=assign_states(config.shadows, len(audited), seed))
     pilot, memorised = None, np.zeros(len(audited), bool)
     if config.memorised:
         candidates = forgettable_rows(experiment, scenario, rows)
@@ -129,16 +144,14 @@ def audit_record(experiment, scenario, forget_set, config: AuditConfig, previous
         memorised = ~np.isin(audited, select_audited_rows(forgotten, config.audited, seed))
         shadows = dataclasses.replace(shadows, audited=audited, states=assign_states(config.shadows, len(audited), seed))
         log(f"pilot: {pilot}")
-    test = np.asarray(experiment.data.split.test)
-    test_rows = np.random.default_rng(seed).choice(test, min(config.population, len(test)), replace=False)
-    population_users, population_items = (np.asarray(a[test_rows], np.int32) for a in (inter.users, inter.items))
+    population_users, population_items = shadows.population(experiment, config.population, seed)
     log(f"{len(rows)} training rows, {len(forgotten)} forgotten in train, {len(audited)} audited, K = {config.shadows}")
 
     load = {"before": os.getloadavg()[0]}
     _, one_record = shadows.train(trained_mask(shadows.states), shadows=np.array([0]))
     trained, shadow_record = shadows.train_shadows()
     log(f"one model: {one_record}; {config.shadows} shadows: {shadow_record}")
-    phi_trained = np.asarray(shadows.observe(trained, trained_mask(shadows.states), shadows.audited_users, shadows.audited_items))
+    phi_trained = np.asarray(shadows.observe(trained, trained_mask(shadows.states), shadows.audited_queries, shadows.audited_items))
     previous = previous or {}
     removals = carried_over(previous)
     redone: set[str] = set()
@@ -184,16 +197,16 @@ def forget_set_seed(experiment, config: AuditConfig) -> int:
     return experiment.config.seed if config.seed is None else config.seed
 
 
-def score_removal(name: str, shadows: ShadowSet, trained, phi_trained, memorised, population_users, population_items,
+def score_removal(name: str, shadows, trained, phi_trained, memorised, population_users, population_items,
                   seed: int) -> dict:
     """One removal applied to every shadow, and both games (and RMIA's game 2) scored."""
     started = time.perf_counter()
     unlearned, record = apply_removal(name, shadows, trained, seed=seed)
     seen = observation_mask(name, shadows.states)
-    phi = np.asarray(shadows.observe(unlearned, seen, shadows.audited_users, shadows.audited_items))
+    phi = np.asarray(shadows.observe(unlearned, seen, shadows.audited_queries, shadows.audited_items))
     result = {"removal": record, "wall_seconds": time.perf_counter() - started,
               "mean_phi_after_removal": {STATE_NAMES[s]: float(phi[shadows.states == s].mean()) for s in range(3)}}
-    log_p = np.asarray(shadows.observe(unlearned, seen, shadows.audited_users, shadows.audited_items, "log_p"))
+    log_p = np.asarray(shadows.observe(unlearned, seen, shadows.audited_queries, shadows.audited_items, "log_p"))
     log_p_population = np.asarray(shadows.observe(unlearned, seen, population_users, population_items, "log_p"))
     for n_references in (1, 2, 4):
         result[f"rmia_offline_{n_references}_references"] = play_rmia(log_p, shadows.states, log_p_population, n_references)
@@ -245,7 +258,7 @@ def audit(run_dir, scenario, config: AuditConfig, out: str | None = None, replac
 
     with reading_run(run_dir, "audit"):
         experiment, _ = load_run(run_dir)
-        check_model(experiment)
+        check_model(experiment, config)
         scenario_dir = scenario_folder(Path(run_dir), scenario, out)
         job_dir = scenario_dir / AUDIT_DIR
         with scenario_job(run_dir, scenario_dir, job_dir, "audit") as model:

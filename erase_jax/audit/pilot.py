@@ -31,7 +31,7 @@ def pilot_memorisation(shadow_set: ShadowSet, candidates: np.ndarray, n_pilot: i
     pilot = dataclasses.replace(shadow_set, audited=candidates, states=assign_states(n_pilot, len(candidates), seed + 7919),
                                 seeds=shadow_seeds(seed + 7919, n_pilot))
     params, record = pilot.train(trained_mask(pilot.states))
-    phi = np.asarray(pilot.observe(params, trained_mask(pilot.states), pilot.audited_users, pilot.audited_items))
+    phi = np.asarray(pilot.observe(params, trained_mask(pilot.states), pilot.audited_queries, pilot.audited_items))
     return memorisation(phi, pilot.states), record
 
 

@@ -17,7 +17,11 @@ Removals (`REMOVALS`, by name), applied to every shadow's UNLEARN pairs at once:
   rows minus its UNLEARN (and OUT) pairs: the floor, a model that never saw them.
 
 * any registered method (SCIF, Fanchuan, ...): run on each shadow in turn with the protocol's
-  requests built from that shadow's rows (`audit/methods.py`).
+  requests built from that shadow's rows (`audit/methods.py`; sequence shadows:
+  `audit/sequence_methods.py`).
+
+The removals take any shadow set with `train(audited_kept)` and `method_removal`: this module's
+CF `ShadowSet` or `sequence_shadows.SequenceShadowSet` (SASRec, GRU4Rec, ...).
 Deviation from the protocol's retrain: the split stays fixed (rows are dropped from the
 training split; the protocol recomputes the split after removing rows before splitting).
 
@@ -44,7 +48,7 @@ import numpy as np
 
 from erase_jax.audit.assignment import kept_mask, trained_mask
 from erase_jax.audit.confidence import stacked_observation
-from erase_jax.audit.devices import split_shadows
+from erase_jax.audit.devices import shadow_mesh, split_shadows
 from erase_jax.data.cf import CFTrainData
 from erase_jax.result_labels import OLD_NAME, UNTOUCHED
 from erase_jax.train import TrainConfig
@@ -82,6 +86,20 @@ class ShadowSet:
         if len(np.unique(self.audited)) != len(self.audited):
             raise ValueError("audited pairs must be distinct rows")
 
+    @classmethod
+    def from_experiment(cls, experiment, config: TrainConfig, audited, states, seeds, group_size=None, devices: int = 0):
+        """(the shadow set of a trained CF run's training rows, their rows in the interactions)."""
+        rows, users, items = training_rows(experiment)
+        inter = experiment.data.interactions
+        return cls(experiment.model, experiment.context, config, inter.n_users, inter.n_items, users, items, audited, states,
+                   seeds, group_size, shadow_mesh(devices) if devices else None), rows
+
+    def population(self, experiment, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """RMIA's population: (users, items) of `size` seeded test interactions."""
+        inter, test = experiment.data.interactions, np.asarray(experiment.data.split.test)
+        rows = np.random.default_rng(seed).choice(test, min(size, len(test)), replace=False)
+        return np.asarray(inter.users[rows], np.int32), np.asarray(inter.items[rows], np.int32)
+
     @property
     def n_shadows(self) -> int:
         return len(self.seeds)
@@ -93,6 +111,11 @@ class ShadowSet:
     @property
     def audited_items(self) -> np.ndarray:
         return self.train_items[self.audited]
+
+    @property
+    def audited_queries(self) -> np.ndarray:
+        """Each audited pair's query for `observe`: its user."""
+        return self.audited_users
 
     def data(self, audited_kept: np.ndarray) -> ShardData:
         """Every shadow's training rows: all rows, minus the audited pairs where
@@ -174,6 +197,12 @@ class ShadowSet:
         """All shadows on their IN and UNLEARN pairs (before any removal)."""
         return self.train(trained_mask(self.states))
 
+    def method_removal(self, trained_params, name: str, seed: int = 0) -> tuple[Any, dict]:
+        """A registered method on every shadow (`audit/methods.py`)."""
+        from erase_jax.audit.methods import method_removal
+
+        return method_removal(self, trained_params, name, seed=seed)
+
 
 def remove_nothing(shadow_set: ShadowSet, trained_params) -> tuple[Any, dict]:
     """The do-nothing "unlearning": the trained shadows themselves."""
@@ -197,9 +226,7 @@ def apply_removal(name: str, shadow_set: ShadowSet, trained_params, seed: int = 
     name = check_removal(name)
     if name in REMOVALS:
         return REMOVALS[name](shadow_set, trained_params)
-    from erase_jax.audit.methods import method_removal
-
-    return method_removal(shadow_set, trained_params, name, seed=seed)
+    return shadow_set.method_removal(trained_params, name, seed=seed)
 
 
 def check_removal(name: str) -> str:

@@ -21,12 +21,15 @@ from erase_jax.run import train_run
 SYNTHETIC = "data.synthetic={n_users: 200, n_items: 120, avg_interactions: 20}"
 SCENARIO = ["--scenario", "sensitive:Horror", "--fraction", "0.02"]
 SMALL = ["--shadows", "9", "--audited", "40", "--epochs", "8", "--population", "50"]
+SASREC = "model_params={hidden_size: 16, inner_size: 32, n_layers: 1, n_heads: 1}"
+SEQUENCE = ["data.min_user_interactions=0", "data.min_item_interactions=0", "train.valid_metric=mrr@10",
+            "sequence.objective=all_positions"]
 
 
-def trained(tmp_path_factory, model: str) -> Path:
+def trained(tmp_path_factory, model: str, epochs: int = 3) -> Path:
     out = tmp_path_factory.mktemp("audit_job") / model.lower()
-    sizes = ["model_params.embedding_size=16"] if model == "BPR" else []
-    config = load_config(None, [f"model={model}", "dataset=synthetic", SYNTHETIC, "train.epochs=3",
+    sizes = {"BPR": ["model_params.embedding_size=16"], "SASRec": [SASREC, *SEQUENCE], "SKNN": SEQUENCE[:-1]}.get(model, [])
+    config = load_config(None, [f"model={model}", "dataset=synthetic", SYNTHETIC, f"train.epochs={epochs}",
                                 "train.batch_size=256", *sizes])
     train_run(config, out, quiet=True)
     return out
@@ -96,7 +99,35 @@ def test_bad_settings_get_a_clear_error(bpr_run, capsys, arguments, message):
     assert message in capsys.readouterr().err
 
 
-def test_a_model_without_shadows_is_refused_before_training(tmp_path_factory, capsys):
-    run = trained(tmp_path_factory, "Pop")
+@pytest.mark.parametrize("model", ["Pop", "SKNN"])
+def test_a_model_without_shadows_is_refused_before_training(tmp_path_factory, capsys, model):
+    run = trained(tmp_path_factory, model)
     assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", *SMALL]) == 2
-    assert "shadows are trained for CF models" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "shadows are trained for CF models ['BPR', 'LightGCN'] and sequence models ['SASRec', 'GRU4Rec']" in error
+    assert f"this run's model is {model!r}" in error
+
+
+@pytest.mark.slow  # about a minute on the shared 2-core CPU (a SASRec run trained, then 2 x 9 shadows)
+def test_a_sequence_run_is_audited_through_the_command_line(tmp_path_factory, capsys):
+    run = trained(tmp_path_factory, "SASRec", epochs=1)
+    assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", "--shadows", "9", "--audited", "20", "--epochs", "2",
+                 "--population", "50", "--removals", "untouched", "retrain"]) == 0
+    record = json.loads((run / "unlearn" / "sensitive_Horror_f0.02" / AUDIT_DIR / AUDIT_FILE).read_text())
+    assert record["provenance"]["model"]["config"]["model"] == "SASRec"
+    assert record["data"]["audited_pairs"] == 20
+    assert record["states_per_pair"] == {"IN": [3], "UNLEARN": [3], "OUT": [3]}
+    assert record["shadows_together"]["n_shadows"] == 9 and record["shadows_together"]["epochs"] == 2
+    for name in ("untouched", "retrain"):
+        assert 0.0 <= record["removals"][name]["game2_global_variance"]["auc"] <= 1.0
+        assert 0.0 <= record["removals"][name]["rmia_offline_4_references"]["auc"] <= 1.0
+    assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", "--out", str(run / "elsewhere"), *SMALL,
+                 "--devices", "2"]) == 2
+    assert "sequence shadows train on one device" in capsys.readouterr().err
+    # the most memorised forgettable interactions, from a pilot of sequence shadows
+    assert main(["audit", "--run", str(run), *SCENARIO, "--quiet", "--out", str(run / "memorised"), "--shadows", "9",
+                 "--audited", "10", "--epochs", "1", "--population", "20", "--memorised", "5", "--pilot-shadows", "3",
+                 "--removals", "untouched"]) == 0
+    record = json.loads((run / "memorised" / AUDIT_DIR / AUDIT_FILE).read_text())
+    assert record["data"]["memorised_pairs"] == 5 and record["data"]["audited_pairs"] == 15
+    assert record["pilot"]["n_memorised"] == 5 and "game2_global_variance_memorised" in record["removals"]["untouched"]
