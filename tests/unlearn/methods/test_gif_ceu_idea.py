@@ -220,15 +220,22 @@ def test_ceu_correct_is_the_damped_step_plus_noise_of_the_reported_scale(convex)
     g, hessian, e = explicit_pieces(convex)
     x = np.linalg.solve(hessian + lam * np.eye(len(g)), g).reshape(e.shape)
 
-    method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma)
-    released, noiseless, diag = method.unlearn(model, params, method.init(model, params), req, key)
-    noise = table(gaussian_noise(jax.random.fold_in(key, NOISE_STREAM), params, sigma))
-    np.testing.assert_allclose(table(noiseless) - e, x, atol=1e-5, rtol=1e-4)
-    np.testing.assert_allclose(table(released) - table(noiseless), noise, atol=1e-6)
-    assert diag["noise_scale"] == pytest.approx(sigma) and diag["certification_residual"] < 1e-4
+    # default ceu_noise_scale "per_node": sigma / (|F| + |C|) per entry, the original's magnitude
+    nodes = int(np.sum(np.asarray(req.forget["weight"]) > 0))
+    nodes += 0 if req.clean is None else int(np.sum(np.asarray(req.clean["weight"]) > 0))
+    for scale, expected in (("per_node", sigma / nodes), ("absolute", sigma)):
+        method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma, ceu_noise_scale=scale)
+        released, noiseless, diag = method.unlearn(model, params, method.init(model, params), req, key)
+        noise = table(gaussian_noise(jax.random.fold_in(key, NOISE_STREAM), params, expected))
+        np.testing.assert_allclose(table(noiseless) - e, x, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(table(released) - table(noiseless), noise, atol=1e-6)
+        assert diag["noise_scale"] == pytest.approx(expected) and diag["certification_residual"] < 1e-4
+    assert nodes > 1 and build_method("ceu").ceu_noise_scale == "per_node"
     assert abs(np.std(noise) - sigma) < 0.2  # 36 entries: a loose statistical check on top of the exact one
+    with pytest.raises(ValueError, match="ceu_noise_scale"):
+        build_method("ceu", ceu_noise_scale="huge")
 
-    method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma, noise_mode="accumulate")
+    method = build_method("ceu", ceu_lambda=lam, ceu_sigma=sigma, noise_mode="accumulate", ceu_noise_scale="absolute")
     new, _, diag = method.unlearn(model, params, method.init(model, params), req, key)
     noise = table(gaussian_noise(jax.random.split(key)[1], params, sigma))
     np.testing.assert_allclose(table(new) - e - noise, x, atol=1e-5, rtol=1e-4)
@@ -243,7 +250,7 @@ def test_released_noise_does_not_compound_over_requests(convex):
     sigma, keys = 0.5, jax.random.split(jax.random.PRNGKey(3))
     leftover = {}
     for mode in ("release", "accumulate"):
-        method = build_method("ceu", ceu_lambda=0.0, ceu_sigma=sigma, noise_mode=mode)
+        method = build_method("ceu", ceu_lambda=0.0, ceu_sigma=sigma, noise_mode=mode, ceu_noise_scale="absolute")
         quiet = build_method("ceu", ceu_lambda=0.0, ceu_sigma=0.0, noise_mode=mode)
         p, state = params, method.init(model, params)
         q, quiet_state = params, quiet.init(model, params)
