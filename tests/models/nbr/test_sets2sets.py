@@ -297,3 +297,27 @@ def test_lazy_model_refuses_a_dense_optimiser(setup):
     with pytest.raises(ValueError, match="row_sparse_paths"):
         make_train_epoch(model, optimizer)(init_state(model, context, optimizer, 0), context, batcher,
                                            batcher.shuffled_order(0, 0))
+
+
+def test_lazy_training_resumes_bit_identical(setup, tmp_path):
+    """The lazy optimiser's state (both moments, the step count) checkpoints and restores."""
+    from erase_jax.batching.baskets import BasketBatcher
+    from erase_jax.checkpoint import Checkpointer
+    from erase_jax.train import TrainConfig, fit
+
+    rows = setup[0]
+    model = build_model("Sets2Sets", history_optimizer="lazy_adam", **SMALL)
+    context, batcher = model.prepare(rows), BasketBatcher.build(rows, 1)
+    config = TrainConfig(epochs=3, batch_size=1, learning_rate=0.01)
+    straight = fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "straight"))
+
+    def stop_after_epoch_1(info):
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "resumed"), progress=stop_after_epoch_1)
+    resumed = fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "resumed"))
+    assert resumed.record["epoch_loss"] == straight.record["epoch_loss"]
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
