@@ -230,7 +230,8 @@ def restore_best_params(run_dir: str | Path, experiment: Experiment):
 
     config = experiment.config
     steps_per_epoch = max(1, -(-len(experiment.examples.train) // config.train.batch_size))
-    like = init_state(experiment.model, experiment.context, make_optimizer(config.train, steps_per_epoch), config.seed)
+    paths = tuple(getattr(experiment.model, "row_sparse_params", ()) or ())
+    like = init_state(experiment.model, experiment.context, make_optimizer(config.train, steps_per_epoch, paths), config.seed)
     if not experiment.model.trainable:
         return like.params
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR)

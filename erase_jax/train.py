@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from erase_jax import lazy_adam
 from erase_jax.batching.cf import SAMPLERS
 from erase_jax.checkpoint import Checkpointer
 
@@ -111,13 +112,22 @@ class TrainState:
     stale_validations: jax.Array  # validations since the best one (RecBole's cur_step)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig, steps_per_epoch: int,
+                   row_sparse_paths: tuple[tuple[str, ...], ...] = ()) -> optax.GradientTransformation:
+    """The configured optimiser; with `row_sparse_paths` (a model's `row_sparse_params`), Adam
+    whose tables at those paths take lazy, row-sparse updates (`erase_jax.lazy_adam`)."""
     learning_rate: Any = config.learning_rate
     if config.lr_step_size:
         learning_rate = optax.exponential_decay(
             config.learning_rate, config.lr_step_size * steps_per_epoch, config.lr_gamma, staircase=True
         )
     name = config.optimizer.lower()
+    if row_sparse_paths:
+        if name != "adam" or config.weight_decay:
+            raise ValueError(f"row-sparse parameters {list(row_sparse_paths)} train with train.optimizer='adam' and no "
+                             f"train.weight_decay (got {config.optimizer!r}, {config.weight_decay!r})")
+        return lazy_adam.row_sparse_adam(learning_rate, config.adam_beta1, config.adam_beta2, config.adam_eps,
+                                         tuple(row_sparse_paths))
     if name == "adam":
         base = optax.adam(learning_rate, config.adam_beta1, config.adam_beta2, config.adam_eps)
     elif name == "sgd":
@@ -153,8 +163,11 @@ def make_train_epoch(model, optimizer):
     """Returns `train_epoch(state, context, batcher, order) -> (state, mean_loss)`, jitted.
 
     `batcher.epoch(key, order)` must produce stacked batches `{name: [n_batches, ...]}` with
-    a "weight" entry; `order` is the epoch's row order from `batcher.shuffled_order`.
+    a "weight" entry; `order` is the epoch's row order from `batcher.shuffled_order`. A model
+    with `row_sparse_params` steps lazily (`row_sparse_step`); its optimiser must come from
+    `make_optimizer(..., row_sparse_paths=model.row_sparse_params)`.
     """
+    paths = tuple(getattr(model, "row_sparse_params", ()) or ())
 
     @jax.jit
     def train_epoch(state: TrainState, context, batcher, order):
@@ -168,15 +181,36 @@ def make_train_epoch(model, optimizer):
         def step(carry, inputs):
             params, opt_state = carry
             batch, key = inputs
+            if paths:
+                return row_sparse_step(model, optimizer, params, opt_state, epoch_context, batch, key)
             loss, grads = jax.value_and_grad(model.loss)(params, epoch_context, batch, key)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
+        if paths and not lazy_adam.has_lazy_state(state.opt_state):
+            raise ValueError(f"{type(model).__name__} updates {list(paths)} row-sparsely: build its optimiser with "
+                             "make_optimizer(config, steps, row_sparse_paths=model.row_sparse_params)")
         (params, opt_state), losses = jax.lax.scan(step, (state.params, state.opt_state), (batches, step_keys))
         state = state.replace(params=params, opt_state=opt_state, epoch=state.epoch + 1)
         return state, jnp.mean(losses)
 
     return train_epoch
+
+
+def row_sparse_step(model, optimizer, params, opt_state, context, batch, key):
+    """One lazy step: the tables at `model.row_sparse_params` enter the loss as slabs of the
+    batch's rows (`model.row_sparse_rows`, `model.with_row_slabs`), so their gradient is
+    [K, ...], never a dense table; the optimiser updates those rows only (`erase_jax.lazy_adam`)."""
+    rows = model.row_sparse_rows(context, batch)
+    slabs = params
+    for path, table_rows in rows.items():
+        table = lazy_adam.get_path(params, path)
+        slabs = lazy_adam.set_path(slabs, path, table.at[table_rows].get(mode="fill", fill_value=0))
+    loss, grads = jax.value_and_grad(model.loss)(slabs, model.with_row_slabs(context, rows), batch, key)
+    for path, table_rows in rows.items():
+        grads = lazy_adam.set_path(grads, path, lazy_adam.RowSparse(table_rows, lazy_adam.get_path(grads, path)))
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (lazy_adam.apply_updates(params, updates), opt_state), loss
 
 
 @dataclasses.dataclass
@@ -202,7 +236,7 @@ def fit(
     and returns the last parameters. Non-trainable models (Pop, ItemKNN) return their initial state at once.
     """
     steps_per_epoch = batcher.n_batches
-    optimizer = make_optimizer(config, steps_per_epoch)
+    optimizer = make_optimizer(config, steps_per_epoch, tuple(getattr(model, "row_sparse_params", ()) or ()))
     state = init_state(model, context, optimizer, seed)
     record = {"epoch_loss": [], "epoch_seconds": [], "valid": [], "compile_seconds": None, "stopped": None}
     if not model.trainable:

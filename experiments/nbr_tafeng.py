@@ -1,13 +1,17 @@
 """Next-basket models on Ta-Feng, the original ERASE split: trained, evaluated, recorded side by side.
 
     python experiments/nbr_tafeng.py [--models PTopFreq GPTopFreq GTopFreq DNNTSP Sets2Sets]
-        [--set key=value ...] [--out runs/experiments/nbr_tafeng]
+        [--set key=value ...] [--variant NAME] [--out runs/experiments/nbr_tafeng]
 
 Each model is trained with `erase-jax train` and its Ta-Feng config (`experiments/configs/
 <model>_tafeng.yaml`; the frequency baselines take DNNTSP's split and evaluation settings),
 into `<out>/<model>_tafeng` (a finished run is not repeated, an interrupted one resumes). The
 split: users with >= 4 baskets, train predicts basket n-3, valid n-2, test n-1 (next-basket
 spec 1.3); full ranking with repeat items allowed; the repeat / explore split of recall.
+
+`--variant NAME` (with its `--set` overrides, e.g. `--variant lazy_adam --set
+model_params.history_optimizer=lazy_adam`) trains into `<out>/<model>_<NAME>_tafeng` and records
+the run as "<model> (<NAME>)", next to the model's own run.
 
 Writes `experiments/results/nbr_tafeng.json`: per model its provenance (config, overrides,
 command, commit, machine), valid and test metrics, epochs, best epoch and seconds per epoch.
@@ -39,10 +43,11 @@ def config_of(model: str) -> Path:
     return own if own.exists() else REPO_ROOT / "experiments" / "configs" / BASELINE_CONFIG
 
 
-def train(model: str, out: Path, overrides: list[str], partial: bool = False) -> tuple[dict, float | str]:
+def train(model: str, out: Path, overrides: list[str], partial: bool = False,
+          variant: str | None = None) -> tuple[dict, float | str]:
     """(result.json of the run, wall seconds or "done earlier"); with `partial`, an unfinished run
     is not continued but evaluated at its best epoch so far (`partial_result`)."""
-    run = out / f"{model.lower()}_tafeng"
+    run = out / (f"{model.lower()}_{variant}_tafeng" if variant else f"{model.lower()}_tafeng")
     if (run / "result.json").exists():
         return json.loads((run / "result.json").read_text()), "done earlier"
     if partial and (run / "config.yaml").exists():
@@ -100,12 +105,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/experiments/nbr_tafeng"))
     parser.add_argument("--partial", action="store_true",
                         help="record an unfinished run at its best epoch so far instead of continuing it")
+    parser.add_argument("--variant", default=None, help="a name for this run's overrides: its own folder and entry")
     args = parser.parse_args()
+    if args.variant is not None and not args.variant.replace("_", "").replace("-", "").isalnum():
+        parser.error(f"--variant {args.variant!r}: letters, digits, '_' and '-' only")
     record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
     for model in args.models:
-        result, seconds = train(model, args.out, args.overrides, args.partial)
+        result, seconds = train(model, args.out, args.overrides, args.partial, args.variant)
         config = config_of(model).relative_to(REPO_ROOT)
-        record["models"][model] = {
+        entry = f"{model} ({args.variant})" if args.variant else model
+        record["models"][entry] = {
             "provenance": provenance(config={"config": str(config), "overrides": [f"model={model}", *args.overrides],
                                              "resolved": result["config"]}),
             "valid": result["valid"], "test": result["test"], "epochs": result["epochs"],
@@ -118,7 +127,7 @@ def main() -> int:
         temporary = RESULTS.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, indent=2))
         os.replace(temporary, RESULTS)
-        print(f"{model}: test {json.dumps({k: round(v, 4) for k, v in result['test'].items()})}", flush=True)
+        print(f"{entry}: test {json.dumps({k: round(v, 4) for k, v in result['test'].items()})}", flush=True)
     return 0
 
 

@@ -193,4 +193,42 @@ def sample_quality() -> Section:
     return section(title, answer, intro, table(header, rows), SAMPLE_QUALITY)
 
 
-SECTIONS = (tafeng, unlearning, epoch_side_by_side, sample_quality)
+LAZY_ADAM = BENCH + "nbr_lazy_adam_sets2sets.json"
+
+
+def lazy_adam() -> Section:
+    """Sets2Sets with dense Adam next to lazy (row-sparse) Adam on its history layer: epoch cost and quality."""
+    title = "Sets2Sets' history layer under dense Adam and under lazy (row-sparse) Adam, on the same user sample"
+    if not (REPO_ROOT / LAZY_ADAM).exists():
+        return Section(title, "not run yet", [f"Not run yet: {code('python benchmarks/nbr_lazy_adam.py')}."])
+    record = load(LAZY_ADAM)
+    rows = []
+    for epoch, ratio in enumerate(record["ratios"]):
+        dense, lazy = record["dense"]["epochs"][epoch], record["lazy"]["epochs"][epoch]
+        rows.append([ratio["epoch"], f"{seconds(dense['wall_seconds'])} / {seconds(lazy['wall_seconds'])}",
+                     times(ratio["wall_dense_over_lazy"]), f"{seconds(dense['cpu_seconds'])} / {seconds(lazy['cpu_seconds'])}",
+                     times(ratio["cpu_dense_over_lazy"]), f"{num(dense['valid']['recall@10'])} / {num(lazy['valid']['recall@10'])}",
+                     load_cell(dense["load_before"], lazy["load_after"]), *source(record["provenance"])])
+    test = {side: record[side]["test"] for side in ("dense", "lazy")}
+    best = {side: record[side]["best_epoch"] for side in ("dense", "lazy")}
+    cpu = sorted(r["cpu_dense_over_lazy"] for r in record["ratios"])
+    answer = (f"{record['users']} users: lazy epoch {times(cpu[len(cpu) // 2])} cheaper in CPU (median); test Recall@10 after "
+              f"{record['epochs']} epochs dense {num(test['dense']['recall@10'])}, lazy {num(test['lazy']['recall@10'])}")
+    intro = ("Sets2Sets' dense 11,997 x 11,997 history layer is 99.2 % of its parameters, and dense Adam reads and writes all "
+             "of it (and both moments) at every batch-1 step. `model_params.history_optimizer: lazy_adam` (`erase_jax/lazy_adam.py`) "
+             "differentiates the loss with respect to the slab of the batch's history rows only and updates those rows' "
+             "weights and moments (untouched rows' moments do not decay; the other parameters take dense Adam). Both variants "
+             f"train on the same seeded sample of {record['users']} Ta-Feng users from the same initial parameters, in one process, "
+             "their epochs alternating (`benchmarks/nbr_lazy_adam.py`); compilation excluded (dense "
+             f"{seconds(record['dense']['compile_seconds'])} s, lazy {seconds(record['lazy']['compile_seconds'])} s). "
+             "CPU seconds count every thread of the process. Best epoch by the sample's valid Recall@10 "
+             f"(dense {best['dense']}, lazy {best['lazy']}); test on the sample's test examples.")
+    header = ["epoch", "wall s dense / lazy", "wall ratio", "CPU s dense / lazy", "CPU ratio", "valid Recall@10 dense / lazy",
+              "load (1 min) start - end", *PROVENANCE_COLUMNS]
+    test_header = ["optimiser of the history layer", "test Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "Hit@10", "Hit@20"]
+    test_rows = [[label, *(num(test[side][k]) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "hit@20"))]
+                 for side, label in (("dense", "dense Adam (the original)"), ("lazy", "lazy Adam"))]
+    return Section(title, answer, [intro, "", *table(header, rows), "", *table(test_header, test_rows), "", files_line(LAZY_ADAM)])
+
+
+SECTIONS = (tafeng, unlearning, epoch_side_by_side, sample_quality, lazy_adam)

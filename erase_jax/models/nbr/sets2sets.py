@@ -38,6 +38,16 @@ three times that with Adam's moments). The forward reads only the history's rows
 (`history_product`: b W N work for W occurrences per row, not a [b, N] x [N, N] product), but
 every Adam step still updates all N^2 entries. The option `history_gate="diagonal"` (not the
 original) replaces W_f by v = sigmoid(a * f + b), a, b in R^N (init 0).
+
+`history_optimizer="lazy_adam"` (not the original; default "adam") trains W_f with a lazy,
+row-sparse Adam (`erase_jax.lazy_adam`): a step's gradient of W_f is zero outside the rows of the
+batch's history items (the forward reads only those rows), so the step gathers those rows into a
+slab (`row_sparse_rows`: the batch's distinct history items, padded to a static budget K =
+min(N, rows per batch x the most distinct items of a training history)), differentiates the loss
+with respect to the slab instead of W_f, and updates only those rows' weights and moments; every
+other parameter takes dense Adam. It differs from dense Adam in that untouched rows' moments do
+not decay and those rows do not move (`erase_jax.lazy_adam`). Only training steps are lazy: the
+unlearning methods and evaluation see the full W_f.
 """
 
 from __future__ import annotations
@@ -57,16 +67,23 @@ from erase_jax.models.layers import dropout, gru_time_major, keyed, normal, spli
 from erase_jax.models.nbr.base import BasketModel, weighted_mean
 
 HISTORY_GATES = ("full", "diagonal")
+HISTORY_OPTIMIZERS = ("adam", "lazy_adam")
+HISTORY_PATH = ("params", "history_w")
 COMPAT_MODES = ("correct", "erase")
 
 
 @struct.dataclass
 class Sets2SetsContext:
-    """item_weights: float32 [n_items], the loss weights max_j cnt_j / cnt_i (0 where cnt_i = 0)."""
+    """item_weights: float32 [n_items], the loss weights max_j cnt_j / cnt_i (0 where cnt_i = 0).
+    max_history_items: the most distinct items of one training history (the lazy step's budget).
+    history_rows: None, or the sorted W_f rows [K] whose slab stands in the params for W_f (a
+    lazy training step; padding rows >= n_items at the end)."""
 
     item_weights: jax.Array
     n_items: int = struct.field(pytree_node=False)
     max_history_baskets: int = struct.field(pytree_node=False)
+    max_history_items: int = struct.field(pytree_node=False, default=0)
+    history_rows: jax.Array | None = None
 
 
 def training_item_weights(train: BasketRows) -> np.ndarray:
@@ -75,6 +92,14 @@ def training_item_weights(train: BasketRows) -> np.ndarray:
     counts = np.bincount(train.items[valid], minlength=train.n_items)[: train.n_items].astype(np.float64)
     weights = np.where(counts > 0, counts.max(initial=0.0) / np.maximum(counts, 1.0), 0.0)
     return weights.astype(np.float32)
+
+
+def max_history_items(train: BasketRows) -> int:
+    """The most distinct items in one training history (0 without rows)."""
+    valid = np.arange(train.items.shape[1])[None, :] < train.lengths[:, None]
+    padded = np.where(valid, train.items, -1)
+    distinct = [len(np.unique(row[row >= 0])) for row in padded]
+    return max(distinct, default=0)
 
 
 def set_loss(p: jax.Array, y: jax.Array) -> jax.Array:
@@ -115,6 +140,7 @@ class Sets2SetsNetwork(nn.Module):
     dropout_prob: float
     history_gate: str
     init_key: jax.Array | None = None  # tensor i from split(init_key, 10)[i] (biases: 0)
+    history_slab_rows: int | None = None  # K: history_w is the slab of K rows (a lazy step)
 
     def setup(self):
         n, d, h, slots = self.n_items, self.embedding_size, self.hidden_size, self.max_history_baskets
@@ -137,12 +163,13 @@ class Sets2SetsNetwork(nn.Module):
         self.output_w = self.param("output_w", keyed(xavier_uniform, keys[8]), (h, n))
         self.output_b = self.param("output_b", zeros, (n,))
         if self.history_gate == "full":
-            self.history_w = self.param("history_w", keyed(xavier_uniform, keys[9]), (n, n))
+            self.history_w = self.param("history_w", keyed(xavier_uniform, keys[9]), (self.history_slab_rows or n, n))
         else:
             self.history_w = self.param("history_w", zeros, (n,))
         self.history_b = self.param("history_b", zeros, (n,))
 
-    def __call__(self, items, baskets, lengths, n_baskets, dropout_key: jax.Array | None, n_steps: int | None = None) -> jax.Array:
+    def __call__(self, items, baskets, lengths, n_baskets, dropout_key: jax.Array | None, n_steps: int | None = None,
+                 history_rows: jax.Array | None = None) -> jax.Array:
         b, width = items.shape
         n = self.n_items
         slots = min(width, self.max_history_baskets)  # a history of `width` occurrences has <= width baskets
@@ -176,7 +203,10 @@ class Sets2SetsNetwork(nn.Module):
         per_basket = 1.0 / jnp.maximum(n_baskets, 1)[:, None].astype(z.dtype)
         f = counts * per_basket
         if self.history_gate == "full":  # f W_f = sum over the history's occurrences of W_f[item] / m
-            gate = history_product(self.history_w, safe_items, valid * per_basket)
+            # a lazy step: W_f's rows `history_rows` (sorted) as a slab; an item's row is its position
+            rows_of = safe_items if history_rows is None else jnp.minimum(
+                jnp.searchsorted(history_rows, safe_items), history_rows.shape[0] - 1)  # padding: weight 0
+            gate = history_product(self.history_w, rows_of, valid * per_basket)
         else:
             gate = f * self.history_w
         v = jax.nn.sigmoid(gate + self.history_b)
@@ -208,7 +238,9 @@ def history_product(w: jax.Array, items: jax.Array, weight: jax.Array) -> jax.Ar
 class Sets2Sets(BasketModel):
     """Sets2Sets (module docstring). lambda_set: the set-loss weight (SETS2SETS_SET_LOSS_WEIGHT).
     history_gate: "full" (the original's N x N layer) or "diagonal" (a cheaper per-item gate).
-    compat: "correct" (differentiable set term) or "erase" (detached, as the original; spec 5.5)."""
+    compat: "correct" (differentiable set term) or "erase" (detached, as the original; spec 5.5).
+    history_optimizer: "adam" (dense, as the original) or "lazy_adam" (row-sparse W_f updates in
+    training, module docstring; needs history_gate "full")."""
 
     name: ClassVar[str] = "Sets2Sets"
     output_loss: ClassVar[None] = None  # weighted MSE on softmax + set term: no Gauss-Newton hook
@@ -220,20 +252,46 @@ class Sets2Sets(BasketModel):
     lambda_set: float = 10.0
     history_gate: str = "full"
     compat: str = "correct"
+    history_optimizer: str = "adam"
 
     def __post_init__(self):
         if self.history_gate not in HISTORY_GATES:
             raise ValueError(f"Sets2Sets.history_gate must be one of {HISTORY_GATES}, got {self.history_gate!r}")
         if self.compat not in COMPAT_MODES:
             raise ValueError(f"Sets2Sets.compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        if self.history_optimizer not in HISTORY_OPTIMIZERS:
+            raise ValueError(f"Sets2Sets.history_optimizer must be one of {HISTORY_OPTIMIZERS}, "
+                             f"got {self.history_optimizer!r}")
+        if self.history_optimizer == "lazy_adam" and self.history_gate != "full":
+            raise ValueError("Sets2Sets.history_optimizer='lazy_adam' updates the rows of the full history layer; "
+                             f"history_gate={self.history_gate!r} has none (use history_gate='full')")
+
+    @property
+    def row_sparse_params(self) -> tuple[tuple[str, ...], ...]:
+        """The parameter paths a training step updates row-sparsely (`erase_jax.lazy_adam`)."""
+        return (HISTORY_PATH,) if self.history_optimizer == "lazy_adam" else ()
+
+    def row_sparse_rows(self, context, batch: dict[str, jax.Array]) -> dict[tuple[str, ...], jax.Array]:
+        """{W_f's path: the batch's distinct history items [K], sorted, padded with n_items}."""
+        n = context.n_items
+        budget = max(1, min(n, batch["items"].shape[0] * max(context.max_history_items, 1)))
+        valid = jnp.arange(batch["items"].shape[1])[None, :] < batch["lengths"][:, None]
+        items = jnp.where(valid, batch["items"], n).reshape(-1)
+        return {HISTORY_PATH: jnp.unique(items, size=budget, fill_value=n)}
+
+    def with_row_slabs(self, context, rows: dict[tuple[str, ...], jax.Array]):
+        """The context under which W_f in the params is the slab of `rows[HISTORY_PATH]`."""
+        return context.replace(history_rows=rows[HISTORY_PATH])
 
     def prepare(self, train: BasketRows, capacity: int | None = None) -> Sets2SetsContext:
         del capacity
-        return Sets2SetsContext(jnp.asarray(training_item_weights(train)), train.n_items, train.max_history_baskets)
+        return Sets2SetsContext(jnp.asarray(training_item_weights(train)), train.n_items, train.max_history_baskets,
+                                max_history_items(train))
 
     def network(self, context, init_key: jax.Array | None = None) -> Sets2SetsNetwork:
+        slab = None if context.history_rows is None else context.history_rows.shape[0]
         return Sets2SetsNetwork(context.n_items, context.max_history_baskets, self.embedding_size, self.hidden_size,
-                                self.dropout_prob, self.history_gate, init_key)
+                                self.dropout_prob, self.history_gate, init_key, slab)
 
     def init(self, key: jax.Array, context):
         """{"params": {...}} drawn from `key` (tensor i from its split key), without a forward pass."""
@@ -243,7 +301,7 @@ class Sets2Sets(BasketModel):
     def logits(self, params, context, query: dict[str, jax.Array], key: jax.Array | None = None,
                n_steps: int | None = None) -> jax.Array:
         return self.network(context).apply(params, query["items"], query["baskets"], query["lengths"],
-                                           query["n_baskets"], key, n_steps)
+                                           query["n_baskets"], key, n_steps, context.history_rows)
 
     def loss_at(self, params, context, batch: dict[str, jax.Array], key, n_steps: int | None) -> jax.Array:
         """Weighted mean over rows of sum_i w_i (p_i - y_i)^2 + lambda * set_loss(p, y) (module docstring)."""

@@ -228,3 +228,96 @@ def test_history_product_is_the_dense_product_in_any_chunking(monkeypatch):
         monkeypatch.setattr(sets2sets, "HISTORY_CHUNK", chunk_floats)
         got = sets2sets.history_product(w, jnp.asarray(items), jnp.asarray(weight))
         np.testing.assert_allclose(np.asarray(got), f @ np.asarray(w), rtol=1e-5, atol=1e-5)
+
+
+def test_lazy_history_slab_gradient_is_the_dense_gradient_in_its_rows(setup):
+    """The lazy step's slab of W_f gradient equals the dense W_f gradient in the batch's history
+    rows; the dense gradient is zero in every other row (row 8: no history of rows 0-1 has it)."""
+    rows, _, context, params = setup
+    params = randomised(params)
+    lazy = build_model("Sets2Sets", history_optimizer="lazy_adam", **SMALL)
+    batch = basket_batch(rows.select(np.array([0, 1])))
+    key = jax.random.PRNGKey(5)
+    dense_loss, dense = jax.value_and_grad(lazy.loss)(params, context, batch, key)
+    table_rows = lazy.row_sparse_rows(context, batch)[("params", "history_w")]
+    assert table_rows.shape == (min(N_ITEMS, 2 * context.max_history_items),)
+    touched = sorted({i for history in HISTORIES[:2] for basket in history for i in basket})
+    np.testing.assert_array_equal(np.asarray(table_rows)[: len(touched)], touched)
+    assert np.all(np.asarray(table_rows)[len(touched):] == N_ITEMS)
+    slab = params["params"]["history_w"].at[table_rows].get(mode="fill", fill_value=0)
+    slabbed = {"params": {**params["params"], "history_w": slab}}
+    lazy_context = lazy.with_row_slabs(context, {("params", "history_w"): table_rows})
+    slab_loss, sparse = jax.value_and_grad(lazy.loss)(slabbed, lazy_context, batch, key)
+    np.testing.assert_allclose(float(slab_loss), float(dense_loss), rtol=1e-6)
+    dense_w = np.asarray(dense["params"]["history_w"])
+    np.testing.assert_allclose(np.asarray(sparse["params"]["history_w"])[: len(touched)], dense_w[touched], rtol=1e-5, atol=1e-8)
+    assert not np.any(dense_w[[i for i in range(N_ITEMS) if i not in touched]])
+    for name, grad in sparse["params"].items():
+        if name != "history_w":
+            np.testing.assert_allclose(np.asarray(grad), np.asarray(dense["params"][name]), rtol=1e-5, atol=1e-7)
+
+
+def test_lazy_epoch_with_every_row_touched_is_the_dense_epoch(setup):
+    """One batch of all four rows reaches every item, so the lazy epochs are dense Adam's."""
+    from erase_jax.batching.baskets import BasketBatcher
+    from erase_jax.train import TrainConfig, init_state, make_optimizer, make_train_epoch
+
+    rows = setup[0]
+    states = {}
+    for choice in ("adam", "lazy_adam"):
+        model = build_model("Sets2Sets", history_optimizer=choice, **SMALL)
+        context = model.prepare(rows)
+        batcher = BasketBatcher.build(rows, 4, mix_lengths=True)  # one batch of every row
+        optimizer = make_optimizer(TrainConfig(learning_rate=0.01), batcher.n_batches, model.row_sparse_params)
+        state, epoch = init_state(model, context, optimizer, 0), make_train_epoch(model, optimizer)
+        for e in range(3):
+            state, _ = epoch(state, context, batcher, batcher.shuffled_order(0, e))
+        states[choice] = state.params
+    for name, value in states["adam"]["params"].items():
+        np.testing.assert_allclose(np.asarray(states["lazy_adam"]["params"][name]), np.asarray(value), rtol=1e-4, atol=1e-6)
+
+
+def test_lazy_option_is_checked():
+    with pytest.raises(ValueError, match="history_optimizer"):
+        build_model("Sets2Sets", history_optimizer="sparse_adam")
+    with pytest.raises(ValueError, match="history_gate"):
+        build_model("Sets2Sets", history_optimizer="lazy_adam", history_gate="diagonal")
+    assert build_model("Sets2Sets").row_sparse_params == ()
+
+
+def test_lazy_model_refuses_a_dense_optimiser(setup):
+    from erase_jax.batching.baskets import BasketBatcher
+    from erase_jax.train import TrainConfig, init_state, make_optimizer, make_train_epoch
+
+    rows = setup[0]
+    model = build_model("Sets2Sets", history_optimizer="lazy_adam", **SMALL)
+    context = model.prepare(rows)
+    batcher = BasketBatcher.build(rows, 2)
+    optimizer = make_optimizer(TrainConfig(), batcher.n_batches)  # without the row-sparse paths
+    with pytest.raises(ValueError, match="row_sparse_paths"):
+        make_train_epoch(model, optimizer)(init_state(model, context, optimizer, 0), context, batcher,
+                                           batcher.shuffled_order(0, 0))
+
+
+def test_lazy_training_resumes_bit_identical(setup, tmp_path):
+    """The lazy optimiser's state (both moments, the step count) checkpoints and restores."""
+    from erase_jax.batching.baskets import BasketBatcher
+    from erase_jax.checkpoint import Checkpointer
+    from erase_jax.train import TrainConfig, fit
+
+    rows = setup[0]
+    model = build_model("Sets2Sets", history_optimizer="lazy_adam", **SMALL)
+    context, batcher = model.prepare(rows), BasketBatcher.build(rows, 1)
+    config = TrainConfig(epochs=3, batch_size=1, learning_rate=0.01)
+    straight = fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "straight"))
+
+    def stop_after_epoch_1(info):
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "resumed"), progress=stop_after_epoch_1)
+    resumed = fit(model, context, batcher, None, config, 0, Checkpointer(tmp_path / "resumed"))
+    assert resumed.record["epoch_loss"] == straight.record["epoch_loss"]
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
