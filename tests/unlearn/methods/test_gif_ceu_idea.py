@@ -328,7 +328,9 @@ def test_runs_on_bpr_lightgcn_and_sgl(tiny, name, compat, model_name):
         required = zeta * factor / 0.1 if compat == "correct" else zeta / (0.1 * factor)
         assert float(diag["sensitivity"]) == pytest.approx(zeta, rel=1e-5)
         assert float(diag["required_noise_scale"]) == pytest.approx(required, rel=1e-5)
-        assert float(diag["noise_scale"]) == pytest.approx(max(0.1, required), rel=1e-5)
+        floor = 0.0 if compat == "correct" else 0.1  # sigma_0: the paper has none, the original 0.1
+        assert method.sigma_floor == floor and build_method(name, compat=compat, idea_sigma=0.3).sigma_floor == 0.3
+        assert float(diag["noise_scale"]) == pytest.approx(max(floor, required), rel=1e-5)
     changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
     assert changed
 
