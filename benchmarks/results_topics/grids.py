@@ -134,7 +134,7 @@ def archive_section(name: str, what: str) -> Section:
     lines = [
         f"{what} in progress: {len(archived)} of its {len(plan.tasks)} tasks are archived "
         f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items()))}), {len(frame)} leaderboard rows; the rest run "
-        "in later sessions (each one's piece archived in `" + folder + "/tasks/`). Last checkpoint (every request "
+        "in later sessions (each session's piece archived as one record per task in the folder's tasks/). Last checkpoint (every request "
         f"done), mean +/- std over the seeds archived so far ({', '.join(map(str, seeds))}; a cell with fewer seeds shows "
         f"fewer); the gap is the method's value minus the retrain's (0 = what exact unlearning gives). {FOCUS_TEXT} "
         "Times were measured on the shared 2-core machine beside other jobs: upper bounds.",

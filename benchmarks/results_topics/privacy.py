@@ -224,14 +224,16 @@ def methods_by_the_floor() -> Section:
     for model, found_model in record["models"].items():
         floor = found_model["noise_floor"]
         carried = found_model.get("carried_from", {})  # rows of methods an earlier run of the same model measured
-        served = [(method, found, carried["provenance"] if method in carried.get("methods", ()) else found_model["provenance"])
+        earlier = found_model.get("earlier_defaults", {})  # rows measured before a method's default changed
+        served = [(method + (f" (earlier default: {earlier[method]})" if method in earlier else ""), found,
+                   carried["provenance"] if method in carried.get("methods", ()) else found_model["provenance"])
                   for method, found in found_model["methods_at_checkpoint_3"].items() if method != "trained"]
         served += [(f"{v['method']} ({', '.join(v['options'])}; diagnosis)", v["at_checkpoint_3"], v["provenance"])
                    for v in found_model.get("variants", {}).values()]
         for method, found, provenance_block in served:
             gaps, beyond = found["gaps"], found["beyond_floor"]
             mark = lambda key, digits: num(gaps.get(key), digits) + ("" if beyond.get(key, True) else " ~")
-            if not found["passes"] and "diagnosis" not in method:
+            if not found["passes"] and "diagnosis" not in method and "earlier default" not in method:
                 violating.append(f"{model} {method}")
             rows.append([model, method, num(found["jaccard_with_retrain"], 3), num(found["trained_jaccard"], 3),
                          num(floor.get("agree_unlearned_jaccard@20"), 3), num(found["recall@20"], 4),
