@@ -50,10 +50,16 @@ def method_removal(shadow_set, trained_params, method, options: dict | None = No
     first requests of each padding bucket), and the mean of each numeric diagnostic."""
     method = build_method(method, **(options or {})) if isinstance(method, str) else method
     positives = PositiveIndex.build(shadow_set.n_users, shadow_set.train_users, shadow_set.train_items, shadow_set.n_items)
+    return each_shadow(shadow_set.n_shadows, trained_params, method, options,
+                       lambda s, params: _unlearn_shadow(shadow_set, s, params, method, positives, seed))
+
+
+def each_shadow(n_shadows: int, trained_params, method, options: dict | None, unlearn_one) -> tuple[Any, dict]:
+    """Runs `unlearn_one(s, shadow s's parameters) -> (parameters, record)` on every shadow in turn;
+    (the stacked results, the summed seconds and requests and the mean of each diagnostic)."""
     unlearned, seconds, n_requests, diagnostics = [], 0.0, 0, {}
-    for s in range(shadow_set.n_shadows):
-        params = jax.tree.map(lambda x: x[s], trained_params)
-        params, record = _unlearn_shadow(shadow_set, s, params, method, positives, seed)
+    for s in range(n_shadows):
+        params, record = unlearn_one(s, jax.tree.map(lambda x: x[s], trained_params))
         unlearned.append(params)
         seconds += record["method_seconds"]
         n_requests += record["n_requests"]

@@ -26,10 +26,10 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from erase_jax.audit.assignment import OUT, UNLEARN
+from erase_jax.audit.methods import each_shadow
 from erase_jax.tasks.sbr import SBRRequestRows, task_from_interactions
 from erase_jax.unlearn.methods.base import RequestData, build_method
 from erase_jax.unlearn.protocol.requests import RETAIN_CAP_SHARE, RetainSampler
@@ -44,19 +44,8 @@ def sequence_method_removal(shadow_set, trained_params, method, options: dict | 
                          "a shadow is one model, so it cannot be audited on shadows")
     if shadow_set.experiment is None:
         raise ValueError("audit: a method on sequence shadows needs the run's experiment (SequenceShadowSet.experiment)")
-    unlearned, seconds, n_requests, diagnostics = [], 0.0, 0, {}
-    for s in range(shadow_set.n_shadows):
-        params = jax.tree.map(lambda x: x[s], trained_params)
-        params, record = _unlearn_shadow(shadow_set, s, params, method, seed)
-        unlearned.append(params)
-        seconds += record["method_seconds"]
-        n_requests += record["n_requests"]
-        for name, values in record["diagnostics"].items():
-            diagnostics.setdefault(name, []).extend(values)
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), *unlearned)
-    means = {name: float(np.nanmean(values)) for name, values in diagnostics.items()}
-    return stacked, {"seconds": seconds, "n_requests": n_requests, "method": method.name,
-                     "options": dict(options or {}), "mean_diagnostics": means}
+    return each_shadow(shadow_set.n_shadows, trained_params, method, options,
+                       lambda s, params: _unlearn_shadow(shadow_set, s, params, method, seed))
 
 
 def shadow_experiment(shadow_set, shadow: int):
